@@ -1,0 +1,436 @@
+"""The chat itself: who is online, who is in which room, and who receives what.
+
+The hub knows nothing of sockets or encodings. A logged-in connection is a :class:`Member`:
+the hub hands it :class:`Outgoing` events and the connection turns them into bytes for its
+mode (JSON Lines, plain text, WebSocket), each event encoded at most once per mode.
+
+Ordering: every change of state and every fan-out is decided under one lock (``_lock``), and
+inside it deliveries are only appended to each recipient's buffer (no socket I/O). So every
+recipient sees events in the same order and message ids arrive strictly increasing. The
+buffers are flushed after the lock is released; a recipient whose buffer overflowed is cut
+off with reason ``slow`` afterwards, never delaying anyone else. The lock also covers the short
+SQLite write of each message (it must be written, with its id, before anyone sees it).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from . import protocol as p
+from .names import InvalidName, name_key, normalize_name
+from .storage import Storage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ROOM = "general"
+
+
+class Outgoing:
+    """One event to deliver to many; its JSON line is encoded once, on first use."""
+
+    __slots__ = ("_json", "event")
+
+    def __init__(self, event: p.ServerEvent | p.ClientEvent) -> None:
+        self.event = event
+        self._json: bytes | None = None
+
+    @property
+    def json(self) -> bytes:
+        if self._json is None:
+            self._json = p.encode(self.event)
+        return self._json
+
+
+class Member(Protocol):
+    """A logged-in connection, as the hub sees it."""
+
+    name: str
+    key: str
+    session: str
+    rooms: dict[str, str]  # room key -> room name, in join order
+
+    def deliver(self, out: Outgoing, *, force: bool = False) -> bool:
+        """Buffer an event (no I/O). False when the connection's buffer overflowed."""
+
+    def flush(self) -> None:
+        """Write what is buffered, without blocking."""
+
+    def flush_soon(self) -> None:
+        """Have what is buffered written within a few milliseconds (coalescing)."""
+
+    def abort(self, reason: str) -> None:
+        """Close the connection; its thread then calls :meth:`Hub.leave` with ``reason``."""
+
+
+@dataclass
+class Room:
+    name: str
+    topic: str | None = None
+    members: dict[str, Member] = field(default_factory=dict)
+
+
+class _Batch:
+    """Members touched while holding the lock: flushed (or cut off) once it is released."""
+
+    __slots__ = ("now", "overflowed", "soon")
+
+    def __init__(self) -> None:
+        self.now: dict[int, Member] = {}
+        self.soon: dict[int, Member] = {}
+        self.overflowed: dict[int, Member] = {}
+
+    def send(self, member: Member, out: Outgoing, *, urgent: bool = True, force: bool = False
+             ) -> None:
+        if member.deliver(out, force=force):
+            (self.now if urgent else self.soon)[id(member)] = member
+        else:
+            self.overflowed[id(member)] = member
+
+    def send_all(self, members: Iterable[Member], out: Outgoing, *, urgent: bool = True) -> None:
+        target = self.now if urgent else self.soon
+        for member in members:
+            if member.deliver(out):
+                target[id(member)] = member
+            else:
+                self.overflowed[id(member)] = member
+
+    def finish(self) -> None:
+        for member in self.now.values():
+            member.flush()
+        for key, member in self.soon.items():
+            if key not in self.now:
+                member.flush_soon()
+        for member in self.overflowed.values():
+            member.abort("slow")
+
+
+class LoginRefused(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Hub:
+    """Rooms, members and routing. Thread-safe; methods are called from connection threads."""
+
+    storage: Storage  # set by the server before the first connection
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.closing = False  # shutting down: nobody is told of leaves, sessions are kept
+        self._lock = threading.Lock()
+        self._users: dict[str, Member] = {}
+        self._rooms: dict[str, Room] = {}
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def people_count(self) -> int:
+        return len(self._users)
+
+    def online_names(self) -> list[str]:
+        with self._lock:
+            return sorted((m.name for m in self._users.values()), key=_sort_key)
+
+    def room_names(self, key: str) -> list[str]:
+        with self._lock:
+            room = self._rooms.get(key)
+            return [] if room is None else _sorted_names(room)
+
+    def members(self) -> list[Member]:
+        with self._lock:
+            return list(self._users.values())
+
+    # -- login and logout -------------------------------------------------------------------
+
+    def login(self, member: Member, hello: p.Hello) -> None:
+        """Admit ``member`` (sets its name, key, session, rooms) or raise LoginRefused.
+
+        Sends ``welcome``, the ``users`` lists and, when resuming, the missed messages, all
+        before any live traffic can reach the member.
+        """
+        if hello.protocol != p.PROTOCOL_VERSION:
+            raise LoginRefused(p.PROTOCOL_MISMATCH, f"this server speaks protocol "
+                               f"{p.PROTOCOL_VERSION}, not {hello.protocol}")
+        try:
+            name = normalize_name(hello.name)
+        except InvalidName as exc:
+            raise LoginRefused(p.NAME_INVALID, str(exc)) from exc
+        key = name_key(name)
+        stored = None
+        if hello.resume is not None:
+            stored = self.storage.load_session(hello.resume.session)
+            if stored is not None and stored.name_key != key:
+                stored = None  # resume is honoured only for the same name
+        batch = _Batch()
+        with self._lock:
+            current = self._users.get(key)
+            replacing = False
+            if current is not None:
+                if stored is None or current.session != stored.token:
+                    raise LoginRefused(p.NAME_TAKEN, f"the name {name!r} is in use")
+                replacing = True
+            if stored is not None:
+                session = stored.token
+                room_names: Sequence[str] = stored.rooms
+                name = stored.name
+            else:
+                session = secrets.token_urlsafe(24)
+                room_names = (DEFAULT_ROOM,)
+            member.name, member.key, member.session = name, key, session
+            member.rooms = {}
+            if replacing and current is not None:
+                self._detach(current)
+            self._users[key] = member
+            batch.send(member, Outgoing(p.Welcome(
+                name=name, session=session, server=self.title,
+                rooms=tuple(room_names), resumed=True if stored is not None else None,
+            )), force=True)
+            for room_name in room_names:
+                room = self._room_for(room_name)
+                others = list(room.members.values())
+                room.members[key] = member
+                member.rooms[name_key(room.name)] = room.name
+                batch.send(member, Outgoing(self._users_event(room)), force=True)
+                if not replacing:
+                    batch.send_all(others, Outgoing(p.Joined(room=room.name, name=name)),
+                                   urgent=False)
+            if stored is not None and hello.resume is not None:
+                for msg in self.storage.messages_since(
+                    hello.resume.since, member.rooms.keys(), key
+                ):
+                    batch.send(member, Outgoing(msg), force=True)
+            self.storage.save_session(session, name, key, list(member.rooms.values()))
+        if replacing and current is not None:
+            current.abort("replaced")
+        batch.finish()
+        log.info("%s %s (%d online)", name, "resumed" if stored else "logged in",
+                 len(self._users))
+
+    def _detach(self, member: Member) -> None:
+        """Remove a connection that is being replaced by a resumed one (lock held)."""
+        for rkey in member.rooms:
+            room = self._rooms.get(rkey)
+            if room is not None and room.members.get(member.key) is member:
+                del room.members[member.key]
+
+    def leave(self, member: Member, reason: str) -> None:
+        """The member's connection ended (``quit`` ends its session too)."""
+        batch = _Batch()
+        with self._lock:
+            if self._users.get(getattr(member, "key", "")) is not member:
+                return  # never logged in, or replaced by a resumed connection
+            del self._users[member.key]
+            for rkey, rname in member.rooms.items() if not self.closing else ():
+                room = self._rooms.get(rkey)
+                if room is None or room.members.get(member.key) is not member:
+                    continue
+                del room.members[member.key]
+                batch.send_all(room.members.values(),
+                               Outgoing(p.Left(room=rname, name=member.name, reason=reason)),
+                               urgent=False)
+                self._drop_if_empty(rkey, room)
+        if reason == "quit":
+            self.storage.delete_session(member.session)
+        else:
+            self.storage.save_session(member.session, member.name, member.key,
+                                      list(member.rooms.values()))
+        batch.finish()
+        log.info("%s left (%s)", member.name, reason)
+
+    # -- rooms ------------------------------------------------------------------------------
+
+    def _room_for(self, requested: str) -> Room:
+        """The live room for a (valid) name, created if needed (lock held)."""
+        key = name_key(requested)
+        room = self._rooms.get(key)
+        if room is None:
+            stored = self.storage.room(key)
+            if stored is None:
+                name = self.storage.ensure_room(key, requested)
+                room = Room(name=name)
+            else:
+                room = Room(name=stored[0], topic=stored[1])
+            self._rooms[key] = room
+        return room
+
+    def _drop_if_empty(self, key: str, room: Room) -> None:
+        if not room.members and key != DEFAULT_ROOM:
+            del self._rooms[key]
+
+    def _users_event(self, room: Room) -> p.Users:
+        return p.Users(room=room.name, names=tuple(_sorted_names(room)), topic=room.topic)
+
+    def join(self, member: Member, requested: object, ref: p.Ref | None = None) -> None:
+        try:
+            valid = normalize_name(requested)
+        except InvalidName as exc:
+            self._error(member, p.NAME_INVALID, f"invalid room name: {exc}", ref)
+            return
+        batch = _Batch()
+        with self._lock:
+            room = self._room_for(valid)
+            key = name_key(room.name)
+            if member.key not in room.members:
+                others = list(room.members.values())
+                room.members[member.key] = member
+                member.rooms[key] = room.name
+                batch.send_all(others, Outgoing(p.Joined(room=room.name, name=member.name)),
+                               urgent=False)
+            batch.send(member, Outgoing(self._users_event(room)), force=True)
+            rooms = list(member.rooms.values())
+        self.storage.save_session(member.session, member.name, member.key, rooms)
+        batch.finish()
+
+    def part(self, member: Member, requested: str, ref: p.Ref | None = None) -> None:
+        key = name_key(requested)
+        batch = _Batch()
+        with self._lock:
+            room = self._rooms.get(key)
+            if room is None or member.key not in room.members:
+                batch = None
+            else:
+                out = Outgoing(p.Left(room=room.name, name=member.name, reason="part"))
+                batch.send_all(room.members.values(), out)
+                del room.members[member.key]
+                member.rooms.pop(key, None)
+                self._drop_if_empty(key, room)
+            rooms = list(member.rooms.values())
+        if batch is None:
+            self._error(member, p.NOT_IN_ROOM, f"you are not in {requested!r}", ref)
+            return
+        self.storage.save_session(member.session, member.name, member.key, rooms)
+        batch.finish()
+
+    def list_rooms(self, member: Member, ref: p.Ref | None = None) -> None:
+        with self._lock:
+            infos = [p.RoomInfo(name=r.name, users=len(r.members), topic=r.topic)
+                     for k, r in self._rooms.items() if r.members or k == DEFAULT_ROOM]
+        if DEFAULT_ROOM not in self._rooms:
+            infos.append(p.RoomInfo(name=DEFAULT_ROOM, users=0))
+        infos.sort(key=lambda i: (name_key(i.name) != DEFAULT_ROOM, name_key(i.name)))
+        self._reply(member, p.RoomList(rooms=tuple(infos), ref=ref))
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def say(self, member: Member, room_name: str, text: str, ref: p.Ref | None = None,
+            *, me: bool = False) -> None:
+        key = name_key(room_name)
+        batch = _Batch()
+        with self._lock:
+            room = self._rooms.get(key)
+            if room is None or room.members.get(member.key) is not member:
+                batch = None
+            else:
+                msg = self.storage.add_message(
+                    sender=member.name, text=text, room=room.name, room_key=key, me=me
+                )
+                out = Outgoing(msg)
+                if ref is None:
+                    batch.send_all(room.members.values(), out)
+                else:
+                    batch.send_all((m for m in room.members.values() if m is not member), out)
+                    batch.send(member, Outgoing(replace(msg, ref=ref)), force=True)
+        if batch is None:
+            self._error(member, p.NOT_IN_ROOM, f"you are not in {room_name!r}", ref)
+            return
+        batch.finish()
+
+    def dm(self, member: Member, to: str, text: str, ref: p.Ref | None = None,
+           *, me: bool = False) -> None:
+        to_key = name_key(to)
+        batch = _Batch()
+        with self._lock:
+            target = self._users.get(to_key)
+            if target is None:
+                batch = None
+            else:
+                msg = self.storage.add_message(
+                    sender=member.name, text=text, dm_from=member.key, dm_to=to_key,
+                    to_name=target.name, me=me,
+                )
+                if target is not member:
+                    batch.send(target, Outgoing(msg))
+                batch.send(member, Outgoing(msg if ref is None else replace(msg, ref=ref)),
+                           force=True)
+        if batch is None:
+            self._error(member, p.NO_SUCH_USER, f"nobody called {to!r} is online", ref)
+            return
+        batch.finish()
+
+    def typing(self, member: Member, *, room: str | None, to: str | None,
+               ref: p.Ref | None = None) -> None:
+        batch = _Batch()
+        with self._lock:
+            if room is not None:
+                r = self._rooms.get(name_key(room))
+                if r is None or r.members.get(member.key) is not member:
+                    error = (p.NOT_IN_ROOM, f"you are not in {room!r}")
+                else:
+                    error = None
+                    out = Outgoing(p.TypingNotice(name=member.name, room=r.name))
+                    batch.send_all((m for m in r.members.values() if m is not member), out)
+            else:
+                target = self._users.get(name_key(to or ""))
+                if target is None:
+                    error = (p.NO_SUCH_USER, f"nobody called {to!r} is online")
+                else:
+                    error = None
+                    if target is not member:
+                        batch.send(target, Outgoing(p.TypingNotice(name=member.name,
+                                                                   to=target.name)))
+        if error is not None:
+            self._error(member, *error, ref)
+            return
+        batch.finish()
+
+    def history(self, member: Member, req: p.GetHistory) -> None:
+        limit = req.effective_limit
+        if req.room is not None:
+            key = name_key(req.room)
+            room_name = member.rooms.get(key)
+            if room_name is None:
+                self._error(member, p.NOT_IN_ROOM, f"you are not in {req.room!r}", req.ref)
+                return
+            msgs, more = self.storage.room_history(key, before=req.before, limit=limit)
+            reply = p.HistoryReply(messages=tuple(msgs), room=room_name, more=more, ref=req.ref)
+        else:
+            other = req.with_ or ""
+            msgs, more = self.storage.dm_history(member.key, name_key(other),
+                                                 before=req.before, limit=limit)
+            reply = p.HistoryReply(messages=tuple(msgs), with_=other, more=more, ref=req.ref)
+        self._reply(member, reply)
+
+    # -- shutdown ---------------------------------------------------------------------------
+
+    def announce_shutdown(self) -> list[Member]:
+        """Tell everyone the server is closing; return the members (sessions are kept)."""
+        with self._lock:
+            members = list(self._users.values())
+        out = Outgoing(p.Closing(reason="shutdown"))
+        for m in members:
+            m.deliver(out, force=True)
+            m.flush()
+        return members
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _reply(self, member: Member, event: p.ServerEvent) -> None:
+        member.deliver(Outgoing(event), force=True)
+        member.flush()
+
+    def _error(self, member: Member, code: str, message: str, ref: p.Ref | None) -> None:
+        self._reply(member, p.ErrorReply(code=code, message=message, ref=ref))
+
+
+def _sort_key(name: str) -> tuple[str, str]:
+    return (name_key(name), name)
+
+
+def _sorted_names(room: Room) -> list[str]:
+    return sorted((m.name for m in room.members.values()), key=_sort_key)

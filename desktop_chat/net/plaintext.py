@@ -1,0 +1,129 @@
+"""Plain-text mode, sans-I/O: what a netcat or telnet user types, and what they see.
+
+:func:`parse_command` turns one typed line into a :class:`Command`; :func:`render` turns a
+server event into the text lines shown to one user. Text from other people is made safe for a
+terminal: control characters (ANSI escapes among them) become U+FFFD, so nobody can move
+another user's cursor, clear their screen or forge a line.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from . import protocol as p
+from .names import name_key
+
+PROMPT = "Choose a username: "
+
+HELP = """\
+Commands:
+  /help                 this help
+  /who                  who is in the current room
+  /rooms                list the rooms
+  /join <room>          join (or create) a room and talk there
+  /part [room]          leave a room (the current one by default)
+  /msg <name> <text>    a private message
+  /me <action>          say what you are doing
+  /quit                 leave the chat
+Anything else you type is said in the current room."""
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One typed line: ``kind`` is say, me, msg, join, part, who, rooms, help, quit or error."""
+
+    kind: str
+    arg: str = ""
+    text: str = ""
+
+
+def decode_line(raw: bytes) -> str:
+    """Bytes of one line to text: invalid UTF-8 becomes U+FFFD, a trailing CR is dropped."""
+    text = raw.decode("utf-8", errors="replace")
+    return text[:-1] if text.endswith("\r") else text
+
+
+def parse_command(line: str) -> Command | None:
+    """The command a typed line asks for; None for a blank line."""
+    if not line.strip():
+        return None
+    if not line.startswith("/") or line.startswith("//"):
+        return Command("say", text=line[1:] if line.startswith("//") else line)
+    word, _, rest = line[1:].partition(" ")
+    word = word.lower()
+    rest = rest.strip()
+    if word in ("help", "who", "rooms", "quit"):
+        return Command(word, text=rest)
+    if word == "join":
+        return Command("join", arg=rest) if rest else Command("error", text="usage: /join <room>")
+    if word == "part":
+        return Command("part", arg=rest)
+    if word == "me":
+        return Command("me", text=rest) if rest else Command("error", text="usage: /me <action>")
+    if word == "msg":
+        to, _, text = rest.partition(" ")
+        if not to or not text.strip():
+            return Command("error", text="usage: /msg <name> <text>")
+        return Command("msg", arg=to, text=text)
+    return Command("error", text=f"unknown command /{word}; type /help for the list")
+
+
+def clean(text: str) -> str:
+    """Text made safe to print on someone's terminal."""
+    return _CONTROL.sub("\ufffd", unicodedata.normalize("NFC", text))
+
+
+def _body(text: str) -> str:
+    # A multi-line message keeps its lines, indented, so no line can pose as another sender.
+    lines = [clean(line) for line in text.split("\n")]
+    return "\n    ".join(lines)
+
+
+def render(event: p.ServerEvent, *, me: str, room: str) -> str:
+    """Lines (each ending in a newline) showing ``event`` to user ``me`` whose room is ``room``."""
+    if isinstance(event, p.ChatMessage):
+        return _render_message(event, me=me, room=room) + "\n"
+    if isinstance(event, p.Joined):
+        return f"* {clean(event.name)} joined {clean(event.room)}\n"
+    if isinstance(event, p.Left):
+        return f"* {clean(event.name)} left {clean(event.room)} ({event.reason})\n"
+    if isinstance(event, p.Users):
+        names = ", ".join(clean(n) for n in event.names)
+        count = len(event.names)
+        topic = f" Topic: {clean(event.topic)}" if event.topic else ""
+        people = "person" if count == 1 else "people"
+        return f"* In {clean(event.room)} ({count} {people}): {names}.{topic}\n"
+    if isinstance(event, p.RoomList):
+        parts = [f"{clean(r.name)} ({r.users})" + (f" - {clean(r.topic)}" if r.topic else "")
+                 for r in event.rooms]
+        return "* Rooms: " + ", ".join(parts) + "\n"
+    if isinstance(event, p.ErrorReply):
+        return f"! {clean(event.message)}\n"
+    if isinstance(event, p.Welcome):
+        return (f"* Welcome to {clean(event.server)}, {clean(event.name)}! "
+                "Type /help for commands.\n")
+    if isinstance(event, p.HistoryReply):
+        return "".join(_render_message(m, me=me, room=room) + "\n" for m in event.messages)
+    if isinstance(event, p.Closing):
+        return "* The server is shutting down. Bye!\n"
+    return ""  # typing notices, pings: nothing to show in a terminal
+
+
+def _render_message(msg: p.ChatMessage, *, me: str, room: str) -> str:
+    sender = clean(msg.from_)
+    if msg.to is not None:
+        if name_key(msg.from_) == name_key(me) and name_key(msg.to) != name_key(me):
+            prefix = f"[dm to {clean(msg.to)}] "
+        else:
+            prefix = "[dm] "
+    elif msg.room is not None and name_key(msg.room) != name_key(room):
+        prefix = f"[{clean(msg.room)}] "
+    else:
+        prefix = ""
+    if msg.me:
+        return f"{prefix}* {sender} {_body(msg.text)}"
+    return f"{prefix}{sender}: {_body(msg.text)}"

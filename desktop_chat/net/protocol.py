@@ -1,0 +1,595 @@
+"""The native wire protocol, sans-I/O: bytes in, typed events out; events in, bytes out.
+
+Everything that speaks the protocol drives the objects here: the threaded server, the Qt client
+worker, the WebSocket bridge, the tests and the benchmark. Nothing here touches a socket, a
+thread or Qt (see ``docs/protocol.md`` for the protocol itself).
+
+Events are frozen dataclasses. Client-to-server and server-to-client messages are separate
+classes even where they share a ``type`` (``typing``), so each side parses only what it may
+receive. A peer's bad input never raises out of :class:`JsonLinesProtocol`: it becomes a
+:class:`ProtocolError` event carrying the contract's error code, which the caller answers with
+an ``error`` message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar, Final, Literal, TypeAlias
+
+from .framing import DEFAULT_MAX_LINE, TOO_LONG, LineBuffer
+
+PROTOCOL_VERSION: Final = 1
+MAX_HISTORY_LIMIT: Final = 500
+DEFAULT_HISTORY_LIMIT: Final = 50
+
+Ref: TypeAlias = str | int
+
+# Error codes of the contract (and the ones this implementation adds, see docs/protocol.md).
+BAD_JSON: Final = "bad_json"
+BAD_MESSAGE: Final = "bad_message"
+UNKNOWN_TYPE: Final = "unknown_type"
+TOO_LONG_CODE: Final = "too_long"
+NAME_TAKEN: Final = "name_taken"
+NAME_INVALID: Final = "name_invalid"
+AUTH_FAILED: Final = "auth_failed"
+PROTOCOL_MISMATCH: Final = "protocol_version"
+BANNED: Final = "banned"
+SERVER_FULL: Final = "server_full"
+NOT_IN_ROOM: Final = "not_in_room"
+NO_SUCH_USER: Final = "no_such_user"
+RATE_LIMITED: Final = "rate_limited"
+TLS_REQUIRED: Final = "tls_required"
+
+LEFT_REASONS: Final = frozenset({"part", "quit", "disconnected", "timeout", "kicked", "slow"})
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class Invalid(Exception):
+    """A message broke the protocol; ``code`` is the contract's error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# ---------------------------------------------------------------------------------------------
+# Field kinds: each dataclass field says how it is read from and written to JSON.
+
+
+def _req(kind: str, key: str | None = None) -> Any:
+    return field(metadata={"kind": kind, "key": key})
+
+
+def _opt(kind: str, key: str | None = None, default: Any = None) -> Any:
+    return field(default=default, metadata={"kind": kind, "key": key})
+
+
+def _check_str(value: object, key: str) -> str:
+    if not isinstance(value, str):
+        raise Invalid(BAD_MESSAGE, f"field {key!r} must be a string")
+    if _SURROGATE.search(value):
+        raise Invalid(BAD_MESSAGE, f"field {key!r} contains an unpaired surrogate")
+    return value
+
+
+def _check_int(value: object, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(BAD_MESSAGE, f"field {key!r} must be an integer")
+    return value
+
+
+def _check_text(value: object, key: str) -> str:
+    text = _check_str(value, key)
+    if not text.strip():
+        raise Invalid(BAD_MESSAGE, f"field {key!r} cannot be empty")
+    return text
+
+
+def _check_ref(value: object, key: str) -> Ref:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise Invalid(BAD_MESSAGE, f"field {key!r} must be a string or an integer")
+    if isinstance(value, str):
+        return _check_str(value, key)
+    return value
+
+
+def _check_strlist(value: object, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise Invalid(BAD_MESSAGE, f"field {key!r} must be a list of strings")
+    return tuple(_check_str(v, key) for v in value)
+
+
+def _check_object(value: object, key: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise Invalid(BAD_MESSAGE, f"field {key!r} must be an object")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """Base of every JSON object we read or write; fields declare their kind."""
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> Any:
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            key = f.metadata.get("key") or f.name
+            value = obj.get(key)
+            if value is None:
+                if f.default is MISSING and f.default_factory is MISSING:  # required
+                    raise Invalid(BAD_MESSAGE, f"missing field {key!r}")
+                continue
+            kwargs[f.name] = _READERS[f.metadata["kind"]](value, key)
+        record = cls(**kwargs)
+        record.validate()
+        return record
+
+    def validate(self) -> None:
+        """Cross-field checks; raise :class:`Invalid`."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        type_name = getattr(self, "TYPE", None)
+        if type_name is not None:
+            out["type"] = type_name
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            out[f.metadata.get("key") or f.name] = _to_json(value)
+        return out
+
+
+def _to_json(value: object) -> Any:
+    if isinstance(value, _Record):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_to_json(v) for v in value]
+    return value
+
+
+def _nested(cls: type[_Record]) -> Any:
+    def read(value: object, key: str) -> Any:
+        return cls.from_dict(_check_object(value, key))
+
+    return read
+
+
+def _nested_list(cls: type[_Record]) -> Any:
+    def read(value: object, key: str) -> tuple[Any, ...]:
+        if not isinstance(value, list):
+            raise Invalid(BAD_MESSAGE, f"field {key!r} must be a list")
+        return tuple(cls.from_dict(_check_object(v, key)) for v in value)
+
+    return read
+
+
+# ---------------------------------------------------------------------------------------------
+# Nested records
+
+
+@dataclass(frozen=True, slots=True)
+class Resume(_Record):
+    session: str = _req("str")
+    since: int = _req("int")
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo(_Record):
+    id: str = _req("str")
+    name: str = _req("str")
+    size: int = _req("int")
+    sha256: str = _req("str")
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo(_Record):
+    name: str = _req("str")
+    users: int = _req("int")
+    topic: str | None = _opt("str")
+
+
+# ---------------------------------------------------------------------------------------------
+# Client -> server
+
+
+@dataclass(frozen=True, slots=True)
+class ClientEvent(_Record):
+    """A message a client sends. Every request may carry a ``ref``, echoed in its errors."""
+
+    TYPE: ClassVar[str] = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Hello(ClientEvent):
+    TYPE: ClassVar[str] = "hello"
+    name: str = _req("str")
+    protocol: int = _opt("int", default=PROTOCOL_VERSION)
+    password: str | None = _opt("str")
+    client: str | None = _opt("str")
+    resume: Resume | None = _opt("resume")
+    ref: Ref | None = _opt("ref")
+
+
+@dataclass(frozen=True, slots=True)
+class Say(ClientEvent):
+    TYPE: ClassVar[str] = "say"
+    room: str = _req("str")
+    text: str = _req("text")
+    ref: Ref | None = _opt("ref")
+    me: bool | None = _opt("bool")
+
+
+@dataclass(frozen=True, slots=True)
+class Dm(ClientEvent):
+    TYPE: ClassVar[str] = "dm"
+    to: str = _req("str")
+    text: str = _req("text")
+    ref: Ref | None = _opt("ref")
+    me: bool | None = _opt("bool")
+
+
+@dataclass(frozen=True, slots=True)
+class Join(ClientEvent):
+    TYPE: ClassVar[str] = "join"
+    room: str = _req("str")
+    ref: Ref | None = _opt("ref")
+
+
+@dataclass(frozen=True, slots=True)
+class Part(ClientEvent):
+    TYPE: ClassVar[str] = "part"
+    room: str = _req("str")
+    ref: Ref | None = _opt("ref")
+
+
+@dataclass(frozen=True, slots=True)
+class ListRooms(ClientEvent):
+    TYPE: ClassVar[str] = "rooms"
+    ref: Ref | None = _opt("ref")
+
+
+@dataclass(frozen=True, slots=True)
+class GetHistory(ClientEvent):
+    TYPE: ClassVar[str] = "history"
+    room: str | None = _opt("str")
+    with_: str | None = _opt("str", key="with")
+    before: int | None = _opt("int")
+    limit: int | None = _opt("int")
+    ref: Ref | None = _opt("ref")
+
+    def validate(self) -> None:
+        if (self.room is None) == (self.with_ is None):
+            raise Invalid(BAD_MESSAGE, "history needs exactly one of 'room' or 'with'")
+        if self.limit is not None and self.limit < 1:
+            raise Invalid(BAD_MESSAGE, "'limit' must be at least 1")
+
+    @property
+    def effective_limit(self) -> int:
+        """The contract's default of 50, capped at 500."""
+        return min(self.limit or DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)
+
+
+@dataclass(frozen=True, slots=True)
+class Typing(ClientEvent):
+    TYPE: ClassVar[str] = "typing"
+    room: str | None = _opt("str")
+    to: str | None = _opt("str")
+    ref: Ref | None = _opt("ref")
+
+    def validate(self) -> None:
+        if (self.room is None) == (self.to is None):
+            raise Invalid(BAD_MESSAGE, "typing needs exactly one of 'room' or 'to'")
+
+
+@dataclass(frozen=True, slots=True)
+class Ping(ClientEvent):
+    """``ping`` in either direction: the peer answers ``pong`` with the same ``n``."""
+
+    TYPE: ClassVar[str] = "ping"
+    n: Ref | None = _opt("ref")
+    ref: Ref | None = _opt("ref")
+
+
+@dataclass(frozen=True, slots=True)
+class Pong(ClientEvent):
+    TYPE: ClassVar[str] = "pong"
+    n: Ref | None = _opt("ref")
+    ref: Ref | None = _opt("ref")
+
+
+@dataclass(frozen=True, slots=True)
+class Quit(ClientEvent):
+    TYPE: ClassVar[str] = "quit"
+    reason: str | None = _opt("str")
+    ref: Ref | None = _opt("ref")
+
+
+# ---------------------------------------------------------------------------------------------
+# Server -> client
+
+
+@dataclass(frozen=True, slots=True)
+class ServerEvent(_Record):
+    TYPE: ClassVar[str] = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome(ServerEvent):
+    TYPE: ClassVar[str] = "welcome"
+    name: str = _req("str")
+    session: str = _req("str")
+    server: str = _req("str")
+    rooms: tuple[str, ...] = _req("strlist")
+    protocol: int = _opt("int", default=PROTOCOL_VERSION)
+    resumed: bool | None = _opt("bool")
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply(ServerEvent):
+    TYPE: ClassVar[str] = "error"
+    code: str = _req("str")
+    message: str = _req("str")
+    ref: Ref | None = _opt("ref")
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage(ServerEvent):
+    TYPE: ClassVar[str] = "message"
+    id: int = _req("int")
+    ts: int = _req("int")
+    from_: str = _req("str", key="from")
+    text: str = _req("str")
+    room: str | None = _opt("str")
+    to: str | None = _opt("str")
+    ref: Ref | None = _opt("ref")
+    file: FileInfo | None = _opt("file")
+    me: bool | None = _opt("bool")
+
+    def validate(self) -> None:
+        if (self.room is None) == (self.to is None):
+            raise Invalid(BAD_MESSAGE, "a message has exactly one of 'room' or 'to'")
+
+
+@dataclass(frozen=True, slots=True)
+class Joined(ServerEvent):
+    TYPE: ClassVar[str] = "joined"
+    room: str = _req("str")
+    name: str = _req("str")
+
+
+@dataclass(frozen=True, slots=True)
+class Left(ServerEvent):
+    TYPE: ClassVar[str] = "left"
+    room: str = _req("str")
+    name: str = _req("str")
+    reason: str = _req("str")
+
+
+@dataclass(frozen=True, slots=True)
+class Users(ServerEvent):
+    TYPE: ClassVar[str] = "users"
+    room: str = _req("str")
+    names: tuple[str, ...] = _req("strlist")
+    topic: str | None = _opt("str")
+
+
+@dataclass(frozen=True, slots=True)
+class RoomList(ServerEvent):
+    TYPE: ClassVar[str] = "rooms"
+    rooms: tuple[RoomInfo, ...] = _req("roomlist")
+    ref: Ref | None = _opt("ref")
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryReply(ServerEvent):
+    TYPE: ClassVar[str] = "history"
+    messages: tuple[ChatMessage, ...] = _req("messages")
+    room: str | None = _opt("str")
+    with_: str | None = _opt("str", key="with")
+    more: bool | None = _opt("bool")
+    ref: Ref | None = _opt("ref")
+
+
+@dataclass(frozen=True, slots=True)
+class TypingNotice(ServerEvent):
+    TYPE: ClassVar[str] = "typing"
+    name: str = _req("str")
+    room: str | None = _opt("str")
+    to: str | None = _opt("str")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerPing(ServerEvent):
+    TYPE: ClassVar[str] = "ping"
+    n: Ref | None = _opt("ref")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerPong(ServerEvent):
+    TYPE: ClassVar[str] = "pong"
+    n: Ref | None = _opt("ref")
+    ref: Ref | None = _opt("ref")
+
+
+@dataclass(frozen=True, slots=True)
+class Closing(ServerEvent):
+    """Added by this implementation: the server is shutting down (sessions are kept)."""
+
+    TYPE: ClassVar[str] = "closing"
+    reason: str = _req("str")
+
+
+def _check_bool(value: object, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise Invalid(BAD_MESSAGE, f"field {key!r} must be true or false")
+    return value
+
+
+_READERS: dict[str, Any] = {
+    "str": _check_str,
+    "int": _check_int,
+    "bool": _check_bool,
+    "text": _check_text,
+    "ref": _check_ref,
+    "strlist": _check_strlist,
+    "resume": _nested(Resume),
+    "file": _nested(FileInfo),
+    "roomlist": _nested_list(RoomInfo),
+    "messages": _nested_list(ChatMessage),
+}
+
+CLIENT_EVENTS: Final[dict[str, type[ClientEvent]]] = {
+    cls.TYPE: cls for cls in (Hello, Say, Dm, Join, Part, ListRooms, GetHistory, Typing, Ping,
+                              Pong, Quit)
+}
+SERVER_EVENTS: Final[dict[str, type[ServerEvent]]] = {
+    cls.TYPE: cls for cls in (Welcome, ErrorReply, ChatMessage, Joined, Left, Users, RoomList,
+                              HistoryReply, TypingNotice, ServerPing, ServerPong, Closing)
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON decoding that survives everything json.loads lets through
+
+
+def _reject_constant(name: str) -> Any:
+    raise Invalid(BAD_JSON, f"{name} is not valid JSON")
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise Invalid(BAD_JSON, "duplicate key in object")
+    return obj
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise Invalid(BAD_JSON, "number out of range")
+    return value
+
+
+def decode_json_object(line: bytes | str) -> dict[str, Any]:
+    """Decode one line into a JSON object, or raise :class:`Invalid` (bad_json/bad_message)."""
+    try:
+        text = line.decode("utf-8") if isinstance(line, bytes | bytearray) else line
+        value = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_reject_duplicates,
+            parse_float=_parse_float,
+        )
+    except Invalid:
+        raise
+    except UnicodeDecodeError as exc:
+        raise Invalid(BAD_JSON, "the line is not valid UTF-8") from exc
+    except RecursionError as exc:
+        raise Invalid(BAD_JSON, "the JSON is nested too deeply") from exc
+    except ValueError as exc:  # JSONDecodeError, and int() over the digit limit
+        raise Invalid(BAD_JSON, f"not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise Invalid(BAD_MESSAGE, "each line must be a JSON object")
+    return value
+
+
+def _ref_of(obj: Mapping[str, Any]) -> Ref | None:
+    ref = obj.get("ref")
+    if isinstance(ref, bool) or not isinstance(ref, str | int):
+        return None
+    if isinstance(ref, str) and _SURROGATE.search(ref):
+        return None
+    return ref
+
+
+def parse_event(obj: Mapping[str, Any], table: Mapping[str, type[_Record]]) -> Any:
+    """Turn a decoded object into an event of ``table``, or raise :class:`Invalid`."""
+    type_name = obj.get("type")
+    if not isinstance(type_name, str):
+        raise Invalid(BAD_MESSAGE, "every message needs a string field 'type'")
+    cls = table.get(type_name)
+    if cls is None:
+        raise Invalid(UNKNOWN_TYPE, f"unknown message type {type_name[:40]!r}")
+    return cls.from_dict(obj)
+
+
+def encode(event: _Record) -> bytes:
+    """One JSON line (UTF-8, ``\\n``-terminated) for ``event``."""
+    return encode_dict(event.to_dict())
+
+
+def encode_dict(obj: Mapping[str, Any]) -> bytes:
+    return (
+        json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n"
+    ).encode("utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# The connection object
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolError:
+    """The peer sent something wrong; answer with ``error`` ``code`` (and ``ref``)."""
+
+    code: str
+    message: str
+    ref: Ref | None = None
+
+    def reply(self) -> ErrorReply:
+        return ErrorReply(code=self.code, message=self.message, ref=self.ref)
+
+
+Role = Literal["server", "client"]
+
+
+class JsonLinesProtocol:
+    """Sans-I/O JSON Lines: ``receive_data`` returns events and errors in arrival order.
+
+    ``role="server"`` parses client events (what a server receives); ``role="client"`` parses
+    server events. The line limit applies while buffering.
+    """
+
+    def __init__(self, role: Role = "server", max_line: int = DEFAULT_MAX_LINE) -> None:
+        self._table: Mapping[str, type[_Record]] = (
+            CLIENT_EVENTS if role == "server" else SERVER_EVENTS
+        )
+        self._lines = LineBuffer(max_line)
+        self.max_line = max_line
+
+    def receive_data(self, data: bytes) -> list[Any]:
+        """Feed bytes; return parsed events and :class:`ProtocolError` s, in order."""
+        return [self.parse_line(line) for line in self._lines.feed(data)]
+
+    def receive_eof(self) -> None:
+        """The peer closed: an unterminated final line is discarded, never acted on."""
+        self._lines.eof()
+
+    def parse_line(self, line: bytes | object) -> Any:
+        """Parse one complete line (or the TOO_LONG marker) into an event or an error."""
+        if line is TOO_LONG:
+            return ProtocolError(
+                TOO_LONG_CODE, f"line longer than {self.max_line} bytes was discarded"
+            )
+        assert isinstance(line, bytes | str)
+        obj: Mapping[str, Any] = {}
+        try:
+            obj = decode_json_object(line)
+            return parse_event(obj, self._table)
+        except Invalid as exc:
+            return ProtocolError(exc.code, exc.message, _ref_of(obj))
+
+    @staticmethod
+    def send(event: _Record) -> bytes:
+        return encode(event)
+
+
+def events_to_bytes(events: Iterable[_Record]) -> bytes:
+    return b"".join(encode(e) for e in events)

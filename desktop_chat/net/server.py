@@ -1,0 +1,285 @@
+"""The threaded chat server: one acceptor thread, one thread per connection, one flusher.
+
+A :class:`Server` owns all server state (no module globals): the listening socket, the hub,
+the storage, the connections and their threads. It is a context manager; :meth:`Server.close`
+is idempotent and returns once every thread it started has ended.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import selectors
+import socket
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from .. import paths
+from . import protocol as p
+from .connection import Connection
+from .framing import DEFAULT_MAX_LINE
+from .hub import Hub, LoginRefused
+from .outbox import Flusher
+from .storage import Storage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 5151
+
+
+def _default_title() -> str:
+    return f"{socket.gethostname()} chat"
+
+
+@dataclass
+class ServerConfig:
+    """Everything a host can tune. Every field has a sensible default."""
+
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    data_dir: Path | None = None  # None: the platform's user data folder
+    title: str = field(default_factory=_default_title)
+    max_line: int = DEFAULT_MAX_LINE
+    rate_burst: float = 10.0
+    rate_per_sec: float = 5.0  # 0 turns flood control off
+    max_connections: int = 2000
+    max_per_address: int = 32
+    registration_timeout: float = 60.0
+    sniff_timeout: float = 1.0
+    ping_interval: float = 30.0
+    ping_timeout: float = 30.0
+    outbox_limit: int = 1 << 20  # bytes buffered for a client that does not read
+    session_ttl_days: float = 30.0
+    announce: bool = False  # DNS-SD announcement (the GUI and the headless command turn it on)
+
+
+class Server:
+    """A chat server. ``with Server(config) as server:`` starts it; leaving the block stops it."""
+
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.data_dir = Path(self.config.data_dir or paths.data_dir())
+        self.storage: Storage | None = None
+        self.hub = Hub(title=self.config.title)
+        self.flusher = Flusher()
+        self._lock = threading.Lock()
+        self._connections: dict[Connection, threading.Thread] = {}
+        self._per_address: Counter[str] = Counter()
+        self._listener: socket.socket | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._acceptor: threading.Thread | None = None
+        self._started = False
+        self._closed = False
+        self.address: tuple[str, int] = (self.config.host, self.config.port)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> Server:
+        """Open the database, bind the port and start the threads. Raises OSError if taken."""
+        if self._started:
+            return self
+        self._started = True
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.storage = Storage(self.data_dir / "chat.sqlite3")
+            self.storage.expire_sessions(self.config.session_ttl_days * 86400)
+            self.hub.storage = self.storage
+            self._listener = self._bind()
+        except BaseException:
+            self._closed = True
+            self._release()
+            raise
+        host, port = self._listener.getsockname()[:2]
+        self.address = (host, port)
+        self.flusher.start()
+        self._acceptor = threading.Thread(target=self._accept_loop, name="dc-acceptor",
+                                          daemon=True)
+        self._acceptor.start()
+        log.info("listening on %s:%d (data in %s)", host, port, self.data_dir)
+        return self
+
+    def _bind(self) -> socket.socket:
+        host = self.config.host
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server(
+            (host, self.config.port), family=family, backlog=512,
+            dualstack_ipv6=(family == socket.AF_INET6 and host in ("::", "")
+                            and socket.has_dualstack_ipv6()),
+        )
+        sock.setblocking(False)
+        return sock
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop accepting, tell everyone, close every connection, join every thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._wake()
+        if self._acceptor is not None:
+            self._acceptor.join(timeout=5)
+        self.hub.closing = True
+        if self.storage is not None:
+            self.hub.announce_shutdown()
+        with self._lock:
+            conns = list(self._connections.items())
+        for conn, _thread in conns:
+            conn.abort("shutdown")
+        for _conn, thread in conns:
+            thread.join(timeout=5)
+        self.flusher.close()
+        self._release()
+        log.info("server stopped")
+
+    def _release(self) -> None:
+        for s in (self._listener, self._wake_r, self._wake_w):
+            if s is not None:
+                s.close()
+        if self.storage is not None:
+            self.storage.close()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass  # already closed
+
+    # -- accepting --------------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        sel = selectors.DefaultSelector()
+        sel.register(self._listener, selectors.EVENT_READ)
+        sel.register(self._wake_r, selectors.EVENT_READ)
+        try:
+            while not self._closed:
+                for key, _ in sel.select(timeout=1.0):
+                    if key.fileobj is self._wake_r:
+                        return
+                    self._accept_ready()
+        finally:
+            sel.close()
+
+    def _accept_ready(self) -> None:
+        assert self._listener is not None
+        while not self._closed:
+            try:
+                sock, addr = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.warning("cannot accept more connections: %s", exc)
+                    return
+                raise
+            self._admit(sock, addr)
+
+    def _admit(self, sock: socket.socket, addr: tuple[str, int]) -> None:
+        ip = addr[0]
+        with self._lock:
+            refusal = None
+            if len(self._connections) >= self.config.max_connections:
+                refusal = "the server is full"
+            elif self._per_address[ip] >= self.config.max_per_address:
+                refusal = "too many connections from your address"
+            if refusal is None:
+                conn = Connection(self, sock, (ip, addr[1]))
+                thread = threading.Thread(target=conn.run, name=f"dc-conn-{ip}:{addr[1]}",
+                                          daemon=True)
+                self._connections[conn] = thread
+                self._per_address[ip] += 1
+        if refusal is not None:
+            # Cheap refusal without a thread: one JSON line any client can read, then close.
+            try:
+                sock.setblocking(False)
+                sock.send(p.encode(p.ErrorReply(code=p.SERVER_FULL, message=refusal)))
+            except OSError:
+                pass
+            sock.close()
+            log.warning("refused %s: %s", ip, refusal)
+            return
+        try:
+            thread.start()
+        except RuntimeError:
+            log.exception("could not start a thread for %s", ip)
+            conn.abort("disconnected")
+            self.forget(conn)
+            sock.close()
+
+    def forget(self, conn: Connection) -> None:
+        """A connection's thread is ending."""
+        with self._lock:
+            if self._connections.pop(conn, None) is not None:
+                ip = conn.address[0]
+                self._per_address[ip] -= 1
+                if self._per_address[ip] <= 0:
+                    del self._per_address[ip]
+
+    def check_login_allowed(self, conn: Connection) -> None:
+        """Hook for bans and server passwords (see the trust issue); raises LoginRefused."""
+        if self._closed:
+            raise LoginRefused(p.SERVER_FULL, "the server is shutting down")
+
+    # -- information ------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    @property
+    def title(self) -> str:
+        return self.config.title
+
+    def people_count(self) -> int:
+        return self.hub.people_count()
+
+    def connection_count(self) -> int:
+        with self._lock:
+            return len(self._connections)
+
+    def join_addresses(self) -> list[str]:
+        """What people can type to join: ``host:port`` for each usable address."""
+        return [_host_port(a, self.port) for a in local_addresses(self.address[0])]
+
+
+def _host_port(addr: str, port: int) -> str:
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def local_addresses(bound: str) -> list[str]:
+    """The addresses others can reach a server bound to ``bound`` on: for a wildcard bind,
+    every non-loopback, non-link-local address of the machine (loopback only when there is
+    nothing else); else the bound address itself."""
+    if bound not in ("0.0.0.0", "::", ""):
+        return [bound]
+    found: list[str] = []
+    try:
+        import ifaddr
+
+        for adapter in ifaddr.get_adapters():
+            for ip in adapter.ips:
+                raw = ip.ip if isinstance(ip.ip, str) else ip.ip[0]
+                try:
+                    parsed = ipaddress.ip_address(raw)
+                except ValueError:
+                    continue
+                if parsed.is_loopback or parsed.is_link_local or parsed.is_multicast:
+                    continue
+                if bound == "0.0.0.0" and parsed.version != 4:
+                    continue
+                found.append(str(parsed))
+    except (ImportError, OSError):
+        log.warning("could not list network interfaces")
+    found.sort(key=lambda a: (":" in a, a))
+    return found or ["127.0.0.1"]

@@ -1,0 +1,1 @@
+"""Developer tools (screenshots, self-checks)."""
