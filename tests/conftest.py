@@ -1,0 +1,111 @@
+"""Shared test set-up: offscreen Qt, one timeout unit, and leak checks.
+
+A test that leaves a thread or a socket of ours running fails and says what it left.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from tests.helpers import T  # noqa: E402
+
+# Threads started by libraries for the whole process, not by a test.
+_PROCESS_THREADS = ("pydevd", "QDBusConnection", "Dummy-", "ThreadPoolExecutor", "asyncio_")
+
+
+def _our_threads() -> set[threading.Thread]:
+    return {
+        t for t in threading.enumerate()
+        if t is not threading.main_thread() and not t.name.startswith(_PROCESS_THREADS)
+    }
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads() -> Iterator[None]:
+    before = _our_threads()
+    yield
+    leaked: set[threading.Thread] = set()
+    deadline = T(2.0)
+    # Threads that were told to stop may need a moment to finish: join, never sleep.
+    for thread in _our_threads() - before:
+        thread.join(timeout=deadline)
+        if thread.is_alive():
+            leaked.add(thread)
+    if leaked:
+        names = ", ".join(sorted(t.name for t in leaked))
+        pytest.fail(f"test left threads running: {names}")
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "data"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing a test does touches the real user's data folder or settings."""
+    monkeypatch.setenv("DESKTOP_CHAT_DATA_DIR", str(tmp_path / "user-data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    gc.collect()
+
+
+@pytest.fixture
+def make_server(data_dir: Path) -> Iterator[object]:
+    """A factory for real servers on 127.0.0.1 port 0; all are closed after the test."""
+    from desktop_chat.net.server import Server, ServerConfig
+
+    started: list[Server] = []
+
+    def make(**overrides: object) -> Server:
+        options: dict[str, object] = {
+            "host": "127.0.0.1", "port": 0, "data_dir": data_dir, "title": "Test chat",
+            "sniff_timeout": 0.3,
+        }
+        options.update(overrides)
+        server = Server(ServerConfig(**options))  # type: ignore[arg-type]
+        started.append(server)
+        return server.start()
+
+    try:
+        yield make
+    finally:
+        for server in started:
+            server.close()
+
+
+@pytest.fixture
+def server(make_server: object) -> object:
+    return make_server()  # type: ignore[operator]
+
+
+@pytest.fixture
+def connect(server: object) -> Iterator[object]:
+    """``connect(name=None)``: a LineClient to ``server``, logged in when a name is given."""
+    from tests.helpers import LineClient
+
+    clients: list[LineClient] = []
+
+    def make(name: str | None = None, srv: object = None, **extra: object) -> LineClient:
+        target = srv or server
+        client = LineClient(target.address)  # type: ignore[attr-defined]
+        clients.append(client)
+        if name is not None:
+            client.login(name, **extra)
+        return client
+
+    try:
+        yield make
+    finally:
+        for client in clients:
+            client.close()
