@@ -95,7 +95,7 @@ class LineClient:
             obj = self.read_json(max(0.01, deadline - time.monotonic()) / SCALE)
             if obj["type"] == type_ and (where is None or where(obj)):
                 return obj
-            if obj["type"] not in skip or obj["type"] == type_:
+            if obj["type"] not in skip and obj["type"] != type_:
                 raise AssertionError(f"expected {type_}, got {obj}")
 
     def assert_closed(self, timeout: float | None = None) -> bytes:
@@ -110,6 +110,8 @@ class LineClient:
         welcome = self.read_json()
         assert welcome["type"] == "welcome", welcome
         # The users list of each room comes next, before anything else.
+        self.welcome = welcome
+        self.welcome_session = welcome["session"]
         self.users = [self.read_json() for _ in welcome["rooms"]]
         assert all(u["type"] == "users" for u in self.users), self.users
         return welcome
