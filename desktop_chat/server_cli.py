@@ -51,54 +51,122 @@ def _non_negative(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     d = ServerConfig()
-    ap = _Parser(prog="desktop-chat-server",
-                 description="Run a Desktop Chat server without a window.")
+    ap = _Parser(
+        prog="desktop-chat-server", description="Run a Desktop Chat server without a window."
+    )
     ap.add_argument("--version", action="version", version=f"desktop-chat-server {__version__}")
-    ap.add_argument("--host", default=d.host,
-                    help="address to listen on (default %(default)s: every interface; "
-                    "127.0.0.1 keeps it to this machine)")
-    ap.add_argument("--port", type=_port, default=DEFAULT_PORT,
-                    help="TCP port for every kind of client (default %(default)s; 0 picks a free one)")
-    ap.add_argument("--data-dir", type=Path, default=None,
-                    help="folder for the database (default: the user data folder)")
+    ap.add_argument(
+        "--host",
+        default=d.host,
+        help="address to listen on (default %(default)s: every interface; "
+        "127.0.0.1 keeps it to this machine)",
+    )
+    ap.add_argument(
+        "--port",
+        type=_port,
+        default=DEFAULT_PORT,
+        help="TCP port for every kind of client (default %(default)s; 0 picks a free one)",
+    )
+    ap.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder for the database (default: the user data folder)",
+    )
     ap.add_argument("--title", default=d.title, help="server title shown to people")
-    ap.add_argument("--max-line", type=_positive_int, default=d.max_line,
-                    help="longest accepted line in bytes (default %(default)s)")
-    ap.add_argument("--rate-burst", type=_non_negative, default=d.rate_burst,
-                    help="messages a client may send in a burst (default %(default)s)")
-    ap.add_argument("--rate-per-sec", type=_non_negative, default=d.rate_per_sec,
-                    help="sustained messages per second per client; 0 turns flood control "
-                    "off (default %(default)s)")
-    ap.add_argument("--max-connections", type=_positive_int, default=d.max_connections,
-                    help="connections in total (default %(default)s)")
-    ap.add_argument("--max-per-address", type=_positive_int, default=d.max_per_address,
-                    help="connections from one IP address (default %(default)s)")
-    ap.add_argument("--registration-timeout", type=_non_negative, default=d.registration_timeout,
-                    help="seconds a new connection has to give its name (default %(default)s)")
-    ap.add_argument("--ping-interval", type=_non_negative, default=d.ping_interval,
-                    help="seconds of silence before the server pings (default %(default)s)")
-    ap.add_argument("--ping-timeout", type=_non_negative, default=d.ping_timeout,
-                    help="seconds to wait for the pong (default %(default)s)")
-    ap.add_argument("--outbox-limit", type=_positive_int, default=d.outbox_limit,
-                    help="bytes buffered for a client that does not read before it is cut "
-                    "off (default %(default)s)")
-    ap.add_argument("--session-days", type=_non_negative, default=d.session_ttl_days,
-                    help="days an unused session can still be resumed (default %(default)s)")
-    ap.add_argument("--no-announce", action="store_true",
-                    help="do not announce the server on the local network (mDNS)")
-    ap.add_argument("--log-level", default="info",
-                    choices=["debug", "info", "warning", "error"], help="(default %(default)s)")
+    ap.add_argument(
+        "--max-line",
+        type=_positive_int,
+        default=d.max_line,
+        help="longest accepted line in bytes (default %(default)s)",
+    )
+    ap.add_argument(
+        "--rate-burst",
+        type=_non_negative,
+        default=d.rate_burst,
+        help="messages a client may send in a burst (default %(default)s)",
+    )
+    ap.add_argument(
+        "--rate-per-sec",
+        type=_non_negative,
+        default=d.rate_per_sec,
+        help="sustained messages per second per client; 0 turns flood control "
+        "off (default %(default)s)",
+    )
+    ap.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=d.max_connections,
+        help="connections in total (default %(default)s)",
+    )
+    ap.add_argument(
+        "--max-per-address",
+        type=_positive_int,
+        default=d.max_per_address,
+        help="connections from one IP address (default %(default)s)",
+    )
+    ap.add_argument(
+        "--registration-timeout",
+        type=_non_negative,
+        default=d.registration_timeout,
+        help="seconds a new connection has to give its name (default %(default)s)",
+    )
+    ap.add_argument(
+        "--ping-interval",
+        type=_non_negative,
+        default=d.ping_interval,
+        help="seconds of silence before the server pings (default %(default)s)",
+    )
+    ap.add_argument(
+        "--ping-timeout",
+        type=_non_negative,
+        default=d.ping_timeout,
+        help="seconds to wait for the pong (default %(default)s)",
+    )
+    ap.add_argument(
+        "--outbox-limit",
+        type=_positive_int,
+        default=d.outbox_limit,
+        help="bytes buffered for a client that does not read before it is cut "
+        "off (default %(default)s)",
+    )
+    ap.add_argument(
+        "--session-days",
+        type=_non_negative,
+        default=d.session_ttl_days,
+        help="days an unused session can still be resumed (default %(default)s)",
+    )
+    ap.add_argument(
+        "--no-announce",
+        action="store_true",
+        help="do not announce the server on the local network (mDNS)",
+    )
+    ap.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="(default %(default)s)",
+    )
     return ap
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
-        host=args.host, port=args.port, data_dir=args.data_dir, title=args.title,
-        max_line=args.max_line, rate_burst=args.rate_burst, rate_per_sec=args.rate_per_sec,
-        max_connections=args.max_connections, max_per_address=args.max_per_address,
-        registration_timeout=args.registration_timeout, ping_interval=args.ping_interval,
-        ping_timeout=args.ping_timeout, outbox_limit=args.outbox_limit,
-        session_ttl_days=args.session_days, announce=not args.no_announce,
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        title=args.title,
+        max_line=args.max_line,
+        rate_burst=args.rate_burst,
+        rate_per_sec=args.rate_per_sec,
+        max_connections=args.max_connections,
+        max_per_address=args.max_per_address,
+        registration_timeout=args.registration_timeout,
+        ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout,
+        outbox_limit=args.outbox_limit,
+        session_ttl_days=args.session_days,
+        announce=not args.no_announce,
     )
 
 
@@ -119,8 +187,11 @@ def raise_file_limit() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     raise_file_limit()
     config = config_from_args(args)
     server = Server(config)
@@ -128,8 +199,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.start()
     except OSError as exc:
         if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
-            print(f"desktop-chat-server: port {config.port} is already in use on "
-                  f"{config.host}; choose another with --port", file=sys.stderr)
+            print(
+                f"desktop-chat-server: port {config.port} is already in use on "
+                f"{config.host}; choose another with --port",
+                file=sys.stderr,
+            )
         else:
             print(f"desktop-chat-server: cannot start: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -145,8 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("People can join at:")
         for address in server.join_addresses():
             print(f"  {address}")
-        print(f"(from a terminal: nc {server.join_addresses()[0].rsplit(':', 1)[0]} "
-              f"{server.port}) \u2014 Ctrl+C stops the server", flush=True)
+        print(
+            f"(from a terminal: nc {server.join_addresses()[0].rsplit(':', 1)[0]} "
+            f"{server.port}) \u2014 Ctrl+C stops the server",
+            flush=True,
+        )
         while not stop.wait(0.5):
             pass
     finally:

@@ -15,7 +15,7 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from tests.helpers import T  # noqa: E402
+from tests.helpers import T
 
 # Threads started by libraries for the whole process, not by a test.
 _PROCESS_THREADS = ("pydevd", "QDBusConnection", "Dummy-", "ThreadPoolExecutor", "asyncio_")
@@ -23,7 +23,8 @@ _PROCESS_THREADS = ("pydevd", "QDBusConnection", "Dummy-", "ThreadPoolExecutor",
 
 def _our_threads() -> set[threading.Thread]:
     return {
-        t for t in threading.enumerate()
+        t
+        for t in threading.enumerate()
         if t is not threading.main_thread() and not t.name.startswith(_PROCESS_THREADS)
     }
 
@@ -69,7 +70,10 @@ def make_server(data_dir: Path) -> Iterator[object]:
 
     def make(**overrides: object) -> Server:
         options: dict[str, object] = {
-            "host": "127.0.0.1", "port": 0, "data_dir": data_dir, "title": "Test chat",
+            "host": "127.0.0.1",
+            "port": 0,
+            "data_dir": data_dir,
+            "title": "Test chat",
             "sniff_timeout": 0.3,
         }
         options.update(overrides)

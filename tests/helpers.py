@@ -17,7 +17,7 @@ from typing import Any
 SCALE = float(os.environ.get("DESKTOP_CHAT_TEST_TIMEOUT_SCALE", "1"))
 
 
-def T(seconds: float) -> float:  # noqa: N802 - one short name for the one timeout unit
+def T(seconds: float) -> float:
     return seconds * SCALE
 
 
@@ -85,10 +85,13 @@ class LineClient:
         assert isinstance(obj, dict)
         return obj
 
-    def expect(self, type_: str, timeout: float | None = None,
-               where: Callable[[dict[str, Any]], bool] | None = None,
-               skip: tuple[str, ...] = ("typing", "ping", "joined", "left", "users")
-               ) -> dict[str, Any]:
+    def expect(
+        self,
+        type_: str,
+        timeout: float | None = None,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+        skip: tuple[str, ...] = ("typing", "ping", "joined", "left", "users"),
+    ) -> dict[str, Any]:
         """The next message of ``type_``; messages of the ``skip`` types are passed over."""
         deadline = time.monotonic() + (T(timeout) if timeout else self.timeout)
         while True:

@@ -11,8 +11,22 @@ from desktop_chat.net.names import InvalidName, name_key, normalize_name
 
 @pytest.mark.parametrize(
     "bad",
-    ["", " alice", "alice ", "\talice", "a" * 33, "al\u202eice", "al\u200bice", "al\x00ice",
-     "al\nice", "\ufeffalice", "a\u2028b", "\ud800", 5, None],
+    [
+        "",
+        " alice",
+        "alice ",
+        "\talice",
+        "a" * 33,
+        "al\u202eice",
+        "al\u200bice",
+        "al\x00ice",
+        "al\nice",
+        "\ufeffalice",
+        "a\u2028b",
+        "\ud800",
+        5,
+        None,
+    ],
 )
 def test_invalid_names_are_refused_not_repaired(bad: object) -> None:
     with pytest.raises(InvalidName):

@@ -113,15 +113,26 @@ _ref = st.one_of(st.none(), st.integers(-(2**40), 2**40), _text)
 _ids = st.integers(0, 2**53)
 
 client_events = st.one_of(
-    st.builds(p.Hello, name=_text, password=st.none() | _text, client=st.none() | _text,
-              resume=st.none() | st.builds(p.Resume, session=_text, since=_ids), ref=_ref),
+    st.builds(
+        p.Hello,
+        name=_text,
+        password=st.none() | _text,
+        client=st.none() | _text,
+        resume=st.none() | st.builds(p.Resume, session=_text, since=_ids),
+        ref=_ref,
+    ),
     st.builds(p.Say, room=_text, text=_text, ref=_ref, me=st.none() | st.just(True)),
     st.builds(p.Dm, to=_text, text=_text, ref=_ref),
     st.builds(p.Join, room=_text, ref=_ref),
     st.builds(p.Part, room=_text, ref=_ref),
     st.builds(p.ListRooms, ref=_ref),
-    st.builds(p.GetHistory, room=_text, before=st.none() | _ids,
-              limit=st.none() | st.integers(1, 500), ref=_ref),
+    st.builds(
+        p.GetHistory,
+        room=_text,
+        before=st.none() | _ids,
+        limit=st.none() | st.integers(1, 500),
+        ref=_ref,
+    ),
     st.builds(p.GetHistory, with_=_text, ref=_ref),
     st.builds(p.Typing, room=_text, ref=_ref),
     st.builds(p.Typing, to=_text),
@@ -130,22 +141,36 @@ client_events = st.one_of(
     st.builds(p.Quit, reason=st.none() | _text),
 )
 
-_message = st.builds(p.ChatMessage, id=_ids, ts=_ids, from_=_text, text=_text, room=_text,
-                     ref=_ref,
-                     file=st.none() | st.builds(p.FileInfo, id=_text, name=_text, size=_ids,
-                                                sha256=_text))
+_message = st.builds(
+    p.ChatMessage,
+    id=_ids,
+    ts=_ids,
+    from_=_text,
+    text=_text,
+    room=_text,
+    ref=_ref,
+    file=st.none() | st.builds(p.FileInfo, id=_text, name=_text, size=_ids, sha256=_text),
+)
 server_events = st.one_of(
-    st.builds(p.Welcome, name=_text, session=_text, server=_text,
-              rooms=st.lists(_text, max_size=3).map(tuple)),
+    st.builds(
+        p.Welcome,
+        name=_text,
+        session=_text,
+        server=_text,
+        rooms=st.lists(_text, max_size=3).map(tuple),
+    ),
     st.builds(p.ErrorReply, code=_text, message=_text, ref=_ref),
     _message,
     st.builds(p.ChatMessage, id=_ids, ts=_ids, from_=_text, text=_text, to=_text),
     st.builds(p.Joined, room=_text, name=_text),
     st.builds(p.Left, room=_text, name=_text, reason=st.sampled_from(sorted(p.LEFT_REASONS))),
     st.builds(p.Users, room=_text, names=st.lists(_text, max_size=5).map(tuple)),
-    st.builds(p.RoomList, rooms=st.lists(st.builds(p.RoomInfo, name=_text, users=_ids,
-                                                   topic=st.none() | _text),
-                                         max_size=3).map(tuple)),
+    st.builds(
+        p.RoomList,
+        rooms=st.lists(
+            st.builds(p.RoomInfo, name=_text, users=_ids, topic=st.none() | _text), max_size=3
+        ).map(tuple),
+    ),
     st.builds(p.HistoryReply, messages=st.lists(_message, max_size=3).map(tuple), room=_text),
     st.builds(p.TypingNotice, name=_text, room=_text),
     st.builds(p.ServerPing, n=_ref),

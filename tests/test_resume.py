@@ -27,8 +27,9 @@ def test_resume_delivers_missed_messages_once_in_order(connect: Any) -> None:
     bob.send_json(type="dm", to="carol", text="not for alice")
     bob.expect("error")
     back = connect()
-    back.send_json(type="hello", protocol=1, name="ALICE",
-                   resume={"session": token, "since": seen["id"]})
+    back.send_json(
+        type="hello", protocol=1, name="ALICE", resume={"session": token, "since": seen["id"]}
+    )
     welcome = back.read_json()
     assert welcome["type"] == "welcome" and welcome["session"] == token
     assert welcome["name"] == "alice" and welcome["resumed"] is True
@@ -36,7 +37,9 @@ def test_resume_delivers_missed_messages_once_in_order(connect: Any) -> None:
     assert {back.read_json()["room"] for _ in range(2)} == {"general", "games"}
     missed = [back.read_json() for _ in range(2)]
     assert [(m["type"], m["id"], m["text"]) for m in missed] == [
-        ("message", m2["id"], "m2"), ("message", m3["id"], "m3")]
+        ("message", m2["id"], "m2"),
+        ("message", m3["id"], "m3"),
+    ]
     assert bob.expect("joined")["name"] == "alice"
     # Live traffic only after the backlog, and nothing twice.
     live = _say(bob, "m4")

@@ -6,7 +6,7 @@ import socket
 import time
 from typing import Any
 
-from tests.helpers import T, LineClient
+from tests.helpers import LineClient, T
 
 
 def test_client_that_never_reads_is_cut_off_and_others_are_not_delayed(make_server: Any) -> None:

@@ -23,8 +23,14 @@ def test_hello_welcome_users_and_joined(connect: Any) -> None:
 
 def test_say_reaches_everyone_and_ref_only_the_sender(connect: Any) -> None:
     alice, bob = connect("alice"), connect("bob")
-    alice.send_json(type="say", room="GENERAL", text="hi <b>all</b>", ref="r1", from_="mallory",
-                    **{"from": "mallory"})
+    alice.send_json(
+        type="say",
+        room="GENERAL",
+        text="hi <b>all</b>",
+        ref="r1",
+        from_="mallory",
+        **{"from": "mallory"},
+    )
     mine = alice.expect("message")
     theirs = bob.expect("message")
     assert mine["ref"] == "r1" and "ref" not in theirs
@@ -67,7 +73,10 @@ def test_join_part_rooms_and_case_insensitive_names(connect: Any) -> None:
     alice, bob = connect("alice"), connect("bob")
     alice.send_json(type="join", room="Games")
     assert alice.expect("users", where=lambda m: m["room"] == "Games") == {
-        "type": "users", "room": "Games", "names": ["alice"]}
+        "type": "users",
+        "room": "Games",
+        "names": ["alice"],
+    }
     bob.send_json(type="join", room="GAMES")
     users = bob.expect("users", where=lambda m: m["room"] == "Games")
     assert users["names"] == ["alice", "bob"]
@@ -122,10 +131,16 @@ def test_typing_reaches_others_not_stored(connect: Any) -> None:
     alice, bob = connect("alice"), connect("bob")
     alice.send_json(type="typing", room="general")
     assert bob.expect("typing", skip=("joined",)) == {
-        "type": "typing", "name": "alice", "room": "general"}
+        "type": "typing",
+        "name": "alice",
+        "room": "general",
+    }
     bob.send_json(type="typing", to="alice")
     assert alice.expect("typing", skip=("joined",)) == {
-        "type": "typing", "name": "bob", "to": "alice"}
+        "type": "typing",
+        "name": "bob",
+        "to": "alice",
+    }
     alice.send_json(type="history", room="general")
     assert alice.expect("history")["messages"] == []
 
@@ -140,8 +155,9 @@ def test_ping_pong_both_ways_and_idle_timeout(make_server: Any) -> None:
         ping = watcher.expect("ping", skip=("joined", "users"))
         watcher.send_json(type="pong", n=ping["n"])
         # sleepy never answers its pings: it is closed and the others learn why.
-        left = watcher.expect("left", where=lambda m: m["name"] == "sleepy",
-                              skip=("ping", "joined", "users"))
+        left = watcher.expect(
+            "left", where=lambda m: m["name"] == "sleepy", skip=("ping", "joined", "users")
+        )
         assert left["reason"] == "timeout"
         sleepy.assert_closed()
 
@@ -150,7 +166,11 @@ def test_quit_announces_and_closes(connect: Any) -> None:
     alice, bob = connect("alice"), connect("bob")
     bob.send_json(type="quit", reason="bye")
     assert alice.expect("left") == {
-        "type": "left", "room": "general", "name": "bob", "reason": "quit"}
+        "type": "left",
+        "room": "general",
+        "name": "bob",
+        "reason": "quit",
+    }
     bob.assert_closed()
 
 
@@ -180,8 +200,12 @@ def test_wrong_protocol_version(connect: Any) -> None:
 def test_before_welcome_other_messages_are_bad_message(connect: Any) -> None:
     c = connect()
     c.send_json(type="say", room="general", text="hi", ref=1)
-    assert c.read_json() == {"type": "error", "code": "bad_message",
-                             "message": "say hello first", "ref": 1}
+    assert c.read_json() == {
+        "type": "error",
+        "code": "bad_message",
+        "message": "say hello first",
+        "ref": 1,
+    }
     c.send_json(type="hello", protocol=1)  # missing name
     assert c.read_json()["code"] == "bad_message"
     c.send_json(type="hello", protocol=1, name=["x"])
@@ -191,8 +215,10 @@ def test_before_welcome_other_messages_are_bad_message(connect: Any) -> None:
 
 def test_each_bad_line_gets_exactly_one_error_in_order(connect: Any) -> None:
     alice, bob = connect("alice"), connect("bob")
-    alice.send(b'\xff\xfe\n[1]\n{"type":"warp"}\n{"type":"say","room":"general"}\n'
-               b'{"type":"say","room":"general","text":"ok","ref":"last"}\n')
+    alice.send(
+        b'\xff\xfe\n[1]\n{"type":"warp"}\n{"type":"say","room":"general"}\n'
+        b'{"type":"say","room":"general","text":"ok","ref":"last"}\n'
+    )
     codes = [alice.expect("error")["code"] for _ in range(4)]
     assert codes == ["bad_json", "bad_message", "unknown_type", "bad_message"]
     assert alice.expect("message")["ref"] == "last"
@@ -251,7 +277,9 @@ def test_registration_deadline(make_server: Any) -> None:
     srv = make_server(registration_timeout=0.5)
     with LineClient(srv.address) as idle:
         idle.send(b"{")  # native mode, but never a hello
-        assert idle.assert_closed().endswith(b'"code":"timeout","message":"no name given in time; goodbye"}\n')
+        assert idle.assert_closed().endswith(
+            b'"code":"timeout","message":"no name given in time; goodbye"}\n'
+        )
 
 
 def test_rooms_lists_general_even_when_empty(connect: Any) -> None:

@@ -28,8 +28,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_HTTP_METHODS = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ",
-                 b"CONNECT ", b"TRACE ")
+_HTTP_METHODS = (
+    b"GET ",
+    b"POST ",
+    b"HEAD ",
+    b"PUT ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+)
 _RECV_SIZE = 65_536
 
 
@@ -177,8 +186,9 @@ class Connection:
         if not self.logged_in:
             left = self.accepted_at + self.config.registration_timeout - now
             if left <= 0:
-                self._send_event(p.ErrorReply(code="timeout",
-                                              message="no name given in time; goodbye"))
+                self._send_event(
+                    p.ErrorReply(code="timeout", message="no name given in time; goodbye")
+                )
                 self.close_reason = "timeout"
                 raise PeerGone
             return left
@@ -222,8 +232,9 @@ class Connection:
                 self._login(event)
             else:
                 ref = getattr(event, "ref", None)
-                self._send_event(p.ErrorReply(code=p.BAD_MESSAGE,
-                                              message="say hello first", ref=ref))
+                self._send_event(
+                    p.ErrorReply(code=p.BAD_MESSAGE, message="say hello first", ref=ref)
+                )
             return
         self._dispatch(event)
 
@@ -249,13 +260,15 @@ class Connection:
             self._quit()
             return
         if isinstance(event, p.Hello):
-            self._send_event(p.ErrorReply(code=p.BAD_MESSAGE, message="already logged in",
-                                          ref=event.ref))
+            self._send_event(
+                p.ErrorReply(code=p.BAD_MESSAGE, message="already logged in", ref=event.ref)
+            )
             return
         ref = getattr(event, "ref", None)
         if not self.bucket.take():
-            self._send_event(p.ErrorReply(code=p.RATE_LIMITED,
-                                          message="slow down: too many messages", ref=ref))
+            self._send_event(
+                p.ErrorReply(code=p.RATE_LIMITED, message="slow down: too many messages", ref=ref)
+            )
             return
         if isinstance(event, p.Say):
             hub.say(self, event.room, event.text, event.ref, me=bool(event.me))
@@ -288,8 +301,9 @@ class Connection:
             if data:
                 for line in lines.feed(data):
                     if line is TOO_LONG:
-                        self._write_text(f"! line too long (over {self.config.max_line} "
-                                         "bytes), ignored\n")
+                        self._write_text(
+                            f"! line too long (over {self.config.max_line} bytes), ignored\n"
+                        )
                     else:
                         assert isinstance(line, bytes)
                         self._handle_plain(decode_line(line))
@@ -387,4 +401,3 @@ class Connection:
         except OSError:
             pass
         self.server.forget(self)
-

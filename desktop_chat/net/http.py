@@ -57,16 +57,18 @@ def serve_http(conn: Connection, first: bytes) -> None:
                 _respond(conn, h, 405, b"Method not allowed\n", "text/plain")
             elif target in ("/", "/index.html"):
                 body = _page(conn.hub.title, conn.server.port)
-                _respond(conn, h, 200, body, "text/html; charset=utf-8",
-                         head=event.method == b"HEAD")
+                _respond(
+                    conn, h, 200, body, "text/html; charset=utf-8", head=event.method == b"HEAD"
+                )
             else:
                 _respond(conn, h, 404, b"Not found\n", "text/plain")
             return
         return
 
 
-def _respond(conn: Connection, h: h11.Connection, status: int, body: bytes, ctype: str,
-             *, head: bool = False) -> None:
+def _respond(
+    conn: Connection, h: h11.Connection, status: int, body: bytes, ctype: str, *, head: bool = False
+) -> None:
     headers = [
         ("Content-Type", ctype),
         ("Content-Length", str(len(body))),

@@ -84,8 +84,9 @@ class _Batch:
         self.soon: dict[int, Member] = {}
         self.overflowed: dict[int, Member] = {}
 
-    def send(self, member: Member, out: Outgoing, *, urgent: bool = True, force: bool = False
-             ) -> None:
+    def send(
+        self, member: Member, out: Outgoing, *, urgent: bool = True, force: bool = False
+    ) -> None:
         if member.deliver(out, force=force):
             (self.now if urgent else self.soon)[id(member)] = member
         else:
@@ -155,8 +156,10 @@ class Hub:
         before any live traffic can reach the member.
         """
         if hello.protocol != p.PROTOCOL_VERSION:
-            raise LoginRefused(p.PROTOCOL_MISMATCH, f"this server speaks protocol "
-                               f"{p.PROTOCOL_VERSION}, not {hello.protocol}")
+            raise LoginRefused(
+                p.PROTOCOL_MISMATCH,
+                f"this server speaks protocol {p.PROTOCOL_VERSION}, not {hello.protocol}",
+            )
         try:
             name = normalize_name(hello.name)
         except InvalidName as exc:
@@ -187,10 +190,19 @@ class Hub:
             if replacing and current is not None:
                 self._detach(current)
             self._users[key] = member
-            batch.send(member, Outgoing(p.Welcome(
-                name=name, session=session, server=self.title,
-                rooms=tuple(room_names), resumed=True if stored is not None else None,
-            )), force=True)
+            batch.send(
+                member,
+                Outgoing(
+                    p.Welcome(
+                        name=name,
+                        session=session,
+                        server=self.title,
+                        rooms=tuple(room_names),
+                        resumed=True if stored is not None else None,
+                    )
+                ),
+                force=True,
+            )
             for room_name in room_names:
                 room = self._room_for(room_name)
                 others = list(room.members.values())
@@ -198,8 +210,9 @@ class Hub:
                 member.rooms[name_key(room.name)] = room.name
                 batch.send(member, Outgoing(self._users_event(room)), force=True)
                 if not replacing:
-                    batch.send_all(others, Outgoing(p.Joined(room=room.name, name=name)),
-                                   urgent=False)
+                    batch.send_all(
+                        others, Outgoing(p.Joined(room=room.name, name=name)), urgent=False
+                    )
             if stored is not None and hello.resume is not None:
                 for msg in self.storage.messages_since(
                     hello.resume.since, member.rooms.keys(), key
@@ -209,8 +222,7 @@ class Hub:
         if replacing and current is not None:
             current.abort("replaced")
         batch.finish()
-        log.info("%s %s (%d online)", name, "resumed" if stored else "logged in",
-                 len(self._users))
+        log.info("%s %s (%d online)", name, "resumed" if stored else "logged in", len(self._users))
 
     def _detach(self, member: Member) -> None:
         """Remove a connection that is being replaced by a resumed one (lock held)."""
@@ -231,15 +243,18 @@ class Hub:
                 if room is None or room.members.get(member.key) is not member:
                     continue
                 del room.members[member.key]
-                batch.send_all(room.members.values(),
-                               Outgoing(p.Left(room=rname, name=member.name, reason=reason)),
-                               urgent=False)
+                batch.send_all(
+                    room.members.values(),
+                    Outgoing(p.Left(room=rname, name=member.name, reason=reason)),
+                    urgent=False,
+                )
                 self._drop_if_empty(rkey, room)
         if reason == "quit":
             self.storage.delete_session(member.session)
         else:
-            self.storage.save_session(member.session, member.name, member.key,
-                                      list(member.rooms.values()))
+            self.storage.save_session(
+                member.session, member.name, member.key, list(member.rooms.values())
+            )
         batch.finish()
         log.info("%s left (%s)", member.name, reason)
 
@@ -280,8 +295,9 @@ class Hub:
                 others = list(room.members.values())
                 room.members[member.key] = member
                 member.rooms[key] = room.name
-                batch.send_all(others, Outgoing(p.Joined(room=room.name, name=member.name)),
-                               urgent=False)
+                batch.send_all(
+                    others, Outgoing(p.Joined(room=room.name, name=member.name)), urgent=False
+                )
             batch.send(member, Outgoing(self._users_event(room)), force=True)
             rooms = list(member.rooms.values())
         self.storage.save_session(member.session, member.name, member.key, rooms)
@@ -290,10 +306,11 @@ class Hub:
     def part(self, member: Member, requested: str, ref: p.Ref | None = None) -> None:
         key = name_key(requested)
         batch = _Batch()
+        refused = False
         with self._lock:
             room = self._rooms.get(key)
             if room is None or member.key not in room.members:
-                batch = None
+                refused = True
             else:
                 out = Outgoing(p.Left(room=room.name, name=member.name, reason="part"))
                 batch.send_all(room.members.values(), out)
@@ -301,7 +318,7 @@ class Hub:
                 member.rooms.pop(key, None)
                 self._drop_if_empty(key, room)
             rooms = list(member.rooms.values())
-        if batch is None:
+        if refused:
             self._error(member, p.NOT_IN_ROOM, f"you are not in {requested!r}", ref)
             return
         self.storage.save_session(member.session, member.name, member.key, rooms)
@@ -309,8 +326,11 @@ class Hub:
 
     def list_rooms(self, member: Member, ref: p.Ref | None = None) -> None:
         with self._lock:
-            infos = [p.RoomInfo(name=r.name, users=len(r.members), topic=r.topic)
-                     for k, r in self._rooms.items() if r.members or k == DEFAULT_ROOM]
+            infos = [
+                p.RoomInfo(name=r.name, users=len(r.members), topic=r.topic)
+                for k, r in self._rooms.items()
+                if r.members or k == DEFAULT_ROOM
+            ]
         if DEFAULT_ROOM not in self._rooms:
             infos.append(p.RoomInfo(name=DEFAULT_ROOM, users=0))
         infos.sort(key=lambda i: (name_key(i.name) != DEFAULT_ROOM, name_key(i.name)))
@@ -318,14 +338,22 @@ class Hub:
 
     # -- messages ---------------------------------------------------------------------------
 
-    def say(self, member: Member, room_name: str, text: str, ref: p.Ref | None = None,
-            *, me: bool = False) -> None:
+    def say(
+        self,
+        member: Member,
+        room_name: str,
+        text: str,
+        ref: p.Ref | None = None,
+        *,
+        me: bool = False,
+    ) -> None:
         key = name_key(room_name)
         batch = _Batch()
+        refused = False
         with self._lock:
             room = self._rooms.get(key)
             if room is None or room.members.get(member.key) is not member:
-                batch = None
+                refused = True
             else:
                 msg = self.storage.add_message(
                     sender=member.name, text=text, room=room.name, room_key=key, me=me
@@ -336,35 +364,43 @@ class Hub:
                 else:
                     batch.send_all((m for m in room.members.values() if m is not member), out)
                     batch.send(member, Outgoing(replace(msg, ref=ref)), force=True)
-        if batch is None:
+        if refused:
             self._error(member, p.NOT_IN_ROOM, f"you are not in {room_name!r}", ref)
             return
         batch.finish()
 
-    def dm(self, member: Member, to: str, text: str, ref: p.Ref | None = None,
-           *, me: bool = False) -> None:
+    def dm(
+        self, member: Member, to: str, text: str, ref: p.Ref | None = None, *, me: bool = False
+    ) -> None:
         to_key = name_key(to)
         batch = _Batch()
+        refused = False
         with self._lock:
             target = self._users.get(to_key)
             if target is None:
-                batch = None
+                refused = True
             else:
                 msg = self.storage.add_message(
-                    sender=member.name, text=text, dm_from=member.key, dm_to=to_key,
-                    to_name=target.name, me=me,
+                    sender=member.name,
+                    text=text,
+                    dm_from=member.key,
+                    dm_to=to_key,
+                    to_name=target.name,
+                    me=me,
                 )
                 if target is not member:
                     batch.send(target, Outgoing(msg))
-                batch.send(member, Outgoing(msg if ref is None else replace(msg, ref=ref)),
-                           force=True)
-        if batch is None:
+                batch.send(
+                    member, Outgoing(msg if ref is None else replace(msg, ref=ref)), force=True
+                )
+        if refused:
             self._error(member, p.NO_SUCH_USER, f"nobody called {to!r} is online", ref)
             return
         batch.finish()
 
-    def typing(self, member: Member, *, room: str | None, to: str | None,
-               ref: p.Ref | None = None) -> None:
+    def typing(
+        self, member: Member, *, room: str | None, to: str | None, ref: p.Ref | None = None
+    ) -> None:
         batch = _Batch()
         with self._lock:
             if room is not None:
@@ -382,8 +418,9 @@ class Hub:
                 else:
                     error = None
                     if target is not member:
-                        batch.send(target, Outgoing(p.TypingNotice(name=member.name,
-                                                                   to=target.name)))
+                        batch.send(
+                            target, Outgoing(p.TypingNotice(name=member.name, to=target.name))
+                        )
         if error is not None:
             self._error(member, *error, ref)
             return
@@ -401,8 +438,9 @@ class Hub:
             reply = p.HistoryReply(messages=tuple(msgs), room=room_name, more=more, ref=req.ref)
         else:
             other = req.with_ or ""
-            msgs, more = self.storage.dm_history(member.key, name_key(other),
-                                                 before=req.before, limit=limit)
+            msgs, more = self.storage.dm_history(
+                member.key, name_key(other), before=req.before, limit=limit
+            )
             reply = p.HistoryReply(messages=tuple(msgs), with_=other, more=more, ref=req.ref)
         self._reply(member, reply)
 

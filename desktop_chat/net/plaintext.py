@@ -98,14 +98,17 @@ def render(event: p.ServerEvent, *, me: str, room: str) -> str:
         people = "person" if count == 1 else "people"
         return f"* In {clean(event.room)} ({count} {people}): {names}.{topic}\n"
     if isinstance(event, p.RoomList):
-        parts = [f"{clean(r.name)} ({r.users})" + (f" - {clean(r.topic)}" if r.topic else "")
-                 for r in event.rooms]
+        parts = [
+            f"{clean(r.name)} ({r.users})" + (f" - {clean(r.topic)}" if r.topic else "")
+            for r in event.rooms
+        ]
         return "* Rooms: " + ", ".join(parts) + "\n"
     if isinstance(event, p.ErrorReply):
         return f"! {clean(event.message)}\n"
     if isinstance(event, p.Welcome):
-        return (f"* Welcome to {clean(event.server)}, {clean(event.name)}! "
-                "Type /help for commands.\n")
+        return (
+            f"* Welcome to {clean(event.server)}, {clean(event.name)}! Type /help for commands.\n"
+        )
     if isinstance(event, p.HistoryReply):
         return "".join(_render_message(m, me=me, room=room) + "\n" for m in event.messages)
     if isinstance(event, p.Closing):

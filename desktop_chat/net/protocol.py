@@ -446,12 +446,25 @@ _READERS: dict[str, Any] = {
 }
 
 CLIENT_EVENTS: Final[dict[str, type[ClientEvent]]] = {
-    cls.TYPE: cls for cls in (Hello, Say, Dm, Join, Part, ListRooms, GetHistory, Typing, Ping,
-                              Pong, Quit)
+    cls.TYPE: cls
+    for cls in (Hello, Say, Dm, Join, Part, ListRooms, GetHistory, Typing, Ping, Pong, Quit)
 }
 SERVER_EVENTS: Final[dict[str, type[ServerEvent]]] = {
-    cls.TYPE: cls for cls in (Welcome, ErrorReply, ChatMessage, Joined, Left, Users, RoomList,
-                              HistoryReply, TypingNotice, ServerPing, ServerPong, Closing)
+    cls.TYPE: cls
+    for cls in (
+        Welcome,
+        ErrorReply,
+        ChatMessage,
+        Joined,
+        Left,
+        Users,
+        RoomList,
+        HistoryReply,
+        TypingNotice,
+        ServerPing,
+        ServerPong,
+        Closing,
+    )
 }
 
 

@@ -96,8 +96,7 @@ class Server:
         host, port = self._listener.getsockname()[:2]
         self.address = (host, port)
         self.flusher.start()
-        self._acceptor = threading.Thread(target=self._accept_loop, name="dc-acceptor",
-                                          daemon=True)
+        self._acceptor = threading.Thread(target=self._accept_loop, name="dc-acceptor", daemon=True)
         self._acceptor.start()
         log.info("listening on %s:%d (data in %s)", host, port, self.data_dir)
         return self
@@ -106,9 +105,12 @@ class Server:
         host = self.config.host
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.create_server(
-            (host, self.config.port), family=family, backlog=512,
-            dualstack_ipv6=(family == socket.AF_INET6 and host in ("::", "")
-                            and socket.has_dualstack_ipv6()),
+            (host, self.config.port),
+            family=family,
+            backlog=512,
+            dualstack_ipv6=(
+                family == socket.AF_INET6 and host in ("::", "") and socket.has_dualstack_ipv6()
+            ),
         )
         sock.setblocking(False)
         return sock
@@ -116,8 +118,12 @@ class Server:
     def __enter__(self) -> Server:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -195,8 +201,9 @@ class Server:
                 refusal = "too many connections from your address"
             if refusal is None:
                 conn = Connection(self, sock, (ip, addr[1]))
-                thread = threading.Thread(target=conn.run, name=f"dc-conn-{ip}:{addr[1]}",
-                                          daemon=True)
+                thread = threading.Thread(
+                    target=conn.run, name=f"dc-conn-{ip}:{addr[1]}", daemon=True
+                )
                 self._connections[conn] = thread
                 self._per_address[ip] += 1
         if refusal is not None:

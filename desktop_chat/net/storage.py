@@ -148,7 +148,13 @@ class Storage:
             msg_id = cur.lastrowid
         assert msg_id is not None
         return ChatMessage(
-            id=msg_id, ts=when, from_=sender, text=text, room=room, to=to_name, file=file,
+            id=msg_id,
+            ts=when,
+            from_=sender,
+            text=text,
+            room=room,
+            to=to_name,
+            file=file,
             me=True if me else None,
         )
 

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""One entry point for people working on Desktop Chat from a fresh clone.
+
+    python3 dev.py app      set up .venv (first time / when pyproject.toml changed), start the app
+    python3 dev.py server   ... and run the headless server (extra arguments are passed on)
+    python3 dev.py test     ... and run everything CI runs: format, lint, types, import
+                            boundaries, then the whole test suite
+
+Needs only Python 3.11+ (on Windows: ``py dev.py test``). Uses only the standard library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".desktop-chat-installed"
+
+
+def run(*cmd: str | Path, env: dict[str, str] | None = None) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    result = subprocess.run([str(c) for c in cmd], cwd=ROOT, env=env)
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
+def setup() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit("Desktop Chat needs Python 3.11 or newer")
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted and PY.exists():
+        return
+    if not PY.exists():
+        print("+ creating .venv", flush=True)
+        venv.create(VENV, with_pip=True)
+    run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(PY, "-m", "pip", "install", "--quiet", "-e", ".[dev]")
+    STAMP.write_text(wanted)
+
+
+def test(args: list[str]) -> None:
+    env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
+    run(PY, "-m", "ruff", "format", "--check", ".")
+    run(PY, "-m", "ruff", "check", ".")
+    run(PY, "-m", "mypy")
+    run(BIN / ("lint-imports.exe" if os.name == "nt" else "lint-imports"), env=env)
+    run(PY, "-m", "pytest", *args, env=env)
+
+
+def main() -> None:
+    command, args = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("app", [])
+    if command not in ("app", "server", "test", "setup"):
+        sys.exit(__doc__)
+    setup()
+    if command == "test":
+        test(args)
+    elif command == "app":
+        run(PY, "-m", "desktop_chat.app", *args)
+    elif command == "server":
+        run(PY, "-m", "desktop_chat.server_cli", *args)
+
+
+if __name__ == "__main__":
+    main()
