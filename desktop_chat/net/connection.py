@@ -57,6 +57,7 @@ class Connection:
         self.address = address
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         self.outbox = Outbox(sock.send, sock.fileno(), server.flusher, self.config.outbox_limit)
         self._poller = select.poll() if hasattr(select, "poll") else None
         if self._poller is not None:
