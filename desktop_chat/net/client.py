@@ -238,9 +238,9 @@ class _Worker(QThread):
                 if lost.refused_by_server or not (welcomed_once or lost.welcomed):
                     # The server refused our hello (name_taken, banned, ...), or the very first
                     # attempt failed: retrying on our own would not help the person.
+                    self.notify("stateChanged", ("disconnected", lost.message))
                     if not welcomed_once:
                         self.notify("connectionFailed", (lost.code, lost.message))
-                    self.notify("stateChanged", ("disconnected", lost.message))
                     return
                 welcomed_once = True
                 attempt = 0 if lost.welcomed else attempt + 1

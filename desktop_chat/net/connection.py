@@ -21,7 +21,9 @@ from .hub import Hub, LoginRefused, Outgoing
 from .names import name_key as _key
 from .outbox import Outbox
 from .plaintext import HELP, PROMPT, decode_line, parse_command, render
+from .http import serve_http
 from .ratelimit import TokenBucket
+from .tls import TlsChannel, TlsClosed
 
 if TYPE_CHECKING:
     from .server import Server, ServerConfig
@@ -58,7 +60,14 @@ class Connection:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        self.outbox = Outbox(sock.send, sock.fileno(), server.flusher, self.config.outbox_limit)
+        self.tls: TlsChannel | None = None
+        self.outbox = Outbox(
+            self._transport_send,
+            sock.fileno(),
+            server.flusher,
+            self.config.outbox_limit,
+            backlog=self._transport_backlog,
+        )
         self._poller = select.poll() if hasattr(select, "poll") else None
         if self._poller is not None:
             self._poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
@@ -101,20 +110,35 @@ class Connection:
         except OSError:
             pass  # already closed
 
+    def _transport_send(self, data: bytes) -> int:
+        if self.tls is None:
+            return self.sock.send(data)
+        return self.tls.send(data)
+
+    def _transport_backlog(self) -> bool:
+        return self.tls is not None and self.tls.backlogged
+
     # -- the thread -------------------------------------------------------------------------
 
     def run(self) -> None:
         try:
-            first = self._sniff()
+            first = self._sniff(self.accepted_at)
             if first[:1] == b"\x16":
-                log.info("%s: TLS is not enabled on this server", self.peer)
-            elif first[:1] == b"{":
+                if self.server.tls_context is None:
+                    log.info("%s: TLS attempted but it is off on this server", self.peer)
+                    return
+                self._start_tls(first)
+                first = self._sniff(time.monotonic())
+                if first[:1] == b"\x16":
+                    return  # TLS inside TLS: nonsense
+            elif self.config.tls == "required":
+                self._refuse_without_tls(first)
+                return
+            if first[:1] == b"{":
                 self.mode = "json"
                 self._run_json(first)
             elif any(first.startswith(m) for m in _HTTP_METHODS):
                 self.mode = "http"
-                from .http import serve_http
-
                 serve_http(self, first)
             else:
                 self.mode = "plain"
@@ -127,14 +151,46 @@ class Connection:
         finally:
             self._cleanup()
 
+    def _start_tls(self, first: bytes) -> None:
+        """Run the TLS handshake; it counts against the registration deadline."""
+        assert self.server.tls_context is not None
+        self.tls = TlsChannel(self.server.tls_context, self.sock)
+        deadline = self.accepted_at + self.config.registration_timeout
+        raw: bytes | None = first
+        try:
+            while not self.tls.handshake_step(raw or b""):
+                self.outbox.flush()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    log.info("%s: TLS handshake not finished in time", self.peer)
+                    raise PeerGone
+                raw = self._recv_raw(remaining)
+        except TlsClosed as exc:
+            self.outbox.flush()
+            log.info("%s: TLS handshake failed: %s", self.peer, exc)
+            raise PeerGone from exc
+        self.outbox.flush()
+
+    def _refuse_without_tls(self, first: bytes) -> None:
+        """``--tls required``: say so in the peer's own terms, never reading a name."""
+        message = "this server accepts only encrypted (TLS) connections"
+        if first[:1] == b"{":
+            self._send_event(p.ErrorReply(code=p.TLS_REQUIRED, message=message))
+        elif any(first.startswith(m) for m in _HTTP_METHODS):
+            serve_http(self, first, refuse_status=426)
+            return
+        else:
+            self._write_text(f"! {message}: use the Desktop Chat app.\n")
+        self._drain_before_close()
+
     @property
     def peer(self) -> str:
         return f"{self.address[0]}:{self.address[1]}"
 
-    def _sniff(self) -> bytes:
+    def _sniff(self, since: float) -> bytes:
         """The first bytes, once they tell the mode (or b"" after the sniff timeout)."""
         data = b""
-        deadline = self.accepted_at + self.config.sniff_timeout
+        deadline = since + self.config.sniff_timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -149,7 +205,19 @@ class Connection:
                 return data
 
     def _recv(self, timeout: float) -> bytes | None:
-        """Bytes, or None on timeout; raises PeerGone at end of stream."""
+        """Bytes (decrypted under TLS), or None on timeout; raises PeerGone at end of stream."""
+        data = self._recv_raw(timeout)
+        if data is None or self.tls is None:
+            return data
+        try:
+            plain = self.tls.decrypt(data)
+        except TlsClosed as exc:
+            raise PeerGone from exc
+        if self.tls.backlogged:
+            self.outbox.flush()
+        return plain or None
+
+    def _recv_raw(self, timeout: float) -> bytes | None:
         if self.close_reason is not None:
             raise PeerGone
         if not self._wait_readable(timeout):

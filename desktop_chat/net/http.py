@@ -32,8 +32,11 @@ def _page(title: str, port: int) -> bytes:
     ).encode()
 
 
-def serve_http(conn: Connection, first: bytes) -> None:
-    """Answer one HTTP request on ``conn``, then return (the caller closes)."""
+def serve_http(conn: Connection, first: bytes, *, refuse_status: int | None = None) -> None:
+    """Answer one HTTP request on ``conn``, then return (the caller closes).
+
+    ``refuse_status`` (426 when the server requires TLS) answers every request with that status.
+    """
     h = h11.Connection(h11.SERVER, max_incomplete_event_size=16_384)
     h.receive_data(first)
     deadline = time.monotonic() + _REQUEST_TIMEOUT
@@ -53,7 +56,10 @@ def serve_http(conn: Connection, first: bytes) -> None:
             continue
         if isinstance(event, h11.Request):
             target = event.target.decode("ascii", "replace").split("?", 1)[0]
-            if event.method not in (b"GET", b"HEAD"):
+            if refuse_status is not None:
+                _respond(conn, h, refuse_status, b"This server accepts only TLS (https).\n",
+                         "text/plain; charset=utf-8", extra=[("Upgrade", "TLS/1.2")])
+            elif event.method not in (b"GET", b"HEAD"):
                 _respond(conn, h, 405, b"Method not allowed\n", "text/plain")
             elif target in ("/", "/index.html"):
                 body = _page(conn.hub.title, conn.server.port)
@@ -67,9 +73,17 @@ def serve_http(conn: Connection, first: bytes) -> None:
 
 
 def _respond(
-    conn: Connection, h: h11.Connection, status: int, body: bytes, ctype: str, *, head: bool = False
+    conn: Connection,
+    h: h11.Connection,
+    status: int,
+    body: bytes,
+    ctype: str,
+    *,
+    head: bool = False,
+    extra: list[tuple[str, str]] | None = None,
 ) -> None:
     headers = [
+        *(extra or []),
         ("Content-Type", ctype),
         ("Content-Length", str(len(body))),
         ("Connection", "close"),

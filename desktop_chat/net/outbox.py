@@ -30,10 +30,15 @@ SendFn = Callable[[bytes], int]
 COALESCE = 0.005  # seconds a scheduled (non-urgent) flush may wait for more to batch
 
 
+def _never() -> bool:
+    return False
+
+
 class Outbox:
     """The write side of one connection. Thread-safe."""
 
     __slots__ = (
+        "_backlog",
         "_buf",
         "_flusher",
         "_lock",
@@ -46,8 +51,18 @@ class Outbox:
         "overflowed",
     )
 
-    def __init__(self, send: SendFn, fileno: int, flusher: Flusher, limit: int) -> None:
+    def __init__(
+        self,
+        send: SendFn,
+        fileno: int,
+        flusher: Flusher,
+        limit: int,
+        backlog: Callable[[], bool] | None = None,
+    ) -> None:
+        """``send`` is a non-blocking write (``socket.send`` or a TLS channel's); ``backlog``
+        tells whether the transport itself still holds bytes for the socket (TLS ciphertext)."""
         self._send = send
+        self._backlog = backlog or _never
         self.fileno = fileno
         self._flusher = flusher
         self.limit = limit
@@ -60,7 +75,7 @@ class Outbox:
 
     @property
     def pending(self) -> int:
-        return self._size
+        return self._size + (1 if self._backlog() else 0)
 
     def enqueue(self, data: bytes, *, force: bool = False) -> bool:
         """Buffer ``data`` (no I/O). False if the outbox is closed or just overflowed.
@@ -86,7 +101,7 @@ class Outbox:
         if self._waiting:
             return
         with self._lock:
-            if self._waiting or not self._buf or self.closed:
+            if self._waiting or self.closed or not (self._buf or self._backlog()):
                 return
             if not self._write_locked():
                 self._waiting = True
@@ -100,7 +115,12 @@ class Outbox:
 
     def _write_locked(self) -> bool:
         """Send as much as the socket takes. True when the buffer is empty afterwards."""
-        data = self._buf[0] if len(self._buf) == 1 else b"".join(self._buf)
+        if not self._buf:
+            data = b""
+        elif len(self._buf) == 1:
+            data = self._buf[0]
+        else:
+            data = b"".join(self._buf)
         try:
             sent = self._send(data)
         except (BlockingIOError, InterruptedError):
@@ -114,7 +134,7 @@ class Outbox:
         if sent >= len(data):
             self._buf.clear()
             self._size = 0
-            return True
+            return not self._backlog()
         rest = data[sent:]
         self._buf = [rest]
         self._size = len(rest)
@@ -123,7 +143,7 @@ class Outbox:
     def drain_from_flusher(self) -> bool:
         """Called by the flusher when the socket is writable. True when done (unwatch)."""
         with self._lock:
-            if self.closed or not self._buf:
+            if self.closed or not (self._buf or self._backlog()):
                 self._waiting = False
                 return True
             done = self._write_locked()

@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import selectors
 import socket
+import ssl
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from .framing import DEFAULT_MAX_LINE
 from .hub import Hub, LoginRefused
 from .outbox import Flusher
 from .storage import Storage
+from .tls import TLS_MODES, Certificate, ensure_certificate, server_context
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class ServerConfig:
     outbox_limit: int = 1 << 20  # bytes buffered for a client that does not read
     session_ttl_days: float = 30.0
     announce: bool = False  # DNS-SD announcement (the GUI and the headless command turn it on)
+    tls: str = "offered"  # "off", "offered" (TLS and plain on the same port) or "required"
 
 
 class Server:
@@ -70,6 +73,8 @@ class Server:
         self._connections: dict[Connection, threading.Thread] = {}
         self._per_address: Counter[str] = Counter()
         self._listener: socket.socket | None = None
+        self.certificate: Certificate | None = None
+        self.tls_context: ssl.SSLContext | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._acceptor: threading.Thread | None = None
         self._started = False
@@ -88,6 +93,11 @@ class Server:
             self.storage = Storage(self.data_dir / "chat.sqlite3")
             self.storage.expire_sessions(self.config.session_ttl_days * 86400)
             self.hub.storage = self.storage
+            if self.config.tls not in TLS_MODES:
+                raise ValueError(f"tls must be one of {', '.join(TLS_MODES)}")
+            if self.config.tls != "off":
+                self.certificate = ensure_certificate(self.data_dir)
+                self.tls_context = server_context(self.certificate)
             self._listener = self._bind()
         except BaseException:
             self._closed = True
@@ -239,6 +249,11 @@ class Server:
             raise LoginRefused(p.SERVER_FULL, "the server is shutting down")
 
     # -- information ------------------------------------------------------------------------
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The TLS certificate's SHA-256 fingerprint (lowercase hex), or None with TLS off."""
+        return None if self.certificate is None else self.certificate.fingerprint
 
     @property
     def port(self) -> int:

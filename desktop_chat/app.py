@@ -1,0 +1,340 @@
+"""The desktop app's entry point (``desktop-chat``): start screen, then the chat window.
+
+:class:`AppController` walks the person from the start screen to a running chat: for "Host"
+it starts a :class:`~desktop_chat.net.server.Server` on this computer and connects to it like
+everyone else; for "Join" it connects to the address typed. Whatever goes wrong before the
+welcome (a taken port, a taken name, nobody answering) goes back to the start screen, under
+the field concerned. On quit the client is closed, then the server, and every thread joined.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import getpass
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from PySide6.QtCore import QObject, QTimer, Slot
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication, QWidget
+
+from . import __version__
+from .net import protocol as p
+from .net.client import ChatClient, ClientTiming
+from .net.names import InvalidName, normalize_name
+from .net.server import DEFAULT_PORT, Server, ServerConfig
+from .settings import Settings
+from .ui.start_dialog import Field, StartChoice, StartDialog, parse_address
+from .ui.theme import apply_theme, resolve_theme
+
+ORGANIZATION = "Desktop Chat"
+APPLICATION = "desktop-chat"
+_RESOURCES = Path(__file__).resolve().parent / "resources"
+
+
+def port_error_message(port: int, exc: OSError) -> str:
+    """Why a port cannot be used, for people."""
+    if exc.errno == errno.EADDRINUSE:
+        return f"Port {port} is already in use on this computer. Choose another port."
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"This computer does not allow using port {port}. Choose one above 1024."
+    return f"Cannot listen on port {port}: {exc.strerror or exc}."
+
+
+def failure_field(code: str) -> Field:
+    """Which start-screen field a connectionFailed code concerns."""
+    if code in (p.NAME_TAKEN, p.NAME_INVALID, p.BANNED):
+        return "name"
+    if code in ("refused", "unreachable", "timeout"):
+        return "address"
+    return "general"
+
+
+def failure_message(code: str, message: str, choice: StartChoice) -> str:
+    if code == p.NAME_TAKEN:
+        return f"That name is taken: someone called “{choice.name}” is already in this chat."
+    if code == p.NAME_INVALID:
+        return f"The server does not accept that name: {message}"
+    if code in ("refused", "unreachable", "timeout"):
+        if choice.mode == "host":
+            return f"The chat started but did not answer on port {choice.port}: {message}"
+        return (
+            f"Nobody answered at {choice.address}. Check the address and that the chat is running."
+        )
+    if code == p.SERVER_FULL:
+        return f"The chat at {choice.address} is full or shutting down. Try again later."
+    return message
+
+
+class AppController(QObject):
+    """From the start screen to the chat window, and the clean shutdown afterwards."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        data_dir: Path | None = None,
+        announce: bool = True,
+        timing: ClientTiming | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self.data_dir = data_dir
+        self.announce = announce
+        self.timing = timing
+        self.dialog: StartDialog | None = None
+        self.server: Server | None = None
+        self.client: ChatClient | None = None
+        self.window: QWidget | None = None
+        self.choice: StartChoice | None = None
+
+    # -- the start screen ------------------------------------------------------------------
+
+    def show_start(self) -> StartDialog:
+        if self.dialog is None:
+            self.dialog = StartDialog(self.settings)
+            self.dialog.submitted.connect(self.start)
+            self.dialog.rejected.connect(self._start_rejected)
+        self.dialog.show()
+        self.dialog.raise_()
+        self.dialog.activateWindow()
+        return self.dialog
+
+    def show_failure(self, field: Field, message: str) -> None:
+        """Back to the start screen, with ``message`` under ``field``."""
+        dialog = self.show_start()
+        if self.choice is not None:
+            dialog.set_mode(self.choice.mode)
+            dialog.set_name(self.choice.name)
+            if self.choice.mode == "join":
+                dialog.set_address(self.choice.address)
+        dialog.show_error(field, message)
+
+    @Slot()
+    def _start_rejected(self) -> None:
+        if self.window is None:
+            self.shutdown()
+            QApplication.quit()
+
+    # -- starting ----------------------------------------------------------------------
+
+    @Slot(object)
+    def start(self, choice: StartChoice) -> bool:
+        """Host or join; False when it failed at once (the reason is on the start screen)."""
+        self.choice = choice
+        if choice.mode == "host":
+            try:
+                self.start_server(choice)
+            except OSError as exc:
+                self.show_failure("port", port_error_message(choice.port, exc))
+                return False
+        self.connect_client(choice)
+        return True
+
+    def start_server(self, choice: StartChoice) -> Server:
+        """Start hosting on ``choice.port``; OSError when the port cannot be used."""
+        self.choice = choice
+        config = ServerConfig(
+            host="0.0.0.0", port=choice.port, data_dir=self.data_dir, announce=self.announce
+        )
+        if choice.title:
+            config.title = choice.title
+        server = Server(config)
+        try:
+            server.start()
+        except OSError:
+            server.close()
+            raise
+        self.server = server
+        return server
+
+    def connect_client(self, choice: StartChoice) -> ChatClient:
+        """Connect to the chat (our own server when hosting); the window opens on welcome."""
+        self.choice = choice
+        host, port = choice.host, choice.port
+        if self.server is not None:
+            host, port = "127.0.0.1", self.server.port
+        client = ChatClient(timing=self.timing)
+        client.welcomed.connect(self._welcomed)
+        client.connectionFailed.connect(self._connection_failed)
+        self.client = client
+        client.connect_to(host, port, choice.name)
+        return client
+
+    @Slot(str, str)
+    def _connection_failed(self, code: str, message: str) -> None:
+        assert self.choice is not None
+        self._drop_connection()
+        self.show_failure(failure_field(code), failure_message(code, message, self.choice))
+
+    @Slot(object)
+    def _welcomed(self, _welcome: p.Welcome) -> None:
+        client = self.client
+        if client is None or self.window is not None:
+            return  # a resume: the window already shows this client
+        client.welcomed.disconnect(self._welcomed)
+        client.connectionFailed.disconnect(self._connection_failed)
+        assert self.choice is not None
+        if self.choice.mode == "join":
+            self.settings.add_recent_server(self.choice.address)
+        self.settings.sync()
+        self.window = self._open_main_window(client)
+        if self.dialog is not None:
+            self.dialog.set_busy(False)
+            self.dialog.hide()
+
+    def _open_main_window(self, client: ChatClient) -> QWidget:
+        from .ui.main_window import MainWindow
+
+        window: QWidget = MainWindow(client, server=self.server, settings=self.settings)
+        window.show()
+        return window
+
+    def _drop_connection(self) -> None:
+        client, self.client = self.client, None
+        server, self.server = self.server, None
+        if client is not None:
+            client.close()
+            client.deleteLater()
+        if server is not None:
+            server.close()
+
+    def shutdown(self) -> None:
+        """Close the client, then the server; every thread is joined on return. Idempotent."""
+        self._drop_connection()
+        self.settings.sync()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="desktop-chat", description="Chat with the people on your network."
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--host-chat", action="store_true", help="host a chat on this computer at once"
+    )
+    mode.add_argument("--join", metavar="HOST[:PORT]", help="join the chat at this address")
+    parser.add_argument("--name", help="your name in the chat")
+    parser.add_argument(
+        "--port", type=int, default=None, help=f"port to host on (default {DEFAULT_PORT})"
+    )
+    parser.add_argument("--title", default="", help="title of the hosted chat")
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="where a hosted chat keeps data"
+    )
+    parser.add_argument(
+        "--no-announce", action="store_true", help="do not announce a hosted chat on the network"
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    return parser
+
+
+def _default_name(settings: Settings) -> str:
+    for candidate in (settings.last_name, getpass.getuser()):
+        try:
+            return normalize_name(candidate)
+        except InvalidName:
+            continue
+    return ""
+
+
+def _set_up_application(argv: Sequence[str]) -> QApplication:
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication([sys.argv[0], *argv])
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APPLICATION)
+    app.setApplicationDisplayName("Desktop Chat")
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName(APPLICATION)
+    for icon_name in ("icon.svg", "icon.png", "desktop-chat.svg", "desktop-chat.png"):
+        if (_RESOURCES / icon_name).is_file():
+            app.setWindowIcon(QIcon(str(_RESOURCES / icon_name)))
+            break
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the desktop app; the exit status (2: could not start as the flags asked)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:  # --help or a usage error: argparse has said why
+        return exc.code if isinstance(exc.code, int) else 2
+    if args.version:
+        sys.stdout.write(f"desktop-chat {__version__}\n")
+        return 0
+    if args.port is not None and not 1 <= args.port <= 65535:
+        sys.stderr.write("desktop-chat: --port must be between 1 and 65535\n")
+        return 2
+    join_target: tuple[str, int] | None = None
+    if args.join is not None:
+        try:
+            join_target = parse_address(args.join)
+        except ValueError as exc:
+            sys.stderr.write(f"desktop-chat: --join: {exc}\n")
+            return 2
+
+    app = _set_up_application(args_list)
+    settings = Settings()
+    apply_theme(app, resolve_theme(settings.theme))
+    controller = AppController(
+        settings, data_dir=args.data_dir, announce=not args.no_announce, parent=app
+    )
+    name = args.name if args.name is not None else _default_name(settings)
+    if args.host_chat:
+        port = args.port if args.port is not None else (settings.host_port or DEFAULT_PORT)
+        choice = StartChoice("host", name, "127.0.0.1", port, args.title)
+        if _name_is_usable(controller, choice):
+            try:
+                controller.start_server(choice)
+            except OSError as exc:
+                sys.stderr.write(f"desktop-chat: {port_error_message(port, exc)}\n")
+                return 2
+            controller.connect_client(choice)
+    elif join_target is not None:
+        choice = StartChoice("join", name, join_target[0], join_target[1])
+        if _name_is_usable(controller, choice):
+            controller.connect_client(choice)
+    else:
+        controller.show_start()
+    return _run(app, controller)
+
+
+def _name_is_usable(controller: AppController, choice: StartChoice) -> bool:
+    """True if the name from the flags is valid; else the start screen says why."""
+    try:
+        normalize_name(choice.name)
+    except InvalidName as exc:
+        controller.choice = choice
+        controller.show_failure("name", f"Choose a name: {exc}.")
+        return False
+    return True
+
+
+def _run(app: QApplication, controller: AppController) -> int:
+    # Python only runs signal handlers between bytecodes; a timer lets Ctrl+C in the terminal
+    # quit the Qt event loop instead of waiting for the next GUI event.
+    def on_sigint(_signum: int, _frame: FrameType | None) -> None:
+        app.quit()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    ticker = QTimer()
+    ticker.timeout.connect(lambda: None)
+    ticker.start(250)
+    try:
+        status = app.exec()
+    finally:
+        ticker.stop()
+        signal.signal(signal.SIGINT, previous)
+        controller.shutdown()
+    return int(status)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""TLS on the shared port: the server's self-signed certificate, and TLS over a non-blocking
+socket shared by a reading thread and many writing threads.
+
+The certificate (EC P-256, self-signed) is made on first start in the data folder and kept; the
+key file is readable by its owner only. Clients pin its fingerprint: SHA-256 over the DER
+certificate, as ``openssl x509 -fingerprint -sha256`` shows it.
+
+:class:`TlsChannel` runs the ``ssl`` module's sans-I/O ``SSLObject`` over two memory BIOs, so the
+connection keeps its own socket handling (non-blocking, ``poll`` with deadlines): the reading
+thread feeds it ciphertext and gets plaintext; writers hand it plaintext and it sends the
+ciphertext, keeping what the socket did not take for the next write.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ipaddress
+import os
+import socket
+import ssl
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+CERT_FILE = "tls-cert.pem"
+KEY_FILE = "tls-key.pem"
+TLS_MODES = ("off", "offered", "required")
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    cert_path: Path
+    key_path: Path
+    fingerprint: str  # lowercase hex, no separators
+
+    @property
+    def fingerprint_colons(self) -> str:
+        return format_fingerprint(self.fingerprint)
+
+    @property
+    def fingerprint_for_reading(self) -> str:
+        return group_for_reading(self.fingerprint)
+
+
+def fingerprint_of_der(der: bytes) -> str:
+    """SHA-256 of a DER certificate, lowercase hex."""
+    return hashlib.sha256(der).hexdigest()
+
+
+def normalize_fingerprint(text: str) -> str:
+    """Accept ``AB:CD…``, ``abcd …`` or grouped forms; return lowercase hex or raise ValueError."""
+    cleaned = "".join(ch for ch in text if ch not in ": -\t\n").lower()
+    if len(cleaned) != 64 or any(ch not in "0123456789abcdef" for ch in cleaned):
+        raise ValueError("a SHA-256 fingerprint has 64 hexadecimal digits")
+    return cleaned
+
+
+def format_fingerprint(hex_digest: str) -> str:
+    """``AB:CD:…`` as openssl prints it."""
+    up = hex_digest.upper()
+    return ":".join(up[i : i + 2] for i in range(0, len(up), 2))
+
+
+def group_for_reading(hex_digest: str) -> str:
+    """Groups of four, four groups a line-ish: easy to read aloud and compare."""
+    up = hex_digest.upper()
+    return " ".join(up[i : i + 4] for i in range(0, len(up), 4))
+
+
+def ensure_certificate(data_dir: Path) -> Certificate:
+    """Load the server's certificate from ``data_dir``, making one on first use."""
+    cert_path, key_path = data_dir / CERT_FILE, data_dir / KEY_FILE
+    if not (cert_path.exists() and key_path.exists()):
+        _make_certificate(cert_path, key_path)
+    pem = cert_path.read_bytes()
+    der = ssl.PEM_cert_to_DER_cert(pem.decode("ascii"))
+    return Certificate(cert_path, key_path, fingerprint_of_der(der))
+
+
+def _make_certificate(cert_path: Path, key_path: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    host = socket.gethostname() or "desktop-chat"
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Desktop Chat on {host}"[:64])])
+    now = datetime.datetime.now(datetime.UTC)
+    alt_names: list[x509.GeneralName] = [
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+    ]
+    if host.isascii() and host.replace("-", "").replace(".", "").isalnum():
+        alt_names.insert(0, x509.DNSName(host))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    # The key is written with owner-only permissions from the start, never world-readable.
+    tmp_key = key_path.with_suffix(".tmp")
+    fd = os.open(tmp_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key_pem)
+    os.replace(tmp_key, key_path)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def server_context(cert: Certificate) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(cert.cert_path), str(cert.key_path))
+    return ctx
+
+
+def client_context() -> ssl.SSLContext:
+    """For clients that pin the fingerprint themselves (self-signed: no CA to check against)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class TlsClosed(Exception):
+    """The peer ended the TLS session, or broke it."""
+
+
+class TlsChannel:
+    """TLS over a non-blocking socket; thread-safe between one reader and many writers."""
+
+    def __init__(self, ctx: ssl.SSLContext, sock: socket.socket) -> None:
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        self._obj = ctx.wrap_bio(self._in, self._out, server_side=True)
+        self._sock = sock
+        self._lock = threading.Lock()
+        self._raw_pending = b""
+
+    @property
+    def backlogged(self) -> bool:
+        """Ciphertext is waiting for the socket to take it."""
+        return bool(self._raw_pending)
+
+    @property
+    def version(self) -> str | None:
+        return self._obj.version()
+
+    def handshake_step(self, raw: bytes) -> bool:
+        """Feed handshake bytes; True once the handshake is complete. Raises TlsClosed."""
+        with self._lock:
+            if raw:
+                self._in.write(raw)
+            try:
+                self._obj.do_handshake()
+                done = True
+            except ssl.SSLWantReadError:
+                done = False
+            except (ssl.SSLError, ValueError) as exc:
+                self._queue_out_locked()
+                raise TlsClosed(str(exc)) from exc
+            self._queue_out_locked()
+        return done
+
+    def decrypt(self, raw: bytes) -> bytes:
+        """Ciphertext in, the plaintext it completes out (maybe b""). Raises TlsClosed."""
+        chunks: list[bytes] = []
+        with self._lock:
+            self._in.write(raw)
+            while True:
+                try:
+                    data = self._obj.read(65_536)
+                except ssl.SSLWantReadError:
+                    break
+                except (ssl.SSLZeroReturnError, ssl.SSLEOFError) as exc:
+                    raise TlsClosed("closed") from exc
+                except ssl.SSLError as exc:
+                    raise TlsClosed(str(exc)) from exc
+                if not data:
+                    raise TlsClosed("closed")
+                chunks.append(data)
+            self._queue_out_locked()
+        return b"".join(chunks)
+
+    def send(self, data: bytes) -> int:
+        """Encrypt all of ``data`` and send what the socket takes; the rest waits in
+        ``backlogged``. Returns ``len(data)`` (the plaintext is always consumed) or raises
+        BlockingIOError when older ciphertext still waits, so the caller keeps ``data``."""
+        with self._lock:
+            if self._raw_pending:
+                self._push_locked()
+                if self._raw_pending:
+                    if data:
+                        raise BlockingIOError
+                    return 0
+            if data:
+                try:
+                    self._obj.write(data)
+                except ssl.SSLError as exc:
+                    raise OSError(str(exc)) from exc
+            self._queue_out_locked()
+        return len(data)
+
+    def _queue_out_locked(self) -> None:
+        pending = self._out.read()
+        if pending:
+            self._raw_pending += pending
+        self._push_locked()
+
+    def _push_locked(self) -> None:
+        if not self._raw_pending:
+            return
+        try:
+            sent = self._sock.send(self._raw_pending)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._raw_pending = b""  # the peer is gone; the reading thread will notice
+            return
+        self._raw_pending = self._raw_pending[sent:]

@@ -1,0 +1,393 @@
+"""Paints conversation rows: avatar, coloured name, time, grouped follow-ups, system lines.
+
+Message text is laid out with ``QTextLayout`` as plain text (never HTML: ``<b>x</b>`` shows
+as typed) with formats only for link ranges and mentions of me. The same layout code answers
+``sizeHint`` (cached in the entry per width), ``paint`` and "which link is under the mouse".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPointF, QRect, QRectF, QSize, Qt
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetrics,
+    QPainter,
+    QPen,
+    QTextCharFormat,
+    QTextLayout,
+    QTextLine,
+    QTextOption,
+)
+from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
+
+from .chat_model import ChatModel, Entry, Kind
+from .message_text import Span, action_text
+from .theme import LIGHT, Theme
+
+PAD_X = 16
+AVATAR = 34
+GAP = 12
+TEXT_X = PAD_X + AVATAR + GAP
+PAD_RIGHT = 18
+GROUP_TOP = 12  # space above the first message of a group
+FOLLOW_TOP = 2  # space above a grouped follow-up
+BOTTOM = 3
+DAY_HEIGHT = 40
+SYSTEM_PAD = 5
+LINE_GAP = 2  # extra pixels between wrapped lines of one message
+
+# QTextLayout does not break lines at "\n"; U+2028 is a line separator it honours, and it
+# keeps every index the same so link and mention ranges still apply.
+_LINE_BREAKS = str.maketrans({"\n": "\u2028", "\r": " "})
+
+
+def day_label(day: date, today: date | None = None) -> str:
+    today = today or date.today()
+    delta = (today - day).days
+    if delta == 0:
+        return "Today"
+    if delta == 1:
+        return "Yesterday"
+    if 0 < delta < 7:
+        return day.strftime("%A")
+    if day.year == today.year:
+        return day.strftime("%A, %d %B").replace(" 0", " ")
+    return day.strftime("%d %B %Y").lstrip("0")
+
+
+def initial_of(name: str) -> str:
+    for ch in name:
+        if ch.isalnum():
+            return ch.upper()
+    return name[:1] or "?"
+
+
+@dataclass(slots=True)
+class _Fonts:
+    body: QFont
+    name: QFont
+    small: QFont
+    system: QFont
+    avatar: QFont
+    body_fm: QFontMetrics
+    name_fm: QFontMetrics
+    small_fm: QFontMetrics
+    system_fm: QFontMetrics
+
+    @classmethod
+    def from_font(cls, font: QFont) -> _Fonts:
+        base = QFont(font)  # a copy: the option's font dies with the option
+        name = QFont(base)
+        name.setWeight(QFont.Weight.Bold)
+        small = QFont(base)
+        small.setPointSizeF(max(base.pointSizeF() * 0.82, 7.0))
+        system = QFont(small)
+        system.setPointSizeF(max(base.pointSizeF() * 0.9, 7.0))
+        avatar = QFont(base)
+        avatar.setWeight(QFont.Weight.Bold)
+        avatar.setPointSizeF(base.pointSizeF() * 1.05)
+        return cls(
+            base,
+            name,
+            small,
+            system,
+            avatar,
+            QFontMetrics(base),
+            QFontMetrics(name),
+            QFontMetrics(small),
+            QFontMetrics(system),
+        )
+
+
+class ChatDelegate(QStyledItemDelegate):
+    """Draws :class:`ChatModel` rows. Signals: sizeHintChanged (inherited)."""
+
+    def __init__(self, parent: QWidget | None = None, theme: Theme = LIGHT) -> None:
+        super().__init__(parent)
+        self.theme = theme
+        self._fonts: _Fonts | None = None
+        self._font_key = ""
+        self._option = QTextOption()
+        self._option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+
+    def set_theme(self, theme: Theme) -> None:
+        self.theme = theme
+
+    # -- geometry ----------------------------------------------------------------------------
+
+    def fonts(self, base: QFont) -> _Fonts:
+        key = base.key()
+        if self._fonts is None or key != self._font_key:
+            self._fonts = _Fonts.from_font(base)
+            self._font_key = key
+        return self._fonts
+
+    def _body(self, entry: Entry) -> tuple[str, list[tuple[Span, str]]]:
+        """The text to lay out and the decorated ranges (kind: link, mention, actor)."""
+        if entry.kind == Kind.ACTION:
+            action = action_text(entry.sender, entry.text)
+            if action is None:
+                action = entry.text
+            shown = f"{entry.sender} {action}"
+            offset = len(entry.sender) + 1 - (len(entry.text) - len(action))
+            decor: list[tuple[Span, str]] = [(Span(0, len(entry.sender)), "actor")]
+            for span in entry.links:
+                start = span.start + offset
+                if start >= len(entry.sender) + 1:
+                    decor.append((Span(start, span.end + offset, span.url), "link"))
+            return shown, decor
+        decor = [(span, "link") for span in entry.links]
+        decor += [(span, "mention") for span in entry.mention_spans]
+        return entry.text, decor
+
+    def text_layout(self, entry: Entry, width: int, fonts: _Fonts) -> tuple[QTextLayout, float]:
+        """Lay out the entry's body in ``width`` pixels; return the layout and its height."""
+        text, decor = self._body(entry)
+        system = entry.kind in (Kind.SYSTEM, Kind.ERROR)
+        font = QFont(fonts.system) if system else QFont(fonts.body)
+        if entry.kind == Kind.ACTION:
+            font.setItalic(True)
+        layout = QTextLayout(text.translate(_LINE_BREAKS), font)
+        layout.setTextOption(self._option)
+        if decor:
+            layout.setFormats([self._format_range(span, what, entry) for span, what in decor])
+        layout.beginLayout()
+        y = 0.0
+        while True:
+            line = layout.createLine()
+            if not line.isValid():
+                break
+            line.setLineWidth(max(width, 40))
+            line.setPosition(QPointF(0, y))
+            y += line.height() + LINE_GAP
+        layout.endLayout()
+        return layout, max(y - LINE_GAP, 0.0)
+
+    def _format_range(self, span: Span, what: str, entry: Entry) -> QTextLayout.FormatRange:
+        fmt = QTextCharFormat()
+        t = self.theme
+        if what == "link":
+            fmt.setForeground(QColor(t.link))
+            fmt.setFontUnderline(True)
+        elif what == "mention":
+            fmt.setBackground(QColor(t.mention_span))
+            fmt.setFontWeight(QFont.Weight.Bold)
+        else:  # the actor of a /me line
+            fmt.setForeground(t.name_color(entry.sender))
+            fmt.setFontWeight(QFont.Weight.Bold)
+        rng = QTextLayout.FormatRange()
+        rng.start = span.start
+        rng.length = span.end - span.start
+        rng.format = fmt
+        return rng
+
+    def _top_parts(self, entry: Entry, fonts: _Fonts) -> tuple[int, int]:
+        """(height of the day divider, height of what sits above the body in this row)."""
+        day = DAY_HEIGHT if entry.day_break else 0
+        if entry.kind in (Kind.SYSTEM, Kind.ERROR):
+            return day, SYSTEM_PAD
+        if entry.kind == Kind.ACTION:
+            return day, 8
+        if entry.grouped:
+            return day, FOLLOW_TOP
+        return day, GROUP_TOP + fonts.name_fm.height() + 2
+
+    def row_height(self, entry: Entry, width: int, fonts: _Fonts) -> int:
+        if entry.cache_width == width:
+            return entry.cache_height
+        _, body_h = self.text_layout(entry, self.body_width(width), fonts)
+        day, above = self._top_parts(entry, fonts)
+        below = SYSTEM_PAD if entry.kind in (Kind.SYSTEM, Kind.ERROR) else BOTTOM
+        if entry.kind == Kind.ACTION:
+            below = 8
+        height = day + above + int(body_h + 0.999) + below
+        if not entry.grouped and entry.kind == Kind.MESSAGE:
+            # The avatar must fit next to a one-line message.
+            height = max(height, day + GROUP_TOP + AVATAR + BOTTOM)
+        entry.cache_width = width
+        entry.cache_height = height
+        return height
+
+    @staticmethod
+    def body_width(row_width: int) -> int:
+        return max(row_width - TEXT_X - PAD_RIGHT, 40)
+
+    def _view_width(self, option: QStyleOptionViewItem) -> int:
+        view = self.parent()
+        if isinstance(view, QWidget) and hasattr(view, "viewport"):
+            return int(view.viewport().width())
+        return int(option.rect.width())
+
+    @staticmethod
+    def _entry(index: QModelIndex | QPersistentModelIndex) -> Entry | None:
+        model = index.model()
+        if isinstance(model, ChatModel) and index.isValid():
+            return model.entry(index.row())
+        return None
+
+    def sizeHint(
+        self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> QSize:
+        entry = self._entry(index)
+        if entry is None:
+            return QSize(0, 0)
+        width = self._view_width(option)
+        return QSize(width, self.row_height(entry, width, self.fonts(option.font)))
+
+    def body_origin(self, entry: Entry, rect: QRect, fonts: _Fonts) -> QPointF:
+        day, above = self._top_parts(entry, fonts)
+        return QPointF(rect.left() + TEXT_X, rect.top() + day + above)
+
+    def link_at(self, entry: Entry, rect: QRect, pos: QPointF, font: QFont) -> str | None:
+        """The URL under ``pos`` (view coordinates) in the row at ``rect``, if any."""
+        if not entry.links:
+            return None
+        fonts = self.fonts(font)
+        layout, height = self.text_layout(entry, self.body_width(rect.width()), fonts)
+        origin = self.body_origin(entry, rect, fonts)
+        local = pos - origin
+        if local.y() < 0 or local.y() > height:
+            return None
+        _, decor = self._body(entry)
+        for i in range(layout.lineCount()):
+            line = layout.lineAt(i)
+            if line.y() <= local.y() < line.y() + line.height():
+                if local.x() < 0 or local.x() > line.naturalTextWidth():
+                    return None
+                cursor = line.xToCursor(local.x(), QTextLine.CursorPosition.CursorOnCharacter)
+                for span, what in decor:
+                    if what == "link" and span.start <= cursor < span.end:
+                        return span.url
+        return None
+
+    # -- painting ----------------------------------------------------------------------------
+
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        entry = self._entry(index)
+        if entry is None:
+            return
+        t = self.theme
+        fonts = self.fonts(option.font)
+        rect = QRect(option.rect)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
+        day_h, _ = self._top_parts(entry, fonts)
+        if entry.day_break:
+            self._paint_day(painter, QRect(rect.left(), rect.top(), rect.width(), day_h), entry)
+        row = QRect(rect.left(), rect.top() + day_h, rect.width(), rect.height() - day_h)
+        state = option.state
+        if entry.mention:
+            painter.fillRect(row, QColor(t.mention_row))
+            painter.fillRect(QRect(row.left(), row.top(), 3, row.height()), QColor(t.mention_bar))
+        elif state & QStyle.StateFlag.State_Selected:
+            painter.fillRect(row, QColor(t.selected_row))
+        elif state & QStyle.StateFlag.State_MouseOver:
+            painter.fillRect(row, QColor(t.hover_row))
+
+        layout, _ = self.text_layout(entry, self.body_width(rect.width()), fonts)
+        origin = self.body_origin(entry, rect, fonts)
+        if entry.kind in (Kind.SYSTEM, Kind.ERROR):
+            colour = QColor(t.error if entry.kind == Kind.ERROR else t.muted)
+            if state & QStyle.StateFlag.State_MouseOver:
+                self._paint_gutter_time(painter, row, entry, fonts, SYSTEM_PAD)
+            else:
+                self._paint_system_mark(painter, row, entry, colour, fonts)
+        else:
+            if entry.kind == Kind.MESSAGE and not entry.grouped:
+                self._paint_header(painter, row, entry, fonts)
+            elif entry.kind == Kind.ACTION:
+                self._paint_action_mark(painter, row, entry, fonts)
+            elif state & QStyle.StateFlag.State_MouseOver:
+                self._paint_gutter_time(painter, row, entry, fonts, FOLLOW_TOP)
+        if entry.kind in (Kind.SYSTEM, Kind.ERROR):
+            painter.setPen(QColor(t.error if entry.kind == Kind.ERROR else t.muted))
+        else:
+            painter.setPen(QColor(t.text))
+        layout.draw(painter, origin)
+        painter.restore()
+
+    def _paint_day(self, painter: QPainter, band: QRect, entry: Entry) -> None:
+        t = self.theme
+        fonts = self._fonts
+        assert fonts is not None
+        label = day_label(entry.local_time.date())
+        painter.setFont(fonts.small)
+        text_w = fonts.small_fm.horizontalAdvance(label) + 24
+        mid_y = band.top() + band.height() // 2 + 2
+        painter.setPen(QPen(QColor(t.border), 1))
+        left = band.left() + PAD_X
+        right = band.right() - PAD_RIGHT
+        centre = band.left() + band.width() // 2
+        painter.drawLine(left, mid_y, centre - text_w // 2, mid_y)
+        painter.drawLine(centre + text_w // 2, mid_y, right, mid_y)
+        pill = QRectF(centre - text_w / 2, mid_y - 10, text_w, 20)
+        painter.setPen(QPen(QColor(t.border), 1))
+        painter.setBrush(QColor(t.surface))
+        painter.drawRoundedRect(pill, 10, 10)
+        painter.setPen(QColor(t.muted))
+        painter.drawText(pill, Qt.AlignmentFlag.AlignCenter, label)
+
+    def _paint_header(self, painter: QPainter, row: QRect, entry: Entry, fonts: _Fonts) -> None:
+        t = self.theme
+        colour = t.name_color(entry.sender)
+        # Avatar: a disc in the sender's colour with the initial.
+        top = row.top() + GROUP_TOP
+        disc = QRectF(row.left() + PAD_X, top, AVATAR, AVATAR)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(colour)
+        painter.drawEllipse(disc)
+        painter.setFont(fonts.avatar)
+        painter.setPen(QColor("#17181c") if t.dark else QColor("#ffffff"))
+        painter.drawText(disc, Qt.AlignmentFlag.AlignCenter, initial_of(entry.sender))
+        # Name, then the time in a quieter font on the same baseline.
+        x = row.left() + TEXT_X
+        name_w = min(
+            fonts.name_fm.horizontalAdvance(entry.sender),
+            self.body_width(row.width()) - 60,
+        )
+        name = fonts.name_fm.elidedText(entry.sender, Qt.TextElideMode.ElideRight, name_w + 1)
+        baseline = top + fonts.name_fm.ascent() - 1
+        painter.setFont(fonts.name)
+        painter.setPen(colour)
+        painter.drawText(QPointF(x, baseline), name)
+        painter.setFont(fonts.small)
+        painter.setPen(QColor(t.muted))
+        when = entry.local_time.strftime("%H:%M")
+        painter.drawText(QPointF(x + name_w + 8, baseline), when)
+
+    def _paint_gutter_time(
+        self, painter: QPainter, row: QRect, entry: Entry, fonts: _Fonts, top: int
+    ) -> None:
+        painter.setFont(fonts.small)
+        painter.setPen(QColor(self.theme.muted))
+        when = entry.local_time.strftime("%H:%M")
+        box = QRect(row.left() + 4, row.top() + top, TEXT_X - 10, fonts.body_fm.height())
+        painter.drawText(box, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, when)
+
+    def _paint_action_mark(
+        self, painter: QPainter, row: QRect, entry: Entry, fonts: _Fonts
+    ) -> None:
+        colour = self.theme.name_color(entry.sender)
+        y = row.top() + 8 + fonts.body_fm.height() / 2
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(colour)
+        painter.drawEllipse(QPointF(row.left() + PAD_X + AVATAR / 2, y), 4, 4)
+
+    def _paint_system_mark(
+        self, painter: QPainter, row: QRect, entry: Entry, colour: QColor, fonts: _Fonts
+    ) -> None:
+        painter.setFont(fonts.system)
+        painter.setPen(colour)
+        mark = "!" if entry.kind == Kind.ERROR else "•"
+        box = QRect(row.left() + PAD_X, row.top() + SYSTEM_PAD, AVATAR, fonts.system_fm.height())
+        painter.drawText(box, Qt.AlignmentFlag.AlignCenter, mark)

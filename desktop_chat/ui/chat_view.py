@@ -1,0 +1,287 @@
+"""The conversation view: a ``QListView`` over a :class:`ChatModel` that behaves like a chat.
+
+It sticks to the newest message while the user is at the bottom, keeps the view still when
+older messages are prepended (it keeps the distance from the bottom), reveals held older rows
+and then asks for server history when the user scrolls to the top, trims rows far above the
+screen while the user reads the newest ones, opens links, and copies text.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import (
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    QPointF,
+    Qt,
+    QTimer,
+    QUrl,
+    Signal,
+)
+from PySide6.QtGui import (
+    QContextMenuEvent,
+    QDesktopServices,
+    QGuiApplication,
+    QKeyEvent,
+    QKeySequence,
+    QMouseEvent,
+    QResizeEvent,
+)
+from PySide6.QtWidgets import QAbstractItemView, QListView, QMenu, QPushButton, QWidget
+
+from .chat_delegate import ChatDelegate
+from .chat_model import ChatModel, Entry, Kind
+from .theme import LIGHT, Theme
+
+# Rows shown at most while the user is at the bottom (layout cost grows with rows shown).
+WINDOW_ROWS = 600
+# Rows revealed from the held ones per step when the user scrolls to the top.
+REVEAL_STEP = 200
+# Pixels from the top at which older messages are fetched.
+TOP_MARGIN = 48
+BOTTOM_SLACK = 6
+
+
+def entry_as_text(entry: Entry) -> str:
+    when = entry.local_time.strftime("%H:%M")
+    if entry.kind in (Kind.SYSTEM, Kind.ERROR):
+        return f"[{when}] {entry.text}"
+    return f"[{when}] {entry.sender}: {entry.text}"
+
+
+class ChatView(QListView):
+    """Shows one conversation at a time.
+
+    Signals:
+        olderWanted(): the user reached the top and every held message is shown.
+        linkActivated(str url): a link in a message was clicked.
+    """
+
+    olderWanted = Signal()
+    linkActivated = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None, theme: Theme = LIGHT) -> None:
+        super().__init__(parent)
+        self.setObjectName("chatView")
+        self.setAccessibleName("Conversation")
+        self.delegate = ChatDelegate(self, theme)
+        self.setItemDelegate(self.delegate)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.verticalScrollBar().setSingleStep(24)
+        self.open_links = True  # tests turn this off and watch linkActivated
+        self._model: ChatModel | None = None
+        self._at_bottom = True
+        self._anchor: int | None = None  # distance from the bottom to keep after a prepend
+        self._press_link: str | None = None
+        self._unseen = 0
+        # Trimming waits for the event loop: a burst of messages trims once, and rows are never
+        # removed while other receivers are still handling the insertion.
+        self._trim_timer = QTimer(self)
+        self._trim_timer.setSingleShot(True)
+        self._trim_timer.setInterval(0)
+        self._trim_timer.timeout.connect(self._trim)
+        bar = self.verticalScrollBar()
+        bar.valueChanged.connect(self._on_scrolled)
+        bar.rangeChanged.connect(self._on_range)
+        self.jump_button = QPushButton("↓  Newest messages", self.viewport())
+        self.jump_button.setObjectName("jumpToLatest")
+        self.jump_button.setAccessibleName("Jump to the newest messages")
+        self.jump_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.jump_button.clicked.connect(self.scroll_to_newest)
+        self.jump_button.hide()
+
+    # -- model -------------------------------------------------------------------------------
+
+    def set_chat_model(self, model: ChatModel | None) -> None:
+        """Show ``model`` (one conversation), scrolled to its newest message."""
+        old = self._model
+        if old is model:
+            return
+        if old is not None:
+            old.rowsAboutToBeInserted.disconnect(self._before_insert)
+            old.rowsInserted.disconnect(self._after_insert)
+        self._model = model
+        self._anchor = None
+        self._unseen = 0
+        self.jump_button.hide()
+        self.setModel(model)
+        if model is not None:
+            model.rowsAboutToBeInserted.connect(self._before_insert)
+            model.rowsInserted.connect(self._after_insert)
+            model.trim_older(WINDOW_ROWS)
+        self._at_bottom = True
+        self.scroll_to_newest()
+
+    def chat_model(self) -> ChatModel | None:
+        return self._model
+
+    def set_theme(self, theme: Theme) -> None:
+        self.delegate.set_theme(theme)
+        self.viewport().update()
+
+    def relayout(self) -> None:
+        """Recompute every row's size (after a font or theme change)."""
+        if self._model is not None:
+            self._model.invalidate_sizes()
+        self.scheduleDelayedItemsLayout()
+
+    # -- sticking to the bottom, keeping the view still on prepends ----------------------------
+
+    def is_at_bottom(self) -> bool:
+        return self._at_bottom
+
+    def scroll_to_newest(self) -> None:
+        self._at_bottom = True
+        self._unseen = 0
+        self.jump_button.hide()
+        if self._model is not None:
+            self._model.trim_older(WINDOW_ROWS)
+        self.doItemsLayout()
+        bar = self.verticalScrollBar()
+        bar.setValue(bar.maximum())
+
+    def _before_insert(
+        self, parent: QModelIndex | QPersistentModelIndex, first: int, last: int
+    ) -> None:
+        model = self._model
+        if model is None or first != 0 or model.rowCount() == 0:
+            return
+        bar = self.verticalScrollBar()
+        if self._anchor is None:
+            self._anchor = bar.maximum() - bar.value()
+
+    def _after_insert(
+        self, parent: QModelIndex | QPersistentModelIndex, first: int, last: int
+    ) -> None:
+        model = self._model
+        if model is None or first == 0:
+            return
+        if self._at_bottom:
+            if model.rowCount() > WINDOW_ROWS:
+                self._trim_timer.start()
+        else:
+            self._unseen += last - first + 1
+            self._show_jump_button()
+
+    def _trim(self) -> None:
+        if self._model is not None and self._at_bottom:
+            self._model.trim_older(WINDOW_ROWS)
+
+    def _on_range(self, minimum: int, maximum: int) -> None:
+        bar = self.verticalScrollBar()
+        if self._anchor is not None:
+            bar.setValue(maximum - self._anchor)
+            self._anchor = None
+        elif self._at_bottom:
+            bar.setValue(maximum)
+        if maximum == 0:
+            self._near_top()
+
+    def _on_scrolled(self, value: int) -> None:
+        bar = self.verticalScrollBar()
+        if self._anchor is None:
+            self._at_bottom = value >= bar.maximum() - BOTTOM_SLACK
+        if self._at_bottom:
+            self._unseen = 0
+            self.jump_button.hide()
+        if value <= TOP_MARGIN and bar.maximum() > 0:
+            self._near_top()
+
+    def _near_top(self) -> None:
+        model = self._model
+        if model is None:
+            return
+        if model.hidden_older:
+            model.reveal_older(REVEAL_STEP)
+        else:
+            self.olderWanted.emit()
+
+    def _show_jump_button(self) -> None:
+        text = f"↓  {self._unseen} new message{'s' if self._unseen != 1 else ''}"
+        self.jump_button.setText(text)
+        self.jump_button.adjustSize()
+        self._place_jump_button()
+        self.jump_button.show()
+        self.jump_button.raise_()
+
+    def _place_jump_button(self) -> None:
+        vp = self.viewport()
+        b = self.jump_button
+        b.move((vp.width() - b.width()) // 2, vp.height() - b.height() - 12)
+
+    def resizeEvent(self, e: QResizeEvent) -> None:
+        super().resizeEvent(e)
+        self._place_jump_button()
+
+    # -- links and copying ---------------------------------------------------------------------
+
+    def link_at(self, pos: QPoint) -> str | None:
+        """The URL under viewport position ``pos``, if any."""
+        index = self.indexAt(pos)
+        if not index.isValid() or self._model is None:
+            return None
+        entry = self._model.entry(index.row())
+        return self.delegate.link_at(entry, self.visualRect(index), QPointF(pos), self.font())
+
+    def mouseMoveEvent(self, e: QMouseEvent) -> None:
+        super().mouseMoveEvent(e)
+        link = self.link_at(e.position().toPoint())
+        shape = Qt.CursorShape.PointingHandCursor if link else Qt.CursorShape.ArrowCursor
+        self.viewport().setCursor(shape)
+
+    def mousePressEvent(self, e: QMouseEvent) -> None:
+        self._press_link = None
+        if e.button() == Qt.MouseButton.LeftButton:
+            self._press_link = self.link_at(e.position().toPoint())
+        super().mousePressEvent(e)
+
+    def mouseReleaseEvent(self, e: QMouseEvent) -> None:
+        super().mouseReleaseEvent(e)
+        if e.button() != Qt.MouseButton.LeftButton or not self._press_link:
+            return
+        link = self.link_at(e.position().toPoint())
+        if link == self._press_link:
+            self.linkActivated.emit(link)
+            if self.open_links:
+                QDesktopServices.openUrl(QUrl(link))
+        self._press_link = None
+
+    def selected_text(self) -> str:
+        model = self._model
+        if model is None:
+            return ""
+        rows = sorted(i.row() for i in self.selectionModel().selectedIndexes())
+        return "\n".join(entry_as_text(model.entry(r)) for r in rows)
+
+    def copy_selection(self) -> None:
+        text = self.selected_text()
+        if text:
+            QGuiApplication.clipboard().setText(text)
+
+    def keyPressEvent(self, e: QKeyEvent) -> None:
+        if e.matches(QKeySequence.StandardKey.Copy):
+            self.copy_selection()
+            return
+        super().keyPressEvent(e)
+
+    def contextMenuEvent(self, e: QContextMenuEvent) -> None:
+        index = self.indexAt(e.pos())
+        if not index.isValid() or self._model is None:
+            return
+        entry = self._model.entry(index.row())
+        menu = QMenu(self)
+        clipboard = QGuiApplication.clipboard()
+        link = self.link_at(e.pos())
+        if link:
+            menu.addAction("Open link", lambda: QDesktopServices.openUrl(QUrl(link)))
+            menu.addAction("Copy link", lambda: clipboard.setText(link))
+        menu.addAction("Copy text", lambda: clipboard.setText(entry.text))
+        if len(self.selectionModel().selectedIndexes()) > 1:
+            menu.addAction("Copy selected messages", self.copy_selection)
+        menu.exec(e.globalPos())

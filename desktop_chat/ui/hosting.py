@@ -1,0 +1,93 @@
+"""The "you are hosting" card: the addresses others can use to join, copied with one click."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QRectF, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import QFrame, QLabel, QToolButton, QVBoxLayout, QWidget
+
+COPIED_FEEDBACK_MS = 1500
+
+
+def copy_icon(colour: QColor, size: int = 14) -> QIcon:
+    """Two overlapping sheets: the usual "copy" mark, drawn so no icon font is needed."""
+    ratio = 2.0
+    pix = QPixmap(int(size * ratio), int(size * ratio))
+    pix.setDevicePixelRatio(ratio)
+    pix.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pix)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+    painter.setPen(QPen(colour, 1.3))
+    painter.setBrush(Qt.BrushStyle.NoBrush)
+    s = float(size)
+    painter.drawRoundedRect(QRectF(s * 0.08, s * 0.08, s * 0.58, s * 0.58), 2, 2)
+    painter.setBrush(colour)
+    painter.drawRoundedRect(QRectF(s * 0.34, s * 0.34, s * 0.58, s * 0.58), 2, 2)
+    painter.end()
+    return QIcon(pix)
+
+
+class HostingCard(QFrame):
+    """Shown in the sidebar while this app hosts the chat.
+
+    Signals:
+        copied(str text): an address was put on the clipboard.
+    """
+
+    copied = Signal(str)
+
+    def __init__(
+        self,
+        title: str,
+        addresses: list[str],
+        parent: QWidget | None = None,
+        icon_colour: str = "#6b7280",
+    ) -> None:
+        super().__init__(parent)
+        self._icon = copy_icon(QColor(icon_colour))
+        self.setObjectName("hostingCard")
+        self.setAccessibleName("Hosting")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 10, 12, 12)
+        layout.setSpacing(6)
+        self.title_label = QLabel()
+        self.title_label.setObjectName("hostingTitle")
+        self.title_label.setWordWrap(True)
+        bold = self.title_label.font()
+        bold.setBold(True)
+        self.title_label.setFont(bold)
+        layout.addWidget(self.title_label)
+        hint = QLabel("Others on your network can join at:")
+        hint.setProperty("role", "muted")
+        hint.setWordWrap(True)
+        layout.addWidget(hint)
+        self.buttons: list[QToolButton] = []
+        for address in addresses:
+            button = QToolButton()
+            button.setProperty("role", "address")
+            button.setText(address)
+            button.setIcon(self._icon)
+            button.setIconSize(QSize(14, 14))
+            button.setLayoutDirection(Qt.LayoutDirection.RightToLeft)  # icon after the text
+            button.setToolTip(f"Copy {address}")
+            button.setAccessibleName(f"Copy the address {address}")
+            button.setCursor(Qt.CursorShape.PointingHandCursor)
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+            button.clicked.connect(lambda _=False, a=address, b=button: self._copy(a, b))
+            layout.addWidget(button)
+            self.buttons.append(button)
+        self.set_title(title)
+
+    def set_icon_colour(self, colour: str) -> None:
+        self._icon = copy_icon(QColor(colour))
+        for button in self.buttons:
+            button.setIcon(self._icon)
+
+    def set_title(self, title: str) -> None:
+        self.title_label.setText(f"You are hosting “{title}”")
+
+    def _copy(self, address: str, button: QToolButton) -> None:
+        QGuiApplication.clipboard().setText(address)
+        button.setText(f"{address}  ✓ Copied")
+        QTimer.singleShot(COPIED_FEEDBACK_MS, button, lambda: button.setText(address))
+        self.copied.emit(address)

@@ -1,0 +1,586 @@
+"""The desktop app's main window: rooms on the left, the conversation, people on the right.
+
+The window shows what its :class:`~desktop_chat.ui.session.ChatSession` holds and turns what
+the user does (typing, commands, clicks, shortcuts) into session calls. Unread counts and
+notifications for conversations nobody is looking at are decided here (see notifications.py).
+Closing the window closes the client and, when this app hosts the chat, the server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QApplication,
+    QLabel,
+    QMainWindow,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .about import AboutDialog
+from .chat_model import Entry
+from .chat_view import ChatView
+from .commands import (
+    HELP_TEXT,
+    Action,
+    CommandError,
+    DirectMessage,
+    JoinRoom,
+    ListPeople,
+    ListRooms,
+    PartRoom,
+    QuitChat,
+    SendText,
+    ShowHelp,
+    parse_command,
+)
+from .conversations import Conversation, room_key, typing_text
+from .header import ChatStatusBar, ConversationHeader
+from .hosting import HostingCard
+from .icons import app_icon
+from .join_dialog import JoinRoomDialog
+from .message_input import Composer
+from .notifications import Notifier, Sound
+from .preferences import MemorySettings, UiSettings, notify_prefs, store_notify_prefs
+from .room_list import RoomList
+from .session import ChatSession
+from .settings_dialog import SettingsDialog, SettingsValues
+from .theme import Theme, apply_theme, resolve_theme
+from .user_list import UserList
+
+TYPING_REFRESH_MS = 1000
+
+
+class MainWindow(QMainWindow):
+    """The chat window for one connection (and, when hosting, its server).
+
+    Signals:
+        notified(str conversation, str title, str text): a notification was given for a
+            message nobody was looking at (conversation is ``#room`` or ``@name``).
+        conversationShown(str key): the shown conversation changed.
+    """
+
+    notified = Signal(str, str, str)
+    conversationShown = Signal(str)
+
+    def __init__(
+        self,
+        client: Any,
+        server: Any | None = None,
+        settings: UiSettings | None = None,
+        *,
+        sound: Sound | None = None,
+    ) -> None:
+        super().__init__()
+        self.setObjectName("mainWindow")
+        self.client = client
+        self.server = server
+        self.settings: UiSettings = settings if settings is not None else MemorySettings()
+        self._closed = False
+        self._drafts: dict[str, str] = {}
+        self.current_key = ""
+        self.theme: Theme = resolve_theme(self.settings.theme)
+
+        self.session = ChatSession(client, self)
+        self.session.show_joins = self.settings.show_joins
+        self.notifier = Notifier(self, notify_prefs(self.settings), sound, app_icon())
+        self.notifier.notified.connect(self.notified)
+
+        self.setWindowIcon(app_icon())
+        self.setWindowTitle("Desktop Chat")
+        self.resize(1100, 720)
+        self.setMinimumSize(640, 420)
+        self._build()
+        self._build_actions()
+        self._connect()
+        self._apply_theme()
+        self._apply_font_size()
+        geometry = self.settings.window_geometry
+        if not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        self._typing_timer = QTimer(self)
+        self._typing_timer.setInterval(TYPING_REFRESH_MS)
+        self._typing_timer.timeout.connect(self._refresh_typing)
+
+    # -- construction ----------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        t = self.theme
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.setObjectName("mainSplitter")
+        splitter.setHandleWidth(1)
+        splitter.setChildrenCollapsible(False)
+
+        self.sidebar = QWidget()
+        self.sidebar.setObjectName("sidebar")
+        self.sidebar.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        side = QVBoxLayout(self.sidebar)
+        side.setContentsMargins(0, 0, 0, 10)
+        side.setSpacing(4)
+        self.server_title = QLabel("Desktop Chat")
+        self.server_title.setObjectName("serverTitle")
+        self.server_title.setTextFormat(Qt.TextFormat.PlainText)
+        font = self.server_title.font()
+        font.setPointSizeF(font.pointSizeF() * 1.15)
+        font.setBold(True)
+        self.server_title.setFont(font)
+        self.server_title.setContentsMargins(16, 14, 12, 0)
+        self.me_label = QLabel("Connecting…")
+        self.me_label.setObjectName("meLabel")
+        self.me_label.setProperty("role", "muted")
+        self.me_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.me_label.setContentsMargins(16, 0, 12, 6)
+        side.addWidget(self.server_title)
+        side.addWidget(self.me_label)
+        self.room_list = RoomList(self.session.conversations, theme=t)
+        side.addWidget(self.room_list, 1)
+        self.hosting_card: HostingCard | None = None
+        if self.server is not None:
+            self.hosting_card = HostingCard(
+                self.server.title, self.server.join_addresses(), icon_colour=t.muted
+            )
+            wrap = QVBoxLayout()
+            wrap.setContentsMargins(10, 0, 10, 0)
+            wrap.addWidget(self.hosting_card)
+            side.addLayout(wrap)
+
+        centre = QWidget()
+        centre.setObjectName("centre")
+        col = QVBoxLayout(centre)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(0)
+        self.header = ConversationHeader(theme=t)
+        col.addWidget(self.header)
+        self.banner = QLabel()
+        self.banner.setObjectName("connectionBanner")
+        self.banner.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.banner.setContentsMargins(8, 5, 8, 5)
+        self.banner.hide()
+        col.addWidget(self.banner)
+        self.chat_view = ChatView(theme=t)
+        col.addWidget(self.chat_view, 1)
+        composer_area = QWidget()
+        composer_area.setObjectName("composer")
+        composer_area.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        comp = QVBoxLayout(composer_area)
+        comp.setContentsMargins(16, 2, 16, 4)
+        comp.setSpacing(2)
+        self.composer = Composer()
+        self.input = self.composer.input
+        comp.addWidget(self.composer)
+        self.typing_label = QLabel(" ")
+        self.typing_label.setObjectName("typingLabel")
+        self.typing_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.typing_label.setContentsMargins(4, 0, 0, 0)
+        comp.addWidget(self.typing_label)
+        col.addWidget(composer_area)
+
+        self.user_list = UserList(theme=t)
+
+        splitter.addWidget(self.sidebar)
+        splitter.addWidget(centre)
+        splitter.addWidget(self.user_list)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
+        splitter.setStretchFactor(2, 0)
+        splitter.setSizes([240, 640, 220])
+        self.sidebar.setMinimumWidth(190)
+        self.user_list.setMinimumWidth(170)
+        self.setCentralWidget(splitter)
+        self.status = ChatStatusBar(theme=t)
+        self.setStatusBar(self.status)
+
+    def _action(self, menu: Any, text: str, slot: Any, *keys: Any) -> QAction:
+        action = QAction(text, self)
+        if keys:
+            action.setShortcuts([QKeySequence(k) for k in keys])
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        bar = self.menuBar()
+        chat = bar.addMenu("&Chat")
+        self._action(chat, "&Join or create a room…", self.open_join_dialog, "Ctrl+J")
+        self._action(chat, "&Leave this conversation", self.leave_current, "Ctrl+W")
+        chat.addSeparator()
+        self._action(chat, "&Settings…", self.open_settings, QKeySequence.StandardKey.Preferences)
+        chat.addSeparator()
+        self._action(chat, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        view = bar.addMenu("&View")
+        self._action(view, "&Next conversation", lambda: self.cycle(1), "Ctrl+Tab", "Ctrl+PgDown")
+        self._action(
+            view,
+            "&Previous conversation",
+            lambda: self.cycle(-1),
+            "Ctrl+Shift+Tab",
+            "Ctrl+Backtab",
+            "Ctrl+PgUp",
+        )
+        self._action(view, "&Write a message", self.focus_input, "Ctrl+L", "Ctrl+K")
+        self._action(view, "Jump to &newest", self.chat_view.scroll_to_newest, "Ctrl+End")
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&Commands", self._show_help, "F1")
+        self._action(help_menu, "&About Desktop Chat", self.open_about)
+        for n in range(1, 10):
+            shortcut = QShortcut(QKeySequence(f"Alt+{n}"), self)
+            shortcut.activated.connect(lambda n=n: self.goto_index(n - 1))
+
+    def _connect(self) -> None:
+        c = self.client
+        self.session.attach(c)
+        c.stateChanged.connect(self._on_state)
+        c.latencyChanged.connect(self.status.set_latency)
+        c.connectionFailed.connect(self._on_failed)
+        s = self.session
+        s.welcomed.connect(self._on_welcomed)
+        s.conversationAdded.connect(self._on_added)
+        s.conversationRemoved.connect(self._on_removed)
+        s.conversationChanged.connect(self._on_changed)
+        s.focusRequested.connect(self.show_conversation)
+        s.messageArrived.connect(self._on_message)
+        s.typingChanged.connect(self._on_typing)
+        self.room_list.conversationSelected.connect(self.show_conversation)
+        self.room_list.addRoomRequested.connect(self.open_join_dialog)
+        self.user_list.dmRequested.connect(self.open_dm)
+        self.chat_view.olderWanted.connect(lambda: self.session.load_older(self.current_key))
+        self.input.submitted.connect(self.submit)
+        self.input.typingActivity.connect(lambda: self.session.typing(self.current_key))
+        hints = QGuiApplication.styleHints()
+        hints.colorSchemeChanged.connect(self._on_system_scheme)
+
+    # -- showing conversations ------------------------------------------------------------------
+
+    def current(self) -> Conversation | None:
+        return self.session.find(self.current_key)
+
+    def show_conversation(self, key: str) -> None:
+        conv = self.session.find(key)
+        if conv is None:
+            return
+        if self.current_key and self.current_key != key:
+            self._drafts[self.current_key] = self.input.toPlainText()
+        changed = key != self.current_key
+        self.current_key = key
+        self.session.current_key = key
+        self.chat_view.set_chat_model(conv.model)
+        self.room_list.select(key)
+        self._mark_read(conv)
+        self._show_people(conv)
+        self.header.show_conversation(conv, self.session.me)
+        if changed:
+            self.input._set_text(self._drafts.pop(key, ""))
+        if conv.is_private:
+            self.input.setPlaceholderText(f"Private message to {conv.name}")
+        else:
+            self.input.setPlaceholderText(f"Message {conv.title}")
+        self._refresh_typing()
+        self._update_title()
+        if changed:
+            self.conversationShown.emit(key)
+
+    def _show_people(self, conv: Conversation) -> None:
+        if conv.is_private:
+            names = [conv.name] + ([self.session.me] if self.session.me else [])
+            self.user_list.set_people(names, self.session.me, "In this conversation")
+        else:
+            self.user_list.set_people(conv.members, self.session.me)
+
+    def cycle(self, step: int) -> None:
+        convs = self.session.conversations.conversations()
+        if not convs:
+            return
+        keys = [c.key for c in convs]
+        i = keys.index(self.current_key) if self.current_key in keys else 0
+        self.show_conversation(keys[(i + step) % len(keys)])
+
+    def goto_index(self, n: int) -> None:
+        convs = self.session.conversations.conversations()
+        if 0 <= n < len(convs):
+            self.show_conversation(convs[n].key)
+
+    def focus_input(self) -> None:
+        self.activateWindow()
+        self.input.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    def open_dm(self, name: str) -> None:
+        if self.session.is_me(name):
+            return
+        conv = self.session.open_dm(name)
+        self.show_conversation(conv.key)
+        self.focus_input()
+
+    def leave_current(self) -> None:
+        if self.current_key:
+            self.session.part(self.current_key)
+
+    def _update_title(self) -> None:
+        conv = self.current()
+        total = sum(c.unread for c in self.session.conversations.conversations())
+        prefix = f"({total}) " if total else ""
+        where = conv.title if conv is not None else ""
+        server = self.session.server_title or "Desktop Chat"
+        self.setWindowTitle(f"{prefix}{where} — {server}" if where else f"{prefix}{server}")
+
+    # -- unread and notifications -----------------------------------------------------------------
+
+    def is_visible_to_user(self, key: str) -> bool:
+        return (
+            key == self.current_key
+            and self.isVisible()
+            and self.isActiveWindow()
+            and not self.isMinimized()
+        )
+
+    def _mark_read(self, conv: Conversation) -> None:
+        if conv.unread or conv.mentions:
+            conv.unread = conv.mentions = 0
+            self.session.conversations.changed(conv.key)
+            self._update_title()
+
+    def _on_message(self, key: str, entry: Entry) -> None:
+        conv = self.session.find(key)
+        if conv is None or self.is_visible_to_user(key):
+            return
+        important = entry.mention or conv.is_private
+        if self.notifier.prefs.badge or important:
+            conv.unread += 1
+            conv.mentions += 1 if entry.mention else 0
+            self.session.conversations.changed(key)
+            self._update_title()
+        where = "(private)" if conv.is_private else f"in {conv.title}"
+        title = f"{entry.sender} {where}"
+        if entry.mention and not conv.is_private:
+            title = f"{entry.sender} mentioned you in {conv.title}"
+        self.notifier.notify(key, title, entry.text, important=important)
+
+    def changeEvent(self, e: QEvent) -> None:
+        super().changeEvent(e)
+        if e.type() == QEvent.Type.ActivationChange and self.isActiveWindow():
+            conv = self.current()
+            if conv is not None:
+                self._mark_read(conv)
+
+    # -- session events ---------------------------------------------------------------------------
+
+    def _on_welcomed(self, name: str, server: str) -> None:
+        self.server_title.setText(server)
+        self.me_label.setText(f"Signed in as {name}")
+        self._update_status_server()
+        if self.hosting_card is not None:
+            self.hosting_card.set_title(server)
+        if not self.current_key:
+            convs = self.session.conversations.conversations()
+            if convs:
+                self.show_conversation(convs[0].key)
+        else:
+            self.show_conversation(self.current_key)
+        self._update_title()
+        self.focus_input()
+
+    def _on_added(self, key: str) -> None:
+        if not self.current_key:
+            self.show_conversation(key)
+        else:
+            self.room_list.select(self.current_key)
+
+    def _on_removed(self, key: str) -> None:
+        self._drafts.pop(key, None)
+        if key == self.current_key:
+            self.current_key = ""
+            convs = self.session.conversations.conversations()
+            if convs:
+                self.show_conversation(convs[0].key)
+            else:
+                self.chat_view.set_chat_model(None)
+                self.header.show_conversation(None, None)
+        else:
+            self.room_list.select(self.current_key)
+
+    def _update_status_server(self) -> None:
+        title = self.session.server_title
+        if self.server is not None:
+            n = self.server.people_count()
+            self.status.set_server(f"You are hosting · {n} online")
+        elif title and title not in self.status.state_label.text():
+            self.status.set_server(title)
+        else:
+            self.status.set_server("")
+
+    def _on_changed(self, key: str) -> None:
+        if self.server is not None:
+            self._update_status_server()
+        if key == self.current_key:
+            conv = self.current()
+            if conv is not None:
+                self._show_people(conv)
+                self.header.show_conversation(conv, self.session.me)
+
+    def _on_typing(self, key: str) -> None:
+        if key == self.current_key:
+            self._refresh_typing()
+
+    def _refresh_typing(self) -> None:
+        conv = self.current()
+        names = conv.typing_names() if conv is not None else []
+        self.typing_label.setText(typing_text(names) or " ")
+        any_typing = any(c.typing for c in self.session.conversations.conversations())
+        if any_typing and not self._typing_timer.isActive():
+            self._typing_timer.start()
+        elif not any_typing:
+            self._typing_timer.stop()
+
+    def _on_state(self, state: str, detail: str) -> None:
+        self.status.set_state(state, detail)
+        self._update_status_server()
+        if state in ("reconnecting", "disconnected"):
+            self.banner.setText(detail or "Disconnected from the server")
+            self.banner.setStyleSheet(
+                f"background: {self.theme.mention_row}; color: {self.theme.text};"
+            )
+            self.banner.show()
+        else:
+            self.banner.hide()
+
+    def _on_failed(self, code: str, message: str) -> None:
+        self.status.set_state("disconnected", message)
+
+    # -- what the user types ----------------------------------------------------------------------
+
+    def submit(self, text: str) -> None:
+        """Handle one submitted line: a message, or a command."""
+        cmd = parse_command(text)
+        key = self.current_key
+        if isinstance(cmd, SendText):
+            if key:
+                self.session.send(key, cmd.text)
+        elif isinstance(cmd, Action):
+            if key:
+                self.session.send_action(key, cmd.action)
+        elif isinstance(cmd, JoinRoom):
+            self.session.join(cmd.room)
+        elif isinstance(cmd, PartRoom):
+            target = self.session.find(room_key(cmd.room)) if cmd.room else None
+            self.session.part(target.key if target is not None else key)
+        elif isinstance(cmd, DirectMessage):
+            if self.session.is_me(cmd.to):
+                self.session.add_notice(key, "You cannot send a private message to yourself.")
+                return
+            dm = self.session.send_dm(cmd.to, cmd.text)
+            self.show_conversation(dm)
+        elif isinstance(cmd, QuitChat):
+            self.client.quit(cmd.reason)
+            self.close()
+        elif isinstance(cmd, ShowHelp):
+            self._show_help()
+        elif isinstance(cmd, ListPeople):
+            conv = self.current()
+            if conv is not None:
+                people = ", ".join(conv.members) if conv.members else "nobody else"
+                self.session.add_notice(key, f"Here: {people}")
+        elif isinstance(cmd, ListRooms):
+            self.open_join_dialog()
+        elif isinstance(cmd, CommandError):
+            self.session.add_notice(key, cmd.message, error=True)
+
+    def _show_help(self) -> None:
+        if self.current_key:
+            self.session.add_notice(self.current_key, HELP_TEXT)
+            self.chat_view.scroll_to_newest()
+
+    # -- dialogs ---------------------------------------------------------------------------------
+
+    def open_join_dialog(self) -> JoinRoomDialog:
+        joined = [c.name for c in self.session.conversations.conversations() if c.kind == "room"]
+        dialog = JoinRoomDialog(joined, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+        self.session.roomsListed.connect(dialog.set_rooms)
+        dialog.accepted.connect(lambda: self.session.join(dialog.room()))
+        self.client.list_rooms()
+        dialog.open()
+        return dialog
+
+    def open_settings(self) -> SettingsDialog:
+        s = self.settings
+        values = SettingsValues(
+            name=s.last_name or self.session.me or "",
+            theme=s.theme,
+            font_size=s.font_size,
+            show_joins=s.show_joins,
+            notify=notify_prefs(s),
+        )
+        dialog = SettingsDialog(values, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+        dialog.accepted.connect(lambda: self.apply_settings(dialog.values()))
+        dialog.open()
+        return dialog
+
+    def apply_settings(self, values: SettingsValues) -> None:
+        s = self.settings
+        s.last_name = values.name
+        s.theme = values.theme
+        s.font_size = values.font_size
+        s.show_joins = values.show_joins
+        store_notify_prefs(s, values.notify)
+        self.notifier.prefs = values.notify
+        self.session.show_joins = values.show_joins
+        self.theme = resolve_theme(values.theme)
+        self._apply_theme()
+        self._apply_font_size()
+
+    def open_about(self) -> AboutDialog:
+        dialog = AboutDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+        dialog.open()
+        return dialog
+
+    # -- look ------------------------------------------------------------------------------------
+
+    def _on_system_scheme(self, _scheme: object = None) -> None:
+        if self.settings.theme == "system":
+            self.theme = resolve_theme("system")
+            self._apply_theme()
+
+    def _apply_theme(self) -> None:
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            apply_theme(app, self.theme)
+        for widget in (self.chat_view, self.room_list, self.user_list, self.header, self.status):
+            widget.set_theme(self.theme)
+        if self.hosting_card is not None:
+            self.hosting_card.set_icon_colour(self.theme.muted)
+        if self.banner.isVisible():
+            self._on_state(self.status.state, self.banner.text())
+
+    def _apply_font_size(self) -> None:
+        size = self.settings.font_size
+        font = QApplication.font()
+        if size > 0:
+            font.setPointSize(size)
+        self.chat_view.setFont(font)
+        self.input.setFont(font)
+        self.chat_view.relayout()
+
+    # -- closing ---------------------------------------------------------------------------------
+
+    def closeEvent(self, e: QCloseEvent) -> None:
+        self.shutdown()
+        super().closeEvent(e)
+
+    def shutdown(self) -> None:
+        """Close the client (and the server when hosting); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.settings.window_geometry = self.saveGeometry()
+        self._typing_timer.stop()
+        self.notifier.close()
+        QGuiApplication.styleHints().colorSchemeChanged.disconnect(self._on_system_scheme)
+        self.client.close()
+        if self.server is not None:
+            self.server.close()

@@ -1,0 +1,216 @@
+"""The people in the shown room, with their count; double-click someone to message them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    QRect,
+    QRectF,
+    QSize,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QLabel,
+    QListView,
+    QMenu,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..net.names import name_key
+from .chat_delegate import initial_of
+from .theme import LIGHT, Theme
+
+ROW_HEIGHT = 34
+NAME_ROLE = Qt.ItemDataRole.UserRole + 1
+IS_ME_ROLE = Qt.ItemDataRole.UserRole + 2
+
+
+class PeopleModel(QAbstractListModel):
+    """Names, sorted by casefolded name, me marked. Signals: the standard model signals."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._names: list[str] = []
+        self._me = ""
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._names)
+
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    def set_names(self, names: list[str], me: str | None) -> None:
+        ordered = sorted(names, key=name_key)
+        me_key = name_key(me) if me else ""
+        if ordered == self._names and me_key == self._me:
+            return
+        self.beginResetModel()
+        self._names = ordered
+        self._me = me_key
+        self.endResetModel()
+
+    def data(
+        self,
+        index: QModelIndex | QPersistentModelIndex,
+        role: int = Qt.ItemDataRole.DisplayRole,
+    ) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._names):
+            return None
+        name = self._names[index.row()]
+        is_me = name_key(name) == self._me
+        if role in (Qt.ItemDataRole.DisplayRole, NAME_ROLE):
+            return name
+        if role == IS_ME_ROLE:
+            return is_me
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            return f"{name} (you)" if is_me else name
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return "You" if is_me else f"Double-click to message {name} privately"
+        return None
+
+
+class PeopleDelegate(QStyledItemDelegate):
+    """An avatar disc in the person's colour, then the name."""
+
+    def __init__(self, parent: QWidget | None = None, theme: Theme = LIGHT) -> None:
+        super().__init__(parent)
+        self.theme = theme
+
+    def sizeHint(
+        self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> QSize:
+        return QSize(option.rect.width(), ROW_HEIGHT)
+
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        t = self.theme
+        name = str(index.data(NAME_ROLE))
+        is_me = bool(index.data(IS_ME_ROLE))
+        rect = QRect(option.rect)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        if option.state & (QStyle.StateFlag.State_Selected | QStyle.StateFlag.State_MouseOver):
+            painter.setPen(Qt.PenStyle.NoPen)
+            selected = option.state & QStyle.StateFlag.State_Selected
+            painter.setBrush(QColor(t.sidebar_selected if selected else t.sidebar_hover))
+            painter.drawRoundedRect(QRectF(rect.adjusted(8, 1, -8, -1)), 6, 6)
+        disc = QRectF(rect.left() + 16, rect.top() + (rect.height() - 24) / 2, 24, 24)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(t.name_color(name))
+        painter.drawEllipse(disc)
+        # Presence: everyone listed is in the room, so online.
+        dot = QRectF(disc.right() - 7, disc.bottom() - 7, 9, 9)
+        painter.setBrush(QColor(t.sidebar))
+        painter.drawEllipse(dot.adjusted(-1.5, -1.5, 1.5, 1.5))
+        painter.setBrush(QColor(t.online))
+        painter.drawEllipse(dot)
+        small = QFont(option.font)
+        small.setPointSizeF(small.pointSizeF() * 0.8)
+        small.setBold(True)
+        painter.setFont(small)
+        painter.setPen(QColor("#17181c") if t.dark else QColor("#ffffff"))
+        painter.drawText(disc, Qt.AlignmentFlag.AlignCenter, initial_of(name))
+        font = QFont(option.font)
+        painter.setFont(font)
+        fm = QFontMetrics(font)
+        x = int(disc.right()) + 10
+        suffix = "  (you)" if is_me else ""
+        sfm_w = fm.horizontalAdvance(suffix)
+        avail = max(rect.right() - 12 - x - sfm_w, 10)
+        shown = fm.elidedText(name, Qt.TextElideMode.ElideRight, avail)
+        painter.setPen(QColor(t.sidebar_text))
+        box = QRect(x, rect.top(), avail, rect.height())
+        painter.drawText(box, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, shown)
+        if suffix:
+            painter.setPen(QColor(t.sidebar_muted))
+            painter.drawText(
+                QRect(x + fm.horizontalAdvance(shown), rect.top(), sfm_w + 4, rect.height()),
+                Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                suffix,
+            )
+        painter.restore()
+
+
+class UserList(QWidget):
+    """ "PEOPLE — n" over the list of names.
+
+    Signals:
+        dmRequested(str name): the user double-clicked (or chose "Message privately") a person.
+    """
+
+    dmRequested = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None, theme: Theme = LIGHT) -> None:
+        super().__init__(parent)
+        self.setObjectName("peoplePanel")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        self.model = PeopleModel(self)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        self.header = QLabel()
+        self.header.setObjectName("peopleHeader")
+        self.header.setProperty("role", "section")
+        small = self.header.font()
+        small.setPointSizeF(small.pointSizeF() * 0.85)
+        self.header.setFont(small)
+        self.header.setContentsMargins(16, 14, 8, 6)
+        layout.addWidget(self.header)
+        self.view = QListView()
+        self.view.setObjectName("userList")
+        self.view.setAccessibleName("People in this conversation")
+        self.view.setModel(self.model)
+        self.delegate = PeopleDelegate(self.view, theme)
+        self.view.setItemDelegate(self.delegate)
+        self.view.setMouseTracking(True)
+        self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.view.doubleClicked.connect(self._on_double_click)
+        self.view.activated.connect(self._on_double_click)
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(self._menu)
+        layout.addWidget(self.view, 1)
+        self._me: str | None = None
+        self.set_people([], None)
+
+    def set_theme(self, theme: Theme) -> None:
+        self.delegate.theme = theme
+        self.view.viewport().update()
+
+    def set_people(self, names: list[str], me: str | None, label: str = "People") -> None:
+        self._me = me
+        self.model.set_names(names, me)
+        self.header.setText(f"{label.upper()} — {len(names)}")
+        self.header.setAccessibleName(f"{len(names)} people")
+
+    def count(self) -> int:
+        return self.model.rowCount()
+
+    def _on_double_click(self, index: QModelIndex | QPersistentModelIndex) -> None:
+        if index.isValid() and not index.data(IS_ME_ROLE):
+            self.dmRequested.emit(str(index.data(NAME_ROLE)))
+
+    def _menu(self, pos: QPoint) -> None:
+        index = self.view.indexAt(pos)
+        if not index.isValid() or index.data(IS_ME_ROLE):
+            return
+        name = str(index.data(NAME_ROLE))
+        menu = QMenu(self)
+        menu.addAction(f"Message {name} privately", lambda: self.dmRequested.emit(name))
+        menu.exec(self.view.viewport().mapToGlobal(pos))
