@@ -137,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="days an unused session can still be resumed (default %(default)s)",
     )
     ap.add_argument(
+        "--tls",
+        choices=["off", "offered", "required"],
+        default=d.tls,
+        help="TLS on the shared port: offered (default; encrypted and plain clients), "
+        "required (plain connections are refused), or off",
+    )
+    ap.add_argument(
         "--no-announce",
         action="store_true",
         help="do not announce the server on the local network (mDNS)",
@@ -167,6 +174,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         outbox_limit=args.outbox_limit,
         session_ttl_days=args.session_days,
         announce=not args.no_announce,
+        tls=args.tls,
     )
 
 
@@ -219,6 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("People can join at:")
         for address in server.join_addresses():
             print(f"  {address}")
+        if server.certificate is not None:
+            print(f"TLS {config.tls}; certificate fingerprint (SHA-256), for people to compare:")
+            print(f"  {server.certificate.fingerprint_for_reading}")
         print(
             f"(from a terminal: nc {server.join_addresses()[0].rsplit(':', 1)[0]} "
             f"{server.port}) \u2014 Ctrl+C stops the server",

@@ -1,0 +1,117 @@
+"""The headless command as a user runs it: a real process, real signals."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import T, LineClient
+
+CMD = [sys.executable, "-m", "desktop_chat.server_cli"]
+
+
+def _start(data_dir: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            *CMD,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+            "--no-announce",
+            "--title",
+            "CLI chat",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _banner(proc: subprocess.Popen[str]) -> tuple[tuple[str, int], str]:
+    """The address the server prints, and its whole start-up banner."""
+    assert proc.stdout is not None
+    lines = []
+    while not (lines and "Ctrl+C" in lines[-1]):
+        line = proc.stdout.readline()
+        assert line, f"the server stopped: {lines}"
+        lines.append(line)
+    port = next(int(x.strip().rsplit(":", 1)[1]) for x in lines if x.startswith("  127.0.0.1:"))
+    return ("127.0.0.1", port), "".join(lines)
+
+
+def test_serves_prints_address_and_stops_cleanly_on_sigterm(data_dir: Path) -> None:
+    proc = _start(data_dir)
+    try:
+        address, banner = _banner(proc)
+        assert "fingerprint" in banner
+        with LineClient(address) as alice, LineClient(address) as bob:
+            assert alice.login("alice")["server"] == "CLI chat"
+            bob.login("bob")
+            alice.send_json(type="say", room="general", text="over the wire")
+            assert bob.expect("message")["text"] == "over the wire"
+            proc.send_signal(signal.SIGTERM)
+            assert bob.expect("closing")["reason"] == "shutdown"
+            bob.assert_closed()
+        _, err = proc.communicate(timeout=T(10))
+        assert proc.returncode == 0
+        assert "server stopped" in err
+        assert "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (data_dir / "chat.sqlite3").exists()
+
+
+def test_bad_flag_gives_one_clear_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*CMD, "--port", "99999"], capture_output=True, text=True, timeout=T(30)
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "port" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_taken_port_gives_one_clear_line(data_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                *CMD,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+                "--no-announce",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=T(30),
+        )
+    assert result.returncode == 1
+    assert f"port {port} is already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_version_and_help() -> None:
+    from desktop_chat import __version__
+
+    out = subprocess.run([*CMD, "--version"], capture_output=True, text=True, timeout=T(30))
+    assert out.stdout.strip() == f"desktop-chat-server {__version__}"
+    helptext = subprocess.run(
+        [*CMD, "--help"], capture_output=True, text=True, timeout=T(30)
+    ).stdout
+    for flag in ("--port", "--data-dir", "--rate-per-sec", "--max-per-address", "--tls"):
+        assert flag in helptext
