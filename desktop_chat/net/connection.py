@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 from . import protocol as p
 from .framing import TOO_LONG, LineBuffer
+from .http import serve_http
 from .hub import Hub, LoginRefused, Outgoing
 from .names import name_key as _key
 from .outbox import Outbox
 from .plaintext import HELP, PROMPT, decode_line, parse_command, render
-from .http import serve_http
 from .ratelimit import TokenBucket
 from .tls import TlsChannel, TlsClosed
 

@@ -8,7 +8,12 @@ are refused, never trimmed or repaired. Names are compared by ``casefold(NFC(nam
 
 from __future__ import annotations
 
+import functools
+import json
 import unicodedata
+from pathlib import Path
+
+import confusable_homoglyphs
 
 MAX_NAME_LENGTH = 32
 
@@ -53,3 +58,43 @@ def is_valid_name(name: object) -> bool:
     except InvalidName:
         return False
     return True
+
+
+@functools.cache
+def _confusable_map() -> dict[str, str]:
+    """Each character that has look-alikes, mapped to one representative of its group.
+
+    Built from the Unicode confusables data (TR39) as shipped by ``confusable-homoglyphs``:
+    characters that look alike, directly or through a chain, map to the smallest of their
+    group, so ``е`` (Cyrillic) and ``e`` (Latin) share a representative, as do ``l``, ``I``
+    and ``1``.
+    """
+    path = Path(confusable_homoglyphs.__file__).with_name("confusables.json")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    parent: dict[str, str] = {}
+
+    def find(ch: str) -> str:
+        root = ch
+        while parent.get(root, root) != root:
+            root = parent[root]
+        while ch != root:  # path compression
+            parent[ch], ch = root, parent[ch]
+        return root
+
+    # Look-alikes are grouped transitively (l ~ I ~ 1): union-find over the pairs.
+    for char, alikes in data.items():
+        for alike in alikes:
+            if len(alike["c"]) == 1:
+                a, b = find(char), find(alike["c"])
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    return {ch: find(ch) for ch in list(parent) + list(data)}
+
+
+def skeleton(name: str) -> str:
+    """The name as it looks: NFD, each character replaced by its look-alike representative,
+    NFD again (TR39's skeleton, over single characters). Equal skeletons = look-alike names."""
+    table = _confusable_map()
+    decomposed = unicodedata.normalize("NFD", name)
+    mapped = "".join(table.get(ch, ch) for ch in decomposed)
+    return unicodedata.normalize("NFD", mapped)

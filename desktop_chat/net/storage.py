@@ -49,7 +49,23 @@ CREATE INDEX IF NOT EXISTS messages_dm_to ON messages (dm_to, id) WHERE dm_to IS
 CREATE TABLE IF NOT EXISTS rooms (
     key TEXT PRIMARY KEY,
     name TEXT NOT NULL,
-    topic TEXT
+    topic TEXT,
+    pw_hash TEXT,
+    slow INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS accounts (
+    name_key TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    pw_hash TEXT NOT NULL,
+    role TEXT NOT NULL DEFAULT 'user',
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bans (
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    by_name TEXT,
+    created INTEGER NOT NULL,
+    PRIMARY KEY (kind, value)
 );
 CREATE TABLE IF NOT EXISTS sessions (
     token TEXT PRIMARY KEY,
@@ -104,6 +120,10 @@ class Storage:
         self._db.execute("PRAGMA foreign_keys=ON")
         with self._lock:
             self._db.executescript(_SCHEMA)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(rooms)")}
+            if "pw_hash" not in columns:  # databases made before room settings existed
+                self._db.execute("ALTER TABLE rooms ADD COLUMN pw_hash TEXT")
+                self._db.execute("ALTER TABLE rooms ADD COLUMN slow INTEGER NOT NULL DEFAULT 0")
             self._db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
                 (str(SCHEMA_VERSION),),
@@ -268,3 +288,66 @@ class Storage:
         with self._lock:
             cur = self._db.execute("DELETE FROM sessions WHERE last_seen < ?", (cutoff,))
         return cur.rowcount
+
+    # -- accounts and bans ------------------------------------------------------------------
+
+    def account(self, name_key: str) -> tuple[str, str, str] | None:
+        """(name, password hash, role) of a registered name, else None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT name, pw_hash, role FROM accounts WHERE name_key = ?", (name_key,)
+            ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]), str(row[2]))
+
+    def account_names(self) -> list[str]:
+        with self._lock:
+            return [str(r[0]) for r in self._db.execute("SELECT name FROM accounts")]
+
+    def save_account(self, name_key: str, name: str, pw_hash: str, role: str = "user") -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO accounts (name_key, name, pw_hash, role, created) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name_key) DO UPDATE SET "
+                "pw_hash = excluded.pw_hash, role = excluded.role",
+                (name_key, name, pw_hash, role, int(time.time())),
+            )
+
+    def set_role(self, name_key: str, role: str) -> bool:
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE accounts SET role = ? WHERE name_key = ?", (role, name_key)
+            )
+        return cur.rowcount > 0
+
+    def add_ban(self, kind: str, value: str, by_name: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO bans (kind, value, by_name, created) VALUES (?, ?, ?, ?)",
+                (kind, value, by_name, int(time.time())),
+            )
+
+    def remove_ban(self, kind: str, value: str) -> bool:
+        with self._lock:
+            cur = self._db.execute("DELETE FROM bans WHERE kind = ? AND value = ?", (kind, value))
+        return cur.rowcount > 0
+
+    def is_banned(self, kind: str, value: str) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM bans WHERE kind = ? AND value = ?", (kind, value)
+            ).fetchone()
+        return row is not None
+
+    def room_settings(self, key: str) -> tuple[str | None, int]:
+        """(password hash, slow-mode seconds) of a room."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT pw_hash, slow FROM rooms WHERE key = ?", (key,)
+            ).fetchone()
+        return (None, 0) if row is None else (row[0], int(row[1]))
+
+    def set_room_settings(self, key: str, *, pw_hash: str | None, slow: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE rooms SET pw_hash = ?, slow = ? WHERE key = ?", (pw_hash, slow, key)
+            )
