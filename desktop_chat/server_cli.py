@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import os
 import signal
 import sys
 import threading
@@ -144,6 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
         "required (plain connections are refused), or off",
     )
     ap.add_argument(
+        "--password",
+        default=None,
+        help="make the server private: everyone needs this password (or their account's); "
+        "also read from the DESKTOP_CHAT_PASSWORD environment variable",
+    )
+    ap.add_argument(
+        "--admin",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a registered account that may moderate (kick, ban, topics); repeatable",
+    )
+    ap.add_argument(
         "--no-announce",
         action="store_true",
         help="do not announce the server on the local network (mDNS)",
@@ -175,6 +189,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         session_ttl_days=args.session_days,
         announce=not args.no_announce,
         tls=args.tls,
+        password=args.password or os.environ.get("DESKTOP_CHAT_PASSWORD") or None,
+        admins=tuple(args.admin),
     )
 
 

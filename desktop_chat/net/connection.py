@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 from . import protocol as p
+from . import protocol_admin as pa
 from .framing import TOO_LONG, LineBuffer
 from .http import serve_http
 from .hub import Hub, LoginRefused, Outgoing
@@ -80,6 +81,10 @@ class Connection:
         self.session = ""
         self.rooms: dict[str, str] = {}
         self.current_room = "general"  # plain-text mode: where typed lines go
+        self.is_admin = False
+        self.last_said: dict[str, float] = {}
+        self.end_session = False
+        self._pending_name: str | None = None  # plain-text mode: waiting for its password
         self.bucket = TokenBucket(self.config.rate_burst, self.config.rate_per_sec)
         self.accepted_at = time.monotonic()
         self.last_heard = self.accepted_at
@@ -309,8 +314,8 @@ class Connection:
 
     def _login(self, hello: p.Hello) -> None:
         try:
-            self.server.check_login_allowed(self)
-            self.hub.login(self, hello)
+            admin = self.server.authenticate(self, hello)
+            self.hub.login(self, hello, admin=admin)
         except LoginRefused as exc:
             self._send_event(p.ErrorReply(code=exc.code, message=exc.message, ref=hello.ref))
             self.close_reason = "refused"
@@ -344,7 +349,7 @@ class Connection:
         elif isinstance(event, p.Dm):
             hub.dm(self, event.to, event.text, event.ref, me=bool(event.me))
         elif isinstance(event, p.Join):
-            hub.join(self, event.room, event.ref)
+            hub.join(self, event)
         elif isinstance(event, p.Part):
             hub.part(self, event.room, event.ref)
         elif isinstance(event, p.ListRooms):
@@ -353,6 +358,27 @@ class Connection:
             hub.history(self, event)
         elif isinstance(event, p.Typing):
             hub.typing(self, room=event.room, to=event.to, ref=event.ref)
+        else:
+            self._dispatch_admin(event)
+
+    def _dispatch_admin(self, event: object) -> None:
+        hub = self.hub
+        if isinstance(event, pa.Register):
+            hub.register(self, event)
+        elif isinstance(event, pa.SetPassword):
+            hub.set_password(self, event)
+        elif isinstance(event, pa.Kick):
+            hub.kick(self, event)
+        elif isinstance(event, pa.Unban):
+            hub.unban(self, event)
+        elif isinstance(event, pa.Ban):
+            hub.ban(self, event)
+        elif isinstance(event, pa.SetTopic):
+            hub.set_topic(self, event)
+        elif isinstance(event, pa.RoomSettings):
+            hub.room_settings(self, event)
+        elif isinstance(event, pa.Promote):
+            hub.promote(self, event)
 
     def _quit(self) -> None:
         self.close_reason = "quit"
@@ -383,21 +409,7 @@ class Connection:
 
     def _handle_plain(self, line: str) -> None:
         if not self.logged_in:
-            if not line.strip():
-                self._write_text(PROMPT)
-                return
-            try:
-                self.server.check_login_allowed(self)
-                self.hub.login(self, p.Hello(name=line))
-            except LoginRefused as exc:
-                if exc.code in (p.NAME_INVALID, p.NAME_TAKEN):
-                    self._write_text(f"! {exc.message}\n{PROMPT}")
-                    return
-                self._write_text(f"! {exc.message}\n")
-                self.close_reason = "refused"
-                self._drain_before_close()
-                raise PeerGone from exc
-            self.logged_in = True
+            self._plain_login(line)
             return
         cmd = parse_command(line)
         if cmd is None:
@@ -420,14 +432,50 @@ class Connection:
             self.hub.dm(self, cmd.arg, cmd.text)
         elif cmd.kind == "rooms":
             self.hub.list_rooms(self)
+        elif cmd.kind in ("kick", "ban", "topic"):
+            self._plain_admin(cmd.kind, cmd.arg, cmd.text)
         elif cmd.kind == "join":
-            self.hub.join(self, cmd.arg)
+            self.hub.join(self, p.Join(room=cmd.arg, password=cmd.text or None))
             joined = self.rooms.get(_key(cmd.arg))
             if joined is not None:
                 self.current_room = joined
                 self._write_text(f"* You are now talking in {joined}.\n")
         elif cmd.kind == "part":
             self._part(cmd.arg or self.current_room)
+
+    def _plain_login(self, line: str) -> None:
+        if self._pending_name is None:
+            if not line.strip():
+                self._write_text(PROMPT)
+                return
+            if self.server.needs_password(line):
+                self._pending_name = line
+                self._write_text("Password: ")
+                return
+            hello = p.Hello(name=line)
+        else:
+            hello = p.Hello(name=self._pending_name, password=line)
+            self._pending_name = None
+        try:
+            admin = self.server.authenticate(self, hello)
+            self.hub.login(self, hello, admin=admin)
+        except LoginRefused as exc:
+            if exc.code in (p.NAME_INVALID, p.NAME_TAKEN):
+                self._write_text(f"! {exc.message}\n{PROMPT}")
+                return
+            self._write_text(f"! {exc.message}\n")
+            self.close_reason = "refused"
+            self._drain_before_close()
+            raise PeerGone from exc
+        self.logged_in = True
+
+    def _plain_admin(self, kind: str, arg: str, text: str) -> None:
+        if kind == "kick":
+            self.hub.kick(self, pa.Kick(name=arg, reason=text or None))
+        elif kind == "ban":
+            self.hub.ban(self, pa.Ban(name=arg))
+        elif kind == "topic":
+            self.hub.set_topic(self, pa.SetTopic(room=self.current_room, topic=text))
 
     def _show_who(self) -> None:
         room = self.rooms.get(_key(self.current_room))
@@ -465,8 +513,8 @@ class Connection:
             if self.close_reason != "replaced":
                 self.hub.leave(self, reason)
         self.outbox.close()
+        self.server.forget(self)  # before closing: whoever sees the close sees it counted
         try:
             self.sock.close()
         except OSError:
             pass
-        self.server.forget(self)

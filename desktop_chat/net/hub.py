@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from . import protocol as p
-from .names import InvalidName, name_key, normalize_name
+from .moderation import ModerationMixin
+from .names import InvalidName, name_key, normalize_name, skeleton
 from .storage import Storage
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,10 @@ class Member(Protocol):
     key: str
     session: str
     rooms: dict[str, str]  # room key -> room name, in join order
+    is_admin: bool
+    address: tuple[str, int]
+    last_said: dict[str, float]  # room key -> when it last spoke (slow mode)
+    end_session: bool  # kicked or banned: the session ends with the connection
 
     def deliver(self, out: Outgoing, *, force: bool = False) -> bool:
         """Buffer an event (no I/O). False when the connection's buffer overflowed."""
@@ -72,6 +77,8 @@ class Room:
     name: str
     topic: str | None = None
     members: dict[str, Member] = field(default_factory=dict)
+    slow: int = 0  # seconds between messages of one person (0: off)
+    locked: bool = False  # joining needs the room's password
 
 
 class _Batch:
@@ -117,7 +124,7 @@ class LoginRefused(Exception):
         self.message = message
 
 
-class Hub:
+class Hub(ModerationMixin):
     """Rooms, members and routing. Thread-safe; methods are called from connection threads."""
 
     storage: Storage  # set by the server before the first connection
@@ -128,6 +135,8 @@ class Hub:
         self._lock = threading.Lock()
         self._users: dict[str, Member] = {}
         self._rooms: dict[str, Room] = {}
+        self._skeletons: dict[str, str] = {}  # look-alike skeleton -> key, of people online
+        self._registered_skeletons = {}
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -149,7 +158,7 @@ class Hub:
 
     # -- login and logout -------------------------------------------------------------------
 
-    def login(self, member: Member, hello: p.Hello) -> None:
+    def login(self, member: Member, hello: p.Hello, *, admin: bool = False) -> None:
         """Admit ``member`` (sets its name, key, session, rooms) or raise LoginRefused.
 
         Sends ``welcome``, the ``users`` lists and, when resuming, the missed messages, all
@@ -170,10 +179,16 @@ class Hub:
             stored = self.storage.load_session(hello.resume.session)
             if stored is not None and stored.name_key != key:
                 stored = None  # resume is honoured only for the same name
+        look = skeleton(name)
         batch = _Batch()
         with self._lock:
             current = self._users.get(key)
             replacing = False
+            for taken in (self._skeletons.get(look), self._registered_skeletons.get(look)):
+                if taken is not None and taken != key:
+                    raise LoginRefused(
+                        p.NAME_TAKEN, f"{name!r} looks the same as a name in use or registered"
+                    )
             if current is not None:
                 if stored is None or current.session != stored.token:
                     raise LoginRefused(p.NAME_TAKEN, f"the name {name!r} is in use")
@@ -187,9 +202,11 @@ class Hub:
                 room_names = (DEFAULT_ROOM,)
             member.name, member.key, member.session = name, key, session
             member.rooms = {}
+            member.is_admin = admin
             if replacing and current is not None:
                 self._detach(current)
             self._users[key] = member
+            self._skeletons[look] = key
             batch.send(
                 member,
                 Outgoing(
@@ -199,6 +216,7 @@ class Hub:
                         server=self.title,
                         rooms=tuple(room_names),
                         resumed=True if stored is not None else None,
+                        admin=True if admin else None,
                     )
                 ),
                 force=True,
@@ -238,6 +256,7 @@ class Hub:
             if self._users.get(getattr(member, "key", "")) is not member:
                 return  # never logged in, or replaced by a resumed connection
             del self._users[member.key]
+            self._skeletons.pop(skeleton(member.name), None)
             for rkey, rname in member.rooms.items() if not self.closing else ():
                 room = self._rooms.get(rkey)
                 if room is None or room.members.get(member.key) is not member:
@@ -249,7 +268,7 @@ class Hub:
                     urgent=False,
                 )
                 self._drop_if_empty(rkey, room)
-        if reason == "quit":
+        if reason == "quit" or member.end_session:
             self.storage.delete_session(member.session)
         else:
             self.storage.save_session(
@@ -270,7 +289,8 @@ class Hub:
                 name = self.storage.ensure_room(key, requested)
                 room = Room(name=name)
             else:
-                room = Room(name=stored[0], topic=stored[1])
+                pw_hash, slow = self.storage.room_settings(key)
+                room = Room(name=stored[0], topic=stored[1], slow=slow, locked=pw_hash is not None)
             self._rooms[key] = room
         return room
 
@@ -281,11 +301,14 @@ class Hub:
     def _users_event(self, room: Room) -> p.Users:
         return p.Users(room=room.name, names=tuple(_sorted_names(room)), topic=room.topic)
 
-    def join(self, member: Member, requested: object, ref: p.Ref | None = None) -> None:
+    def join(self, member: Member, req: p.Join) -> None:
+        ref = req.ref
         try:
-            valid = normalize_name(requested)
+            valid = normalize_name(req.room)
         except InvalidName as exc:
             self._error(member, p.NAME_INVALID, f"invalid room name: {exc}", ref)
+            return
+        if not self.may_join(member, req, name_key(valid)):
             return
         batch = _Batch()
         with self._lock:
@@ -352,7 +375,12 @@ class Hub:
         refused = False
         with self._lock:
             room = self._rooms.get(key)
-            if room is None or room.members.get(member.key) is not member:
+            wait = 0.0
+            if (
+                room is None
+                or room.members.get(member.key) is not member
+                or (wait := self.slow_mode_wait(member, room, key)) > 0
+            ):
                 refused = True
             else:
                 msg = self.storage.add_message(
@@ -364,6 +392,9 @@ class Hub:
                 else:
                     batch.send_all((m for m in room.members.values() if m is not member), out)
                     batch.send(member, Outgoing(replace(msg, ref=ref)), force=True)
+        if refused and wait > 0:
+            self._error(member, p.RATE_LIMITED, f"slow mode: wait {wait:.0f} s", ref)
+            return
         if refused:
             self._error(member, p.NOT_IN_ROOM, f"you are not in {room_name!r}", ref)
             return
@@ -457,6 +488,12 @@ class Hub:
         return members
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _broadcast_room(self, room: Room, event: p.ServerEvent) -> None:
+        batch = _Batch()
+        with self._lock:
+            batch.send_all(list(room.members.values()), Outgoing(event))
+        batch.finish()
 
     def _reply(self, member: Member, event: p.ServerEvent) -> None:
         member.deliver(Outgoing(event), force=True)

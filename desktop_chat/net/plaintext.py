@@ -13,6 +13,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from . import protocol as p
+from . import protocol_admin as pa
 from .names import name_key
 
 PROMPT = "Choose a username: "
@@ -23,10 +24,12 @@ Commands:
   /who                  who is in the current room
   /rooms                list the rooms
   /join <room>          join (or create) a room and talk there
+  /joinpw <pass> <room> join a room that has a password
   /part [room]          leave a room (the current one by default)
   /msg <name> <text>    a private message
   /me <action>          say what you are doing
   /quit                 leave the chat
+For the host and admins: /kick <name> [reason], /ban <name>, /topic <text>
 Anything else you type is said in the current room."""
 
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -60,6 +63,18 @@ def parse_command(line: str) -> Command | None:
         return Command(word, text=rest)
     if word == "join":
         return Command("join", arg=rest) if rest else Command("error", text="usage: /join <room>")
+    if word == "joinpw":
+        password, _, room = rest.partition(" ")
+        if not room.strip():
+            return Command("error", text="usage: /joinpw <password> <room>")
+        return Command("join", arg=room.strip(), text=password)
+    if word in ("kick", "ban"):
+        who, _, reason = rest.partition(" ")
+        if not who:
+            return Command("error", text=f"usage: /{word} <name>")
+        return Command(word, arg=who, text=reason.strip())
+    if word == "topic":
+        return Command("topic", text=rest)
     if word == "part":
         return Command("part", arg=rest)
     if word == "me":
@@ -111,6 +126,14 @@ def render(event: p.ServerEvent, *, me: str, room: str) -> str:
         )
     if isinstance(event, p.HistoryReply):
         return "".join(_render_message(m, me=me, room=room) + "\n" for m in event.messages)
+    if isinstance(event, pa.TopicChanged):
+        if not event.topic:
+            return f"* {clean(event.by)} cleared the topic of {clean(event.room)}\n"
+        return f"* {clean(event.by)} set the topic of {clean(event.room)}: {clean(event.topic)}\n"
+    if isinstance(event, pa.Notice):
+        return f"* {clean(event.text)}\n"
+    if isinstance(event, pa.Ok):
+        return "* Done.\n"
     if isinstance(event, p.Closing):
         return "* The server is shutting down. Bye!\n"
     return ""  # typing notices, pings: nothing to show in a terminal

@@ -21,10 +21,8 @@ from typing import Any, ClassVar, Final, Literal
 from .framing import DEFAULT_MAX_LINE, TOO_LONG, LineBuffer
 from .records import (
     _SURROGATE,
-    BAD_MESSAGE,
     READERS,
     Invalid,
-    Ref,
     _nested,
     _nested_list,
     _opt,
@@ -34,6 +32,12 @@ from .records import (
 )
 from .records import (
     BAD_JSON as BAD_JSON,
+)
+from .records import (
+    BAD_MESSAGE as BAD_MESSAGE,
+)
+from .records import (
+    Ref as Ref,
 )
 
 PROTOCOL_VERSION: Final = 1
@@ -101,6 +105,7 @@ class Hello(ClientEvent):
     client: str | None = _opt("str")
     resume: Resume | None = _opt("resume")
     ref: Ref | None = _opt("ref")
+    owner: str | None = _opt("str")  # addition: the hosting app's owner token (admin rights)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +131,7 @@ class Join(ClientEvent):
     TYPE: ClassVar[str] = "join"
     room: str = _req("str")
     ref: Ref | None = _opt("ref")
+    password: str | None = _opt("str")  # addition: for a room with a password
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +221,7 @@ class Welcome(ServerEvent):
     rooms: tuple[str, ...] = _req("strlist")
     protocol: int = _opt("int", default=PROTOCOL_VERSION)
     resumed: bool | None = _opt("bool")
+    admin: bool | None = _opt("bool")  # addition: this session may moderate
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,3 +445,7 @@ class JsonLinesProtocol:
 
 def events_to_bytes(events: Iterable[_Record]) -> bytes:
     return b"".join(encode(e) for e in events)
+
+
+# Accounts and moderation add their message types to the tables above.
+from . import protocol_admin as _protocol_admin  # noqa: E402, F401

@@ -8,8 +8,10 @@ is idempotent and returns once every thread it started has ended.
 from __future__ import annotations
 
 import errno
+import hmac
 import ipaddress
 import logging
+import secrets
 import selectors
 import socket
 import ssl
@@ -21,9 +23,11 @@ from types import TracebackType
 
 from .. import paths
 from . import protocol as p
+from .accounts import AuthThrottle, hash_password, verify_password
 from .connection import Connection
 from .framing import DEFAULT_MAX_LINE
 from .hub import Hub, LoginRefused
+from .names import InvalidName, name_key, normalize_name
 from .outbox import Flusher
 from .storage import Storage
 from .tls import TLS_MODES, Certificate, ensure_certificate, server_context
@@ -58,6 +62,8 @@ class ServerConfig:
     session_ttl_days: float = 30.0
     announce: bool = False  # DNS-SD announcement (the GUI and the headless command turn it on)
     tls: str = "offered"  # "off", "offered" (TLS and plain on the same port) or "required"
+    password: str | None = None  # a private server: everyone needs this password
+    admins: tuple[str, ...] = ()  # registered accounts that may moderate
 
 
 class Server:
@@ -74,6 +80,9 @@ class Server:
         self._per_address: Counter[str] = Counter()
         self._listener: socket.socket | None = None
         self.certificate: Certificate | None = None
+        self.owner_token = secrets.token_urlsafe(24)  # the hosting app's key to admin rights
+        self.throttle = AuthThrottle()
+        self._password_hash: str | None = None
         self.tls_context: ssl.SSLContext | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._acceptor: threading.Thread | None = None
@@ -93,6 +102,12 @@ class Server:
             self.storage = Storage(self.data_dir / "chat.sqlite3")
             self.storage.expire_sessions(self.config.session_ttl_days * 86400)
             self.hub.storage = self.storage
+            self.hub.load_registered()
+            if self.config.password:
+                self._password_hash = hash_password(self.config.password)
+            for admin in self.config.admins:
+                if not self.storage.set_role(name_key(admin), "admin"):
+                    log.warning("--admin %s: no such registered account", admin)
             if self.config.tls not in TLS_MODES:
                 raise ValueError(f"tls must be one of {', '.join(TLS_MODES)}")
             if self.config.tls != "off":
@@ -243,10 +258,47 @@ class Server:
                 if self._per_address[ip] <= 0:
                     del self._per_address[ip]
 
-    def check_login_allowed(self, conn: Connection) -> None:
-        """Hook for bans and server passwords (see the trust issue); raises LoginRefused."""
+    def needs_password(self, name: str) -> bool:
+        """Would logging in as ``name`` need a password (registered name, private server)?"""
+        if self._password_hash is not None:
+            return True
+        try:
+            assert self.storage is not None
+            return self.storage.account(name_key(normalize_name(name))) is not None
+        except InvalidName:
+            return False
+
+    def authenticate(self, conn: Connection, hello: p.Hello) -> bool:
+        """Check bans and passwords before the hub admits ``hello``; True for an admin.
+
+        A registered name needs its account password; otherwise a private server needs the
+        server password. Failures are counted per address and per account; past the limit an
+        attempt fails without being checked. Every failure says the same thing.
+        """
         if self._closed:
             raise LoginRefused(p.SERVER_FULL, "the server is shutting down")
+        storage = self.storage
+        assert storage is not None
+        address = conn.address[0]
+        if storage.is_banned("address", address):
+            raise LoginRefused(p.BANNED, "you are banned from this server")
+        try:
+            key: str | None = name_key(normalize_name(hello.name))
+        except InvalidName:
+            key = None  # the hub refuses the name itself
+        if key is not None and storage.is_banned("name", key):
+            raise LoginRefused(p.BANNED, "this name is banned from this server")
+        account = storage.account(key) if key is not None else None
+        owner = hello.owner is not None and hmac.compare_digest(hello.owner, self.owner_token)
+        needed = account[1] if account is not None else self._password_hash
+        if needed is not None and not owner:
+            if not self.throttle.allowed(address, key):
+                raise LoginRefused(p.AUTH_FAILED, "wrong name or password; wait a minute")
+            if hello.password is None or not verify_password(needed, hello.password):
+                self.throttle.failed(address, key)
+                log.warning("failed login for %r from %s", hello.name[:40], address)
+                raise LoginRefused(p.AUTH_FAILED, "wrong name or password")
+        return owner or (account is not None and account[2] == "admin")
 
     # -- information ------------------------------------------------------------------------
 
