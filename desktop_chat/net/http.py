@@ -57,8 +57,14 @@ def serve_http(conn: Connection, first: bytes, *, refuse_status: int | None = No
         if isinstance(event, h11.Request):
             target = event.target.decode("ascii", "replace").split("?", 1)[0]
             if refuse_status is not None:
-                _respond(conn, h, refuse_status, b"This server accepts only TLS (https).\n",
-                         "text/plain; charset=utf-8", extra=[("Upgrade", "TLS/1.2")])
+                _respond(
+                    conn,
+                    h,
+                    refuse_status,
+                    b"This server accepts only TLS (https).\n",
+                    "text/plain; charset=utf-8",
+                    extra=[("Upgrade", "TLS/1.2")],
+                )
             elif event.method not in (b"GET", b"HEAD"):
                 _respond(conn, h, 405, b"Method not allowed\n", "text/plain")
             elif target in ("/", "/index.html"):
