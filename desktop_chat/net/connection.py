@@ -25,6 +25,7 @@ from .outbox import Outbox
 from .plaintext import HELP, PROMPT, decode_line, parse_command, render
 from .ratelimit import TokenBucket
 from .tls import TlsChannel, TlsClosed
+from .websocket import goodbye
 
 if TYPE_CHECKING:
     from .server import Server, ServerConfig
@@ -99,6 +100,8 @@ class Connection:
             if not text:
                 return True
             return self.outbox.enqueue(text.encode("utf-8"), force=force)
+        if self.mode == "ws":
+            return self.outbox.enqueue(out.ws_frame, force=force)
         return self.outbox.enqueue(out.json, force=force)
 
     def flush(self) -> None:
@@ -383,6 +386,8 @@ class Connection:
     def _quit(self) -> None:
         self.close_reason = "quit"
         self.hub.leave(self, "quit")
+        if self.mode == "ws":
+            goodbye(self)
         self._drain_before_close()
         raise PeerGone
 

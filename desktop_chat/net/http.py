@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import h11
 
 from .. import __version__
+from .websocket import serve_websocket
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -39,6 +40,7 @@ def serve_http(conn: Connection, first: bytes, *, refuse_status: int | None = No
     """
     h = h11.Connection(h11.SERVER, max_incomplete_event_size=16_384)
     h.receive_data(first)
+    raw = bytearray(first)  # kept for the WebSocket handshake, which parses it itself
     deadline = time.monotonic() + _REQUEST_TIMEOUT
     while True:
         try:
@@ -53,6 +55,8 @@ def serve_http(conn: Connection, first: bytes, *, refuse_status: int | None = No
             data = conn._recv(remaining)
             if data is not None:
                 h.receive_data(data)
+                if len(raw) < 65_536:
+                    raw += data
             continue
         if isinstance(event, h11.Request):
             target = event.target.decode("ascii", "replace").split("?", 1)[0]
@@ -65,6 +69,8 @@ def serve_http(conn: Connection, first: bytes, *, refuse_status: int | None = No
                     "text/plain; charset=utf-8",
                     extra=[("Upgrade", "TLS/1.2")],
                 )
+            elif target == "/ws" and _is_upgrade(event):
+                serve_websocket(conn, bytes(raw))
             elif event.method not in (b"GET", b"HEAD"):
                 _respond(conn, h, 405, b"Method not allowed\n", "text/plain")
             elif target in ("/", "/index.html"):
@@ -76,6 +82,13 @@ def serve_http(conn: Connection, first: bytes, *, refuse_status: int | None = No
                 _respond(conn, h, 404, b"Not found\n", "text/plain")
             return
         return
+
+
+def _is_upgrade(request: h11.Request) -> bool:
+    for name, value in request.headers:
+        if name == b"upgrade" and value.lower() == b"websocket":
+            return True
+    return False
 
 
 def _respond(

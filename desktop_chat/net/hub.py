@@ -34,17 +34,28 @@ DEFAULT_ROOM = "general"
 class Outgoing:
     """One event to deliver to many; its JSON line is encoded once, on first use."""
 
-    __slots__ = ("_json", "event")
+    __slots__ = ("_json", "_ws", "event")
 
     def __init__(self, event: p.ServerEvent | p.ClientEvent) -> None:
         self.event = event
         self._json: bytes | None = None
+        self._ws: bytes | None = None
 
     @property
     def json(self) -> bytes:
         if self._json is None:
             self._json = p.encode(self.event)
         return self._json
+
+    @property
+    def ws_frame(self) -> bytes:
+        """The same JSON as one WebSocket text frame (servers send frames unmasked, so one
+        frame serves every WebSocket recipient)."""
+        if self._ws is None:
+            from .websocket import text_frame
+
+            self._ws = text_frame(self.json[:-1])
+        return self._ws
 
 
 class Member(Protocol):
