@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,32 @@ def _no_leaked_threads() -> Iterator[None]:
     if leaked:
         names = ", ".join(sorted(t.name for t in leaked))
         pytest.fail(f"test left threads running: {names}")
+
+
+def _open_sockets() -> set[str]:
+    """The process's open sockets (Linux): ``fd -> socket:[inode]`` entries."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # closed while listing
+        if target.startswith("socket:"):
+            found.add(f"{fd}->{target}")
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_sockets(request: pytest.FixtureRequest) -> Iterator[None]:
+    if not sys.platform.startswith("linux") or "gui" in request.path.parts:
+        yield  # Qt keeps process-wide sockets of its own; GUI tests check threads instead
+        return
+    before = _open_sockets()
+    yield
+    gc.collect()
+    leaked = _open_sockets() - before
+    if leaked:
+        pytest.fail(f"test left sockets open: {sorted(leaked)}")
 
 
 @pytest.fixture

@@ -103,6 +103,7 @@ def test_restart_with_same_data_dir_and_resume(make_server: Any) -> None:
         alice.login("alice")
         bob.login("bob")
         bob.send_json(type="join", room="Games")
+        bob.expect("users", where=lambda m: m["room"] == "Games")
         alice.send_json(type="join", room="games")
         alice.expect("users", where=lambda m: m["room"] == "Games")
         seen = _say(bob, "before restart", room="games")

@@ -519,4 +519,5 @@ def _sort_key(name: str) -> tuple[str, str]:
 
 
 def _sorted_names(room: Room) -> list[str]:
-    return sorted((m.name for m in room.members.values()), key=_sort_key)
+    # Members carry their casefolded key already: no normalisation per name per join.
+    return [name for _key, name in sorted((m.key, m.name) for m in room.members.values())]
