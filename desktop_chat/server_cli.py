@@ -158,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a registered account that may moderate (kick, ban, topics); repeatable",
     )
     ap.add_argument(
+        "--check",
+        action="store_true",
+        help="do not serve: check this machine's network (interfaces, the port, discovery) "
+        "and say what others need to join",
+    )
+    ap.add_argument(
         "--no-announce",
         action="store_true",
         help="do not announce the server on the local network (mDNS)",
@@ -218,6 +224,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     raise_file_limit()
     config = config_from_args(args)
+    if args.check:
+        from .net.netcheck import format_report, run_check
+
+        # A specific --host keeps the check (mDNS and broadcasts too) to that address.
+        wildcard = config.host in ("0.0.0.0", "::", "")
+        interfaces = None if wildcard else [config.host]
+        print(format_report(run_check(config.port, interfaces=interfaces)))
+        return 0
     server = Server(config)
     try:
         server.start()

@@ -115,3 +115,14 @@ def test_version_and_help() -> None:
     ).stdout
     for flag in ("--port", "--data-dir", "--rate-per-sec", "--max-per-address", "--tls"):
         assert flag in helptext
+
+
+def test_network_check_on_loopback_says_what_to_do(data_dir: Path) -> None:
+    result = subprocess.run(
+        [*CMD, "--check", "--host", "127.0.0.1", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=T(30),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "port" in result.stdout.lower()

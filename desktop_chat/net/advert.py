@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import secrets
+import socket
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -203,6 +205,44 @@ class FoundServer:
         )
 
 
+# --- DNS-SD names ----------------------------------------------------------------------------
+
+_MAX_INSTANCE_BYTES = 58  # 63 minus room for zeroconf's "-NN" on a name conflict
+
+
+def instance_name(title: str, hostname: str, port: int) -> str:
+    """A DNS-SD instance name unique per host and port: ``"<title> (<host>:<port>)"``.
+
+    Dots become middle dots (zeroconf writes each dot as a label break); the
+    title is shortened so the whole name stays within one 63-byte DNS label.
+    """
+    host = hostname.split(".")[0].strip() or "host"
+    host = truncate_utf8(clean_title(host), 24).strip()
+    suffix = f" ({host}:{port})"
+    room = _MAX_INSTANCE_BYTES - len(suffix.encode("utf-8"))
+    head = truncate_utf8(clean_title(title).replace(".", "·"), room).strip()
+    return f"{head}{suffix}"
+
+
+def server_hostname(hostname: str, port: int) -> str:
+    # A name of our own, not the machine's "<host>.local.": claiming that one with
+    # a subset of its addresses would look like a conflict to avahi/Bonjour.
+    label = re.sub(r"[^a-z0-9-]+", "-", hostname.split(".")[0].lower()).strip("-")[:24]
+    return f"dc-{label or 'host'}-{port}-{secrets.token_hex(3)}.local."
+
+
+def decode_txt(properties: Mapping[bytes, bytes | None]) -> dict[str, str | None]:
+    """zeroconf's raw TXT properties as text; ValueError if not UTF-8."""
+    txt: dict[str, str | None] = {}
+    for key, value in properties.items():
+        try:
+            name = key.decode("utf-8")
+            txt[name] = None if value is None else value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"TXT is not UTF-8: {exc}") from exc
+    return txt
+
+
 # --- addresses ------------------------------------------------------------------------------
 
 
@@ -246,6 +286,19 @@ def is_wildcard(bind_host: str) -> bool:
     return bind_host in ("", "0.0.0.0", "::", "*")
 
 
+def ipv4_of(host: str) -> str:
+    """The IPv4 address of a bind host ("127.0.0.1", "localhost"); ValueError if it has none."""
+    try:
+        return str(ipaddress.IPv4Address(host))
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise ValueError(f"{host!r} is not an IPv4 address or a known host name") from exc
+    return str(infos[0][4][0])
+
+
 def announce_addresses(
     bind_host: str,
     interfaces: Iterable[str] | None = None,
@@ -261,7 +314,7 @@ def announce_addresses(
     if interfaces is not None:
         return [str(ipaddress.IPv4Address(a)) for a in interfaces]
     if not is_wildcard(bind_host):
-        return [str(ipaddress.IPv4Address(bind_host))]
+        return [ipv4_of(bind_host)]
     everything = local_addresses(adapters)
     real = [a.address for a in everything if not a.is_loopback and not _is_unusable(a.address)]
     return _unique(real) if real else ["127.0.0.1"]

@@ -32,11 +32,11 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
-from desktop_chat.net.advert import Advert, FoundServer, is_wildcard, networks_for
+from desktop_chat.net.advert import Advert, FoundServer, ipv4_of, is_wildcard, networks_for
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ class BroadcastResponder:
         if interfaces is not None:
             self._allowed = networks_for(interfaces)
         elif not is_wildcard(bind_host):
-            self._allowed = networks_for([bind_host])
+            self._allowed = networks_for([ipv4_of(bind_host)])
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._wake_r: socket.socket | None = None
@@ -207,6 +207,7 @@ class BroadcastResponder:
         self.dropped = 0
         """Packets dropped as invalid, unwanted or over the rate limit (for tests and checks)."""
         self.answered = 0
+        """Answers sent (counted just before sending)."""
 
     @property
     def address(self) -> tuple[str, int]:
@@ -305,12 +306,11 @@ class BroadcastResponder:
             return
         with self._lock:
             advert = self._advert
+        self.answered += 1
         try:
             sock.sendto(encode_answer(nonce, self._tcp_port, advert), sender)
         except OSError as exc:
             log.debug("could not answer %s: %s", sender, exc)
-            return
-        self.answered += 1
 
     def _wanted(self, sender: tuple[str, int]) -> bool:
         host, port = sender
@@ -399,8 +399,16 @@ class BroadcastProbe:
         self._found[(host, tcp_port)] = found
         return found
 
-    def collect(self, deadline: float, stop: threading.Event | None = None) -> list[FoundServer]:
-        """Read answers until time.monotonic() reaches `deadline` (or `stop` is set)."""
+    def collect(
+        self,
+        deadline: float,
+        stop: threading.Event | None = None,
+        on_found: Callable[[FoundServer], None] | None = None,
+    ) -> list[FoundServer]:
+        """Read answers until time.monotonic() reaches `deadline` (or `stop` is set).
+
+        `on_found` is called with each valid answer as it arrives.
+        """
         while not (stop is not None and stop.is_set()):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -408,7 +416,9 @@ class BroadcastProbe:
             # Short waits so a set `stop` ends the probe promptly.
             readable, _, _ = select.select([self._sock], [], [], min(remaining, 0.05))
             if readable:
-                self.read_one()
+                found = self.read_one()
+                if found is not None and on_found is not None:
+                    on_found(found)
         return self.found
 
     @property

@@ -19,17 +19,21 @@ import asyncio
 import concurrent.futures
 import ipaddress
 import logging
-import re
-import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any
 
+from zeroconf import (
+    DNSQuestionType,
+    IPVersion,
+    ServiceBrowser,
+    ServiceInfo,
+    ServiceStateChange,
+    Zeroconf,
+)
 from zeroconf import Error as ZeroconfError
-from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 
 from desktop_chat.net.advert import (
     SERVICE_TYPE,
@@ -38,10 +42,11 @@ from desktop_chat.net.advert import (
     announce_addresses,
     broadcast_targets,
     browse_addresses,
-    clean_title,
+    decode_txt,
+    instance_name,
     networks_for,
     rank_addresses,
-    truncate_utf8,
+    server_hostname,
 )
 from desktop_chat.net.broadcast import BROADCAST_PORT, BroadcastProbe, BroadcastResponder
 
@@ -59,30 +64,8 @@ log = logging.getLogger(__name__)
 RECORD_TTL = 120
 """TTL of every record we publish: a host that vanishes without a goodbye drops out in 2 min."""
 
-_MAX_INSTANCE_BYTES = 58  # 63 minus room for zeroconf's "-NN" on a name conflict
 _CLOSE_TIMEOUT = 5.0
 _RESOLVE_TIMEOUT_MS = 1500
-
-
-def instance_name(title: str, hostname: str, port: int) -> str:
-    """A DNS-SD instance name unique per host and port: ``"<title> (<host>:<port>)"``.
-
-    Dots become middle dots (zeroconf writes each dot as a label break); the
-    title is shortened so the whole name stays within one 63-byte DNS label.
-    """
-    host = hostname.split(".")[0].strip() or "host"
-    host = truncate_utf8(clean_title(host), 24).strip()
-    suffix = f" ({host}:{port})"
-    room = _MAX_INSTANCE_BYTES - len(suffix.encode("utf-8"))
-    head = truncate_utf8(clean_title(title).replace(".", "·"), room).strip()
-    return f"{head}{suffix}"
-
-
-def _server_hostname(hostname: str, port: int) -> str:
-    # A name of our own, not the machine's "<host>.local.": claiming that one with
-    # a subset of its addresses would look like a conflict to avahi/Bonjour.
-    label = re.sub(r"[^a-z0-9-]+", "-", hostname.split(".")[0].lower()).strip("-")[:24]
-    return f"dc-{label or 'host'}-{port}-{secrets.token_hex(3)}.local."
 
 
 class Announcer:
@@ -113,19 +96,24 @@ class Announcer:
         self._advert = Advert.create(
             title, tls=tls, password=password, people=people, fingerprint=fingerprint
         )
-        self.addresses = announce_addresses(bind_host, interfaces)
+        self.problems: list[str] = []
+        try:
+            self.addresses = announce_addresses(bind_host, interfaces)
+        except ValueError as exc:
+            # e.g. a server bound to an IPv6-only address: it serves, unannounced.
+            self.addresses = []
+            self.problems.append(f"cannot announce this server: {exc}")
         hostname = socket.gethostname()
         self._wanted_name = f"{instance_name(title, hostname, port)}.{SERVICE_TYPE}"
-        self._server = _server_hostname(hostname, port)
+        self._server = server_hostname(hostname, port)
         self._min_interval = min_update_interval
         self._lock = threading.Lock()
         self._started = False
         self._closed = False
         self._announced = threading.Event()
-        self.problems: list[str] = []
         self._responder: BroadcastResponder | None = None
         self._responding = False
-        if broadcast_port is not None:
+        if broadcast_port is not None and self.addresses:
             self._responder = BroadcastResponder(
                 port, self._advert, bind_host=bind_host, port=broadcast_port, interfaces=interfaces
             )
@@ -165,6 +153,8 @@ class Announcer:
             if self._started or self._closed:
                 raise RuntimeError("Announcer already started or closed")
             self._started = True
+        if not self.addresses:
+            return
         if self._responder is not None:
             try:
                 self._responder.start()
@@ -399,7 +389,15 @@ class DiscoveryBrowser:
         if self._mdns:
             try:
                 self._zc = Zeroconf(interfaces=list(self._interfaces))
-                self._browser = ServiceBrowser(self._zc, SERVICE_TYPE, handlers=[self._on_service])
+                # QM (multicast) questions: a unicast answer to a QU question can land in
+                # another process's socket when several share port 5353 on one machine
+                # (a client browsing on the computer that hosts the server).
+                self._browser = ServiceBrowser(
+                    self._zc,
+                    SERVICE_TYPE,
+                    handlers=[self._on_service],
+                    question_type=DNSQuestionType.QM,
+                )
             except OSError as exc:
                 self._problem(f"mDNS browsing could not start: {exc}")
         if self._broadcast_port is not None:
@@ -469,7 +467,7 @@ class DiscoveryBrowser:
             log.debug("could not resolve %s: %r", name, exc)
             return None
         try:
-            txt = _decode_txt(info.properties)
+            txt = decode_txt(info.properties)
             advert = Advert.from_txt(txt)
         except ValueError as exc:
             log.debug("ignoring %s: bad TXT (%s)", name, exc)
@@ -496,24 +494,27 @@ class DiscoveryBrowser:
                 return
             with probe:
                 probe.send()
-                answers = probe.collect(started + self._probe_window, self._stop)
+                answers = probe.collect(started + self._probe_window, self._stop, self._answered)
             if self._stop.is_set():
                 return
-            self._merge_probe(answers)
+            self._count_misses({(s.address, s.port) for s in answers})
             self._notify()
             self._stop.wait(max(0.0, started + self._probe_interval - time.monotonic()))
 
-    def _merge_probe(self, answers: list[FoundServer]) -> None:
-        seen = {(s.address, s.port): s for s in answers}
+    def _answered(self, server: FoundServer) -> None:
+        with self._lock:
+            self._from_broadcast[(server.address, server.port)] = (server, 0)
+        self._notify()
+
+    def _count_misses(self, seen: set[tuple[str, int]]) -> None:
         with self._lock:
             for key, (old, missed) in list(self._from_broadcast.items()):
-                if key not in seen:
-                    if missed + 1 >= self._missed_probes:
-                        del self._from_broadcast[key]
-                    else:
-                        self._from_broadcast[key] = (old, missed + 1)
-            for key, server in seen.items():
-                self._from_broadcast[key] = (server, 0)
+                if key in seen:
+                    continue
+                if missed + 1 >= self._missed_probes:
+                    del self._from_broadcast[key]
+                else:
+                    self._from_broadcast[key] = (old, missed + 1)
 
     # -- the merged list --
 
@@ -543,17 +544,6 @@ class DiscoveryBrowser:
         log.warning("%s", text)
         with self._lock:
             self.problems.append(text)
-
-
-def _decode_txt(properties: dict[bytes, bytes | None]) -> dict[str, Any]:
-    txt: dict[str, Any] = {}
-    for key, value in properties.items():
-        try:
-            name = key.decode("utf-8")
-            txt[name] = None if value is None else value.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"TXT is not UTF-8: {exc}") from exc
-    return txt
 
 
 def _is_link_local(address: str) -> bool:

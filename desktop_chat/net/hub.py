@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -143,6 +143,7 @@ class Hub(ModerationMixin):
     def __init__(self, title: str) -> None:
         self.title = title
         self.closing = False  # shutting down: nobody is told of leaves, sessions are kept
+        self.on_people_changed: Callable[[int], None] | None = None  # e.g. the mDNS "people"
         self._lock = threading.Lock()
         self._users: dict[str, Member] = {}
         self._rooms: dict[str, Room] = {}
@@ -251,6 +252,7 @@ class Hub(ModerationMixin):
         if replacing and current is not None:
             current.abort("replaced")
         batch.finish()
+        self._people_changed()
         log.info("%s %s (%d online)", name, "resumed" if stored else "logged in", len(self._users))
 
     def _detach(self, member: Member) -> None:
@@ -286,6 +288,7 @@ class Hub(ModerationMixin):
                 member.session, member.name, member.key, list(member.rooms.values())
             )
         batch.finish()
+        self._people_changed()
         log.info("%s left (%s)", member.name, reason)
 
     # -- rooms ------------------------------------------------------------------------------
@@ -499,6 +502,10 @@ class Hub(ModerationMixin):
         return members
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _people_changed(self) -> None:
+        if self.on_people_changed is not None and not self.closing:
+            self.on_people_changed(len(self._users))
 
     def _broadcast_room(self, room: Room, event: p.ServerEvent) -> None:
         batch = _Batch()

@@ -99,7 +99,6 @@ def run_check(
     started = time.monotonic()
     deadline = started + timeout
     addresses = _chosen_addresses(interfaces)
-    lan = [a.address for a in addresses if not a.is_loopback]
     mdns_on = announce_addresses("", interfaces)
     targets = broadcast_targets(interfaces)
 
@@ -136,7 +135,7 @@ def run_check(
         advice=(),
         seconds=time.monotonic() - started,
     )
-    return _with_advice(report, lan, restricted=interfaces is not None)
+    return add_advice(report, restricted=interfaces is not None)
 
 
 # --- steps --------------------------------------------------------------------------------
@@ -337,8 +336,10 @@ def _find_servers(
 # --- words --------------------------------------------------------------------------------
 
 
-def _with_advice(report: CheckReport, lan: list[str], *, restricted: bool) -> CheckReport:
+def add_advice(report: CheckReport, *, restricted: bool = False) -> CheckReport:
+    """The report with its "What to try" lines; `restricted`: only some interfaces were checked."""
     advice: list[str] = []
+    lan = report.lan_addresses
     port = report.port
     if not lan and restricted:
         advice.append("Only loopback was checked: nobody else can reach these addresses.")

@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from .. import paths
 from . import protocol as p
@@ -31,6 +32,9 @@ from .names import InvalidName, name_key, normalize_name
 from .outbox import Flusher
 from .storage import Storage
 from .tls import TLS_MODES, Certificate, ensure_certificate, server_context
+
+if TYPE_CHECKING:
+    from .discovery import Announcer
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,7 @@ class ServerConfig:
     outbox_limit: int = 1 << 20  # bytes buffered for a client that does not read
     session_ttl_days: float = 30.0
     announce: bool = False  # DNS-SD announcement (the GUI and the headless command turn it on)
+    broadcast_port: int | None = 5152  # the UDP discovery fallback (None: off; 0: any port)
     tls: str = "offered"  # "off", "offered" (TLS and plain on the same port) or "required"
     password: str | None = None  # a private server: everyone needs this password
     admins: tuple[str, ...] = ()  # registered accounts that may moderate
@@ -82,6 +87,7 @@ class Server:
         self.certificate: Certificate | None = None
         self.owner_token = secrets.token_urlsafe(24)  # the hosting app's key to admin rights
         self.throttle = AuthThrottle()
+        self.announcer: Announcer | None = None
         self._password_hash: str | None = None
         self.tls_context: ssl.SSLContext | None = None
         self._wake_r, self._wake_w = socket.socketpair()
@@ -121,10 +127,30 @@ class Server:
         host, port = self._listener.getsockname()[:2]
         self.address = (host, port)
         self.flusher.start()
+        if self.config.announce:
+            self._start_announcer()
         self._acceptor = threading.Thread(target=self._accept_loop, name="dc-acceptor", daemon=True)
         self._acceptor.start()
         log.info("listening on %s:%d (data in %s)", host, port, self.data_dir)
         return self
+
+    def _start_announcer(self) -> None:
+        from .discovery import Announcer  # zeroconf starts threads: only when announcing
+
+        self.announcer = Announcer(
+            self.port,
+            self.config.host,
+            self.config.title,
+            tls=self.config.tls,
+            password=self._password_hash is not None,
+            fingerprint=self.fingerprint,
+            broadcast_port=self.config.broadcast_port,
+        )
+        self.announcer.start()
+        announcer = self.announcer
+        self.hub.on_people_changed = lambda n: announcer.update(people=n)
+        for problem in self.announcer.problems:
+            log.warning("announcing on the network: %s", problem)
 
     def _bind(self) -> socket.socket:
         host = self.config.host
@@ -160,6 +186,8 @@ class Server:
         self._wake()
         if self._acceptor is not None:
             self._acceptor.join(timeout=5)
+        if self.announcer is not None:
+            self.announcer.close()  # withdraw first: nobody should find a closing server
         self.hub.closing = True
         if self.storage is not None:
             self.hub.announce_shutdown()
