@@ -1,14 +1,18 @@
-"""HTTP on the shared port (h11, sans-I/O): for now a page that says what this port is.
+"""HTTP on the shared port (h11, sans-I/O): the web client's files and the ``/ws`` upgrade.
 
-The web client, the WebSocket endpoint ``/ws`` and file transfer will be served from here;
-until then every request gets a clear answer and the connection is closed.
+One request per connection. The web client (``desktop_chat/web``) is served from a fixed
+allow-list of file names read as package resources, so no request path ever reaches the file
+system; everything else is 404. Every answer carries a strict Content-Security-Policy: the page
+runs only its own script and talks only to its own server.
 """
 
 from __future__ import annotations
 
 import html
+import re
 import time
 from http import HTTPStatus
+from importlib import resources
 from typing import TYPE_CHECKING
 
 import h11
@@ -21,16 +25,52 @@ if TYPE_CHECKING:
 
 _REQUEST_TIMEOUT = 10.0
 
+# URL path -> (file in desktop_chat/web, Content-Type). Nothing outside this table is served.
+WEB_FILES: dict[str, tuple[str, str]] = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/connection.js": ("connection.js", "text/javascript; charset=utf-8"),
+    "/messages.js": ("messages.js", "text/javascript; charset=utf-8"),
+    "/panels.js": ("panels.js", "text/javascript; charset=utf-8"),
+    "/state.js": ("state.js", "text/javascript; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+    "/icon.svg": ("icon.svg", "image/svg+xml"),
+    "/manifest.webmanifest": ("manifest.webmanifest", "application/manifest+json"),
+}
 
-def _page(title: str, port: int) -> bytes:
-    safe = html.escape(title)
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<meta name='viewport' content='width=device-width'><title>{safe}</title></head>"
-        f"<body><h1>{safe}</h1><p>This is a Desktop Chat server (version {__version__}). "
-        "Open it in the Desktop Chat app, or from a terminal with "
-        f"<code>nc &lt;this address&gt; {port}</code>.</p></body></html>"
-    ).encode()
+CSP = (
+    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+_PLACEHOLDER = re.compile(rb"\{\{(title|version|port)\}\}")
+_SECURITY_HEADERS = [
+    ("Content-Security-Policy", CSP),
+    ("Cache-Control", "no-cache"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+]
+
+
+def web_file(path: str, title: str, port: int) -> tuple[bytes, str] | None:
+    """The body and Content-Type for ``path``, or None when it is not one of ours.
+
+    The page names the server in its title and, for browsers without JavaScript, says how else
+    to connect; both are filled in here, escaped.
+    """
+    entry = WEB_FILES.get(path)
+    if entry is None:
+        return None
+    name, ctype = entry
+    body = resources.files("desktop_chat.web").joinpath(name).read_bytes()
+    if name == "index.html":
+        values = {
+            b"title": html.escape(title).encode(),
+            b"version": html.escape(__version__).encode(),
+            b"port": str(port).encode(),
+        }
+        body = _PLACEHOLDER.sub(lambda m: values[m[1]], body)  # one pass: no re-expansion
+    return body, ctype
 
 
 def serve_http(conn: Connection, first: bytes, *, refuse_status: int | None = None) -> None:
@@ -73,13 +113,11 @@ def serve_http(conn: Connection, first: bytes, *, refuse_status: int | None = No
                 serve_websocket(conn, bytes(raw))
             elif event.method not in (b"GET", b"HEAD"):
                 _respond(conn, h, 405, b"Method not allowed\n", "text/plain")
-            elif target in ("/", "/index.html"):
-                body = _page(conn.hub.title, conn.server.port)
-                _respond(
-                    conn, h, 200, body, "text/html; charset=utf-8", head=event.method == b"HEAD"
-                )
+            elif (found := web_file(target, conn.hub.title, conn.server.port)) is not None:
+                body, ctype = found
+                _respond(conn, h, 200, body, ctype, head=event.method == b"HEAD")
             else:
-                _respond(conn, h, 404, b"Not found\n", "text/plain")
+                _respond(conn, h, 404, b"Not found\n", "text/plain", head=event.method == b"HEAD")
             return
         return
 
@@ -103,6 +141,7 @@ def _respond(
 ) -> None:
     headers = [
         *(extra or []),
+        *_SECURITY_HEADERS,
         ("Content-Type", ctype),
         ("Content-Length", str(len(body))),
         ("Connection", "close"),

@@ -1,0 +1,142 @@
+// The WebSocket to the server that served this page (ws: or wss: like the page itself): one
+// JSON object per text frame, as in docs/protocol.md. This module says hello on every
+// (re)connection, answers the server's pings, notices a dead link, and reconnects with a
+// growing delay once the user has been let in. What the messages mean is the app's business.
+
+const KEEPALIVE_EVERY = 25000; // ask after this much silence...
+const KEEPALIVE_GRACE = 10000; // ...and give up on the link if no answer comes in this time
+const RETRY_FIRST = 500;
+const RETRY_MAX = 15000;
+
+export class ChatConnection {
+  // handlers: hello() -> the hello object to send; event(msg); lost(delayMs) when the link
+  // dropped and a retry is due; retrying(); failed() when the first connection did not work.
+  constructor(handlers) {
+    this.handlers = handlers;
+    this.ws = null;
+    this.stopped = true;
+    this.loggedIn = false;  // this socket got its welcome
+    this.resumable = false; // some socket got a welcome since start(): reconnect on loss
+    this.retryDelay = 0;
+    this.retryTimer = 0;
+    this.aliveTimer = 0;
+    this.lastHeard = 0;
+    this.pingSent = 0;
+  }
+
+  get isOpen() {
+    return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
+  }
+
+  start() {
+    this.stopped = false;
+    this.resumable = false;
+    this.retryDelay = 0;
+    this.open();
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    clearInterval(this.aliveTimer);
+  }
+
+  send(obj) {
+    if (!this.isOpen) return false;
+    this.ws.send(JSON.stringify(obj));
+    return true;
+  }
+
+  // The app calls this on `welcome`.
+  welcomed() {
+    this.loggedIn = true;
+    this.resumable = true;
+    this.retryDelay = 0;
+    this.pingSent = 0;
+    clearInterval(this.aliveTimer);
+    this.aliveTimer = setInterval(() => this.checkAlive(KEEPALIVE_EVERY), 2500);
+  }
+
+  retryNow() {
+    if (!this.stopped && this.resumable && !this.ws) {
+      clearTimeout(this.retryTimer);
+      this.retryDelay = 0;
+      this.handlers.retrying();
+      this.open();
+    }
+  }
+
+  // A phone that changes networks or wakes from sleep may hold a dead socket for minutes
+  // without noticing: after a quiet spell, ask; no answer in time means the link is gone.
+  checkAlive(quietFor) {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    const now = Date.now();
+    if (this.pingSent && this.lastHeard < this.pingSent) {
+      if (now - this.pingSent > KEEPALIVE_GRACE) {
+        this.pingSent = 0;
+        ws.close();
+        this.closed(ws); // its own close event may come much later: reconnect now
+      }
+      return;
+    }
+    if (now - this.lastHeard > quietFor) {
+      this.pingSent = now;
+      this.send({ type: "ping", n: now });
+    }
+  }
+
+  open() {
+    clearTimeout(this.retryTimer);
+    if (this.ws) {
+      const old = this.ws;
+      this.ws = null;
+      old.close();
+    }
+    this.loggedIn = false;
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(`${scheme}//${location.host}/ws`);
+    this.ws = ws;
+    ws.onopen = () => {
+      this.lastHeard = Date.now();
+      ws.send(JSON.stringify(this.handlers.hello()));
+    };
+    ws.onmessage = (ev) => {
+      if (this.ws !== ws) return;
+      this.lastHeard = Date.now();
+      let msg;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch (err) {
+        console.warn("not JSON from the server", err);
+        return;
+      }
+      if (!msg || typeof msg.type !== "string") return;
+      if (msg.type === "ping") {
+        this.send({ type: "pong", n: msg.n });
+        return;
+      }
+      this.handlers.event(msg);
+    };
+    ws.onclose = () => this.closed(ws);
+  }
+
+  closed(ws) {
+    if (this.ws !== ws) return;
+    this.ws = null;
+    this.loggedIn = false;
+    clearInterval(this.aliveTimer);
+    if (this.stopped) return;
+    if (!this.resumable) {
+      this.stopped = true;
+      this.handlers.failed();
+      return;
+    }
+    this.retryDelay = Math.min(this.retryDelay ? this.retryDelay * 2 : RETRY_FIRST, RETRY_MAX);
+    this.handlers.lost(this.retryDelay);
+    this.retryTimer = setTimeout(() => {
+      this.handlers.retrying();
+      this.open();
+    }, this.retryDelay);
+  }
+}

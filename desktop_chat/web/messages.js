@@ -1,0 +1,190 @@
+// Drawing the conversation: people's colours and initials, message bubbles, join/leave lines.
+//
+// Safety rule: text from the network goes into the page only as text nodes (textContent) or as
+// an http(s) link's address, never as HTML.
+
+import { isMe, key, state, ui } from "./state.js";
+
+const GROUP_GAP = 5 * 60 * 1000;
+const NAME_HUES = [0, 215, 95, 280, 25, 170, 320, 45, 245, 195]; // as in the desktop app
+
+const CRC_TABLE = (() => {
+  const table = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c >>> 0;
+  }
+  return table;
+})();
+
+// A person has the same colour here as in the desktop app: CRC-32 of the UTF-8 name key.
+function nameHue(name) {
+  let crc = 0xffffffff;
+  for (const byte of new TextEncoder().encode(key(name))) {
+    crc = CRC_TABLE[(crc ^ byte) & 0xff] ^ (crc >>> 8);
+  }
+  return NAME_HUES[((crc ^ 0xffffffff) >>> 0) % NAME_HUES.length];
+}
+
+export function paintName(el, name) {
+  const hue = nameHue(name);
+  el.style.setProperty("--hue", String(hue));
+  // As in the desktop app: yellows and greens need to be darker to read on a light page.
+  if (hue > 20 && hue < 180) el.style.setProperty("--dim", "6%");
+}
+
+export function initial(name) {
+  const first = Array.from(String(name).trim())[0] || "?";
+  return first.toUpperCase();
+}
+
+export function avatar(name, size) {
+  const el = document.createElement("span");
+  el.className = size ? `avatar ${size}` : "avatar";
+  el.setAttribute("aria-hidden", "true");
+  el.textContent = initial(name);
+  paintName(el, name);
+  return el;
+}
+
+const LINK = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
+
+// Text with its web addresses as links; every piece stays a text node.
+function richText(el, text) {
+  let last = 0;
+  for (const m of text.matchAll(LINK)) {
+    if (m.index > last) el.append(document.createTextNode(text.slice(last, m.index)));
+    const a = document.createElement("a");
+    a.href = m[0];
+    a.textContent = m[0];
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    el.append(a);
+    last = m.index + m[0].length;
+  }
+  if (last < text.length) el.append(document.createTextNode(text.slice(last)));
+}
+
+function formatTime(ts) {
+  const d = new Date(ts);
+  const time = d.toLocaleTimeString([], { hour: "numeric", minute: "2-digit" });
+  if (d.toDateString() === new Date().toDateString()) return time;
+  return d.toLocaleDateString([], { month: "short", day: "numeric" }) + " " + time;
+}
+
+function formatSize(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+function messageNode(msg) {
+  const mine = isMe(msg.from);
+  const li = document.createElement("li");
+  li.className = "msg" + (mine ? " mine" : "") + (msg.me ? " action" : "");
+  li.dataset.id = String(msg.id);
+  li.dataset.from = key(msg.from);
+  li.dataset.ts = String(msg.ts);
+
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const from = document.createElement("span");
+  from.className = "from";
+  from.textContent = mine ? "You" : msg.from;
+  paintName(from, msg.from);
+  meta.append(from);
+
+  const bubble = document.createElement("div");
+  bubble.className = "bubble";
+  const text = document.createElement("span");
+  text.className = "text";
+  if (msg.me) {
+    const who = document.createElement("span");
+    who.className = "action-name";
+    who.textContent = msg.from + " ";
+    text.append(who);
+  }
+  richText(text, String(msg.text));
+  bubble.append(text);
+  if (msg.file && typeof msg.file.name === "string") {
+    const file = document.createElement("p");
+    file.className = "file";
+    file.textContent = `📎 ${msg.file.name} (${formatSize(Number(msg.file.size) || 0)})`;
+    bubble.append(file);
+  }
+  const stamp = document.createElement("time");
+  stamp.className = "stamp";
+  stamp.dateTime = new Date(msg.ts).toISOString();
+  stamp.textContent = formatTime(msg.ts);
+  bubble.append(stamp);
+
+  const body = document.createElement("div");
+  body.className = "body";
+  body.append(meta, bubble);
+  li.append(avatar(msg.from), body);
+  return li;
+}
+
+// A message continues the one above it when the same person wrote both within a few minutes.
+function regroup(li) {
+  if (!li || !li.classList.contains("msg")) return;
+  const prev = li.previousElementSibling;
+  const cont = !!prev && prev.classList.contains("msg") &&
+    prev.dataset.from === li.dataset.from &&
+    Number(li.dataset.ts) - Number(prev.dataset.ts) < GROUP_GAP;
+  li.classList.toggle("cont", cont);
+}
+
+// Adds a message to its conversation once (by id), in id order.
+export function insertMessage(c, msg) {
+  if (c.ids.has(msg.id)) return false; // seen already: resume backlog or history overlap
+  c.ids.add(msg.id);
+  if (c.oldest === null || msg.id < c.oldest) c.oldest = msg.id;
+  const li = messageNode(msg);
+  if (msg.id > c.newest) {
+    c.newest = msg.id;
+    c.list.append(li); // live traffic: after everything, join lines included
+  } else {
+    // History fills in older messages.
+    let after = c.list.lastElementChild;
+    while (after && !(after.classList.contains("msg") && Number(after.dataset.id) < msg.id)) {
+      after = after.previousElementSibling;
+    }
+    if (after) after.after(li);
+    else c.list.prepend(li);
+  }
+  regroup(li);
+  regroup(li.nextElementSibling);
+  return true;
+}
+
+export function addEvent(c, words) {
+  const li = document.createElement("li");
+  li.className = "event";
+  li.textContent = words;
+  const stick = nearBottom();
+  c.list.append(li);
+  if (c.key === state.current && stick) scrollToBottom();
+}
+
+// The top of a conversation, once history says there is nothing older.
+export function addIntro(c) {
+  if (c.list.querySelector(".intro")) return;
+  const li = document.createElement("li");
+  li.className = "intro";
+  li.textContent = c.kind === "room"
+    ? `This is the beginning of # ${c.label}.`
+    : `This is the beginning of your private conversation with ${c.label}.`;
+  c.list.prepend(li);
+}
+
+export function nearBottom() {
+  const m = ui.messages;
+  return m.scrollHeight - m.scrollTop - m.clientHeight < 120;
+}
+
+export function scrollToBottom() {
+  ui.messages.scrollTop = ui.messages.scrollHeight;
+  ui.jump.hidden = true;
+}

@@ -1,0 +1,199 @@
+// Everything around the conversation: the drawer (rooms, direct messages, people), the top
+// bar, the typing line, the connection banner and short notes (toasts). Text from the network
+// goes in with textContent only.
+
+import { avatar } from "./messages.js";
+import { GENERAL, actions, conv, dmKey, isMe, roomKey, state, ui } from "./state.js";
+
+const wide = window.matchMedia("(min-width: 860px)");
+
+function plural(n, one, many) {
+  return n === 1 ? `1 ${one}` : `${n} ${many}`;
+}
+
+function convButton(c, text, lead) {
+  const li = document.createElement("li");
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "conv";
+  if (c.key === state.current) b.setAttribute("aria-current", "true");
+  if (lead) b.append(lead);
+  const label = document.createElement("span");
+  label.className = "conv-label";
+  label.textContent = text;
+  b.append(label);
+  if (c.unread) {
+    const badge = document.createElement("span");
+    badge.className = "badge";
+    badge.textContent = c.unread > 99 ? "99+" : String(c.unread);
+    badge.setAttribute("aria-label", `${c.unread} unread`);
+    b.append(badge);
+  }
+  b.addEventListener("click", () => {
+    actions.open(c.key);
+    closeDrawer();
+  });
+  li.append(b);
+  return li;
+}
+
+export function currentRoom() {
+  const c = state.convs.get(state.current);
+  return c && c.kind === "room" ? c : null;
+}
+
+export function renderLists() {
+  ui.roomList.replaceChildren(...state.rooms.map((room) => {
+    const c = conv(roomKey(room), room, "room");
+    return convButton(c, "# " + c.label);
+  }));
+  const dms = [...state.convs.values()].filter((c) => c.kind === "dm");
+  ui.dmList.replaceChildren(...dms.map((c) => convButton(c, c.label, avatar(c.label, "tiny"))));
+  ui.dmEmpty.hidden = dms.length > 0;
+  renderPeople();
+  const unread = [...state.convs.values()].reduce((n, c) => n + c.unread, 0);
+  ui.menuDot.hidden = unread === 0;
+  ui.menuButton.setAttribute("aria-label",
+    unread ? `Rooms and people (${unread} unread)` : "Rooms and people");
+  document.title = unread && document.visibilityState !== "visible"
+    ? `(${unread}) ${state.title}` : state.title;
+}
+
+function renderPeople() {
+  const room = currentRoom() || state.convs.get(roomKey(state.rooms[0] || GENERAL));
+  ui.peopleRoom.textContent = room ? "# " + room.label : "this room";
+  const names = (room && state.users.get(room.key)) || [];
+  ui.peopleList.replaceChildren(...names.map((name) => {
+    const li = document.createElement("li");
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "person";
+    const label = document.createElement("span");
+    label.className = "person-name";
+    label.textContent = isMe(name) ? `${name} (you)` : name;
+    b.append(avatar(name, "small"), label);
+    if (isMe(name)) {
+      b.disabled = true;
+    } else {
+      b.setAttribute("aria-label", `Message ${name} privately`);
+      b.addEventListener("click", () => {
+        actions.open(dmKey(name), name);
+        closeDrawer();
+        ui.text.focus();
+      });
+    }
+    li.append(b);
+    return li;
+  }));
+  ui.leaveRoom.hidden = !currentRoom();
+}
+
+// The answer to "Show all rooms": every room on the server, to join with a tap.
+export function renderDirectory(rooms) {
+  ui.allRooms.replaceChildren(...rooms.map((info) => {
+    const li = document.createElement("li");
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "conv";
+    const label = document.createElement("span");
+    label.className = "conv-label";
+    label.textContent = "# " + info.name;
+    const count = document.createElement("span");
+    count.className = "conv-meta";
+    count.textContent = plural(Number(info.users) || 0, "person", "people");
+    b.append(label, count);
+    if (typeof info.topic === "string") b.title = info.topic;
+    b.addEventListener("click", () => actions.joinRoom(info.name));
+    li.append(b);
+    return li;
+  }));
+  ui.allRooms.hidden = false;
+}
+
+export function renderHeader() {
+  const c = state.convs.get(state.current);
+  if (!c) {
+    // Out of every room (after leaving general): say how to get back in.
+    ui.convTitle.textContent = "No room";
+    ui.convSub.textContent = "Open the menu to join a room";
+    ui.peopleButton.hidden = true;
+    return;
+  }
+  if (c.kind === "room") {
+    const count = (state.users.get(c.key) || []).length;
+    const topic = state.topics.get(c.key);
+    const people = plural(count, "person", "people");
+    ui.convTitle.textContent = "# " + c.label;
+    ui.convSub.textContent = topic ? `${people} · ${topic}` : people;
+    ui.peopleCount.textContent = String(count);
+    ui.peopleButton.hidden = false;
+    ui.text.placeholder = `Message # ${c.label}`;
+  } else {
+    ui.convTitle.textContent = c.label;
+    ui.convSub.textContent = "Private conversation";
+    ui.peopleButton.hidden = true;
+    ui.text.placeholder = `Message ${c.label}`;
+  }
+}
+
+export function renderTyping() {
+  const c = state.convs.get(state.current);
+  const now = Date.now();
+  const names = [];
+  if (c) {
+    for (const [k, t] of c.typing) {
+      if (t.until > now) names.push(t.name);
+      else c.typing.delete(k);
+    }
+  }
+  let words = "";
+  if (names.length === 1) words = `${names[0]} is typing…`;
+  else if (names.length === 2) words = `${names[0]} and ${names[1]} are typing…`;
+  else if (names.length > 2) words = "Several people are typing…";
+  ui.typing.textContent = words;
+}
+
+let toastTimer = 0;
+export function toast(words) {
+  ui.toast.textContent = words;
+  ui.toast.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { ui.toast.hidden = true; }, 5000);
+}
+
+export function showBanner(words, retry) {
+  ui.bannerText.textContent = words;
+  ui.bannerRetry.hidden = !retry;
+  ui.banner.hidden = false;
+  ui.composer.classList.add("offline");
+}
+
+export function hideBanner() {
+  ui.banner.hidden = true;
+  ui.composer.classList.remove("offline");
+}
+
+export function openDrawer(focusPeople) {
+  ui.chat.classList.add("drawer-open");
+  // On a phone the drawer covers the conversation: keep focus and taps inside it.
+  if (!wide.matches) ui.conversation.inert = true;
+  ui.scrim.hidden = false;
+  ui.menuButton.setAttribute("aria-expanded", "true");
+  if (focusPeople) {
+    ui.peopleList.scrollIntoView({ block: "start" });
+    const first = ui.peopleList.querySelector("button:not([disabled])");
+    (first || ui.drawer).focus();
+  } else {
+    (ui.roomList.querySelector("button") || ui.drawer).focus();
+  }
+}
+
+export function closeDrawer() {
+  if (!ui.chat.classList.contains("drawer-open")) return;
+  ui.chat.classList.remove("drawer-open");
+  ui.conversation.inert = false;
+  ui.scrim.hidden = true;
+  ui.menuButton.setAttribute("aria-expanded", "false");
+}
+
+wide.addEventListener("change", closeDrawer);
