@@ -17,17 +17,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from PySide6.QtCore import QCoreApplication, QEventLoop, QPoint
+from PySide6.QtGui import QCursor
+from PySide6.QtWidgets import QApplication
 
-from PySide6.QtCore import QCoreApplication, QEventLoop, QPoint  # noqa: E402
-from PySide6.QtGui import QCursor  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
-
-from ..net.client import ChatClient, ClientTiming  # noqa: E402
-from ..net.server import Server, ServerConfig  # noqa: E402
-from ..ui.main_window import MainWindow  # noqa: E402
-from ..ui.preferences import MemorySettings  # noqa: E402
-from ..ui.theme import DARK, LIGHT, apply_theme  # noqa: E402
+from ..net.client import ChatClient, ClientTiming
+from ..net.server import Server, ServerConfig
+from ..ui.main_window import MainWindow
+from ..ui.preferences import MemorySettings
+from ..ui.theme import DARK, LIGHT, apply_theme
 
 TIMING = ClientTiming(ping_interval=0.3, reconnect_base=0.2)
 
@@ -125,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=760)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # read when the app starts
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)

@@ -7,6 +7,7 @@ as typed) with formats only for link ranges and mentions of me. The same layout 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date
 
@@ -15,6 +16,7 @@ from PySide6.QtGui import (
     QColor,
     QFont,
     QFontMetrics,
+    QFontMetricsF,
     QPainter,
     QPen,
     QTextCharFormat,
@@ -38,6 +40,7 @@ FOLLOW_TOP = 2  # space above a grouped follow-up
 BOTTOM = 3
 DAY_HEIGHT = 40
 SYSTEM_PAD = 5
+PAINT_CACHE = 256  # laid-out rows kept for repainting (a few screens' worth)
 LINE_GAP = 2  # extra pixels between wrapped lines of one message
 
 # QTextLayout does not break lines at "\n"; U+2028 is a line separator it honours, and it
@@ -66,6 +69,16 @@ def initial_of(name: str) -> str:
     return name[:1] or "?"
 
 
+def _one_line_height(font: QFont) -> float:
+    layout = QTextLayout("Xg", font)
+    layout.beginLayout()
+    line = layout.createLine()
+    line.setLineWidth(1000)
+    height = float(line.height())
+    layout.endLayout()
+    return height
+
+
 @dataclass(slots=True)
 class _Fonts:
     body: QFont
@@ -77,6 +90,10 @@ class _Fonts:
     name_fm: QFontMetrics
     small_fm: QFontMetrics
     system_fm: QFontMetrics
+    body_fmf: QFontMetricsF
+    system_fmf: QFontMetricsF
+    body_line: float  # the height QTextLayout gives one line of each font
+    system_line: float
 
     @classmethod
     def from_font(cls, font: QFont) -> _Fonts:
@@ -100,6 +117,10 @@ class _Fonts:
             QFontMetrics(name),
             QFontMetrics(small),
             QFontMetrics(system),
+            QFontMetricsF(base),
+            QFontMetricsF(system),
+            _one_line_height(base),
+            _one_line_height(system),
         )
 
 
@@ -113,9 +134,16 @@ class ChatDelegate(QStyledItemDelegate):
         self._font_key = ""
         self._option = QTextOption()
         self._option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        # sizeHint is called for every shown row on every layout: read the width from the
+        # viewport directly rather than through the option.
+        viewport = getattr(parent, "viewport", None)
+        self._viewport: QWidget | None = viewport() if callable(viewport) else None
+        # Repaints (hover, new rows, scrolling) reuse the text layout of rows on screen.
+        self._paint_cache: OrderedDict[Entry, tuple[int, object, QTextLayout]] = OrderedDict()
 
     def set_theme(self, theme: Theme) -> None:
         self.theme = theme
+        self._paint_cache.clear()
 
     # -- geometry ----------------------------------------------------------------------------
 
@@ -124,7 +152,19 @@ class ChatDelegate(QStyledItemDelegate):
         if self._fonts is None or key != self._font_key:
             self._fonts = _Fonts.from_font(base)
             self._font_key = key
+            self._paint_cache.clear()
         return self._fonts
+
+    def _painted_layout(self, entry: Entry, width: int, fonts: _Fonts) -> QTextLayout:
+        cached = self._paint_cache.get(entry)
+        if cached is not None and cached[0] == width and cached[1] is entry.mention_spans:
+            self._paint_cache.move_to_end(entry)
+            return cached[2]
+        layout, _ = self.text_layout(entry, width, fonts)
+        self._paint_cache[entry] = (width, entry.mention_spans, layout)
+        if len(self._paint_cache) > PAINT_CACHE:
+            self._paint_cache.popitem(last=False)
+        return layout
 
     def _body(self, entry: Entry) -> tuple[str, list[tuple[Span, str]]]:
         """The text to lay out and the decorated ranges (kind: link, mention, actor)."""
@@ -199,7 +239,10 @@ class ChatDelegate(QStyledItemDelegate):
     def row_height(self, entry: Entry, width: int, fonts: _Fonts) -> int:
         if entry.cache_width == width:
             return entry.cache_height
-        _, body_h = self.text_layout(entry, self.body_width(width), fonts)
+        body_w = self.body_width(width)
+        body_h = self._one_line(entry, body_w, fonts)
+        if body_h is None:
+            _, body_h = self.text_layout(entry, body_w, fonts)
         day, above = self._top_parts(entry, fonts)
         below = SYSTEM_PAD if entry.kind in (Kind.SYSTEM, Kind.ERROR) else BOTTOM
         if entry.kind == Kind.ACTION:
@@ -213,14 +256,42 @@ class ChatDelegate(QStyledItemDelegate):
         return height
 
     @staticmethod
+    def _one_line(entry: Entry, body_w: int, fonts: _Fonts) -> float | None:
+        """The body's height when it surely fits on one line, without laying it out (most
+        messages: measuring is several times cheaper than shaping a QTextLayout)."""
+        text = entry.text
+        if len(text) > 200 or "\n" in text or "\r" in text or entry.mention_spans:
+            return None
+        if entry.kind == Kind.MESSAGE:
+            fm, line = fonts.body_fmf, fonts.body_line
+        elif entry.kind in (Kind.SYSTEM, Kind.ERROR):
+            fm, line = fonts.system_fmf, fonts.system_line
+        else:
+            return None  # actions mix bold and italic
+        if fm.horizontalAdvance(text) <= body_w - 2:
+            return line
+        return None
+
+    @staticmethod
     def body_width(row_width: int) -> int:
         return max(row_width - TEXT_X - PAD_RIGHT, 40)
 
     def _view_width(self, option: QStyleOptionViewItem) -> int:
-        view = self.parent()
-        if isinstance(view, QWidget) and hasattr(view, "viewport"):
-            return int(view.viewport().width())
+        if self._viewport is not None:
+            return int(self._viewport.width())
         return int(option.rect.width())
+
+    def sizeHint(
+        self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> QSize:
+        model = index.model()
+        if not isinstance(model, ChatModel) or not index.isValid():
+            return QSize(0, 0)
+        entry = model.entry(index.row())
+        width = self._view_width(option)
+        if entry.cache_width != width:  # font changes clear the cache (ChatView.relayout)
+            self.row_height(entry, width, self.fonts(option.font))
+        return QSize(width, entry.cache_height)
 
     @staticmethod
     def _entry(index: QModelIndex | QPersistentModelIndex) -> Entry | None:
@@ -228,15 +299,6 @@ class ChatDelegate(QStyledItemDelegate):
         if isinstance(model, ChatModel) and index.isValid():
             return model.entry(index.row())
         return None
-
-    def sizeHint(
-        self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
-    ) -> QSize:
-        entry = self._entry(index)
-        if entry is None:
-            return QSize(0, 0)
-        width = self._view_width(option)
-        return QSize(width, self.row_height(entry, width, self.fonts(option.font)))
 
     def body_origin(self, entry: Entry, rect: QRect, fonts: _Fonts) -> QPointF:
         day, above = self._top_parts(entry, fonts)
@@ -294,7 +356,7 @@ class ChatDelegate(QStyledItemDelegate):
         elif state & QStyle.StateFlag.State_MouseOver:
             painter.fillRect(row, QColor(t.hover_row))
 
-        layout, _ = self.text_layout(entry, self.body_width(rect.width()), fonts)
+        layout = self._painted_layout(entry, self.body_width(rect.width()), fonts)
         origin = self.body_origin(entry, rect, fonts)
         if entry.kind in (Kind.SYSTEM, Kind.ERROR):
             colour = QColor(t.error if entry.kind == Kind.ERROR else t.muted)

@@ -79,8 +79,25 @@ class Entry:
         return datetime.fromtimestamp(self.ts / 1000)
 
 
-def _day_of(ts_ms: int) -> int:
-    return datetime.fromtimestamp(ts_ms / 1000).toordinal()
+class _DayCache:
+    """Local calendar day of a timestamp; remembers the last day's bounds (messages cluster)."""
+
+    __slots__ = ("day", "hi", "lo")
+
+    def __init__(self) -> None:
+        self.lo = self.hi = 0
+        self.day = 0
+
+    def __call__(self, ts_ms: int) -> int:
+        if self.lo <= ts_ms < self.hi:
+            return self.day
+        moment = datetime.fromtimestamp(ts_ms / 1000)
+        midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+        self.lo = int(midnight.timestamp() * 1000)
+        # The next midnight is within 23-25 hours (daylight saving); keep the bound exact.
+        self.hi = self.lo + 22 * 3600 * 1000
+        self.day = moment.toordinal()
+        return self.day
 
 
 def _sort_key(entry: Entry) -> tuple[int, int]:
@@ -99,6 +116,8 @@ class ChatModel(QAbstractListModel):
         self._start = 0  # index in _all of row 0
         self._ids: set[int] = set()
         self._seq = 0
+        self._day_of = _DayCache()
+        self._sender_keys: dict[str, str] = {}
         self.me = me
 
     # -- Qt model interface ------------------------------------------------------------------
@@ -196,10 +215,16 @@ class ChatModel(QAbstractListModel):
         if self.rowCount():
             self.dataChanged.emit(self.index(0), self.index(self.rowCount() - 1))
 
+    def _sender_key(self, name: str) -> str:
+        key = self._sender_keys.get(name)
+        if key is None:
+            key = self._sender_keys[name] = name_key(name)
+        return key
+
     def _make_entry(self, msg: ChatMessage) -> Entry:
         action = action_text(msg.from_, msg.text)
         kind = Kind.ACTION if action is not None or msg.me else Kind.MESSAGE
-        own = self.me is not None and name_key(msg.from_) == name_key(self.me)
+        own = self.me is not None and self._sender_key(msg.from_) == self._sender_key(self.me)
         return Entry(
             kind=kind,
             text=msg.text,
@@ -210,7 +235,7 @@ class ChatModel(QAbstractListModel):
             own=own,
             mention_spans=() if own else find_mentions(msg.text, self.me),
             links=find_links(msg.text),
-            day=_day_of(msg.ts),
+            day=self._day_of(msg.ts),
         )
 
     def add_messages(self, messages: Iterable[ChatMessage]) -> list[Entry]:
@@ -241,7 +266,7 @@ class ChatModel(QAbstractListModel):
             order_id=self._all[-1].order_id if self._all else 0,
             seq=self._seq,
             links=find_links(text),
-            day=_day_of(now),
+            day=self._day_of(now),
         )
         self._insert_sorted([entry])
         return entry

@@ -34,7 +34,7 @@ from .chat_model import ChatModel, Entry, Kind
 from .theme import LIGHT, Theme
 
 # Rows shown at most while the user is at the bottom (layout cost grows with rows shown).
-WINDOW_ROWS = 600
+WINDOW_ROWS = 250
 # Rows revealed from the held ones per step when the user scrolls to the top.
 REVEAL_STEP = 200
 # Pixels from the top at which older messages are fetched.

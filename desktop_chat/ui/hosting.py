@@ -74,7 +74,7 @@ class HostingCard(QFrame):
             button.setCursor(Qt.CursorShape.PointingHandCursor)
             button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
             button.clicked.connect(lambda _=False, a=address, b=button: self._copy(a, b))
-            layout.addWidget(button)
+            layout.addWidget(button, 0, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignAbsolute)
             self.buttons.append(button)
         self.set_title(title)
 

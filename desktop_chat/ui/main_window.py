@@ -14,39 +14,21 @@ from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
-    QLabel,
     QMainWindow,
     QSplitter,
-    QVBoxLayout,
-    QWidget,
 )
 
 from .about import AboutDialog
 from .chat_model import Entry
-from .chat_view import ChatView
-from .commands import (
-    HELP_TEXT,
-    Action,
-    CommandError,
-    DirectMessage,
-    JoinRoom,
-    ListPeople,
-    ListRooms,
-    PartRoom,
-    QuitChat,
-    SendText,
-    ShowHelp,
-    parse_command,
-)
-from .conversations import Conversation, room_key, typing_text
-from .header import ChatStatusBar, ConversationHeader
-from .hosting import HostingCard
+from .command_runner import run_command
+from .commands import HELP_TEXT
+from .conversations import Conversation, typing_text
+from .header import ChatStatusBar
 from .icons import app_icon
 from .join_dialog import JoinRoomDialog
-from .message_input import Composer
 from .notifications import Notifier, Sound
+from .panes import ConversationPane, Sidebar
 from .preferences import MemorySettings, UiSettings, notify_prefs, store_notify_prefs
-from .room_list import RoomList
 from .session import ChatSession
 from .settings_dialog import SettingsDialog, SettingsValues
 from .theme import Theme, apply_theme, resolve_theme
@@ -81,6 +63,7 @@ class MainWindow(QMainWindow):
         self.server = server
         self.settings: UiSettings = settings if settings is not None else MemorySettings()
         self._closed = False
+        self._welcomed_once = False
         self._drafts: dict[str, str] = {}
         self.current_key = ""
         self.theme: Theme = resolve_theme(self.settings.theme)
@@ -114,82 +97,27 @@ class MainWindow(QMainWindow):
         splitter.setObjectName("mainSplitter")
         splitter.setHandleWidth(1)
         splitter.setChildrenCollapsible(False)
-
-        self.sidebar = QWidget()
-        self.sidebar.setObjectName("sidebar")
-        self.sidebar.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        side = QVBoxLayout(self.sidebar)
-        side.setContentsMargins(0, 0, 0, 10)
-        side.setSpacing(4)
-        self.server_title = QLabel("Desktop Chat")
-        self.server_title.setObjectName("serverTitle")
-        self.server_title.setTextFormat(Qt.TextFormat.PlainText)
-        font = self.server_title.font()
-        font.setPointSizeF(font.pointSizeF() * 1.15)
-        font.setBold(True)
-        self.server_title.setFont(font)
-        self.server_title.setContentsMargins(16, 14, 12, 0)
-        self.me_label = QLabel("Connecting…")
-        self.me_label.setObjectName("meLabel")
-        self.me_label.setProperty("role", "muted")
-        self.me_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.me_label.setContentsMargins(16, 0, 12, 6)
-        side.addWidget(self.server_title)
-        side.addWidget(self.me_label)
-        self.room_list = RoomList(self.session.conversations, theme=t)
-        side.addWidget(self.room_list, 1)
-        self.hosting_card: HostingCard | None = None
+        hosting = None
         if self.server is not None:
-            self.hosting_card = HostingCard(
-                self.server.title, self.server.join_addresses(), icon_colour=t.muted
-            )
-            wrap = QVBoxLayout()
-            wrap.setContentsMargins(10, 0, 10, 0)
-            wrap.addWidget(self.hosting_card)
-            side.addLayout(wrap)
-
-        centre = QWidget()
-        centre.setObjectName("centre")
-        col = QVBoxLayout(centre)
-        col.setContentsMargins(0, 0, 0, 0)
-        col.setSpacing(0)
-        self.header = ConversationHeader(theme=t)
-        col.addWidget(self.header)
-        self.banner = QLabel()
-        self.banner.setObjectName("connectionBanner")
-        self.banner.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.banner.setContentsMargins(8, 5, 8, 5)
-        self.banner.hide()
-        col.addWidget(self.banner)
-        self.chat_view = ChatView(theme=t)
-        col.addWidget(self.chat_view, 1)
-        composer_area = QWidget()
-        composer_area.setObjectName("composer")
-        composer_area.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        comp = QVBoxLayout(composer_area)
-        comp.setContentsMargins(16, 2, 16, 4)
-        comp.setSpacing(2)
-        self.composer = Composer()
-        self.input = self.composer.input
-        comp.addWidget(self.composer)
-        self.typing_label = QLabel(" ")
-        self.typing_label.setObjectName("typingLabel")
-        self.typing_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.typing_label.setContentsMargins(4, 0, 0, 0)
-        comp.addWidget(self.typing_label)
-        col.addWidget(composer_area)
-
+            hosting = (self.server.title, self.server.join_addresses())
+        self.sidebar = Sidebar(self.session.conversations, t, hosting)
+        self.server_title = self.sidebar.server_title
+        self.me_label = self.sidebar.me_label
+        self.room_list = self.sidebar.room_list
+        self.hosting_card = self.sidebar.hosting_card
+        pane = ConversationPane(t)
+        self.header = pane.header
+        self.banner = pane.banner
+        self.chat_view = pane.chat_view
+        self.composer = pane.composer
+        self.input = pane.input
+        self.typing_label = pane.typing_label
         self.user_list = UserList(theme=t)
-
-        splitter.addWidget(self.sidebar)
-        splitter.addWidget(centre)
-        splitter.addWidget(self.user_list)
-        splitter.setStretchFactor(0, 0)
-        splitter.setStretchFactor(1, 1)
-        splitter.setStretchFactor(2, 0)
-        splitter.setSizes([240, 640, 220])
-        self.sidebar.setMinimumWidth(190)
         self.user_list.setMinimumWidth(170)
+        for i, widget in enumerate((self.sidebar, pane, self.user_list)):
+            splitter.addWidget(widget)
+            splitter.setStretchFactor(i, 1 if widget is pane else 0)
+        splitter.setSizes([240, 640, 220])
         self.setCentralWidget(splitter)
         self.status = ChatStatusBar(theme=t)
         self.setStatusBar(self.status)
@@ -225,7 +153,7 @@ class MainWindow(QMainWindow):
         self._action(view, "&Write a message", self.focus_input, "Ctrl+L", "Ctrl+K")
         self._action(view, "Jump to &newest", self.chat_view.scroll_to_newest, "Ctrl+End")
         help_menu = bar.addMenu("&Help")
-        self._action(help_menu, "&Commands", self._show_help, "F1")
+        self._action(help_menu, "&Commands", self.show_help, "F1")
         self._action(help_menu, "&About Desktop Chat", self.open_about)
         for n in range(1, 10):
             shortcut = QShortcut(QKeySequence(f"Alt+{n}"), self)
@@ -243,7 +171,7 @@ class MainWindow(QMainWindow):
         s.conversationRemoved.connect(self._on_removed)
         s.conversationChanged.connect(self._on_changed)
         s.focusRequested.connect(self.show_conversation)
-        s.messageArrived.connect(self._on_message)
+        s.messagesArrived.connect(self._on_messages)
         s.typingChanged.connect(self._on_typing)
         self.room_list.conversationSelected.connect(self.show_conversation)
         self.room_list.addRoomRequested.connect(self.open_join_dialog)
@@ -343,20 +271,23 @@ class MainWindow(QMainWindow):
             self.session.conversations.changed(conv.key)
             self._update_title()
 
-    def _on_message(self, key: str, entry: Entry) -> None:
+    def _on_messages(self, key: str, entries: list[Entry]) -> None:
         conv = self.session.find(key)
         if conv is None or self.is_visible_to_user(key):
             return
-        important = entry.mention or conv.is_private
-        if self.notifier.prefs.badge or important:
-            conv.unread += 1
-            conv.mentions += 1 if entry.mention else 0
+        mentions = [e for e in entries if e.mention]
+        important = bool(mentions) or conv.is_private
+        counted = entries if self.notifier.prefs.badge or conv.is_private else mentions
+        if counted:
+            conv.unread += len(counted)
+            conv.mentions += len(mentions)
             self.session.conversations.changed(key)
             self._update_title()
-        where = "(private)" if conv.is_private else f"in {conv.title}"
+        entry = mentions[-1] if mentions else entries[-1]
+        where = "(private)" if conv.is_private else f"in #{conv.name}"
         title = f"{entry.sender} {where}"
         if entry.mention and not conv.is_private:
-            title = f"{entry.sender} mentioned you in {conv.title}"
+            title = f"{entry.sender} mentioned you in #{conv.name}"
         self.notifier.notify(key, title, entry.text, important=important)
 
     def changeEvent(self, e: QEvent) -> None:
@@ -381,7 +312,10 @@ class MainWindow(QMainWindow):
         else:
             self.show_conversation(self.current_key)
         self._update_title()
-        self.focus_input()
+        if not self._welcomed_once:
+            # Ready to type at once; later welcomes (resumes) leave the focus where it is.
+            self._welcomed_once = True
+            self.input.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def _on_added(self, key: str) -> None:
         if not self.current_key:
@@ -450,45 +384,13 @@ class MainWindow(QMainWindow):
     def _on_failed(self, code: str, message: str) -> None:
         self.status.set_state("disconnected", message)
 
-    # -- what the user types ----------------------------------------------------------------------
+    # -- what the user types ---------------------------------------------------------------------
 
     def submit(self, text: str) -> None:
-        """Handle one submitted line: a message, or a command."""
-        cmd = parse_command(text)
-        key = self.current_key
-        if isinstance(cmd, SendText):
-            if key:
-                self.session.send(key, cmd.text)
-        elif isinstance(cmd, Action):
-            if key:
-                self.session.send_action(key, cmd.action)
-        elif isinstance(cmd, JoinRoom):
-            self.session.join(cmd.room)
-        elif isinstance(cmd, PartRoom):
-            target = self.session.find(room_key(cmd.room)) if cmd.room else None
-            self.session.part(target.key if target is not None else key)
-        elif isinstance(cmd, DirectMessage):
-            if self.session.is_me(cmd.to):
-                self.session.add_notice(key, "You cannot send a private message to yourself.")
-                return
-            dm = self.session.send_dm(cmd.to, cmd.text)
-            self.show_conversation(dm)
-        elif isinstance(cmd, QuitChat):
-            self.client.quit(cmd.reason)
-            self.close()
-        elif isinstance(cmd, ShowHelp):
-            self._show_help()
-        elif isinstance(cmd, ListPeople):
-            conv = self.current()
-            if conv is not None:
-                people = ", ".join(conv.members) if conv.members else "nobody else"
-                self.session.add_notice(key, f"Here: {people}")
-        elif isinstance(cmd, ListRooms):
-            self.open_join_dialog()
-        elif isinstance(cmd, CommandError):
-            self.session.add_notice(key, cmd.message, error=True)
+        """Handle one submitted line: a message, or a command (see command_runner.py)."""
+        run_command(self, text)
 
-    def _show_help(self) -> None:
+    def show_help(self) -> None:
         if self.current_key:
             self.session.add_notice(self.current_key, HELP_TEXT)
             self.chat_view.scroll_to_newest()

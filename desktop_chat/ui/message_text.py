@@ -31,6 +31,8 @@ class Span:
 
 def find_links(text: str) -> tuple[Span, ...]:
     """Every http(s):// or www. link in ``text``, trailing punctuation left out."""
+    if "://" not in text and "ww." not in text.lower():
+        return ()  # the common case, without running the expression
     spans: list[Span] = []
     for match in _URL.finditer(text):
         start, end = match.span()
@@ -58,7 +60,7 @@ def _is_name_char(ch: str) -> bool:
 
 def find_mentions(text: str, name: str | None) -> tuple[Span, ...]:
     """Ranges of ``@name`` in ``text`` (any case), not followed by more name characters."""
-    if not name:
+    if not name or "@" not in text:
         return ()
     key = name_key(name)
     n = len(name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QElapsedTimer, QObject, QTimer, Signal
 
 from ..net import protocol as p
 from ..net.names import name_key
@@ -29,6 +29,12 @@ FIRST_HISTORY = 50
 OLDER_HISTORY = 100
 TYPING_SEND_EVERY_S = 3.0
 HISTORY_RETRY_S = 10.0  # a history request with no reply by then may be asked again
+# During a burst, messages go into the models at most this often (each batch costs one
+# layout and one repaint); a message after a quiet moment goes in at once.
+FLUSH_EVERY_MS = 80
+# A timed flush takes at most this many messages, then lets the event loop breathe (paint,
+# input, timers) before the next slice: a burst never freezes the window for long.
+FLUSH_SLICE = 100
 
 LEFT_WORDS = {
     "part": "left",
@@ -70,7 +76,8 @@ class ChatSession(QObject):
         conversationRemoved(str key)
         conversationChanged(str key): members or name changed.
         focusRequested(str key): the user asked for this conversation (a /join, a DM).
-        messageArrived(str key, object entry): a new message from someone else (Entry).
+        messagesArrived(str key, object entries): new messages from others (a list of Entry),
+            in one conversation; a burst arrives as one list.
         typingChanged(str key)
         roomsListed(object): protocol.RoomList, for the join dialog.
         errorShown(str key, str text): a server error to show in that conversation.
@@ -81,7 +88,7 @@ class ChatSession(QObject):
     conversationRemoved = Signal(str)
     conversationChanged = Signal(str)
     focusRequested = Signal(str)
-    messageArrived = Signal(str, object)
+    messagesArrived = Signal(str, object)
     typingChanged = Signal(str)
     roomsListed = Signal(object)
     errorShown = Signal(str, str)
@@ -98,6 +105,14 @@ class ChatSession(QObject):
         self._typing_sent: dict[str, float] = {}
         self._history_asked: dict[str, float] = {}
         self._history_limit: dict[str, int] = {}
+        # Messages wait here until the event loop is idle, then go into the models in one
+        # batch per conversation: a burst costs one insertion and one layout, not one each.
+        self._pending: list[p.ChatMessage] = []
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setSingleShot(True)
+        self._flush_timer.timeout.connect(self._timed_flush)
+        self._since_flush = QElapsedTimer()
+        self._since_flush.start()
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -142,6 +157,7 @@ class ChatSession(QObject):
     # -- client events -----------------------------------------------------------------------
 
     def on_welcomed(self, w: p.Welcome) -> None:
+        self.flush()
         self.me = w.name
         self.server_title = w.server
         for conv in self.conversations.conversations():
@@ -158,6 +174,7 @@ class ChatSession(QObject):
         self.welcomed.emit(w.name, w.server)
 
     def on_users(self, u: p.Users) -> None:
+        self.flush()
         conv = self.ensure_room(u.room)
         if conv.name != u.room:
             conv.name = u.room
@@ -172,6 +189,7 @@ class ChatSession(QObject):
             self.focusRequested.emit(conv.key)
 
     def on_joined(self, j: p.Joined) -> None:
+        self.flush()
         conv = self.find(room_key(j.room))
         if conv is None:
             return
@@ -184,6 +202,7 @@ class ChatSession(QObject):
         self.conversationChanged.emit(conv.key)
 
     def on_left(self, left: p.Left) -> None:
+        self.flush()
         key = room_key(left.room)
         conv = self.find(key)
         if conv is None:
@@ -203,25 +222,56 @@ class ChatSession(QObject):
         self.typingChanged.emit(key)
 
     def on_message(self, m: p.ChatMessage) -> None:
-        if m.room is not None:
-            conv = self.ensure_room(m.room)
-        else:
-            assert m.to is not None
-            other = m.to if self.is_me(m.from_) else m.from_
-            conv = self.ensure_dm(other)
-            if not conv.history_started:
-                # The first DM from someone: fetch what came before (it arrives de-duplicated).
-                self._first_history(conv)
-        entry = conv.model.add_message(m)
-        if entry is None:
+        self._pending.append(m)
+        if not self._flush_timer.isActive():
+            wait = FLUSH_EVERY_MS - self._since_flush.elapsed()
+            self._flush_timer.start(max(0, int(wait)))
+
+    def _timed_flush(self) -> None:
+        self.flush(FLUSH_SLICE)
+        if self._pending:
+            self._flush_timer.start(0)
+
+    def flush(self, limit: int | None = None) -> None:
+        """Put waiting messages (all, or the first ``limit``) into their conversations.
+
+        Other events call this first, so everything stays in the order the server sent it.
+        """
+        self._flush_timer.stop()
+        if not self._pending:
             return
-        if conv.typing:
-            conv.stop_typing(m.from_)
-            self.typingChanged.emit(conv.key)
-        if not entry.own:
-            self.messageArrived.emit(conv.key, entry)
+        self._since_flush.restart()
+        if limit is None or len(self._pending) <= limit:
+            pending, self._pending = self._pending, []
+        else:
+            pending, self._pending = self._pending[:limit], self._pending[limit:]
+        batches: dict[str, tuple[Conversation, list[p.ChatMessage]]] = {}
+        for m in pending:
+            conv = self._conversation_of(m)
+            batches.setdefault(conv.key, (conv, []))[1].append(m)
+        for key, (conv, messages) in batches.items():
+            added = conv.model.add_messages(messages)
+            if conv.typing:
+                for entry in added:
+                    conv.stop_typing(entry.sender)
+                self.typingChanged.emit(key)
+            theirs = [e for e in added if not e.own]
+            if theirs:
+                self.messagesArrived.emit(key, theirs)
+
+    def _conversation_of(self, m: p.ChatMessage) -> Conversation:
+        if m.room is not None:
+            return self.ensure_room(m.room)
+        assert m.to is not None
+        other = m.to if self.is_me(m.from_) else m.from_
+        conv = self.ensure_dm(other)
+        if not conv.history_started:
+            # The first DM from someone: fetch what came before (it arrives de-duplicated).
+            self._first_history(conv)
+        return conv
 
     def on_history(self, h: p.HistoryReply) -> None:
+        self.flush()
         if h.room is not None:
             conv = self.find(room_key(h.room))
         elif h.with_ is not None:
@@ -247,6 +297,7 @@ class ChatSession(QObject):
         self.typingChanged.emit(conv.key)
 
     def on_error(self, e: p.ErrorReply) -> None:
+        self.flush()
         self.errorShown.emit(self.current_key, e.message)
         conv = self.find(self.current_key)
         if conv is not None:

@@ -57,14 +57,17 @@ class Theme:
 
     def name_color(self, name: str) -> QColor:
         """The sender's colour: the hue comes from the name, the rest from the theme."""
-        h = name_hash(name)
-        hue = (h % 360) / 360.0
+        hue = NAME_HUES[name_hash(name) % len(NAME_HUES)] / 360.0
         # Yellows and greens look lighter than blues at one HSL lightness: darken them a
         # little on light backgrounds so every name stays readable.
         lightness = self.name_lightness
-        if not self.dark and 0.1 < hue < 0.5:
+        if not self.dark and 0.07 < hue < 0.5:
             lightness -= 0.07
         return QColor.fromHslF(hue, self.name_saturation, lightness)
+
+
+# Ten clearly different hues, neighbours on the wheel kept apart in the list.
+NAME_HUES = (0, 215, 95, 280, 25, 170, 320, 45, 245, 195)
 
 
 def name_hash(name: str) -> int:
@@ -247,5 +250,10 @@ def apply_theme(app: QApplication, theme: Theme) -> None:
     """Use ``theme`` for the whole application (Fusion style, palette, style sheet)."""
     if app.style().name().lower() != "fusion":
         app.setStyle("Fusion")
-    app.setPalette(_palette(theme))
-    app.setStyleSheet(stylesheet(theme))
+    # Re-styling repolishes every widget of every window: skip it when nothing changed.
+    palette = _palette(theme)
+    if app.palette() != palette:
+        app.setPalette(palette)
+    sheet = stylesheet(theme)
+    if app.styleSheet() != sheet:
+        app.setStyleSheet(sheet)

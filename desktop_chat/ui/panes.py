@@ -1,0 +1,97 @@
+"""The main window's two built-up columns: the sidebar and the conversation pane."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from .chat_view import ChatView
+from .conversations import ConversationListModel
+from .header import ConversationHeader
+from .hosting import HostingCard
+from .message_input import Composer
+from .room_list import RoomList
+from .theme import Theme
+
+
+def _label(text: str, name: str, margins: tuple[int, int, int, int]) -> QLabel:
+    label = QLabel(text)
+    label.setObjectName(name)
+    label.setTextFormat(Qt.TextFormat.PlainText)  # names and titles are never markup
+    label.setContentsMargins(*margins)
+    return label
+
+
+class Sidebar(QWidget):
+    """Server title, who I am, the conversations, and (when hosting) the hosting card.
+
+    Signals: none (see ``room_list`` and ``hosting_card``).
+    """
+
+    def __init__(
+        self,
+        conversations: ConversationListModel,
+        theme: Theme,
+        hosting: tuple[str, list[str]] | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("sidebar")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        side = QVBoxLayout(self)
+        side.setContentsMargins(0, 0, 0, 10)
+        side.setSpacing(4)
+        self.server_title = _label("Desktop Chat", "serverTitle", (16, 14, 12, 0))
+        font = self.server_title.font()
+        font.setPointSizeF(font.pointSizeF() * 1.15)
+        font.setBold(True)
+        self.server_title.setFont(font)
+        self.me_label = _label("Connecting…", "meLabel", (16, 0, 12, 6))
+        self.me_label.setProperty("role", "muted")
+        side.addWidget(self.server_title)
+        side.addWidget(self.me_label)
+        self.room_list = RoomList(conversations, theme=theme)
+        side.addWidget(self.room_list, 1)
+        self.hosting_card: HostingCard | None = None
+        if hosting is not None:
+            title, addresses = hosting
+            self.hosting_card = HostingCard(title, addresses, icon_colour=theme.muted)
+            wrap = QVBoxLayout()
+            wrap.setContentsMargins(10, 0, 10, 0)
+            wrap.addWidget(self.hosting_card)
+            side.addLayout(wrap)
+        self.setMinimumWidth(190)
+
+
+class ConversationPane(QWidget):
+    """Header, connection banner, the conversation, the composer and the typing line.
+
+    Signals: none (see ``chat_view`` and ``input``).
+    """
+
+    def __init__(self, theme: Theme, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("centre")
+        col = QVBoxLayout(self)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(0)
+        self.header = ConversationHeader(theme=theme)
+        col.addWidget(self.header)
+        self.banner = _label("", "connectionBanner", (8, 5, 8, 5))
+        self.banner.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.banner.hide()
+        col.addWidget(self.banner)
+        self.chat_view = ChatView(theme=theme)
+        col.addWidget(self.chat_view, 1)
+        composer_area = QWidget()
+        composer_area.setObjectName("composer")
+        composer_area.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        comp = QVBoxLayout(composer_area)
+        comp.setContentsMargins(16, 2, 16, 4)
+        comp.setSpacing(2)
+        self.composer = Composer()
+        self.input = self.composer.input
+        comp.addWidget(self.composer)
+        self.typing_label = _label(" ", "typingLabel", (4, 0, 0, 0))
+        comp.addWidget(self.typing_label)
+        col.addWidget(composer_area)
