@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import T, LineClient
+from tests.helpers import LineClient, T
 
 CMD = [sys.executable, "-m", "desktop_chat.server_cli"]
 

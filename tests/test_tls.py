@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from desktop_chat.net.tls import client_context, format_fingerprint, normalize_fingerprint
-from tests.helpers import T, LineClient
+from tests.helpers import LineClient, T
 
 
 class TlsLineClient(LineClient):
@@ -51,9 +51,19 @@ def test_certificate_is_kept_across_restarts(make_server: Any) -> None:
 def test_fingerprint_matches_openssl(make_server: Any, data_dir: Path) -> None:
     srv = make_server()
     out = subprocess.run(
-        ["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in",
-         str(data_dir / "tls-cert.pem")],
-        capture_output=True, text=True, check=True, timeout=T(10),
+        [
+            "openssl",
+            "x509",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+            "-in",
+            str(data_dir / "tls-cert.pem"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=T(10),
     ).stdout
     assert out.strip().split("=", 1)[1] == format_fingerprint(srv.fingerprint)
     assert normalize_fingerprint(out.split("=", 1)[1]) == srv.fingerprint
