@@ -19,8 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from PySide6.QtCore import QObject, QTimer, Slot
-from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication
 
 from . import __version__
 from .net import protocol as p
@@ -28,12 +27,13 @@ from .net.client import ChatClient, ClientTiming
 from .net.names import InvalidName, normalize_name
 from .net.server import DEFAULT_PORT, Server, ServerConfig
 from .settings import Settings
+from .ui.icons import app_icon
+from .ui.main_window import MainWindow
 from .ui.start_dialog import Field, StartChoice, StartDialog, parse_address
 from .ui.theme import apply_theme, resolve_theme
 
 ORGANIZATION = "Desktop Chat"
 APPLICATION = "desktop-chat"
-_RESOURCES = Path(__file__).resolve().parent / "resources"
 
 
 def port_error_message(port: int, exc: OSError) -> str:
@@ -45,12 +45,14 @@ def port_error_message(port: int, exc: OSError) -> str:
     return f"Cannot listen on port {port}: {exc.strerror or exc}."
 
 
-def failure_field(code: str) -> Field:
+def failure_field(code: str, mode: str = "join") -> Field:
     """Which start-screen field a connectionFailed code concerns."""
     if code in (p.NAME_TAKEN, p.NAME_INVALID, p.BANNED):
         return "name"
+    if code == p.AUTH_FAILED and mode == "join":
+        return "password"
     if code in ("refused", "unreachable", "timeout"):
-        return "address"
+        return "address" if mode == "join" else "port"
     return "general"
 
 
@@ -65,6 +67,8 @@ def failure_message(code: str, message: str, choice: StartChoice) -> str:
         return (
             f"Nobody answered at {choice.address}. Check the address and that the chat is running."
         )
+    if code == p.AUTH_FAILED:
+        return f"The chat did not accept that password ({message})."
     if code == p.SERVER_FULL:
         return f"The chat at {choice.address} is full or shutting down. Try again later."
     return message
@@ -79,6 +83,7 @@ class AppController(QObject):
         *,
         data_dir: Path | None = None,
         announce: bool = True,
+        bind_host: str = "0.0.0.0",
         timing: ClientTiming | None = None,
         parent: QObject | None = None,
     ) -> None:
@@ -86,11 +91,13 @@ class AppController(QObject):
         self.settings = settings
         self.data_dir = data_dir
         self.announce = announce
+        self.bind_host = bind_host  # everyone on the network can join; tests use loopback
         self.timing = timing
         self.dialog: StartDialog | None = None
         self.server: Server | None = None
         self.client: ChatClient | None = None
-        self.window: QWidget | None = None
+        self.window: MainWindow | None = None
+        self._pending_window: MainWindow | None = None
         self.choice: StartChoice | None = None
 
     # -- the start screen ------------------------------------------------------------------
@@ -99,6 +106,7 @@ class AppController(QObject):
         if self.dialog is None:
             self.dialog = StartDialog(self.settings)
             self.dialog.submitted.connect(self.start)
+            self.dialog.cancelled.connect(self._drop_connection)
             self.dialog.rejected.connect(self._start_rejected)
         self.dialog.show()
         self.dialog.raise_()
@@ -140,7 +148,7 @@ class AppController(QObject):
         """Start hosting on ``choice.port``; OSError when the port cannot be used."""
         self.choice = choice
         config = ServerConfig(
-            host="0.0.0.0", port=choice.port, data_dir=self.data_dir, announce=self.announce
+            host=self.bind_host, port=choice.port, data_dir=self.data_dir, announce=self.announce
         )
         if choice.title:
             config.title = choice.title
@@ -154,50 +162,60 @@ class AppController(QObject):
         return server
 
     def connect_client(self, choice: StartChoice) -> ChatClient:
-        """Connect to the chat (our own server when hosting); the window opens on welcome."""
+        """Connect to the chat (our own server when hosting); the window shows on welcome.
+
+        The window is made (hidden) before connecting, so it hears everything the client
+        says from the first state change and the welcome on.
+        """
         self.choice = choice
-        host, port = choice.host, choice.port
-        if self.server is not None:
-            host, port = "127.0.0.1", self.server.port
+        host, port, owner = choice.host, choice.port, None
+        if self.server is not None:  # our own server: the host's rights come with its token
+            host, port, owner = "127.0.0.1", self.server.port, self.server.owner_token
         client = ChatClient(timing=self.timing)
+        self.client = client
+        self._pending_window = MainWindow(client, server=self.server, settings=self.settings)
         client.welcomed.connect(self._welcomed)
         client.connectionFailed.connect(self._connection_failed)
-        self.client = client
-        client.connect_to(host, port, choice.name)
+        client.connect_to(host, port, choice.name, choice.password, owner=owner)
         return client
 
     @Slot(str, str)
     def _connection_failed(self, code: str, message: str) -> None:
         assert self.choice is not None
         self._drop_connection()
-        self.show_failure(failure_field(code), failure_message(code, message, self.choice))
+        field = failure_field(code, self.choice.mode)
+        self.show_failure(field, failure_message(code, message, self.choice))
 
     @Slot(object)
     def _welcomed(self, _welcome: p.Welcome) -> None:
-        client = self.client
-        if client is None or self.window is not None:
-            return  # a resume: the window already shows this client
+        client, window = self.client, self._pending_window
+        if client is None or window is None:
+            return
         client.welcomed.disconnect(self._welcomed)
         client.connectionFailed.disconnect(self._connection_failed)
+        self._pending_window = None
         assert self.choice is not None
         if self.choice.mode == "join":
             self.settings.add_recent_server(self.choice.address)
         self.settings.sync()
-        self.window = self._open_main_window(client)
+        self.window = window
+        window.show()
         if self.dialog is not None:
             self.dialog.set_busy(False)
             self.dialog.hide()
 
-    def _open_main_window(self, client: ChatClient) -> QWidget:
-        from .ui.main_window import MainWindow
-
-        window: QWidget = MainWindow(client, server=self.server, settings=self.settings)
-        window.show()
-        return window
-
+    @Slot()
     def _drop_connection(self) -> None:
+        """Give up on the connection being made (or made): client, server, unshown window."""
         client, self.client = self.client, None
         server, self.server = self.server, None
+        window, self._pending_window = self._pending_window, None
+        if window is not None:
+            # Never shown: keep the size and place saved from the last real window.
+            saved = self.settings.window_geometry
+            window.shutdown()
+            self.settings.window_geometry = saved
+            window.deleteLater()
         if client is not None:
             client.close()
             client.deleteLater()
@@ -205,7 +223,15 @@ class AppController(QObject):
             server.close()
 
     def shutdown(self) -> None:
-        """Close the client, then the server; every thread is joined on return. Idempotent."""
+        """Close the window, the client, then the server; every thread is joined on return.
+
+        Idempotent. (Closing the window closes the client and server too; doing it here
+        as well covers a window that never opened.)
+        """
+        window, self.window = self.window, None
+        if window is not None:
+            window.close()
+            window.deleteLater()
         self._drop_connection()
         self.settings.sync()
 
@@ -251,10 +277,9 @@ def _set_up_application(argv: Sequence[str]) -> QApplication:
     app.setApplicationDisplayName("Desktop Chat")
     app.setApplicationVersion(__version__)
     app.setDesktopFileName(APPLICATION)
-    for icon_name in ("icon.svg", "icon.png", "desktop-chat.svg", "desktop-chat.png"):
-        if (_RESOURCES / icon_name).is_file():
-            app.setWindowIcon(QIcon(str(_RESOURCES / icon_name)))
-            break
+    icon = app_icon()
+    if not icon.isNull():
+        app.setWindowIcon(icon)
     return app
 
 
@@ -282,10 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     app = _set_up_application(args_list)
     settings = Settings()
-    apply_theme(app, resolve_theme(settings.theme))
-    controller = AppController(
-        settings, data_dir=args.data_dir, announce=not args.no_announce, parent=app
-    )
+    controller = AppController(settings, data_dir=args.data_dir, announce=not args.no_announce)
     name = args.name if args.name is not None else _default_name(settings)
     if args.host_chat:
         port = args.port if args.port is not None else (settings.host_port or DEFAULT_PORT)
@@ -303,6 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             controller.connect_client(choice)
     else:
         controller.show_start()
+    apply_theme(app, resolve_theme(settings.theme))
     return _run(app, controller)
 
 
@@ -318,12 +341,12 @@ def _name_is_usable(controller: AppController, choice: StartChoice) -> bool:
 
 
 def _run(app: QApplication, controller: AppController) -> int:
-    # Python only runs signal handlers between bytecodes; a timer lets Ctrl+C in the terminal
-    # quit the Qt event loop instead of waiting for the next GUI event.
-    def on_sigint(_signum: int, _frame: FrameType | None) -> None:
+    # Python only runs signal handlers between bytecodes; a timer lets Ctrl+C (or a plain
+    # kill) quit the Qt event loop instead of waiting for the next GUI event.
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
         app.quit()
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     ticker = QTimer()
     ticker.timeout.connect(lambda: None)
     ticker.start(250)
@@ -331,7 +354,8 @@ def _run(app: QApplication, controller: AppController) -> int:
         status = app.exec()
     finally:
         ticker.stop()
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         controller.shutdown()
     return int(status)
 

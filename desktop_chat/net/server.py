@@ -202,6 +202,7 @@ class Server:
         log.info("server stopped")
 
     def _release(self) -> None:
+        self.flusher.close()  # safe whether or not it started
         for s in (self._listener, self._wake_r, self._wake_w):
             if s is not None:
                 s.close()

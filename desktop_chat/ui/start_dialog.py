@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
     QDialog,
-    QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
     QSpinBox,
-    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -35,7 +34,7 @@ from ..net.server import DEFAULT_PORT
 from ..settings import Settings
 
 Mode = Literal["host", "join"]
-Field = Literal["name", "port", "address", "general"]
+Field = Literal["name", "port", "address", "password", "general"]
 
 # Letters, digits, "-" and "_" in dot-separated labels of at most 63 (253 in all).
 _HOSTNAME = re.compile(
@@ -45,13 +44,15 @@ _HOSTNAME = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class StartChoice:
-    """What the person chose: host (with ``port`` and ``title``) or join ``host:port``."""
+    """What the person chose: host (with ``port`` and ``title``) or join ``host:port``
+    (with ``password`` when the chat asks for one; it is never saved)."""
 
     mode: Mode
     name: str
     host: str
     port: int
     title: str = ""
+    password: str | None = field(default=None, repr=False)
 
     @property
     def address(self) -> str:
@@ -102,10 +103,13 @@ class StartDialog(QDialog):
 
     Signals:
         submitted(object): a checked :class:`StartChoice`; the dialog then shows itself busy
-            until the receiver calls :meth:`show_error` (or closes the dialog).
+            until the receiver calls :meth:`show_error` or :meth:`set_busy` (or closes it).
+        cancelled(): the person pressed Cancel while busy: stop trying; the fields are
+            editable again.
     """
 
     submitted = Signal(object)
+    cancelled = Signal()
 
     def __init__(
         self,
@@ -121,7 +125,18 @@ class StartDialog(QDialog):
         self._choice: StartChoice | None = None
         self._busy = False
         self._errors: dict[Field, QLabel] = {}
+        self._messages: dict[Field, str] = {}
         self._build(default_port)
+        self._inputs: list[QWidget] = [
+            self.name_edit,
+            self.host_button,
+            self.join_button,
+            self.port_spin,
+            self.title_edit,
+            self.address_combo,
+            self.password_edit,
+            self.start_button,
+        ]
         self._load()
         self._set_mode(settings.last_mode)
 
@@ -133,14 +148,14 @@ class StartDialog(QDialog):
             QLabel#startTitle { font-size: 20pt; font-weight: 700; }
             QLabel[role="hint"] { color: palette(placeholder-text); }
             QLabel[role="error"] { color: palette(bright-text); }
+            QLabel[role="modeTitle"] { font-weight: 700; }
             QPushButton[role="mode"] {
-                text-align: left; padding: 10px 14px; border-radius: 8px;
-                border: 1px solid palette(mid); background: palette(base);
+                border-radius: 8px; border: 1px solid palette(mid); background: palette(base);
             }
-            QPushButton[role="mode"]:checked {
-                border: 2px solid palette(highlight); padding: 9px 13px;
-            }
-            QPushButton#startButton { padding: 6px 18px; font-weight: 600; }
+            QPushButton[role="mode"]:hover { border: 1px solid palette(highlight); }
+            QPushButton[role="mode"]:checked { border: 2px solid palette(highlight); }
+            QPushButton#startButton, QPushButton#quitButton { padding: 5px 16px; }
+            QPushButton#startButton { font-weight: 600; }
             """
         )
         outer = QVBoxLayout(self)
@@ -170,24 +185,82 @@ class StartDialog(QDialog):
         self.join_button.clicked.connect(lambda: self._set_mode("join"))
         outer.addLayout(modes)
 
-        form = QFormLayout()
-        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        # One grid for both modes, so the labels line up; the rows of the other mode are
+        # hidden (QGridLayout gives hidden rows no height).
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(10)
+        grid.setVerticalSpacing(6)
+        grid.setColumnStretch(1, 1)
         self.name_edit = QLineEdit()
         self.name_edit.setObjectName("nameEdit")
         self.name_edit.setAccessibleName("Your name")
         self.name_edit.setPlaceholderText("How others will see you")
         self.name_edit.setMaxLength(64)  # longer than allowed, so the rule can be explained
-        form.addRow(self._label("Your &name:", self.name_edit), self.name_edit)
-        form.addRow("", self._error_label("name"))
-        outer.addLayout(form)
 
-        self.pages = QStackedWidget()
-        self.pages.setObjectName("modePages")
-        self.pages.addWidget(self._host_page(default_port))
-        self.pages.addWidget(self._join_page())
-        outer.addWidget(self.pages)
+        self.port_spin = QSpinBox()
+        self.port_spin.setObjectName("portSpin")
+        self.port_spin.setAccessibleName("Port")
+        self.port_spin.setRange(1, 65535)
+        self.port_spin.setValue(default_port)
+        self.port_spin.setGroupSeparatorShown(False)
+        self.port_spin.setMinimumWidth(110)
+        self.port_spin.setToolTip(
+            f"The TCP port others connect to: {DEFAULT_PORT} unless it is taken."
+        )
+        port_row = QHBoxLayout()
+        port_row.setContentsMargins(0, 0, 0, 0)
+        port_row.addWidget(self.port_spin)
+        port_row.addStretch(1)
+
+        self.title_edit = QLineEdit()
+        self.title_edit.setObjectName("titleEdit")
+        self.title_edit.setAccessibleName("Chat title (optional)")
+        self.title_edit.setPlaceholderText("Optional, e.g. Office chat")
+        self.title_edit.setMaxLength(80)
+
+        self.address_combo = QComboBox()
+        self.address_combo.setObjectName("addressCombo")
+        self.address_combo.setAccessibleName("Server address")
+        self.address_combo.setEditable(True)
+        self.address_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        edit = self.address_combo.lineEdit()
+        assert edit is not None  # an editable combo box always has one
+        edit.setObjectName("addressEdit")
+        edit.setAccessibleName("Server address")
+        edit.setPlaceholderText(f"e.g. 192.168.1.5:{DEFAULT_PORT} or mypc.local")
+
+        self.password_edit = QLineEdit()
+        self.password_edit.setObjectName("passwordEdit")
+        self.password_edit.setAccessibleName("Chat password (only if the chat has one)")
+        self.password_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.password_edit.setPlaceholderText("Only if the chat has one")
+
+        self._host_widgets: list[QWidget] = []
+        self._join_widgets: list[QWidget] = []
+        rows: list[tuple[str, QWidget, QHBoxLayout | None, Field | None, list[QWidget] | None]] = [
+            ("Your &name:", self.name_edit, None, "name", None),
+            ("&Port:", self.port_spin, port_row, "port", self._host_widgets),
+            ("Chat &title:", self.title_edit, None, None, self._host_widgets),
+            ("&Address:", self.address_combo, None, "address", self._join_widgets),
+            ("Pass&word:", self.password_edit, None, "password", self._join_widgets),
+        ]
+        row = 0
+        for text, field_widget, layout, error_field, members in rows:
+            label = self._label(text, field_widget)
+            grid.addWidget(
+                label, row, 0, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+            )
+            if layout is not None:
+                grid.addLayout(layout, row, 1)
+            else:
+                grid.addWidget(field_widget, row, 1)
+            row += 1
+            if error_field is not None:
+                grid.addWidget(self._error_label(error_field), row, 1)
+                row += 1
+            if members is not None:
+                members.extend((label, field_widget))
+        outer.addLayout(grid)
 
         outer.addWidget(self._error_label("general"))
         self.status_label = self._hint("")
@@ -202,7 +275,7 @@ class StartDialog(QDialog):
         self.quit_button.setObjectName("quitButton")
         self.quit_button.setAccessibleName("Quit Desktop Chat")
         self.quit_button.setAutoDefault(False)
-        self.quit_button.clicked.connect(self.reject)
+        self.quit_button.clicked.connect(self._quit_or_cancel)
         self.start_button = QPushButton()
         self.start_button.setObjectName("startButton")
         self.start_button.setDefault(True)
@@ -210,69 +283,34 @@ class StartDialog(QDialog):
         buttons.addWidget(self.quit_button)
         buttons.addWidget(self.start_button)
         outer.addLayout(buttons)
-        quit_shortcut = QShortcut(QKeySequence("Ctrl+Q"), self)
-        quit_shortcut.activated.connect(self.reject)
 
         self.name_edit.textEdited.connect(lambda: self._clear_error("name"))
         self.port_spin.valueChanged.connect(lambda: self._clear_error("port"))
         self.address_combo.editTextChanged.connect(lambda: self._clear_error("address"))
-        self.setMinimumWidth(480)
-
-    def _host_page(self, default_port: int) -> QWidget:
-        page = QWidget()
-        page.setObjectName("hostPage")
-        form = QFormLayout(page)
-        form.setContentsMargins(0, 0, 0, 0)
-        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.port_spin = QSpinBox()
-        self.port_spin.setObjectName("portSpin")
-        self.port_spin.setAccessibleName("Port")
-        self.port_spin.setRange(1, 65535)
-        self.port_spin.setValue(default_port)
-        self.port_spin.setGroupSeparatorShown(False)
-        self.port_spin.setMinimumWidth(100)
-        self.port_spin.setToolTip("The TCP port others connect to. 5151 unless it is taken.")
-        form.addRow(self._label("&Port:", self.port_spin), self.port_spin)
-        form.addRow("", self._error_label("port"))
-        self.title_edit = QLineEdit()
-        self.title_edit.setObjectName("titleEdit")
-        self.title_edit.setAccessibleName("Chat title (optional)")
-        self.title_edit.setPlaceholderText("Optional, e.g. Office chat")
-        self.title_edit.setMaxLength(80)
-        form.addRow(self._label("Chat &title:", self.title_edit), self.title_edit)
-        return page
-
-    def _join_page(self) -> QWidget:
-        page = QWidget()
-        page.setObjectName("joinPage")
-        form = QFormLayout(page)
-        form.setContentsMargins(0, 0, 0, 0)
-        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.address_combo = QComboBox()
-        self.address_combo.setObjectName("addressCombo")
-        self.address_combo.setAccessibleName("Server address")
-        self.address_combo.setEditable(True)
-        self.address_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        edit = self.address_combo.lineEdit()
-        assert edit is not None  # an editable combo box always has one
-        edit.setObjectName("addressEdit")
-        edit.setAccessibleName("Server address")
-        edit.setPlaceholderText(f"e.g. 192.168.1.5:{DEFAULT_PORT} or mypc.local")
-        form.addRow(self._label("&Address:", self.address_combo), self.address_combo)
-        form.addRow("", self._error_label("address"))
-        return page
+        self.password_edit.textEdited.connect(lambda: self._clear_error("password"))
+        self.setMinimumWidth(500)
 
     def _mode_button(self, object_name: str, title: str, detail: str, key: str) -> QPushButton:
-        button = QPushButton(f"{title}\n{detail}")
+        """A large toggle with a bold title over a muted line (QPushButton has no rich text,
+        so two labels sit inside it, transparent to the mouse)."""
+        button = QPushButton()
         button.setObjectName(object_name)
         button.setProperty("role", "mode")
         button.setAccessibleName(title)
         button.setAccessibleDescription(detail)
         button.setCheckable(True)
         button.setAutoDefault(False)
-        button.setMinimumHeight(60)
         button.setShortcut(QKeySequence(f"Alt+{key}"))
         button.setToolTip(f"{detail} (Alt+{key})")
+        inner = QVBoxLayout(button)
+        inner.setContentsMargins(14, 10, 14, 10)
+        inner.setSpacing(2)
+        for text, role in ((title, "modeTitle"), (detail, "hint")):
+            label = QLabel(text)
+            label.setProperty("role", role)
+            label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+            inner.addWidget(label)
+        button.setMinimumSize(inner.sizeHint())
         return button
 
     def _label(self, text: str, buddy: QWidget) -> QLabel:
@@ -292,6 +330,7 @@ class StartDialog(QDialog):
         label.setProperty("role", "error")
         label.setWordWrap(True)
         label.setAccessibleName(f"{field} error")
+        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         label.hide()
         self._errors[field] = label
         return label
@@ -318,10 +357,14 @@ class StartDialog(QDialog):
         host = mode == "host"
         self.host_button.setChecked(host)
         self.join_button.setChecked(not host)
-        self.pages.setCurrentIndex(0 if host else 1)
+        for widget in self._host_widgets:
+            widget.setVisible(host)
+        for widget in self._join_widgets:
+            widget.setVisible(not host)
         self.start_button.setText("&Start hosting" if host else "&Join chat")
         self.start_button.setAccessibleName("Start hosting the chat" if host else "Join the chat")
-        self._clear_error("general")
+        self._messages.pop("general", None)
+        self._refresh_errors()
         if not self.name_edit.text():
             self.name_edit.setFocus()
         elif host:
@@ -340,51 +383,78 @@ class StartDialog(QDialog):
         return self._choice
 
     def error_text(self, field: Field) -> str:
-        """The message shown under ``field`` ("" when none)."""
+        """The message shown under ``field`` ("" when none is shown)."""
         label = self._errors[field]
         return label.text() if not label.isHidden() else ""
 
     def show_error(self, field: Field, message: str) -> None:
         """Put ``message`` under ``field`` and let the person try again."""
         self.set_busy(False)
-        label = self._errors[field]
-        label.setText(message)
-        label.show()
         if field == "port":
             self._set_mode("host")
-        elif field == "address":
+        elif field in ("address", "password"):
             self._set_mode("join")
+        self._set_error(field, message)
         target = {
             "name": self.name_edit,
             "port": self.port_spin,
             "address": self.address_combo,
+            "password": self.password_edit,
             "general": self.start_button,
         }[field]
         target.setFocus()
         if isinstance(target, QLineEdit | QSpinBox):
             target.selectAll()
 
+    def _set_error(self, field: Field, message: str) -> None:
+        self._messages[field] = message
+        self._refresh_errors()
+
     def _clear_error(self, field: Field) -> None:
-        label = self._errors[field]
-        label.clear()
-        label.hide()
+        if self._messages.pop(field, None) is not None:
+            self._refresh_errors()
+
+    def _refresh_errors(self) -> None:
+        """An error shows while it has a message and its field is on screen."""
+        hidden_fields = {"address", "password"} if self.mode == "host" else {"port"}
+        for key, label in self._errors.items():
+            message = self._messages.get(key, "")
+            label.setText(message)
+            label.setVisible(bool(message) and key not in hidden_fields)
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        """Grow to fit wrapped messages: a top-level window does not follow its layout's
+        height-for-width by itself, so a two-line error would be cut off."""
+        layout = self.layout()
+        if layout is None or not self.isVisible():
+            return
+        layout.activate()
+        needed = layout.totalHeightForWidth(self.width())
+        if needed > self.height():
+            self.resize(self.width(), needed)
 
     def set_busy(self, busy: bool, status: str = "") -> None:
-        """While busy, the fields are locked and ``status`` says what is happening."""
+        """While busy the fields are locked, ``status`` says what is happening and the Quit
+        button becomes Cancel."""
         self._busy = busy
-        for widget in (
-            self.name_edit,
-            self.host_button,
-            self.join_button,
-            self.pages,
-            self.start_button,
-        ):
+        for widget in self._inputs:
             widget.setEnabled(not busy)
         self.status_label.setText(status)
         self.status_label.setVisible(busy and bool(status))
+        self.quit_button.setText("&Cancel" if busy else "&Quit")
+        self.quit_button.setAccessibleName("Cancel connecting" if busy else "Quit Desktop Chat")
 
     def is_busy(self) -> bool:
         return self._busy
+
+    @Slot()
+    def _quit_or_cancel(self) -> None:
+        if self._busy:
+            self.set_busy(False)
+            self.cancelled.emit()
+        else:
+            self.reject()
 
     # -- submitting --------------------------------------------------------------------
 
@@ -393,9 +463,9 @@ class StartDialog(QDialog):
         """Check every field; on success remember the choice and emit ``submitted``."""
         if self._busy:
             return
-        for field in self._errors:
-            self._clear_error(field)
+        self._messages.clear()
         choice = self._validated()
+        self._refresh_errors()
         if choice is None:
             return
         self._remember(choice)
@@ -409,36 +479,38 @@ class StartDialog(QDialog):
         self.submitted.emit(choice)
 
     def _validated(self) -> StartChoice | None:
-        ok = True
-        name = ""
+        """The choice, or None with the reasons put in ``_messages`` (all fields checked)."""
+        name: str | None = None
+        text = self.name_edit.text()
         try:
-            name = normalize_name(self.name_edit.text())
+            name = normalize_name(text)
         except InvalidName as exc:
-            text = self.name_edit.text()
             if not text:
-                self.show_error("name", "Type the name others will see you by.")
+                self._messages["name"] = "Type the name others will see you by."
             elif text != text.strip():
-                self.show_error("name", "A name cannot start or end with a space.")
+                self._messages["name"] = "A name cannot start or end with a space."
             else:
-                self.show_error("name", str(exc)[0].upper() + str(exc)[1:] + ".")
-            ok = False
+                reason = str(exc)
+                self._messages["name"] = reason[:1].upper() + reason[1:] + "."
         if self.mode == "host":
-            if not ok:
+            if name is None:
+                self.name_edit.setFocus()
                 return None
-            return StartChoice(
-                "host", name, "127.0.0.1", self.port_spin.value(), self.title_edit.text().strip()
-            )
+            title = self.title_edit.text().strip()
+            return StartChoice("host", name, "127.0.0.1", self.port_spin.value(), title)
+        address: tuple[str, int] | None = None
         try:
-            host, port = parse_address(self.address_combo.currentText())
+            address = parse_address(self.address_combo.currentText())
         except ValueError as exc:
-            self._errors["address"].setText(str(exc))
-            self._errors["address"].show()
-            if ok:
-                self.address_combo.setFocus()
+            self._messages["address"] = str(exc)
+        if name is None:
+            self.name_edit.setFocus()
             return None
-        if not ok:
+        if address is None:
+            self.address_combo.setFocus()
             return None
-        return StartChoice("join", name, host, port)
+        password = self.password_edit.text() or None
+        return StartChoice("join", name, *address, password=password)
 
     def _remember(self, choice: StartChoice) -> None:
         s = self.settings
@@ -447,7 +519,3 @@ class StartDialog(QDialog):
         if choice.mode == "host":
             s.host_port = choice.port
             s.host_title = choice.title
-
-    def remember_server(self, choice: StartChoice) -> None:
-        """Call once joining worked: the address goes first in the recent list."""
-        self.settings.add_recent_server(choice.address)

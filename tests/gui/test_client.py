@@ -45,6 +45,15 @@ def texts(messages: list[p.ChatMessage]) -> list[str]:
     return [m.text for m in messages]
 
 
+def client_side_threads() -> set[threading.Thread]:
+    """Live threads other than the server's own ("dc-…", checked when the server closes)."""
+    return {
+        t
+        for t in threading.enumerate()
+        if not t.name.startswith("dc-") and not isinstance(t, threading._DummyThread)
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -297,10 +306,11 @@ def test_latency_is_measured(
 def test_server_pings_are_answered(
     qtbot: QtBot, make_server: ServerFactory, make_client: ClientFactory
 ) -> None:
-    """The server pings after 0.1 s of silence and gives up after 0.2 s more; we answer."""
-    server = make_server(ping_interval=0.1, ping_timeout=0.2)
+    """The server pings after 0.1 s of silence and gives up 0.4 s later: unanswered, the
+    connection would drop within the wait; answered, it stays."""
+    server = make_server(ping_interval=0.1, ping_timeout=0.4)
     client = connected(qtbot, make_client, server, "alice")
-    with qtbot.assertNotEmitted(client.stateChanged, wait=800):
+    with qtbot.assertNotEmitted(client.stateChanged, wait=900):
         pass
     assert client.state == "connected"
 
@@ -309,7 +319,7 @@ def test_close_joins_the_worker_and_leaves_nothing_running(
     qtbot: QtBot, make_server: ServerFactory
 ) -> None:
     server = make_server()
-    before = {t for t in threading.enumerate() if not isinstance(t, threading._DummyThread)}
+    before = client_side_threads()
     client = ChatClient(timing=FAST)
     with qtbot.waitSignal(client.welcomed, timeout=TIMEOUT_MS):
         client.connect_to("127.0.0.1", server.port, "alice")
@@ -323,8 +333,7 @@ def test_close_joins_the_worker_and_leaves_nothing_running(
     assert time.monotonic() - started < 1.0
     assert worker.isFinished()
     assert ident not in sys._current_frames()
-    after = {t for t in threading.enumerate() if not isinstance(t, threading._DummyThread)}
-    assert after <= before
+    assert client_side_threads() <= before
     client.close()  # idempotent
     with qtbot.assertNotEmitted(client.messageReceived, wait=50):
         client.say("general", "after close: dropped")
@@ -355,3 +364,16 @@ def test_connect_twice_is_refused(
     client = connected(qtbot, make_client, server, "alice")
     with pytest.raises(RuntimeError, match="already"):
         client.connect_to("127.0.0.1", server.port, "alice")
+
+
+def test_connect_again_after_a_failure(
+    qtbot: QtBot, make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    client = make_client()
+    with qtbot.waitSignal(client.connectionFailed, timeout=TIMEOUT_MS):
+        client.connect_to("127.0.0.1", free_port(), "alice")
+    server = make_server()
+    with qtbot.waitSignal(client.welcomed, timeout=TIMEOUT_MS):
+        client.connect_to("127.0.0.1", server.port, "alice")
+    assert client.state == "connected"
+    assert client.welcome is not None and client.welcome.name == "alice"
