@@ -21,7 +21,7 @@ from .framing import TOO_LONG, LineBuffer
 from .http import serve_http
 from .hub import Hub, LoginRefused, Outgoing
 from .names import name_key as _key
-from .outbox import Outbox
+from .outbox import MARK, QUEUED, Outbox
 from .plaintext import HELP, PROMPT, decode_line, parse_command, render
 from .ratelimit import TokenBucket
 from .tls import TlsChannel, TlsClosed
@@ -94,21 +94,16 @@ class Connection:
 
     # -- Member interface -------------------------------------------------------------------
 
-    def deliver(self, out: Outgoing, *, force: bool = False) -> bool:
-        if self.mode == "plain":
+    def deliver(self, out: Outgoing, *, force: bool = False) -> int:
+        mode = self.mode
+        if mode == "plain":
             text = render(out.event, me=self.name, room=self.current_room)  # type: ignore[arg-type]
             if not text:
-                return True
+                return QUEUED
             return self.outbox.enqueue(text.encode("utf-8"), force=force)
-        if self.mode == "ws":
+        if mode == "ws":
             return self.outbox.enqueue(out.ws_frame, force=force)
         return self.outbox.enqueue(out.json, force=force)
-
-    def flush(self) -> None:
-        self.outbox.flush()
-
-    def flush_soon(self) -> None:
-        self.server.flusher.schedule(self.outbox)
 
     def abort(self, reason: str) -> None:
         if self.close_reason is None:
@@ -167,17 +162,17 @@ class Connection:
         raw: bytes | None = first
         try:
             while not self.tls.handshake_step(raw or b""):
-                self.outbox.flush()
+                self.outbox.kick()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     log.info("%s: TLS handshake not finished in time", self.peer)
                     raise PeerGone
                 raw = self._recv_raw(remaining)
         except TlsClosed as exc:
-            self.outbox.flush()
+            self.outbox.kick()
             log.info("%s: TLS handshake failed: %s", self.peer, exc)
             raise PeerGone from exc
-        self.outbox.flush()
+        self.outbox.kick()
 
     def _refuse_without_tls(self, first: bytes) -> None:
         """``--tls required``: say so in the peer's own terms, never reading a name."""
@@ -222,7 +217,7 @@ class Connection:
         except TlsClosed as exc:
             raise PeerGone from exc
         if self.tls.backlogged:
-            self.outbox.flush()
+            self.outbox.kick()
         return plain or None
 
     def _recv_raw(self, timeout: float) -> bytes | None:
@@ -249,14 +244,6 @@ class Connection:
         ready, _, _ = select.select([self.sock], [], [], timeout)
         return bool(ready)
 
-    def _wait_writable(self, timeout: float) -> bool:
-        if hasattr(select, "poll"):
-            poller = select.poll()
-            poller.register(self.sock.fileno(), select.POLLOUT)
-            return bool(poller.poll(int(timeout * 1000)))
-        _, ready, _ = select.select([], [self.sock], [], timeout)
-        return bool(ready)
-
     def _next_timeout(self) -> float:
         """Seconds until the next deadline (registration or keepalive); acts on a passed one."""
         now = time.monotonic()
@@ -266,6 +253,7 @@ class Connection:
                 self._send_event(
                     p.ErrorReply(code="timeout", message="no name given in time; goodbye")
                 )
+                self._drain_before_close()
                 self.close_reason = "timeout"
                 raise PeerGone
             return left
@@ -286,8 +274,8 @@ class Connection:
         return left
 
     def _send_event(self, event: p.ServerEvent) -> None:
-        self.deliver(Outgoing(event), force=True)
-        self.outbox.flush()
+        if self.deliver(Outgoing(event), force=True) == MARK:
+            self.server.flusher.mark(self.outbox)
 
     # -- native JSON Lines ------------------------------------------------------------------
 
@@ -504,11 +492,8 @@ class Connection:
 
     def _drain_before_close(self, timeout: float = 1.0) -> None:
         """Give the peer its last replies (an error, a goodbye) before we close."""
-        deadline = time.monotonic() + timeout
-        self.outbox.flush()
-        while self.outbox.pending and time.monotonic() < deadline:
-            if self._wait_writable(0.05):
-                self.outbox.drain_from_flusher()
+        self.outbox.kick()
+        self.outbox.wait_drained(timeout)
 
     def _cleanup(self) -> None:
         if self.logged_in:

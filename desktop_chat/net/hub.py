@@ -24,6 +24,7 @@ from typing import Protocol
 from . import protocol as p
 from .moderation import ModerationMixin
 from .names import InvalidName, name_key, normalize_name, skeleton
+from .outbox import MARK, OVERFLOW, Flusher, Outbox
 from .storage import Storage
 
 log = logging.getLogger(__name__)
@@ -70,14 +71,10 @@ class Member(Protocol):
     last_said: dict[str, float]  # room key -> when it last spoke (slow mode)
     end_session: bool  # kicked or banned: the session ends with the connection
 
-    def deliver(self, out: Outgoing, *, force: bool = False) -> bool:
-        """Buffer an event (no I/O). False when the connection's buffer overflowed."""
+    outbox: Outbox
 
-    def flush(self) -> None:
-        """Write what is buffered, without blocking."""
-
-    def flush_soon(self) -> None:
-        """Have what is buffered written within a few milliseconds (coalescing)."""
+    def deliver(self, out: Outgoing, *, force: bool = False) -> int:
+        """Buffer an event (no I/O); an :meth:`Outbox.enqueue` status (MARK, OVERFLOW...)."""
 
     def abort(self, reason: str) -> None:
         """Close the connection; its thread then calls :meth:`Hub.leave` with ``reason``."""
@@ -93,38 +90,37 @@ class Room:
 
 
 class _Batch:
-    """Members touched while holding the lock: flushed (or cut off) once it is released."""
+    """What a fan-out touched while holding the lock: handed to the flusher (or cut off for
+    overflowing) once the lock is released."""
 
-    __slots__ = ("now", "overflowed", "soon")
+    __slots__ = ("flusher", "marked", "overflowed")
 
-    def __init__(self) -> None:
-        self.now: dict[int, Member] = {}
-        self.soon: dict[int, Member] = {}
-        self.overflowed: dict[int, Member] = {}
+    def __init__(self, flusher: Flusher) -> None:
+        self.flusher = flusher
+        self.marked: list[Outbox] = []
+        self.overflowed: list[Member] = []
 
-    def send(
-        self, member: Member, out: Outgoing, *, urgent: bool = True, force: bool = False
-    ) -> None:
-        if member.deliver(out, force=force):
-            (self.now if urgent else self.soon)[id(member)] = member
-        else:
-            self.overflowed[id(member)] = member
+    def send(self, member: Member, out: Outgoing, *, force: bool = False) -> None:
+        status = member.deliver(out, force=force)
+        if status == MARK:
+            self.marked.append(member.outbox)
+        elif status == OVERFLOW:
+            self.overflowed.append(member)
 
-    def send_all(self, members: Iterable[Member], out: Outgoing, *, urgent: bool = True) -> None:
-        target = self.now if urgent else self.soon
+    def send_all(self, members: Iterable[Member], out: Outgoing) -> None:
+        # The hot loop of every broadcast: one append per recipient, nothing more.
+        marked = self.marked
         for member in members:
-            if member.deliver(out):
-                target[id(member)] = member
-            else:
-                self.overflowed[id(member)] = member
+            status = member.deliver(out)
+            if status == MARK:
+                marked.append(member.outbox)
+            elif status == OVERFLOW:
+                self.overflowed.append(member)
 
     def finish(self) -> None:
-        for member in self.now.values():
-            member.flush()
-        for key, member in self.soon.items():
-            if key not in self.now:
-                member.flush_soon()
-        for member in self.overflowed.values():
+        if self.marked:
+            self.flusher.mark_many(self.marked)
+        for member in self.overflowed:
             member.abort("slow")
 
 
@@ -139,6 +135,7 @@ class Hub(ModerationMixin):
     """Rooms, members and routing. Thread-safe; methods are called from connection threads."""
 
     storage: Storage  # set by the server before the first connection
+    flusher: Flusher  # the server's writer loop
 
     def __init__(self, title: str) -> None:
         self.title = title
@@ -192,7 +189,7 @@ class Hub(ModerationMixin):
             if stored is not None and stored.name_key != key:
                 stored = None  # resume is honoured only for the same name
         look = skeleton(name)
-        batch = _Batch()
+        batch = _Batch(self.flusher)
         with self._lock:
             current = self._users.get(key)
             replacing = False
@@ -240,9 +237,7 @@ class Hub(ModerationMixin):
                 member.rooms[name_key(room.name)] = room.name
                 batch.send(member, Outgoing(self._users_event(room)), force=True)
                 if not replacing:
-                    batch.send_all(
-                        others, Outgoing(p.Joined(room=room.name, name=name)), urgent=False
-                    )
+                    batch.send_all(others, Outgoing(p.Joined(room=room.name, name=name)))
             if stored is not None and hello.resume is not None:
                 for msg in self.storage.messages_since(
                     hello.resume.since, member.rooms.keys(), key
@@ -264,7 +259,7 @@ class Hub(ModerationMixin):
 
     def leave(self, member: Member, reason: str) -> None:
         """The member's connection ended (``quit`` ends its session too)."""
-        batch = _Batch()
+        batch = _Batch(self.flusher)
         with self._lock:
             if self._users.get(getattr(member, "key", "")) is not member:
                 return  # never logged in, or replaced by a resumed connection
@@ -278,7 +273,6 @@ class Hub(ModerationMixin):
                 batch.send_all(
                     room.members.values(),
                     Outgoing(p.Left(room=rname, name=member.name, reason=reason)),
-                    urgent=False,
                 )
                 self._drop_if_empty(rkey, room)
         if reason == "quit" or member.end_session:
@@ -324,7 +318,7 @@ class Hub(ModerationMixin):
             return
         if not self.may_join(member, req, name_key(valid)):
             return
-        batch = _Batch()
+        batch = _Batch(self.flusher)
         with self._lock:
             room = self._room_for(valid)
             key = name_key(room.name)
@@ -332,9 +326,7 @@ class Hub(ModerationMixin):
                 others = list(room.members.values())
                 room.members[member.key] = member
                 member.rooms[key] = room.name
-                batch.send_all(
-                    others, Outgoing(p.Joined(room=room.name, name=member.name)), urgent=False
-                )
+                batch.send_all(others, Outgoing(p.Joined(room=room.name, name=member.name)))
             batch.send(member, Outgoing(self._users_event(room)), force=True)
             rooms = list(member.rooms.values())
         self.storage.save_session(member.session, member.name, member.key, rooms)
@@ -342,7 +334,7 @@ class Hub(ModerationMixin):
 
     def part(self, member: Member, requested: str, ref: p.Ref | None = None) -> None:
         key = name_key(requested)
-        batch = _Batch()
+        batch = _Batch(self.flusher)
         refused = False
         with self._lock:
             room = self._rooms.get(key)
@@ -385,7 +377,7 @@ class Hub(ModerationMixin):
         me: bool = False,
     ) -> None:
         key = name_key(room_name)
-        batch = _Batch()
+        batch = _Batch(self.flusher)
         refused = False
         with self._lock:
             room = self._rooms.get(key)
@@ -418,7 +410,7 @@ class Hub(ModerationMixin):
         self, member: Member, to: str, text: str, ref: p.Ref | None = None, *, me: bool = False
     ) -> None:
         to_key = name_key(to)
-        batch = _Batch()
+        batch = _Batch(self.flusher)
         refused = False
         with self._lock:
             target = self._users.get(to_key)
@@ -446,7 +438,7 @@ class Hub(ModerationMixin):
     def typing(
         self, member: Member, *, room: str | None, to: str | None, ref: p.Ref | None = None
     ) -> None:
-        batch = _Batch()
+        batch = _Batch(self.flusher)
         with self._lock:
             if room is not None:
                 r = self._rooms.get(name_key(room))
@@ -495,10 +487,11 @@ class Hub(ModerationMixin):
         """Tell everyone the server is closing; return the members (sessions are kept)."""
         with self._lock:
             members = list(self._users.values())
+        batch = _Batch(self.flusher)
         out = Outgoing(p.Closing(reason="shutdown"))
         for m in members:
-            m.deliver(out, force=True)
-            m.flush()
+            batch.send(m, out, force=True)
+        batch.finish()
         return members
 
     # -- helpers ----------------------------------------------------------------------------
@@ -508,14 +501,14 @@ class Hub(ModerationMixin):
             self.on_people_changed(len(self._users))
 
     def _broadcast_room(self, room: Room, event: p.ServerEvent) -> None:
-        batch = _Batch()
+        batch = _Batch(self.flusher)
         with self._lock:
             batch.send_all(list(room.members.values()), Outgoing(event))
         batch.finish()
 
     def _reply(self, member: Member, event: p.ServerEvent) -> None:
-        member.deliver(Outgoing(event), force=True)
-        member.flush()
+        if member.deliver(Outgoing(event), force=True) == MARK:
+            self.flusher.mark(member.outbox)
 
     def _error(self, member: Member, code: str, message: str, ref: p.Ref | None) -> None:
         self._reply(member, p.ErrorReply(code=code, message=message, ref=ref))

@@ -110,6 +110,7 @@ class ModerationMixin:
     def _remove(self, target: Member, *, by: str, why: str) -> None:
         self._reply(target, p.ErrorReply(code=pa.KICKED, message=f"{by} removed you: {why}"))
         target.end_session = True
+        target.outbox.wait_drained(0.5)  # let them read why before the line goes dead
         target.abort("kicked")
         log.info("%s removed %s (%s)", by, target.name, why)
 

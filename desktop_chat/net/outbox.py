@@ -1,17 +1,16 @@
-"""Per-connection bounded write buffers, and the one thread that drains the backlogged ones.
+"""Per-connection bounded write buffers, and the one thread that writes them all.
 
-Fan-out never blocks a sender on a recipient. Delivering to a connection is two steps:
+Fan-out never blocks a sender on a recipient, and never costs a system call per delivery in
+the sender's thread. Delivering to a connection only appends bytes to its :class:`Outbox`
+(memory, under the outbox's own short lock) and, if the outbox was clean, marks it dirty. The
+:class:`Flusher` — one selector loop for the whole server, as the C servers do it — takes the
+dirty outboxes and writes each one's whole backlog with one non-blocking ``send``. Under load
+many messages ride in one ``send`` per recipient; when idle, a message goes out as soon as the
+flusher wakes (a few tens of microseconds).
 
-1. :meth:`Outbox.enqueue` appends bytes to the connection's buffer (memory only, no system
-   call), so it can run under the hub's lock, which keeps every recipient's order consistent;
-2. :meth:`Outbox.flush`, called after that lock is released, tries one non-blocking ``send`` of
-   everything buffered. If the kernel's socket buffer is full, the rest waits and the outbox is
-   handed to the :class:`Flusher`, a single selector thread that writes it when the socket
-   becomes writable. While an outbox is backlogged, senders only append.
-
-So the common case is one ``send`` per delivery from the sender's own thread (no thread is
-woken), a burst coalesces into one ``send`` per recipient, and a client that does not read
-only fills its own buffer: past ``limit`` bytes it is cut off (reason ``slow``).
+A socket whose kernel buffer is full stays registered for writability, and everything for it
+waits in its outbox; past ``limit`` bytes the connection is cut off (reason ``slow``), so a
+client that never reads costs bounded memory and delays nobody.
 """
 
 from __future__ import annotations
@@ -20,14 +19,18 @@ import logging
 import selectors
 import socket
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Final
 
 log = logging.getLogger(__name__)
 
 SendFn = Callable[[bytes], int]
 
-COALESCE = 0.005  # seconds a scheduled (non-urgent) flush may wait for more to batch
+# What Outbox.enqueue says happened.
+QUEUED: Final = 0  # buffered; the outbox was already waiting to be written
+MARK: Final = 1  # buffered; the outbox just became dirty: hand it to the flusher
+OVERFLOW: Final = -1  # the buffer would pass its limit: cut the connection off ("slow")
+CLOSED: Final = -2  # the connection is gone: nothing to do
 
 
 def _never() -> bool:
@@ -35,11 +38,13 @@ def _never() -> bool:
 
 
 class Outbox:
-    """The write side of one connection. Thread-safe."""
+    """The write side of one connection. Thread-safe; only the flusher writes to the socket."""
 
     __slots__ = (
         "_backlog",
         "_buf",
+        "_dirty",
+        "_drained",
         "_flusher",
         "_lock",
         "_send",
@@ -69,98 +74,126 @@ class Outbox:
         self._lock = threading.Lock()
         self._buf: list[bytes] = []
         self._size = 0
-        self._waiting = False  # registered with the flusher: the socket was full
+        self._dirty = False  # handed to the flusher, not written yet
+        self._waiting = False  # the socket was full: the flusher watches it for writability
+        self._drained: threading.Event | None = None  # made only when someone waits
         self.closed = False
         self.overflowed = False
 
     @property
     def pending(self) -> int:
-        return self._size + (1 if self._backlog() else 0)
+        """Bytes not yet handed to the kernel (1 if only the transport holds some)."""
+        return self._size or (1 if self._backlog() else 0)
 
-    def enqueue(self, data: bytes, *, force: bool = False) -> bool:
-        """Buffer ``data`` (no I/O). False if the outbox is closed or just overflowed.
+    def enqueue(self, data: bytes, *, force: bool = False) -> int:
+        """Buffer ``data`` (no I/O); returns QUEUED, MARK, OVERFLOW or CLOSED.
 
-        ``force`` skips the limit: used for a connection's own replies and its resume backlog,
-        which it asked for and which are bounded by what is stored.
+        On MARK the caller hands the outbox to the flusher (:meth:`Flusher.mark`), after
+        releasing any lock of its own. ``force`` skips the limit: for a connection's own
+        replies and resume backlog, which it asked for and which are bounded by what is stored.
         """
         with self._lock:
             if self.closed:
-                return False
+                return CLOSED
             if not force and self._size + len(data) > self.limit:
-                self.overflowed = True
-                self.closed = True
+                self.overflowed = self.closed = True
                 self._buf.clear()
                 self._size = 0
-                return False
+                return OVERFLOW
             self._buf.append(data)
             self._size += len(data)
-            return True
-
-    def flush(self) -> None:
-        """Write what is buffered without blocking; hand the rest to the flusher."""
-        if self._waiting:
-            return
-        with self._lock:
-            if self._waiting or self.closed or not (self._buf or self._backlog()):
-                return
-            if not self._write_locked():
-                self._waiting = True
-                self._flusher.watch(self)
+            if self._dirty or self._waiting:
+                return QUEUED
+            self._dirty = True
+            return MARK
 
     def send(self, data: bytes, *, force: bool = True) -> bool:
-        """Enqueue and flush: for replies to this connection alone."""
-        ok = self.enqueue(data, force=force)
-        self.flush()
-        return ok
+        """Enqueue and have it written: for replies to this connection alone."""
+        status = self.enqueue(data, force=force)
+        if status == MARK:
+            self._flusher.mark(self)
+        return status >= 0
 
-    def _write_locked(self) -> bool:
-        """Send as much as the socket takes. True when the buffer is empty afterwards."""
-        if not self._buf:
-            data = b""
-        elif len(self._buf) == 1:
-            data = self._buf[0]
-        else:
-            data = b"".join(self._buf)
-        try:
-            sent = self._send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            # The peer is gone; its reader thread notices and cleans up.
-            self.closed = True
-            self._buf.clear()
-            self._size = 0
-            return True
-        if sent >= len(data):
-            self._buf.clear()
-            self._size = 0
-            return not self._backlog()
-        rest = data[sent:]
-        self._buf = [rest]
-        self._size = len(rest)
-        return False
+    def kick(self) -> None:
+        """Have the flusher write what the transport holds (TLS records made by a read)."""
+        with self._lock:
+            if self._dirty or self._waiting or self.closed:
+                return
+            self._dirty = True
+        self._flusher.mark(self)
 
-    def drain_from_flusher(self) -> bool:
-        """Called by the flusher when the socket is writable. True when done (unwatch)."""
+    def wait_drained(self, timeout: float) -> bool:
+        """Wait (up to ``timeout``) until everything buffered was handed to the kernel."""
         with self._lock:
             if self.closed or not (self._buf or self._backlog()):
-                self._waiting = False
                 return True
-            done = self._write_locked()
-            if done:
-                self._waiting = False
-            return done
+            if self._drained is None:
+                self._drained = threading.Event()
+            event = self._drained
+            event.clear()
+        return event.wait(timeout)
 
     def close(self) -> None:
         with self._lock:
             self.closed = True
             self._buf.clear()
             self._size = 0
+            if self._drained is not None:
+                self._drained.set()
         self._flusher.unwatch(self)
+
+    # -- called by the flusher only ---------------------------------------------------------
+
+    def _write(self, *, writable: bool) -> bool:
+        """Write what is buffered. True when the socket is full (watch it for writability)."""
+        with self._lock:
+            self._dirty = False
+            if self.closed or (self._waiting and not writable):
+                return self._waiting and not self.closed
+            buf = self._buf
+            if len(buf) == 1:
+                data = buf[0]
+            elif buf:
+                data = b"".join(buf)
+            else:
+                data = b""
+            self._buf = []
+            self._size = 0
+        # The socket write happens outside the lock, so senders keep appending meanwhile;
+        # only this thread writes, so the order on the wire is the order of the buffer.
+        try:
+            sent = self._send(data) if data or self._backlog() else 0
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._gone()
+            return False
+        full = sent < len(data) or self._backlog()
+        with self._lock:
+            if sent < len(data) and not self.closed:
+                rest = data[sent:]
+                self._buf.insert(0, rest)
+                self._size += len(rest)
+            self._waiting = full and not self.closed
+            if not self._waiting and self._buf and not self._dirty:
+                self._dirty = True  # appended while we were writing: another round
+                self._flusher.mark_from_loop(self)
+            if not self._buf and not full and self._drained is not None:
+                self._drained.set()
+        return self._waiting
+
+    def _gone(self) -> None:
+        # The peer is gone; its reading thread notices and cleans up.
+        with self._lock:
+            self.closed = True
+            self._buf.clear()
+            self._size = 0
+            if self._drained is not None:
+                self._drained.set()
 
 
 class Flusher:
-    """One thread that writes the backlog of outboxes whose sockets were full."""
+    """The one thread that writes every connection's outbox (a selector loop)."""
 
     def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
@@ -169,35 +202,48 @@ class Flusher:
         self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._lock = threading.Lock()
-        self._to_add: list[Outbox] = []
+        self._dirty: list[Outbox] = []
+        self._again: list[Outbox] = []  # re-marked by the loop itself, no wake-up needed
         self._to_remove: list[Outbox] = []
-        self._soon: dict[int, Outbox] = {}
-        self._soon_due = 0.0
+        self._wake_pending = False
         self._stopping = False
+        self._started = False
         self._thread = threading.Thread(target=self._run, name="dc-flusher", daemon=True)
 
     def start(self) -> None:
+        self._started = True
         self._thread.start()
 
-    def watch(self, outbox: Outbox) -> None:
+    def mark(self, outbox: Outbox) -> None:
+        """``outbox`` has data to write (its enqueue said MARK)."""
         with self._lock:
-            self._to_add.append(outbox)
-        self._wake()
+            self._dirty.append(outbox)
+            wake = not self._wake_pending
+            self._wake_pending = True
+        if wake:
+            self._wake()
+
+    def mark_many(self, outboxes: Iterable[Outbox]) -> None:
+        """Like :meth:`mark` for a whole fan-out: one lock and at most one wake-up."""
+        with self._lock:
+            before = len(self._dirty)
+            self._dirty.extend(outboxes)
+            if len(self._dirty) == before:
+                return
+            wake = not self._wake_pending
+            self._wake_pending = True
+        if wake:
+            self._wake()
+
+    def mark_from_loop(self, outbox: Outbox) -> None:
+        self._again.append(outbox)
 
     def unwatch(self, outbox: Outbox) -> None:
         with self._lock:
             self._to_remove.append(outbox)
-        self._wake()
-
-    def schedule(self, outbox: Outbox) -> None:
-        """Flush ``outbox`` within COALESCE seconds: presence notices (joined, left) go out
-        batched, so a join storm costs one ``send`` per recipient per batch, not per join."""
-        with self._lock:
-            first = not self._soon
-            self._soon[id(outbox)] = outbox
-            if first:
-                self._soon_due = time.monotonic() + COALESCE
-        if first:
+            wake = not self._wake_pending
+            self._wake_pending = True
+        if wake:
             self._wake()
 
     def _wake(self) -> None:
@@ -214,53 +260,32 @@ class Flusher:
                 return
             self._stopping = True
         self._wake()
-        if self._thread.is_alive():
+        if self._started:
             self._thread.join(timeout=5)
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
 
-    def _apply_changes(self, watched: dict[int, Outbox]) -> None:
-        with self._lock:
-            adds, self._to_add = self._to_add, []
-            removes, self._to_remove = self._to_remove, []
-        for ob in removes:
-            if watched.get(ob.fileno) is ob:
-                self._unregister(watched, ob)
-        for ob in adds:
-            if ob.closed or watched.get(ob.fileno) is ob:
-                continue
-            stale = watched.get(ob.fileno)
-            if stale is not None:  # the descriptor was reused by a new connection
-                self._unregister(watched, stale)
-            try:
-                self._selector.register(ob.fileno, selectors.EVENT_WRITE, ob)
-                watched[ob.fileno] = ob
-            except (ValueError, OSError):
-                ob.drain_from_flusher()
-
-    def _unregister(self, watched: dict[int, Outbox], ob: Outbox) -> None:
-        watched.pop(ob.fileno, None)
-        try:
-            self._selector.unregister(ob.fileno)
-        except (KeyError, ValueError, OSError):
-            pass
-
     def _run(self) -> None:
         watched: dict[int, Outbox] = {}
         while True:
-            self._apply_changes(watched)
-            if self._stopping:
+            with self._lock:
+                dirty, self._dirty = self._dirty, []
+                removes, self._to_remove = self._to_remove, []
+                self._wake_pending = False
+                stopping = self._stopping
+            for ob in removes:
+                if watched.get(ob.fileno) is ob:
+                    self._unwatch(watched, ob)
+            if stopping:
                 return
-            timeout = 1.0
-            if self._soon:
-                timeout = max(0.0, self._soon_due - time.monotonic())
-                if timeout == 0.0:
-                    with self._lock:
-                        soon, self._soon = self._soon, {}
-                    for ob in soon.values():
-                        ob.flush()
-                    continue
+            again, self._again = self._again, []
+            for ob in (*dirty, *again):
+                self._write(watched, ob, writable=False)
+            timeout = 0.0 if self._again else 1.0
+            with self._lock:
+                if self._dirty or self._to_remove or self._stopping:
+                    timeout = 0.0
             try:
                 ready = self._selector.select(timeout=timeout)
             except OSError:
@@ -269,12 +294,34 @@ class Flusher:
             for key, _events in ready:
                 ob = key.data
                 if ob is None:
-                    try:
-                        while self._wake_r.recv(4096):
-                            pass
-                    except (BlockingIOError, InterruptedError):
-                        pass
-                    continue
-                assert isinstance(ob, Outbox)
-                if ob.drain_from_flusher():
-                    self._unregister(watched, ob)
+                    self._drain_wake()
+                else:
+                    self._write(watched, ob, writable=True)
+
+    def _write(self, watched: dict[int, Outbox], ob: Outbox, *, writable: bool) -> None:
+        full = ob._write(writable=writable)
+        if full and watched.get(ob.fileno) is not ob:
+            stale = watched.get(ob.fileno)
+            if stale is not None:  # the descriptor was reused by a new connection
+                self._unwatch(watched, stale)
+            try:
+                self._selector.register(ob.fileno, selectors.EVENT_WRITE, ob)
+                watched[ob.fileno] = ob
+            except (ValueError, OSError):
+                ob._gone()
+        elif not full and watched.get(ob.fileno) is ob:
+            self._unwatch(watched, ob)
+
+    def _unwatch(self, watched: dict[int, Outbox], ob: Outbox) -> None:
+        watched.pop(ob.fileno, None)
+        try:
+            self._selector.unregister(ob.fileno)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass

@@ -16,6 +16,7 @@ import selectors
 import socket
 import ssl
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,7 @@ class Server:
         self.storage: Storage | None = None
         self.hub = Hub(title=self.config.title)
         self.flusher = Flusher()
+        self.hub.flusher = self.flusher
         self._lock = threading.Lock()
         self._connections: dict[Connection, threading.Thread] = {}
         self._per_address: Counter[str] = Counter()
@@ -190,7 +192,12 @@ class Server:
             self.announcer.close()  # withdraw first: nobody should find a closing server
         self.hub.closing = True
         if self.storage is not None:
-            self.hub.announce_shutdown()
+            told = self.hub.announce_shutdown()
+            # Let the goodbye reach everyone who reads (half a second for all, at most).
+            deadline = time.monotonic() + 0.5
+            for member in told:
+                if not member.outbox.wait_drained(max(0.0, deadline - time.monotonic())):
+                    break
         with self._lock:
             conns = list(self._connections.items())
         for conn, _thread in conns:
