@@ -243,10 +243,11 @@ class Hub(ModerationMixin):
                     hello.resume.since, member.rooms.keys(), key
                 ):
                     batch.send(member, Outgoing(msg), force=True)
-            self.storage.save_session(session, name, key, list(member.rooms.values()))
+            rooms_now = list(member.rooms.values())
+        batch.finish()
+        self.storage.save_session(session, name, key, rooms_now)
         if replacing and current is not None:
             current.abort("replaced")
-        batch.finish()
         self._people_changed()
         log.info("%s %s (%d online)", name, "resumed" if stored else "logged in", len(self._users))
 

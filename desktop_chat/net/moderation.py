@@ -39,6 +39,7 @@ class ModerationMixin:
         def _room_for(self, requested: str) -> Room: ...
 
     def load_registered(self) -> None:
+        skeleton("")  # build the look-alike table now, not during the first login storm
         self._registered_skeletons = {
             skeleton(n): name_key(n) for n in self.storage.account_names()
         }

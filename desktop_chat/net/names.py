@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import unicodedata
 from pathlib import Path
 
@@ -60,8 +61,16 @@ def is_valid_name(name: object) -> bool:
     return True
 
 
-@functools.cache
+_MAP_LOCK = threading.Lock()  # built once, even when a hundred logins ask at the same moment
+
+
 def _confusable_map() -> dict[str, str]:
+    with _MAP_LOCK:
+        return _build_confusable_map()
+
+
+@functools.cache
+def _build_confusable_map() -> dict[str, str]:
     """Each character that has look-alikes, mapped to one representative of its group.
 
     Built from the Unicode confusables data (TR39) as shipped by ``confusable-homoglyphs``:

@@ -124,6 +124,8 @@ def _to_json(value: object) -> Any:
     if isinstance(value, _Record):
         return value.to_dict()
     if isinstance(value, tuple):
+        if value and isinstance(value[0], str):
+            return list(value)  # names: no per-element recursion (a users list is long)
         return [_to_json(v) for v in value]
     return value
 

@@ -110,7 +110,7 @@ class Server:
             self.storage = Storage(self.data_dir / "chat.sqlite3")
             self.storage.expire_sessions(self.config.session_ttl_days * 86400)
             self.hub.storage = self.storage
-            self.hub.load_registered()
+            self.hub.load_registered()  # also builds the look-alike table, before any login
             if self.config.password:
                 self._password_hash = hash_password(self.config.password)
             for admin in self.config.admins:
