@@ -37,6 +37,10 @@ def _never() -> bool:
     return False
 
 
+def _nothing() -> None:
+    return None
+
+
 class Outbox:
     """The write side of one connection. Thread-safe; only the flusher writes to the socket."""
 
@@ -144,25 +148,26 @@ class Outbox:
 
     # -- called by the flusher only ---------------------------------------------------------
 
-    def _write(self, *, writable: bool) -> bool:
-        """Write what is buffered. True when the socket is full (watch it for writability)."""
+    def _take(self, *, writable: bool) -> bytes | None:
+        """Everything buffered, to be sent now; None if there is nothing to do."""
         with self._lock:
             self._dirty = False
             if self.closed or (self._waiting and not writable):
-                return self._waiting and not self.closed
+                return None
             buf = self._buf
-            if len(buf) == 1:
-                data = buf[0]
-            elif buf:
-                data = b"".join(buf)
-            else:
-                data = b""
+            if not buf:
+                return b"" if self._backlog() else None
+            data = buf[0] if len(buf) == 1 else b"".join(buf)
             self._buf = []
             self._size = 0
+            return data
+
+    def _write(self, data: bytes) -> bool:
+        """Send what :meth:`_take` gave. True when the socket is full (watch it)."""
         # The socket write happens outside the lock, so senders keep appending meanwhile;
-        # only this thread writes, so the order on the wire is the order of the buffer.
+        # only the flusher writes, so the order on the wire is the order of the buffer.
         try:
-            sent = self._send(data) if data or self._backlog() else 0
+            sent = self._send(data)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
@@ -208,6 +213,9 @@ class Flusher:
         self._wake_pending = False
         self._stopping = False
         self._started = False
+        # Called before each round of writes: the server commits stored messages here, so
+        # nothing is on the wire before it is on disk (and commits are grouped per round).
+        self.before_send: Callable[[], None] = _nothing
         self._thread = threading.Thread(target=self._run, name="dc-flusher", daemon=True)
 
     def start(self) -> None:
@@ -280,8 +288,7 @@ class Flusher:
             if stopping:
                 return
             again, self._again = self._again, []
-            for ob in (*dirty, *again):
-                self._write(watched, ob, writable=False)
+            self._round(watched, [(ob, ob._take(writable=False)) for ob in (*dirty, *again)])
             timeout = 0.0 if self._again else 1.0
             with self._lock:
                 if self._dirty or self._to_remove or self._stopping:
@@ -291,15 +298,28 @@ class Flusher:
             except OSError:
                 log.exception("flusher select failed")
                 return
+            if not ready:
+                self.before_send()  # idle: nothing stays uncommitted for long
+            writable: list[tuple[Outbox, bytes | None]] = []
             for key, _events in ready:
                 ob = key.data
                 if ob is None:
                     self._drain_wake()
                 else:
-                    self._write(watched, ob, writable=True)
+                    writable.append((ob, ob._take(writable=True)))
+            self._round(watched, writable)
 
-    def _write(self, watched: dict[int, Outbox], ob: Outbox, *, writable: bool) -> None:
-        full = ob._write(writable=writable)
+    def _round(self, watched: dict[int, Outbox], taken: list[tuple[Outbox, bytes | None]]) -> None:
+        """One round of writes: take (done), commit, send."""
+        if not taken:
+            return
+        if any(data for _ob, data in taken):
+            self.before_send()
+        for ob, data in taken:
+            full = ob._write(data) if data is not None else ob._waiting and not ob.closed
+            self._watch(watched, ob, full)
+
+    def _watch(self, watched: dict[int, Outbox], ob: Outbox, full: bool) -> None:
         if full and watched.get(ob.fileno) is not ob:
             stale = watched.get(ob.fileno)
             if stale is not None:  # the descriptor was reused by a new connection

@@ -110,6 +110,7 @@ class Server:
             self.storage = Storage(self.data_dir / "chat.sqlite3")
             self.storage.expire_sessions(self.config.session_ttl_days * 86400)
             self.hub.storage = self.storage
+            self.flusher.before_send = self.storage.commit
             self.hub.load_registered()  # also builds the look-alike table, before any login
             if self.config.password:
                 self._password_hash = hash_password(self.config.password)

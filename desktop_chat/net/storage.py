@@ -1,11 +1,14 @@
 """SQLite storage: messages (rooms and DMs), sessions and rooms, in one file in the data folder.
 
-Durability, exactly: the database runs in WAL mode with ``synchronous=NORMAL``. Each message is
-committed before it is fanned out, so a message anyone saw is in the WAL file. A commit writes
-to the WAL (one ``write``) but does not ``fsync``; SQLite fsyncs at checkpoints. Hence:
+Durability, exactly: the database runs in WAL mode with ``synchronous=NORMAL``. Messages are
+inserted into an open transaction, and the server's writer loop commits it before each round of
+socket writes (group commit): so a message anyone saw is in the WAL file, and one commit covers
+every message of a round. A commit writes to the WAL but does not ``fsync``; SQLite fsyncs at
+checkpoints. Hence:
 
-- the server process crashing (or being killed) loses nothing that was committed: the WAL is
-  in the operating system's cache and is replayed on the next open;
+- the server process crashing (or being killed) loses nothing anyone received: the WAL is in
+  the operating system's cache and is replayed on the next open (messages accepted but not yet
+  sent to anyone, a round's worth, can be lost, and their ids handed out again);
 - a power loss or kernel crash can lose the transactions since the last checkpoint (at most
   about 1,000 WAL pages; usually the last second or so of messages). The database stays
   consistent; message ids of lost messages may be handed out again.
@@ -136,6 +139,8 @@ class Storage:
                 return
             self._closed = True
             try:
+                if self._db.in_transaction:
+                    self._db.execute("COMMIT")
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
                 self._db.close()
@@ -160,6 +165,10 @@ class Storage:
         when = int(time.time() * 1000) if ts is None else ts
         file_json = None if file is None else json.dumps(file.to_dict())
         with self._lock:
+            # Not committed here: the server's writer loop commits (see commit()) before it
+            # puts anything on the wire, so one commit covers every message of a round.
+            if not self._db.in_transaction:
+                self._db.execute("BEGIN")
             cur = self._db.execute(
                 "INSERT INTO messages (ts, sender, room_key, room, dm_from, dm_to, to_name, "
                 "text, file, me) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -177,6 +186,12 @@ class Storage:
             file=file,
             me=True if me else None,
         )
+
+    def commit(self) -> None:
+        """Make every stored message durable (group commit: one per round of writes)."""
+        with self._lock:
+            if not self._closed and self._db.in_transaction:
+                self._db.execute("COMMIT")
 
     def room_history(
         self, room_key: str, *, before: int | None, limit: int
