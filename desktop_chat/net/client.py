@@ -11,9 +11,16 @@ over the socket and the read end of a socketpair. A ``QObject`` moved to a ``QTh
 need the thread's event loop to deliver queued slot calls, and a loop blocked in ``recv`` (or
 busy reading a flood) never gets back to that event loop, so sends would starve. Here nothing
 depends on the worker's event loop: callers append to a ``queue.Queue`` and write one byte to
-the socketpair, which wakes ``select()`` at once. The worker emits one internal signal; since
-the worker thread is not the receiver's thread, Qt queues it into the GUI thread, where
-:class:`ChatClient` turns it into its typed signals (and drops it once closed).
+the socketpair, which wakes ``select()`` at once.
+
+Crossing into the GUI thread in batches: the worker appends what it learns to an outbox and
+emits its one internal signal only when the outbox goes from empty to non-empty; since the
+worker thread is not the receiver's thread, Qt queues that call into the GUI thread, where
+:class:`ChatClient` takes the whole outbox at once, emits its typed signals for each item and
+then one ``eventsReceived`` with the list of protocol events (and drops it all once closed).
+A flood of 1,000 messages thus costs the GUI thread a handful of queued calls, one per event
+loop turn at most, instead of 1,000 (each queued call is a trip through the event loop, and
+they all run back to back in one pass of it).
 """
 
 from __future__ import annotations
@@ -24,10 +31,12 @@ import threading
 from collections.abc import Callable
 from typing import Literal
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from . import protocol as p
 from .client_link import CLIENT_ID, ClientLink, ClientTiming, QuitRequest, Request
+from .pins import MemoryPins, PinStore
+from .tls import normalize_fingerprint
 
 __all__ = ["CLIENT_ID", "ChatClient", "ClientTiming", "State"]
 
@@ -40,17 +49,20 @@ class _Worker(QThread):
     """Runs a :class:`ClientLink`; see the module docstring for why it is a QThread subclass.
 
     Signals:
-        happened(str kind, object payload): everything the GUI must hear, in order. Kinds are
-            the names of :class:`ChatClient`'s signals; ``stateChanged`` and
+        happened(): the outbox was empty and is not any more; :meth:`take` empties it. What
+            it holds is everything the GUI must hear, in order, as ``(kind, payload)`` pairs:
+            kinds are the names of :class:`ChatClient`'s signals; ``stateChanged`` and
             ``connectionFailed`` carry a tuple of their two strings.
     """
 
-    happened = Signal(str, object)
+    happened = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("ChatClientWorker")
         self.link: ClientLink | None = None
+        self._outbox: list[tuple[str, object]] = []
+        self._outbox_lock = threading.Lock()
 
     @property
     def thread_ident(self) -> int | None:
@@ -61,7 +73,17 @@ class _Worker(QThread):
         self.link.run()
 
     def notify(self, kind: str, payload: object) -> None:
-        self.happened.emit(kind, payload)
+        with self._outbox_lock:
+            self._outbox.append((kind, payload))
+            first = len(self._outbox) == 1
+        if first:  # otherwise a queued call is on its way and will take this item too
+            self.happened.emit()
+
+    def take(self) -> list[tuple[str, object]]:
+        """Everything notified since the last take, oldest first (any thread)."""
+        with self._outbox_lock:
+            items, self._outbox = self._outbox, []
+        return items
 
 
 class ChatClient(QObject):
@@ -84,6 +106,21 @@ class ChatClient(QObject):
             (refused/unreachable/name_taken/name_invalid/auth_failed/...): no auto-retry;
             code is the server's error code or "unreachable"/"refused"/"timeout".
         latencyChanged(float)       round-trip ms measured with ping/pong
+        topicChanged(object)        protocol_admin.TopicChanged
+        noticeReceived(object)      protocol_admin.Notice
+        requestDone(object)         protocol_admin.Ok (a moderation or account request worked)
+        certificateUnknown(str host, int port, str fingerprint): first connection to this
+            address: show the fingerprint and answer with accept_certificate() or
+            reject_certificate(); the client waits, not connected, until then.
+        certificateChanged(str host, int port, str pinned, str presented): the address no
+            longer has the certificate trusted before. Nothing is connected; the default
+            answer is reject_certificate() (connectionFailed "certificate_changed" on a first
+            attempt); accept_certificate(presented) trusts the new one and connects.
+        eventsReceived(object)      a list of the protocol events above (Welcome, ChatMessage,
+            Joined, Left, Users, TypingNotice, RoomList, HistoryReply, ErrorReply), in the
+            order the server sent them: everything that reached the GUI thread together,
+            emitted once after their typed signals. Consumers that handle many events (the
+            chat session) listen to this one signal instead of one signal per event.
 
     Requests made before the welcome (or while reconnecting) wait in the queue and go out once
     the server has welcomed us.
@@ -101,12 +138,25 @@ class ChatClient(QObject):
     errorReceived = Signal(object)
     connectionFailed = Signal(str, str)
     latencyChanged = Signal(float)
+    topicChanged = Signal(object)
+    noticeReceived = Signal(object)
+    requestDone = Signal(object)
+    certificateUnknown = Signal(str, int, str)
+    certificateChanged = Signal(str, int, str, str)
+    eventsReceived = Signal(object)
+    # From the worker thread, queued into ours: (link, kind, details); see ClientLink.
+    _certificateEvent = Signal(object, str, object)
 
     def __init__(
-        self, parent: QObject | None = None, *, timing: ClientTiming | None = None
+        self,
+        parent: QObject | None = None,
+        *,
+        timing: ClientTiming | None = None,
+        pins: PinStore | None = None,
     ) -> None:
         super().__init__(parent)
         self.timing = timing or ClientTiming()
+        self.pins: PinStore = pins if pins is not None else MemoryPins()
         self.name: str | None = None  # own name (the server's spelling) once welcomed
         self.session: str | None = None
         self.welcome: p.Welcome | None = None  # the latest welcome
@@ -118,6 +168,9 @@ class ChatClient(QObject):
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
         self._closed = False
+        self._certificateEvent.connect(
+            self._on_certificate_event, Qt.ConnectionType.QueuedConnection
+        )
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -129,11 +182,17 @@ class ChatClient(QObject):
         password: str | None = None,
         *,
         owner: str | None = None,
+        fingerprint: str | None = None,
     ) -> None:
         """Start connecting; the outcome arrives as welcomed or connectionFailed.
 
         ``owner`` is the hosting app's token (``Server.owner_token``): host rights on it.
+        ``fingerprint`` (any form normalize_fingerprint() reads; ValueError if none) is the
+        certificate the server must have: given, it is checked and then pinned; else the
+        pinned one is checked; else certificateUnknown asks.
         """
+        given = normalize_fingerprint(fingerprint) if fingerprint is not None else None
+        expected = given if given is not None else self.pins.pinned_fingerprint(host, port)
         with self._lock:
             if self._closed:
                 raise RuntimeError("this ChatClient is closed")
@@ -155,12 +214,15 @@ class ChatClient(QObject):
                 name,
                 password,
                 owner=owner,
+                fingerprint=expected,
+                fingerprint_given=given is not None,
                 outgoing=self._outgoing,
                 wake=self._wake_r,
                 timing=self.timing,
                 notify=worker.notify,
+                certificates=self._certificates_from(worker),
             )
-            worker.happened.connect(self._relay)
+            worker.happened.connect(self._take_events)
             self._worker = worker
             worker.start()
 
@@ -199,6 +261,43 @@ class ChatClient(QObject):
             if worker is not None and worker.link is not None:
                 worker.link.quit_requested.set()
         self._submit(QuitRequest(reason))
+
+    def send_request(self, request: p.ClientEvent) -> None:
+        """Send any client event (the account and moderation ones in protocol_admin)."""
+        self._submit(request)
+
+    def use_password(self, password: str | None) -> None:
+        """The password for the next hellos (a reconnect) after registering the name."""
+        with self._lock:
+            worker = self._worker
+            if worker is not None and worker.link is not None:
+                worker.link.password = password
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The certificate fingerprint this connection trusts (lowercase hex), once known."""
+        worker = self._worker
+        return worker.link.fingerprint if worker is not None and worker.link else None
+
+    def accept_certificate(self, fingerprint: str) -> None:
+        """Trust ``fingerprint`` (the one certificateUnknown/Changed showed): pin it for this
+        address and connect."""
+        fingerprint = normalize_fingerprint(fingerprint)
+        with self._lock:
+            worker, address = self._worker, self.address
+        if worker is None or worker.link is None or address is None or self._closed:
+            return
+        self.pins.pin_fingerprint(address[0], address[1], fingerprint)
+        worker.link.answer_certificate(fingerprint)
+        self._wake()
+
+    def reject_certificate(self) -> None:
+        """Do not trust the certificate asked about: the connection attempt ends."""
+        with self._lock:
+            worker = self._worker
+        if worker is not None and worker.link is not None:
+            worker.link.answer_certificate(None)
+            self._wake()
 
     def retry_now(self) -> None:
         """While waiting to reconnect, try again at once (a "Reconnect now" button)."""
@@ -241,6 +340,25 @@ class ChatClient(QObject):
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _certificates_from(self, worker: _Worker) -> Callable[[str, object], None]:
+        def tell(kind: str, details: object) -> None:
+            self._certificateEvent.emit(worker, kind, details)
+
+        return tell
+
+    @Slot(object, str, object)
+    def _on_certificate_event(self, worker: object, kind: str, details: object) -> None:
+        if self._closed or worker is not self._worker:
+            return  # closed, or a late word from a worker replaced by a new connect_to()
+        assert isinstance(details, tuple)
+        if kind == "pinned":
+            host, port, fingerprint = details
+            self.pins.pin_fingerprint(host, port, fingerprint)
+        elif kind == "unknown":
+            self.certificateUnknown.emit(*details)
+        elif kind == "changed":
+            self.certificateChanged.emit(*details)
+
     def _submit(self, request: Request) -> None:
         if self._closed:
             return
@@ -256,10 +374,23 @@ class ChatClient(QObject):
             except (BlockingIOError, InterruptedError):
                 pass  # the pair is full of wake-ups already: the worker will look anyway
 
-    @Slot(str, object)
+    @Slot()
+    def _take_events(self) -> None:
+        worker = self.sender()
+        if not isinstance(worker, _Worker):
+            return
+        items = worker.take()
+        events: list[p.ServerEvent] = []
+        for kind, payload in items:
+            if self._closed or worker is not self._worker:
+                return  # closed, or a late word from a worker replaced by a new connect_to()
+            self._relay(kind, payload)
+            if isinstance(payload, p.ServerEvent):
+                events.append(payload)
+        if events and not self._closed and worker is self._worker:
+            self.eventsReceived.emit(events)
+
     def _relay(self, kind: str, payload: object) -> None:
-        if self._closed or self.sender() is not self._worker:
-            return  # closed, or a late word from a worker replaced by a new connect_to()
         if kind == "welcomed":
             assert isinstance(payload, p.Welcome)
             self.welcome = payload

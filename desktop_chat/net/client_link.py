@@ -8,15 +8,16 @@ byte on the socketpair wakes the loop at once. After a drop it waits (exponentia
 jitter) and resumes the session with ``since`` = the highest message id seen; messages are
 de-duplicated by id, so none is reported twice or out of order within a conversation.
 
-TLS is not here yet: every socket call goes through :class:`Transport`, the one place a TLS
-wrapper will go.
+Every connection is encrypted (``client_transport.py``) and the server's certificate is pinned
+on first use, like SSH: a fingerprint given ahead of time must match; else the one pinned for
+this host and port must match (a change stops everything and asks); else the person is asked
+once. Questions go out through the ``certificates`` callback and the link waits, connection
+closed, for :meth:`ClientLink.answer_certificate` (the server would not wait for a person).
 """
 
 from __future__ import annotations
 
-import errno
 import math
-import os
 import queue
 import random
 import select
@@ -29,10 +30,19 @@ from typing import Any
 
 from .. import __version__
 from . import protocol as p
+from . import protocol_admin as pa
+from .client_transport import Failure as _Failure
+from .client_transport import Stop as _Stop
+from .client_transport import Transport, open_transport
+from .client_transport import describe as _describe
+from .client_transport import drain as _drain
 from .names import name_key
+from .protocol_admin import KICKED
+from .tls import group_for_reading
+
+__all__ = ["CLIENT_ID", "ClientLink", "ClientTiming", "QuitRequest", "Request", "Transport"]
 
 CLIENT_ID = f"desktop-chat/{__version__}"
-_RECV_SIZE = 65_536
 _QUIT_FLUSH_S = 0.4  # flushing a quit, then waiting for the server to close
 
 Notify = Callable[[str, object], None]
@@ -51,117 +61,8 @@ class ClientTiming:
     silence_timeout: float = 20.0
 
 
-class _Failure(Exception):
-    """Why a connection attempt or a connection ended.
-
-    ``code`` is as in connectionFailed; ``refused_by_server`` marks an error the server sent
-    in answer to hello (retrying will not help); ``welcomed`` says the connection got that far.
-    """
-
-    def __init__(
-        self, code: str, message: str, *, refused_by_server: bool = False, welcomed: bool = False
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.refused_by_server = refused_by_server
-        self.welcomed = welcomed
-
-
-class _Stop(Exception):
-    """close() or quit() was asked for."""
-
-
-class Transport:
-    """A connected, non-blocking stream socket: the only code that reads or writes it."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-
-    def fileno(self) -> int:
-        return self._sock.fileno()
-
-    def recv(self) -> bytes | None:
-        """Bytes read, ``b""`` at end of stream, None when nothing is there after all."""
-        try:
-            return self._sock.recv(_RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return None
-
-    def send(self, data: bytes | bytearray) -> int:
-        try:
-            return self._sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            return 0
-
-    def shutdown_write(self) -> None:
-        try:
-            self._sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass  # already reset by the peer: closing is all that is left to do
-
-    def close(self) -> None:
-        self._sock.close()
-
-
-def _describe(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def open_transport(
-    host: str, port: int, timeout: float, wake: socket.socket, stop: threading.Event
-) -> Transport:
-    """Connect without blocking close(): wait on the socket and the wake-up pair together."""
-    where = _describe(host, port)
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise _Failure("unreachable", f"Could not find {host}: {exc.strerror}") from exc
-    failure = _Failure("unreachable", f"Nobody answered at {where}")
-    deadline = time.monotonic() + timeout
-    for family, kind, proto, _canon, addr in infos:
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setblocking(False)
-            err = sock.connect_ex(addr)
-            while err in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise _Failure("timeout", f"Nobody answered at {where} (timed out)")
-                readable, writable, _ = select.select([wake], [sock], [], left)
-                if stop.is_set():
-                    raise _Stop
-                if writable:
-                    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                elif readable:
-                    _drain(wake)
-            if err == 0:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                return Transport(sock)
-            if err == errno.ECONNREFUSED:
-                failure = _Failure("refused", f"Nobody answered at {where} (connection refused)")
-            else:
-                failure = _Failure("unreachable", f"Nobody answered at {where}: {_strerror(err)}")
-        except BaseException:
-            sock.close()
-            raise
-        sock.close()
-    raise failure
-
-
-def _strerror(err: int) -> str:
-    try:
-        return os.strerror(err)
-    except ValueError:
-        return f"error {err}"
-
-
-def _drain(wake: socket.socket) -> None:
-    try:
-        while wake.recv(4096):
-            pass
-    except (BlockingIOError, InterruptedError):
-        pass
+class _TryAgain(Exception):
+    """The person trusted a certificate: connect again at once, without waiting."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,13 +91,27 @@ class ClientLink:
         password: str | None,
         *,
         owner: str | None = None,
+        fingerprint: str | None = None,
+        fingerprint_given: bool = False,
         outgoing: queue.Queue[Request],
         wake: socket.socket,
         timing: ClientTiming,
         notify: Notify,
+        certificates: Notify,
     ) -> None:
+        """``fingerprint``: the certificate to require (lowercase hex), typed by the person
+        when ``fingerprint_given`` (a mismatch is their mistake or an impostor: no question),
+        else the one pinned earlier (a change is asked about). ``certificates`` hears
+        ``("unknown", (host, port, presented))``, ``("changed", (host, port, pinned,
+        presented))`` (both wait for :meth:`answer_certificate`) and ``("pinned", (host,
+        port, fingerprint))``: a given fingerprint matched, remember it."""
         self.host, self.port, self.name, self.password = host, port, name, password
         self.owner = owner
+        self.fingerprint = fingerprint
+        self.fingerprint_given = fingerprint_given and fingerprint is not None
+        self.certificates = certificates
+        self._answer: tuple[str | None] | None = None
+        self._answer_lock = threading.Lock()
         self.outgoing = outgoing
         self.wake = wake
         self.timing = timing
@@ -224,6 +139,8 @@ class ClientLink:
             self.retry_requested.clear()
             try:
                 self._connection()
+            except _TryAgain:
+                continue
             except _Stop:
                 if self.quit_requested.is_set():
                     self.notify("stateChanged", ("disconnected", "You left the chat."))
@@ -233,7 +150,7 @@ class ClientLink:
                     # The server refused our hello (name_taken, banned, ...), or the very first
                     # attempt failed: retrying on our own would not help the person.
                     self.notify("stateChanged", ("disconnected", lost.message))
-                    if not welcomed_once:
+                    if not (welcomed_once or lost.welcomed):
                         self.notify("connectionFailed", (lost.code, lost.message))
                     return
                 welcomed_once = True
@@ -272,9 +189,73 @@ class ClientLink:
             self.host, self.port, self.timing.connect_timeout, self.wake, self.stop
         )
         try:
+            where = _describe(self.host, self.port)
+            presented = transport.start_tls(
+                where, self.timing.handshake_timeout, self.wake, self.stop
+            )
+            if presented != self.fingerprint:
+                transport.close()  # nobody waits on an open connection for a person to decide
+                self._untrusted(presented)
+            if self.fingerprint_given:
+                self.fingerprint_given = False  # from now on it is the pin
+                self.certificates("pinned", (self.host, self.port, presented))
             _Session(self, transport).serve()
         finally:
             transport.close()
+
+    def _untrusted(self, presented: str) -> None:
+        """A certificate other than the expected one: refuse, or ask and connect again."""
+        where = _describe(self.host, self.port)
+        shown = group_for_reading(presented)
+        if self.fingerprint_given:
+            raise _Failure(
+                "certificate_mismatch",
+                f"The chat at {where} has the fingerprint {shown}, not the one you gave. "
+                "Desktop Chat did not connect: check the fingerprint with the host.",
+                refused_by_server=True,
+            )
+        with self._answer_lock:
+            self._answer = None
+        pinned = self.fingerprint
+        if pinned is None:
+            self.certificates("unknown", (self.host, self.port, presented))
+        else:
+            self.certificates("changed", (self.host, self.port, pinned, presented))
+        state = "reconnecting" if self._session is not None else "connecting"
+        self.notify("stateChanged", (state, "Waiting for you to check the chat's identity…"))
+        if self._await_answer() != presented:
+            if pinned is None:
+                raise _Failure(
+                    "certificate_rejected",
+                    f"You did not trust the chat at {where}, so Desktop Chat did not connect.",
+                    refused_by_server=True,
+                )
+            raise _Failure(
+                "certificate_changed",
+                f"The chat at {where} no longer has the certificate you trusted before "
+                "(someone may be pretending to be it), so Desktop Chat did not connect.",
+                refused_by_server=True,
+            )
+        self.fingerprint = presented
+        raise _TryAgain
+
+    def answer_certificate(self, fingerprint: str | None) -> None:
+        """Any thread: trust ``fingerprint`` (the one asked about), or None to refuse. The
+        caller then wakes the worker."""
+        with self._answer_lock:
+            self._answer = (fingerprint,)
+
+    def _await_answer(self) -> str | None:
+        """Wait, without a deadline (a person is reading), for answer_certificate()."""
+        while True:
+            with self._answer_lock:
+                if self._answer is not None:
+                    return self._answer[0]
+            if self.stop.is_set() or self.quit_requested.is_set():
+                raise _Stop
+            readable, _, _ = select.select([self.wake], [], [])
+            if readable:
+                _drain(self.wake)
 
     def hello(self) -> p.Hello:
         resume = None
@@ -321,6 +302,9 @@ _FORWARD: dict[type[p.ServerEvent], str] = {
     p.TypingNotice: "typingReceived",
     p.RoomList: "roomsListed",
     p.HistoryReply: "historyReceived",
+    pa.Ok: "requestDone",
+    pa.TopicChanged: "topicChanged",
+    pa.Notice: "noticeReceived",
 }
 
 
@@ -351,7 +335,7 @@ class _Session:
                 self.stop()
             if self.welcomed and not self.quit_sent:
                 self.take_requests()
-            if self.quit_sent and not self.out:
+            if self.quit_sent and not self.out and not self.t.backlogged:
                 self.finish_quit(time.monotonic() + _QUIT_FLUSH_S)
                 raise _Stop
             if not self.welcomed and link.quit_requested.is_set():
@@ -361,14 +345,15 @@ class _Session:
             if not self.welcomed:
                 wait = min(wait, self.handshake_deadline - now)
             fd, wake_fd = self.t.fileno(), link.wake.fileno()
+            sending = bool(self.out) or self.t.backlogged
             readable, writable, _ = select.select(
-                [fd, wake_fd], [fd] if self.out else [], [], max(0.0, wait)
+                [fd, wake_fd], [fd] if sending else [], [], max(0.0, wait)
             )
             if wake_fd in readable:
                 _drain(link.wake)
             if fd in readable:
                 self.read()
-            if fd in writable and self.out:
+            if fd in writable and sending:
                 self.write()
             self.timers()
 
@@ -408,6 +393,8 @@ class _Session:
             if not self.welcomed:  # an error answering hello: the server closes
                 raise _Failure(event.code, event.message, refused_by_server=True)
             link.notify("errorReceived", event)
+            if event.code == KICKED:  # removed by an admin: coming back on our own is wrong
+                raise _Failure(event.code, event.message, refused_by_server=True, welcomed=True)
         elif type(event) in _FORWARD:
             link.notify(_FORWARD[type(event)], event)
         # A ProtocolError (a line from the server we cannot parse) is skipped: the contract
@@ -457,7 +444,7 @@ class _Session:
         raise _Stop
 
     def flush(self, deadline: float) -> None:
-        while self.out:
+        while self.out or self.t.backlogged:
             left = deadline - time.monotonic()
             if left <= 0:
                 return

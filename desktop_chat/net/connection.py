@@ -94,16 +94,16 @@ class Connection:
 
     # -- Member interface -------------------------------------------------------------------
 
-    def deliver(self, out: Outgoing, *, force: bool = False) -> int:
+    def deliver(self, out: Outgoing, *, force: bool = False, urgent: bool = True) -> int:
         mode = self.mode
         if mode == "plain":
             text = render(out.event, me=self.name, room=self.current_room)  # type: ignore[arg-type]
             if not text:
                 return QUEUED
-            return self.outbox.enqueue(text.encode("utf-8"), force=force)
+            return self.outbox.enqueue(text.encode("utf-8"), force=force, urgent=urgent)
         if mode == "ws":
-            return self.outbox.enqueue(out.ws_frame, force=force)
-        return self.outbox.enqueue(out.json, force=force)
+            return self.outbox.enqueue(out.ws_frame, force=force, urgent=urgent)
+        return self.outbox.enqueue(out.json, force=force, urgent=urgent)
 
     def abort(self, reason: str) -> None:
         if self.close_reason is None:
@@ -131,7 +131,7 @@ class Connection:
                     log.info("%s: TLS attempted but it is off on this server", self.peer)
                     return
                 self._start_tls(first)
-                first = self._sniff(time.monotonic())
+                first = self._sniff(time.monotonic(), self._decrypted_with_handshake())
                 if first[:1] == b"\x16":
                     return  # TLS inside TLS: nonsense
             elif self.config.tls == "required":
@@ -190,22 +190,29 @@ class Connection:
     def peer(self) -> str:
         return f"{self.address[0]}:{self.address[1]}"
 
-    def _sniff(self, since: float) -> bytes:
+    def _decrypted_with_handshake(self) -> bytes:
+        """What the client sent right behind its last handshake message: it came in the same
+        read and waits decrypted in the TLS buffer, not on the socket."""
+        assert self.tls is not None
+        try:
+            return self.tls.decrypt(b"")
+        except TlsClosed as exc:
+            raise PeerGone from exc
+
+    def _sniff(self, since: float, data: bytes = b"") -> bytes:
         """The first bytes, once they tell the mode (or b"" after the sniff timeout)."""
-        data = b""
         deadline = since + self.config.sniff_timeout
         while True:
+            if data[:1] in (b"\x16", b"{") or b"\n" in data or len(data) >= 8:
+                return data
+            if data and not any(m.startswith(data[: len(m)]) for m in _HTTP_METHODS):
+                return data
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return data
             chunk = self._recv(remaining)
-            if chunk is None:
-                continue
-            data += chunk
-            if data[:1] in (b"\x16", b"{") or b"\n" in data or len(data) >= 8:
-                return data
-            if not any(m.startswith(data[: len(m)]) for m in _HTTP_METHODS):
-                return data
+            if chunk is not None:
+                data += chunk
 
     def _recv(self, timeout: float) -> bytes | None:
         """Bytes (decrypted under TLS), or None on timeout; raises PeerGone at end of stream."""

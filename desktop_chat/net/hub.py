@@ -73,7 +73,7 @@ class Member(Protocol):
 
     outbox: Outbox
 
-    def deliver(self, out: Outgoing, *, force: bool = False) -> int:
+    def deliver(self, out: Outgoing, *, force: bool = False, urgent: bool = True) -> int:
         """Buffer an event (no I/O); an :meth:`Outbox.enqueue` status (MARK, OVERFLOW...)."""
 
     def abort(self, reason: str) -> None:
@@ -93,11 +93,12 @@ class _Batch:
     """What a fan-out touched while holding the lock: handed to the flusher (or cut off for
     overflowing) once the lock is released."""
 
-    __slots__ = ("flusher", "marked", "overflowed")
+    __slots__ = ("flusher", "lazy", "marked", "overflowed")
 
     def __init__(self, flusher: Flusher) -> None:
         self.flusher = flusher
         self.marked: list[Outbox] = []
+        self.lazy: list[Outbox] = []
         self.overflowed: list[Member] = []
 
     def send(self, member: Member, out: Outgoing, *, force: bool = False) -> None:
@@ -107,12 +108,12 @@ class _Batch:
         elif status == OVERFLOW:
             self.overflowed.append(member)
 
-    def send_all(self, members: Iterable[Member], out: Outgoing) -> None:
+    def send_all(self, members: Iterable[Member], out: Outgoing, *, urgent: bool = True) -> None:
         # The hot loop of every broadcast: one append per recipient, nothing more.
-        marked = self.marked
+        marked = self.marked if urgent else self.lazy
         for member in members:
-            status = member.deliver(out)
-            if status == MARK:
+            status = member.deliver(out, urgent=urgent)
+            if status > 0:
                 marked.append(member.outbox)
             elif status == OVERFLOW:
                 self.overflowed.append(member)
@@ -120,6 +121,8 @@ class _Batch:
     def finish(self) -> None:
         if self.marked:
             self.flusher.mark_many(self.marked)
+        if self.lazy:
+            self.flusher.mark_lazy_many(self.lazy)
         for member in self.overflowed:
             member.abort("slow")
 
@@ -237,7 +240,8 @@ class Hub(ModerationMixin):
                 member.rooms[name_key(room.name)] = room.name
                 batch.send(member, Outgoing(self._users_event(room)), force=True)
                 if not replacing:
-                    batch.send_all(others, Outgoing(p.Joined(room=room.name, name=name)))
+                    joined = Outgoing(p.Joined(room=room.name, name=name))
+                    batch.send_all(others, joined, urgent=False)
             if stored is not None and hello.resume is not None:
                 for msg in self.storage.messages_since(
                     hello.resume.since, member.rooms.keys(), key
@@ -274,6 +278,7 @@ class Hub(ModerationMixin):
                 batch.send_all(
                     room.members.values(),
                     Outgoing(p.Left(room=rname, name=member.name, reason=reason)),
+                    urgent=False,
                 )
                 self._drop_if_empty(rkey, room)
         if reason == "quit" or member.end_session:
@@ -327,7 +332,8 @@ class Hub(ModerationMixin):
                 others = list(room.members.values())
                 room.members[member.key] = member
                 member.rooms[key] = room.name
-                batch.send_all(others, Outgoing(p.Joined(room=room.name, name=member.name)))
+                joined = Outgoing(p.Joined(room=room.name, name=member.name))
+                batch.send_all(others, joined, urgent=False)
             batch.send(member, Outgoing(self._users_event(room)), force=True)
             rooms = list(member.rooms.values())
         self.storage.save_session(member.session, member.name, member.key, rooms)
@@ -448,7 +454,8 @@ class Hub(ModerationMixin):
                 else:
                     error = None
                     out = Outgoing(p.TypingNotice(name=member.name, room=r.name))
-                    batch.send_all((m for m in r.members.values() if m is not member), out)
+                    others = (m for m in r.members.values() if m is not member)
+                    batch.send_all(others, out, urgent=False)
             else:
                 target = self._users.get(name_key(to or ""))
                 if target is None:

@@ -19,6 +19,7 @@ import logging
 import selectors
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Final
 
@@ -29,6 +30,8 @@ SendFn = Callable[[bytes], int]
 # What Outbox.enqueue says happened.
 QUEUED: Final = 0  # buffered; the outbox was already waiting to be written
 MARK: Final = 1  # buffered; the outbox just became dirty: hand it to the flusher
+LAZY: Final = 2  # buffered, not urgent (presence): hand it to the flusher's lazy round
+LAZY_DELAY: Final = 0.05  # seconds presence notices may wait to share one send per recipient
 OVERFLOW: Final = -1  # the buffer would pass its limit: cut the connection off ("slow")
 CLOSED: Final = -2  # the connection is gone: nothing to do
 
@@ -50,6 +53,7 @@ class Outbox:
         "_dirty",
         "_drained",
         "_flusher",
+        "_lazy",
         "_lock",
         "_send",
         "_size",
@@ -79,6 +83,7 @@ class Outbox:
         self._buf: list[bytes] = []
         self._size = 0
         self._dirty = False  # handed to the flusher, not written yet
+        self._lazy = False  # handed to the flusher's lazy round
         self._waiting = False  # the socket was full: the flusher watches it for writability
         self._drained: threading.Event | None = None  # made only when someone waits
         self.closed = False
@@ -89,12 +94,14 @@ class Outbox:
         """Bytes not yet handed to the kernel (1 if only the transport holds some)."""
         return self._size or (1 if self._backlog() else 0)
 
-    def enqueue(self, data: bytes, *, force: bool = False) -> int:
+    def enqueue(self, data: bytes, *, force: bool = False, urgent: bool = True) -> int:
         """Buffer ``data`` (no I/O); returns QUEUED, MARK, OVERFLOW or CLOSED.
 
         On MARK the caller hands the outbox to the flusher (:meth:`Flusher.mark`), after
         releasing any lock of its own. ``force`` skips the limit: for a connection's own
         replies and resume backlog, which it asked for and which are bounded by what is stored.
+        Not ``urgent`` (joins, leaves, typing): LAZY, written within LAZY_DELAY, so that a join
+        storm costs one ``send`` per recipient per round rather than one per join.
         """
         with self._lock:
             if self.closed:
@@ -108,6 +115,11 @@ class Outbox:
             self._size += len(data)
             if self._dirty or self._waiting:
                 return QUEUED
+            if not urgent:
+                if self._lazy:
+                    return QUEUED
+                self._lazy = True
+                return LAZY
             self._dirty = True
             return MARK
 
@@ -151,7 +163,7 @@ class Outbox:
     def _take(self, *, writable: bool) -> bytes | None:
         """Everything buffered, to be sent now; None if there is nothing to do."""
         with self._lock:
-            self._dirty = False
+            self._dirty = self._lazy = False
             if self.closed or (self._waiting and not writable):
                 return None
             buf = self._buf
@@ -209,6 +221,8 @@ class Flusher:
         self._lock = threading.Lock()
         self._dirty: list[Outbox] = []
         self._again: list[Outbox] = []  # re-marked by the loop itself, no wake-up needed
+        self._lazy: list[Outbox] = []
+        self._lazy_due = 0.0
         self._to_remove: list[Outbox] = []
         self._wake_pending = False
         self._stopping = False
@@ -242,6 +256,20 @@ class Flusher:
             self._wake_pending = True
         if wake:
             self._wake()
+
+    def mark_lazy_many(self, outboxes: list[Outbox]) -> None:
+        """Outboxes with only presence notices: written in the next lazy round."""
+        if not outboxes:
+            return
+        with self._lock:
+            first = not self._lazy
+            if first:
+                self._lazy_due = time.monotonic() + LAZY_DELAY
+            self._lazy.extend(outboxes)
+            wake = first and not self._wake_pending
+            self._wake_pending = self._wake_pending or wake
+        if wake:
+            self._wake()  # the loop must shorten its wait to the lazy round's deadline
 
     def mark_from_loop(self, outbox: Outbox) -> None:
         self._again.append(outbox)
@@ -290,9 +318,19 @@ class Flusher:
             again, self._again = self._again, []
             self._round(watched, [(ob, ob._take(writable=False)) for ob in (*dirty, *again)])
             timeout = 0.0 if self._again else 1.0
+            lazy: list[Outbox] = []
             with self._lock:
+                if self._lazy:
+                    wait = self._lazy_due - time.monotonic()
+                    if wait <= 0:
+                        lazy, self._lazy = self._lazy, []
+                    else:
+                        timeout = min(timeout, wait)
                 if self._dirty or self._to_remove or self._stopping:
                     timeout = 0.0
+            if lazy:
+                self._round(watched, [(ob, ob._take(writable=False)) for ob in lazy])
+                continue
             try:
                 ready = self._selector.select(timeout=timeout)
             except OSError:
