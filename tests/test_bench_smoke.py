@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 def test_bench_server_tiny_run_produces_sane_figures(tmp_path: Path) -> None:
     out = tmp_path / "figures.json"
     cmd = [sys.executable, str(REPO / "bench" / "bench_server.py")]
-    cmd += ["--sizes", "3", "--senders", "2", "--duration", "0.2", "--warmup", "0.05"]
-    cmd += ["--quiet", "0.05", "--fairness-size", "3", "--fairness-duration", "0.2"]
+    cmd += ["--sizes", "3", "--senders", "2", "--duration", "0.1", "--warmup", "0.02"]
+    cmd += ["--quiet", "0.05", "--fairness-size", "3", "--fairness-duration", "0.1"]
     cmd += ["--fairness-text", "200", "--no-pin", "--json", str(out)]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, done.stderr
