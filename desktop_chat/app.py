@@ -19,14 +19,18 @@ from pathlib import Path
 from types import FrameType
 
 from PySide6.QtCore import QObject, QTimer, Slot
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
 from . import __version__
 from .net import protocol as p
 from .net.client import ChatClient, ClientTiming
+from .net.client_transport import NO_TLS
 from .net.names import InvalidName, normalize_name
 from .net.server import DEFAULT_PORT, Server, ServerConfig
+from .net.tls import group_for_reading, normalize_fingerprint
 from .settings import Settings
+from .ui.certificates import CertificatePrompter
+from .ui.found_servers import DiscoverySetup
 from .ui.icons import app_icon
 from .ui.main_window import MainWindow
 from .ui.start_dialog import Field, StartChoice, StartDialog, parse_address
@@ -51,7 +55,9 @@ def failure_field(code: str, mode: str = "join") -> Field:
         return "name"
     if code == p.AUTH_FAILED and mode == "join":
         return "password"
-    if code in ("refused", "unreachable", "timeout"):
+    if code == "certificate_mismatch" and mode == "join":
+        return "fingerprint"
+    if code in ("refused", "unreachable", "timeout", NO_TLS):
         return "address" if mode == "join" else "port"
     return "general"
 
@@ -85,10 +91,12 @@ class AppController(QObject):
         announce: bool = True,
         bind_host: str = "0.0.0.0",
         timing: ClientTiming | None = None,
+        discovery: DiscoverySetup | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.settings = settings
+        self.discovery = discovery  # the Join page's LAN discovery; None: off (tests)
         self.data_dir = data_dir
         self.announce = announce
         self.bind_host = bind_host  # everyone on the network can join; tests use loopback
@@ -99,12 +107,13 @@ class AppController(QObject):
         self.window: MainWindow | None = None
         self._pending_window: MainWindow | None = None
         self.choice: StartChoice | None = None
+        self.prompter: CertificatePrompter | None = None
 
     # -- the start screen ------------------------------------------------------------------
 
     def show_start(self) -> StartDialog:
         if self.dialog is None:
-            self.dialog = StartDialog(self.settings)
+            self.dialog = StartDialog(self.settings, discovery=self.discovery)
             self.dialog.submitted.connect(self.start)
             self.dialog.cancelled.connect(self._drop_connection)
             self.dialog.rejected.connect(self._start_rejected)
@@ -121,6 +130,8 @@ class AppController(QObject):
             dialog.set_name(self.choice.name)
             if self.choice.mode == "join":
                 dialog.set_address(self.choice.address)
+                if self.choice.fingerprint is not None:
+                    dialog.set_fingerprint(group_for_reading(self.choice.fingerprint))
         dialog.show_error(field, message)
 
     @Slot()
@@ -168,16 +179,29 @@ class AppController(QObject):
         says from the first state change and the welcome on.
         """
         self.choice = choice
-        host, port, owner = choice.host, choice.port, None
-        if self.server is not None:  # our own server: the host's rights come with its token
+        host, port, owner, fingerprint = choice.host, choice.port, None, choice.fingerprint
+        if self.server is not None:
+            # Our own server: the host's rights come with its token, and its certificate is
+            # known, so the host is never asked to compare a fingerprint with itself.
             host, port, owner = "127.0.0.1", self.server.port, self.server.owner_token
-        client = ChatClient(timing=self.timing)
+            fingerprint = self.server.fingerprint
+        client = ChatClient(timing=self.timing, pins=self.settings)
         self.client = client
         self._pending_window = MainWindow(client, server=self.server, settings=self.settings)
+        self.prompter = CertificatePrompter(client, self._dialog_parent)
         client.welcomed.connect(self._welcomed)
         client.connectionFailed.connect(self._connection_failed)
-        client.connect_to(host, port, choice.name, choice.password, owner=owner)
+        client.connect_to(
+            host, port, choice.name, choice.password, owner=owner, fingerprint=fingerprint
+        )
         return client
+
+    def _dialog_parent(self) -> QWidget | None:
+        """The window a question belongs to: the chat window once shown, else the start
+        screen."""
+        if self.window is not None:
+            return self.window
+        return self.dialog
 
     @Slot(str, str)
     def _connection_failed(self, code: str, message: str) -> None:
@@ -209,6 +233,9 @@ class AppController(QObject):
         """Give up on the connection being made (or made): client, server, unshown window."""
         client, self.client = self.client, None
         server, self.server = self.server, None
+        prompter, self.prompter = self.prompter, None
+        if prompter is not None:
+            prompter.dismiss()
         window, self._pending_window = self._pending_window, None
         if window is not None:
             # Never shown: keep the size and place saved from the last real window.
@@ -233,6 +260,8 @@ class AppController(QObject):
             window.close()
             window.deleteLater()
         self._drop_connection()
+        if self.dialog is not None:
+            self.dialog.hide()  # ends its LAN discovery (threads joined)
         self.settings.sync()
 
 
@@ -245,6 +274,12 @@ def _parser() -> argparse.ArgumentParser:
         "--host-chat", action="store_true", help="host a chat on this computer at once"
     )
     mode.add_argument("--join", metavar="HOST[:PORT]", help="join the chat at this address")
+    parser.add_argument(
+        "--fingerprint",
+        metavar="FP",
+        help="with --join: the host's certificate fingerprint (as its window shows it); "
+        "checked instead of asking you to compare it",
+    )
     parser.add_argument("--name", help="your name in the chat")
     parser.add_argument(
         "--port", type=int, default=None, help=f"port to host on (default {DEFAULT_PORT})"
@@ -304,10 +339,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             sys.stderr.write(f"desktop-chat: --join: {exc}\n")
             return 2
+    fingerprint: str | None = None
+    if args.fingerprint is not None:
+        if join_target is None:
+            sys.stderr.write("desktop-chat: --fingerprint goes with --join\n")
+            return 2
+        try:
+            fingerprint = normalize_fingerprint(args.fingerprint)
+        except ValueError as exc:
+            sys.stderr.write(f"desktop-chat: --fingerprint: {exc}\n")
+            return 2
 
     app = _set_up_application(args_list)
     settings = Settings()
-    controller = AppController(settings, data_dir=args.data_dir, announce=not args.no_announce)
+    controller = AppController(
+        settings,
+        data_dir=args.data_dir,
+        announce=not args.no_announce,
+        discovery=DiscoverySetup(),
+    )
     name = args.name if args.name is not None else _default_name(settings)
     if args.host_chat:
         port = args.port if args.port is not None else (settings.host_port or DEFAULT_PORT)
@@ -320,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             controller.connect_client(choice)
     elif join_target is not None:
-        choice = StartChoice("join", name, join_target[0], join_target[1])
+        choice = StartChoice("join", name, *join_target, fingerprint=fingerprint)
         if _name_is_usable(controller, choice):
             controller.connect_client(choice)
     else:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from .net.pins import pin_key
+
 MAX_RECENT_SERVERS = 8
 THEMES = ("system", "light", "dark")
 
@@ -120,6 +122,17 @@ class Settings:
 
     def clear_recent_servers(self) -> None:
         self.qsettings.remove("join/recentServers")
+
+    # -- trusted certificates (a PinStore for ChatClient) ----------------------------------
+
+    def pinned_fingerprint(self, host: str, port: int) -> str | None:
+        """The certificate fingerprint trusted for ``host:port`` (lowercase hex), or None."""
+        value = _as_str(self.qsettings.value(f"trust/{pin_key(host, port)}", ""))
+        return value or None
+
+    def pin_fingerprint(self, host: str, port: int, fingerprint: str) -> None:
+        self.qsettings.setValue(f"trust/{pin_key(host, port)}", fingerprint)
+        self.qsettings.sync()  # a trust decision is not something to lose in a crash
 
     # -- the main window -------------------------------------------------------------------
 

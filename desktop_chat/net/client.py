@@ -104,7 +104,11 @@ class ChatClient(QObject):
         errorReceived(object)       protocol.ErrorReply (a server error reply to a request)
         connectionFailed(str code, str message)  the FIRST connection attempt failed for good
             (refused/unreachable/name_taken/name_invalid/auth_failed/...): no auto-retry;
-            code is the server's error code or "unreachable"/"refused"/"timeout".
+            code is the server's error code or "unreachable"/"refused"/"timeout", "no_tls"
+            (the server offers no encryption: never a plain-text fallback),
+            "certificate_mismatch" (not the fingerprint given), "certificate_rejected" or
+            "certificate_changed" (the person did not trust it). After a welcome, a change of
+            certificate or a kick ends the connection with stateChanged "disconnected" instead.
         latencyChanged(float)       round-trip ms measured with ping/pong
         topicChanged(object)        protocol_admin.TopicChanged
         noticeReceived(object)      protocol_admin.Notice

@@ -44,6 +44,7 @@ __all__ = ["CLIENT_ID", "ClientLink", "ClientTiming", "QuitRequest", "Request", 
 
 CLIENT_ID = f"desktop-chat/{__version__}"
 _QUIT_FLUSH_S = 0.4  # flushing a quit, then waiting for the server to close
+_KICK_WAIT_S = 2.0  # after "kicked", for the server to close (it gives us 0.5 s to read)
 
 Notify = Callable[[str, object], None]
 
@@ -394,6 +395,9 @@ class _Session:
                 raise _Failure(event.code, event.message, refused_by_server=True)
             link.notify("errorReceived", event)
             if event.code == KICKED:  # removed by an admin: coming back on our own is wrong
+                # The server closes the line itself; leaving first would make it look to the
+                # others as if we had just dropped.
+                self.await_close(time.monotonic() + _KICK_WAIT_S, or_stop=True)
                 raise _Failure(event.code, event.message, refused_by_server=True, welcomed=True)
         elif type(event) in _FORWARD:
             link.notify(_FORWARD[type(event)], event)
@@ -459,13 +463,22 @@ class _Session:
         """The quit is sent: half-close, and read until the server closes (or the deadline),
         so closing our end never resets a connection whose quit is still on its way."""
         self.t.shutdown_write()
-        fd = self.t.fileno()
+        self.await_close(deadline)
+
+    def await_close(self, deadline: float, *, or_stop: bool = False) -> None:
+        """Read (and drop) until the server closes the connection or the deadline (or, with
+        ``or_stop``, close())."""
+        fd, wake = self.t.fileno(), self.link.wake.fileno()
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            readable, _, _ = select.select([fd], [], [], left)
-            if readable:
+            readable, _, _ = select.select([fd, wake], [], [], left)
+            if wake in readable:
+                _drain(self.link.wake)
+                if or_stop and self.link.stop.is_set():
+                    return
+            if fd in readable:
                 try:
                     data = self.t.recv()
                 except OSError:

@@ -109,8 +109,9 @@ class ModerationMixin:
         self._ok(member, req.TYPE, req.ref)
 
     def _remove(self, target: Member, *, by: str, why: str) -> None:
-        self._reply(target, p.ErrorReply(code=pa.KICKED, message=f"{by} removed you: {why}"))
         target.end_session = True
+        target.close_reason = "kicked"  # whoever hangs up first, the others learn why
+        self._reply(target, p.ErrorReply(code=pa.KICKED, message=f"{by} removed you: {why}"))
         target.outbox.wait_drained(0.5)  # let them read why before the line goes dead
         target.abort("kicked")
         log.info("%s removed %s (%s)", by, target.name, why)

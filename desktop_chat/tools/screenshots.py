@@ -47,20 +47,20 @@ def settle(seconds: float = 0.15) -> None:
 class Person:
     """A headless participant: a real ChatClient on loopback."""
 
-    def __init__(self, name: str, port: int) -> None:
+    def __init__(self, name: str, port: int, fingerprint: str | None) -> None:
         self.name = name
         self.client = ChatClient(timing=TIMING)
         self.welcomed = False
         self.rooms_seen: set[str] = set()
         self.client.welcomed.connect(lambda _w: setattr(self, "welcomed", True))
         self.client.usersChanged.connect(lambda u: self.rooms_seen.add(u.room))
-        self.client.connect_to("127.0.0.1", port, name)
+        self.client.connect_to("127.0.0.1", port, name, fingerprint=fingerprint)
 
 
 def play(server: Server, window: MainWindow) -> list[Person]:
     port = server.port
     wait_until(lambda: window.session.me is not None)
-    people = [Person(n, port) for n in ("Bob", "Carol", "Dave", "Erin")]
+    people = [Person(n, port, server.fingerprint) for n in ("Bob", "Carol", "Dave", "Erin")]
     wait_until(lambda: all(p.welcomed for p in people))
     bob, carol, dave, erin = people
     general = window.session.find("#general")
@@ -138,7 +138,13 @@ def main(argv: list[str] | None = None) -> int:
             window.resize(args.width, args.height)
             window.show()
             QCursor.setPos(QPoint(-50, -50))  # no hover highlight in the pictures
-            client.connect_to("127.0.0.1", server.port, "Alice")
+            client.connect_to(
+                "127.0.0.1",
+                server.port,
+                "Alice",
+                owner=server.owner_token,
+                fingerprint=server.fingerprint,
+            )
             people = play(server, window)
             window.activateWindow()
             capture(window, args.out / "main-light.png")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QRectF, Qt
+from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPixmap
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QStatusBar, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QStatusBar, QToolButton, QVBoxLayout, QWidget
 
 from .conversations import Conversation
 from .room_list import draw_lock
@@ -30,10 +30,14 @@ def lock_pixmap(size: int, colour: QColor, ratio: float = 1.0) -> QPixmap:
 
 
 class ConversationHeader(QWidget):
-    """Title and subtitle of the shown conversation; tinted, with a lock, when private.
+    """Title, topic and subtitle of the shown conversation; tinted, with a lock, when private;
+    a "Room settings" button for admins.
 
-    Signals: none.
+    Signals:
+        settingsRequested(): an admin pressed the room settings button.
     """
+
+    settingsRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None, theme: Theme = LIGHT) -> None:
         super().__init__(parent)
@@ -57,14 +61,36 @@ class ConversationHeader(QWidget):
         font.setBold(True)
         self.title.setFont(font)
         self.title.setTextFormat(Qt.TextFormat.PlainText)
+        self.topic = QLabel()
+        self.topic.setObjectName("conversationTopic")
+        self.topic.setTextFormat(Qt.TextFormat.PlainText)  # anyone's words: never markup
+        self.topic.setWordWrap(True)
+        self.topic.setAccessibleName("Topic")
+        self.topic.hide()
         self.subtitle = QLabel()
         self.subtitle.setObjectName("conversationSubtitle")
         self.subtitle.setProperty("role", "muted")
         self.subtitle.setTextFormat(Qt.TextFormat.PlainText)
         texts.addWidget(self.title)
+        texts.addWidget(self.topic)
         texts.addWidget(self.subtitle)
         layout.addLayout(texts, 1)
+        self.settings_button = QToolButton()
+        self.settings_button.setObjectName("roomSettingsButton")
+        self.settings_button.setText("Room settings…")
+        self.settings_button.setToolTip("Topic, password and slow mode of this room")
+        self.settings_button.setAccessibleName("Room settings")
+        self.settings_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.settings_button.clicked.connect(self.settingsRequested)
+        self.settings_button.hide()
+        layout.addWidget(self.settings_button, 0, Qt.AlignmentFlag.AlignVCenter)
         self._private = False
+        self._admin = False
+        self._room_shown = False
+
+    def set_admin(self, admin: bool) -> None:
+        self._admin = admin
+        self.settings_button.setVisible(admin and self._room_shown)
 
     def set_theme(self, theme: Theme) -> None:
         self.theme = theme
@@ -74,7 +100,11 @@ class ConversationHeader(QWidget):
         ratio = self.devicePixelRatioF() or 1.0
         self.lock.setPixmap(lock_pixmap(22, QColor(self.theme.private_text), ratio))
 
-    def show_conversation(self, conv: Conversation | None, me: str | None) -> None:
+    def show_conversation(self, conv: Conversation | None, me: str | None, topic: str = "") -> None:
+        self._room_shown = conv is not None and not conv.is_private
+        self.settings_button.setVisible(self._admin and self._room_shown)
+        self.topic.setText(topic if self._room_shown else "")
+        self.topic.setVisible(bool(topic) and self._room_shown)
         if conv is None:
             self.title.setText("")
             self.subtitle.setText("")

@@ -1,4 +1,5 @@
-"""The "you are hosting" card: the addresses others can use to join, copied with one click."""
+"""The "you are hosting" card: the addresses others can use to join, copied with one click,
+and the certificate fingerprint they compare (or paste) when they join."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ from PySide6.QtCore import QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QFrame, QLabel, QToolButton, QVBoxLayout, QWidget
 
+from ..net.tls import group_for_reading
+from .certificates import fingerprint_font, fingerprint_lines
+
 COPIED_FEEDBACK_MS = 1500
+FINGERPRINT_HINT = "Fingerprint (people joining compare it; click to copy):"
 
 
 def copy_icon(colour: QColor, size: int = 14) -> QIcon:
@@ -31,7 +36,7 @@ class HostingCard(QFrame):
     """Shown in the sidebar while this app hosts the chat.
 
     Signals:
-        copied(str text): an address was put on the clipboard.
+        copied(str text): an address or the fingerprint was put on the clipboard.
     """
 
     copied = Signal(str)
@@ -42,6 +47,7 @@ class HostingCard(QFrame):
         addresses: list[str],
         parent: QWidget | None = None,
         icon_colour: str = "#6b7280",
+        fingerprint: str | None = None,
     ) -> None:
         super().__init__(parent)
         self._icon = copy_icon(QColor(icon_colour))
@@ -76,7 +82,42 @@ class HostingCard(QFrame):
             button.clicked.connect(lambda _=False, a=address, b=button: self._copy(a, b))
             layout.addWidget(button, 0, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignAbsolute)
             self.buttons.append(button)
+        self.fingerprint = fingerprint
+        self.fingerprint_hint: QLabel | None = None
+        self.fingerprint_button: QToolButton | None = None
+        if fingerprint is not None:
+            self._add_fingerprint(layout, fingerprint)
         self.set_title(title)
+
+    def _add_fingerprint(self, layout: QVBoxLayout, fingerprint: str) -> None:
+        hint = QLabel(FINGERPRINT_HINT)
+        hint.setObjectName("fingerprintHint")
+        hint.setProperty("role", "muted")
+        hint.setWordWrap(True)
+        layout.addSpacing(4)
+        layout.addWidget(hint)
+        readable = group_for_reading(fingerprint)
+        button = QToolButton()
+        button.setObjectName("hostFingerprint")
+        button.setProperty("role", "address")
+        button.setText(fingerprint_lines(fingerprint))
+        button.setFont(fingerprint_font(0.95))
+        button.setToolTip("Copy the fingerprint")
+        button.setAccessibleName("Copy the certificate fingerprint")
+        button.setAccessibleDescription(readable)
+        button.setCursor(Qt.CursorShape.PointingHandCursor)
+        button.clicked.connect(lambda: self._copy_fingerprint(readable))
+        layout.addWidget(button, 0, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignAbsolute)
+        self.fingerprint_hint, self.fingerprint_button = hint, button
+
+    def _copy_fingerprint(self, readable: str) -> None:
+        QGuiApplication.clipboard().setText(readable)
+        hint = self.fingerprint_hint
+        if hint is not None:
+            # The hint line changes, not the button: four lines would jump to one and back.
+            hint.setText("✓ Fingerprint copied")
+            QTimer.singleShot(COPIED_FEEDBACK_MS, hint, lambda: hint.setText(FINGERPRINT_HINT))
+        self.copied.emit(readable)
 
     def set_icon_colour(self, colour: str) -> None:
         self._icon = copy_icon(QColor(colour))

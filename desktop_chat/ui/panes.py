@@ -32,7 +32,7 @@ class Sidebar(QWidget):
         self,
         conversations: ConversationListModel,
         theme: Theme,
-        hosting: tuple[str, list[str]] | None = None,
+        hosting: tuple[str, list[str], str | None] | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -54,8 +54,10 @@ class Sidebar(QWidget):
         side.addWidget(self.room_list, 1)
         self.hosting_card: HostingCard | None = None
         if hosting is not None:
-            title, addresses = hosting
-            self.hosting_card = HostingCard(title, addresses, icon_colour=theme.muted)
+            title, addresses, fingerprint = hosting
+            self.hosting_card = HostingCard(
+                title, addresses, icon_colour=theme.muted, fingerprint=fingerprint
+            )
             wrap = QVBoxLayout()
             wrap.setContentsMargins(10, 0, 10, 0)
             wrap.addWidget(self.hosting_card)

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import (
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    QRect,
+    QRectF,
+    QSize,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QLabel,
     QListView,
+    QMenu,
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
@@ -166,10 +176,12 @@ class RoomList(QWidget):
     Signals:
         conversationSelected(str key): the user picked a conversation.
         addRoomRequested(): the "+" button.
+        roomSettingsRequested(str key): an admin chose "Room settings…" in a room's menu.
     """
 
     conversationSelected = Signal(str)
     addRoomRequested = Signal()
+    roomSettingsRequested = Signal(str)
 
     def __init__(
         self, model: ConversationListModel, parent: QWidget | None = None, theme: Theme = LIGHT
@@ -211,8 +223,32 @@ class RoomList(QWidget):
         self.view.setUniformItemSizes(False)
         self.view.selectionModel().currentChanged.connect(self._on_current)
         model.modelReset.connect(self._restore_selection)
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(self._menu)
         layout.addWidget(self.view, 1)
         self._current_key = ""
+        self.admin = False
+
+    def set_admin(self, admin: bool) -> None:
+        """Offer "Room settings…" on rooms (the server checks it anyway)."""
+        self.admin = admin
+
+    def menu_for(self, key: str) -> QMenu | None:
+        """A room's context menu, or None when there is nothing to offer."""
+        conv = self.model.find(key)
+        if conv is None or conv.is_private or not self.admin:
+            return None
+        menu = QMenu(self)
+        menu.setObjectName("roomMenu")
+        menu.addAction("Room &settings…", lambda: self.roomSettingsRequested.emit(key))
+        return menu
+
+    def _menu(self, pos: QPoint) -> None:
+        conv = self.model.conversation_at(self.view.indexAt(pos).row())
+        menu = self.menu_for(conv.key) if conv is not None else None
+        if menu is not None:
+            menu.exec(self.view.viewport().mapToGlobal(pos))
+            menu.deleteLater()
 
     def set_theme(self, theme: Theme) -> None:
         self.delegate.theme = theme

@@ -1,9 +1,11 @@
-"""The Settings dialog: name, theme, text size, and each notification channel."""
+"""The Settings dialog: name, theme, text size, each notification channel, and (connected)
+registering the name on this chat."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -11,8 +13,10 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFormLayout,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPushButton,
     QSpinBox,
     QSystemTrayIcon,
     QVBoxLayout,
@@ -35,11 +39,22 @@ class SettingsValues:
 
 class SettingsDialog(QDialog):
     """Edits a :class:`SettingsValues`; :meth:`values` reads the result after ``accept``.
+    ``account_on`` (the connected chat's title) adds the "register this name" buttons.
 
-    Signals: the standard QDialog signals (accepted, rejected, finished).
+    Signals:
+        accountRequested(str mode): "register" or "change" (the password) was pressed.
+        And the standard QDialog signals (accepted, rejected, finished).
     """
 
-    def __init__(self, values: SettingsValues, parent: QWidget | None = None) -> None:
+    accountRequested = Signal(str)
+
+    def __init__(
+        self,
+        values: SettingsValues,
+        parent: QWidget | None = None,
+        *,
+        account_on: str | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("settingsDialog")
         self.setWindowTitle("Settings")
@@ -60,6 +75,27 @@ class SettingsDialog(QDialog):
         self.name_error.setProperty("role", "muted")
         self.name_error.hide()
         form.addRow("", self.name_error)
+        self.register_button: QPushButton | None = None
+        self.change_password_button: QPushButton | None = None
+        if account_on is not None:
+            where = f"“{account_on}”" if account_on else "this chat"
+            note = QLabel(f"On {where}, nobody else can use a registered name.")
+            note.setProperty("role", "muted")
+            note.setWordWrap(True)
+            form.addRow("", note)
+            row = QHBoxLayout()
+            self.register_button = QPushButton("&Register this name…")
+            self.register_button.setObjectName("registerButton")
+            self.register_button.clicked.connect(lambda: self.accountRequested.emit("register"))
+            self.change_password_button = QPushButton("Change &password…")
+            self.change_password_button.setObjectName("changePasswordButton")
+            self.change_password_button.clicked.connect(
+                lambda: self.accountRequested.emit("change")
+            )
+            row.addWidget(self.register_button)
+            row.addWidget(self.change_password_button)
+            row.addStretch(1)
+            form.addRow("Account:", row)
         layout.addWidget(you)
 
         look = QGroupBox("Appearance")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QKeySequence
+from PySide6.QtGui import QHideEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
@@ -29,12 +29,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..net.advert import FoundServer
 from ..net.names import InvalidName, normalize_name
 from ..net.server import DEFAULT_PORT
+from ..net.tls import group_for_reading, normalize_fingerprint
 from ..settings import Settings
+from .found_servers import DiscoverySetup, FoundServersWidget
 
 Mode = Literal["host", "join"]
-Field = Literal["name", "port", "address", "password", "general"]
+Field = Literal["name", "port", "address", "password", "fingerprint", "general"]
 
 # Letters, digits, "-" and "_" in dot-separated labels of at most 63 (253 in all).
 _HOSTNAME = re.compile(
@@ -45,7 +48,8 @@ _HOSTNAME = re.compile(
 @dataclass(frozen=True, slots=True)
 class StartChoice:
     """What the person chose: host (with ``port`` and ``title``) or join ``host:port``
-    (with ``password`` when the chat asks for one; it is never saved)."""
+    (with ``password`` when the chat asks for one; it is never saved; and ``fingerprint``,
+    lowercase hex, when the host's certificate fingerprint was given ahead)."""
 
     mode: Mode
     name: str
@@ -53,6 +57,7 @@ class StartChoice:
     port: int
     title: str = ""
     password: str | None = field(default=None, repr=False)
+    fingerprint: str | None = None
 
     @property
     def address(self) -> str:
@@ -117,9 +122,13 @@ class StartDialog(QDialog):
         parent: QWidget | None = None,
         *,
         default_port: int = DEFAULT_PORT,
+        discovery: DiscoverySetup | None = None,
     ) -> None:
+        """``discovery``: how the Join page looks for chats on the network while this dialog
+        is shown (None: it does not look, and lists nothing)."""
         super().__init__(parent)
         self.settings = settings
+        self.discovery = discovery
         self.setObjectName("startDialog")
         self.setWindowTitle("Desktop Chat")
         self._choice: StartChoice | None = None
@@ -135,8 +144,11 @@ class StartDialog(QDialog):
             self.title_edit,
             self.address_combo,
             self.password_edit,
+            self.fingerprint_edit,
             self.start_button,
         ]
+        if self.found_servers is not None:
+            self._inputs.append(self.found_servers)
         self._load()
         self._set_mode(settings.last_mode)
 
@@ -233,7 +245,24 @@ class StartDialog(QDialog):
         self.password_edit.setObjectName("passwordEdit")
         self.password_edit.setAccessibleName("Chat password (only if the chat has one)")
         self.password_edit.setEchoMode(QLineEdit.EchoMode.Password)
-        self.password_edit.setPlaceholderText("Only if the chat has one")
+        self.password_edit.setPlaceholderText("Only if the chat or your name has one")
+
+        self.fingerprint_edit = QLineEdit()
+        self.fingerprint_edit.setObjectName("fingerprintEdit")
+        self.fingerprint_edit.setAccessibleName("The host's fingerprint (optional)")
+        self.fingerprint_edit.setPlaceholderText("Optional: paste it from the host's window")
+        self.fingerprint_edit.setToolTip(
+            "The host's window shows a fingerprint. Given here, Desktop Chat checks it and "
+            "does not ask you to compare it."
+        )
+
+        # The chats found on the network, above the address (typing one stays possible).
+        self.found_servers: FoundServersWidget | None = None
+        if self.discovery is not None:
+            self.found_servers = FoundServersWidget(self.discovery)
+            self.found_servers.serverChosen.connect(self._use_found)
+            self.found_servers.joinRequested.connect(self._join_found)
+            self.port_spin.valueChanged.connect(self.found_servers.set_check_port)
 
         self._host_widgets: list[QWidget] = []
         self._join_widgets: list[QWidget] = []
@@ -241,11 +270,23 @@ class StartDialog(QDialog):
             ("Your &name:", self.name_edit, None, "name", None),
             ("&Port:", self.port_spin, port_row, "port", self._host_widgets),
             ("Chat &title:", self.title_edit, None, None, self._host_widgets),
+            *(
+                [("", self.found_servers, None, None, self._join_widgets)]
+                if self.found_servers is not None
+                else []
+            ),
             ("&Address:", self.address_combo, None, "address", self._join_widgets),
             ("Pass&word:", self.password_edit, None, "password", self._join_widgets),
+            ("&Fingerprint:", self.fingerprint_edit, None, "fingerprint", self._join_widgets),
         ]
         row = 0
         for text, field_widget, layout, error_field, members in rows:
+            if not text:  # a row of its own, label column included
+                grid.addWidget(field_widget, row, 0, 1, 2)
+                row += 1
+                if members is not None:
+                    members.append(field_widget)
+                continue
             label = self._label(text, field_widget)
             grid.addWidget(
                 label, row, 0, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
@@ -288,6 +329,7 @@ class StartDialog(QDialog):
         self.port_spin.valueChanged.connect(lambda: self._clear_error("port"))
         self.address_combo.editTextChanged.connect(lambda: self._clear_error("address"))
         self.password_edit.textEdited.connect(lambda: self._clear_error("password"))
+        self.fingerprint_edit.textEdited.connect(lambda: self._clear_error("fingerprint"))
         self.setMinimumWidth(500)
 
     def _mode_button(self, object_name: str, title: str, detail: str, key: str) -> QPushButton:
@@ -378,6 +420,41 @@ class StartDialog(QDialog):
     def set_name(self, text: str) -> None:
         self.name_edit.setText(text)
 
+    def set_fingerprint(self, text: str) -> None:
+        self.fingerprint_edit.setText(text)
+
+    @Slot(object)
+    def _use_found(self, server: FoundServer) -> None:
+        """A found chat was clicked: its address (and announced fingerprint) go in the fields."""
+        if self._busy:
+            return
+        self.set_address(server.join_address)
+        self.set_fingerprint(group_for_reading(server.fingerprint) if server.fingerprint else "")
+        self._clear_error("fingerprint")
+
+    @Slot(object)
+    def _join_found(self, server: FoundServer) -> None:
+        """A found chat was double-clicked: join it, once its password is typed if it has one."""
+        if self._busy:
+            return
+        self._use_found(server)
+        if server.password and not self.password_edit.text():
+            self._set_error("password", f"“{server.title}” needs a password: type it, then Join.")
+            self.password_edit.setFocus()
+            return
+        self.submit()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self.found_servers is not None:
+            self.found_servers.start()  # look for chats while this screen is open
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        super().hideEvent(event)
+        # Not when minimised (spontaneous): only when the screen is done with.
+        if self.found_servers is not None and not event.spontaneous():
+            self.found_servers.stop()
+
     def choice(self) -> StartChoice | None:
         """The last choice submitted, or None."""
         return self._choice
@@ -392,7 +469,7 @@ class StartDialog(QDialog):
         self.set_busy(False)
         if field == "port":
             self._set_mode("host")
-        elif field in ("address", "password"):
+        elif field in ("address", "password", "fingerprint"):
             self._set_mode("join")
         self._set_error(field, message)
         target = {
@@ -400,6 +477,7 @@ class StartDialog(QDialog):
             "port": self.port_spin,
             "address": self.address_combo,
             "password": self.password_edit,
+            "fingerprint": self.fingerprint_edit,
             "general": self.start_button,
         }[field]
         target.setFocus()
@@ -416,7 +494,7 @@ class StartDialog(QDialog):
 
     def _refresh_errors(self) -> None:
         """An error shows while it has a message and its field is on screen."""
-        hidden_fields = {"address", "password"} if self.mode == "host" else {"port"}
+        hidden_fields = {"address", "password", "fingerprint"} if self.mode == "host" else {"port"}
         for key, label in self._errors.items():
             message = self._messages.get(key, "")
             label.setText(message)
@@ -503,14 +581,26 @@ class StartDialog(QDialog):
             address = parse_address(self.address_combo.currentText())
         except ValueError as exc:
             self._messages["address"] = str(exc)
+        fingerprint: str | None = None
+        if self.fingerprint_edit.text().strip():
+            try:
+                fingerprint = normalize_fingerprint(self.fingerprint_edit.text())
+            except ValueError:
+                self._messages["fingerprint"] = (
+                    "A fingerprint has 64 digits and letters A–F. Copy it from the host's "
+                    "window, or leave this empty to compare it when you join."
+                )
         if name is None:
             self.name_edit.setFocus()
             return None
         if address is None:
             self.address_combo.setFocus()
             return None
+        if "fingerprint" in self._messages:
+            self.fingerprint_edit.setFocus()
+            return None
         password = self.password_edit.text() or None
-        return StartChoice("join", name, *address, password=password)
+        return StartChoice("join", name, *address, password=password, fingerprint=fingerprint)
 
     def _remember(self, choice: StartChoice) -> None:
         s = self.settings

@@ -1,4 +1,5 @@
-"""The people in the shown room, with their count; double-click someone to message them."""
+"""The people in the shown room, with their count; double-click someone to message them.
+Admins also find Kick, Ban and Make admin in a person's context menu."""
 
 from __future__ import annotations
 
@@ -152,9 +153,14 @@ class UserList(QWidget):
 
     Signals:
         dmRequested(str name): the user double-clicked (or chose "Message privately") a person.
+        kickRequested(str name), banRequested(str name), promoteRequested(str name): an admin
+            chose that action in the person's context menu (only admins see them).
     """
 
     dmRequested = Signal(str)
+    kickRequested = Signal(str)
+    banRequested = Signal(str)
+    promoteRequested = Signal(str)
 
     def __init__(self, parent: QWidget | None = None, theme: Theme = LIGHT) -> None:
         super().__init__(parent)
@@ -187,7 +193,12 @@ class UserList(QWidget):
         self.view.customContextMenuRequested.connect(self._menu)
         layout.addWidget(self.view, 1)
         self._me: str | None = None
+        self.admin = False
         self.set_people([], None)
+
+    def set_admin(self, admin: bool) -> None:
+        """Show the moderation actions (the server checks them anyway)."""
+        self.admin = admin
 
     def set_theme(self, theme: Theme) -> None:
         self.delegate.theme = theme
@@ -210,7 +221,18 @@ class UserList(QWidget):
         index = self.view.indexAt(pos)
         if not index.isValid() or index.data(IS_ME_ROLE):
             return
-        name = str(index.data(NAME_ROLE))
-        menu = QMenu(self)
-        menu.addAction(f"Message {name} privately", lambda: self.dmRequested.emit(name))
+        menu = self.menu_for(str(index.data(NAME_ROLE)))
         menu.exec(self.view.viewport().mapToGlobal(pos))
+        menu.deleteLater()
+
+    def menu_for(self, name: str) -> QMenu:
+        """The context menu for ``name`` (someone other than me)."""
+        menu = QMenu(self)
+        menu.setObjectName("personMenu")
+        menu.addAction(f"Message {name} privately", lambda: self.dmRequested.emit(name))
+        if self.admin:
+            menu.addSeparator()
+            menu.addAction("&Kick…", lambda: self.kickRequested.emit(name))
+            menu.addAction("&Ban…", lambda: self.banRequested.emit(name))
+            menu.addAction("Make &admin", lambda: self.promoteRequested.emit(name))
+        return menu

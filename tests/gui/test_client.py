@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import sys
 import threading
@@ -14,6 +15,7 @@ from pytestqt.qtbot import QtBot
 from desktop_chat.net import protocol as p
 from desktop_chat.net.client import ChatClient, ClientTiming
 from desktop_chat.net.server import Server
+from desktop_chat.net.tls import CERT_FILE, KEY_FILE
 
 from .conftest import FAST, TIMEOUT_MS, ClientFactory, ServerFactory
 
@@ -31,7 +33,7 @@ def connected(
 ) -> ChatClient:
     client = make_client(timing)
     with qtbot.waitSignal(client.welcomed, timeout=TIMEOUT_MS):
-        client.connect_to("127.0.0.1", server.port, name)
+        client.connect_to("127.0.0.1", server.port, name, fingerprint=server.fingerprint)
     return client
 
 
@@ -133,7 +135,7 @@ def test_requests_made_before_the_welcome_wait_for_it(
     alice = make_client()
     got = collect(alice)
     alice.say("general", "early bird")  # before connect_to: queued, sent after welcome
-    alice.connect_to("127.0.0.1", server.port, "alice")
+    alice.connect_to("127.0.0.1", server.port, "alice", fingerprint=server.fingerprint)
     qtbot.waitUntil(lambda: texts(got) == ["early bird"], timeout=TIMEOUT_MS)
 
 
@@ -144,7 +146,7 @@ def test_name_taken_fails_the_first_connection(
     connected(qtbot, make_client, server, "alice")
     other = make_client()
     with qtbot.waitSignal(other.connectionFailed, timeout=TIMEOUT_MS) as failed:
-        other.connect_to("127.0.0.1", server.port, "ALICE")
+        other.connect_to("127.0.0.1", server.port, "ALICE", fingerprint=server.fingerprint)
     assert failed.args[0] == p.NAME_TAKEN
     worker = other.worker_thread()
     assert worker is not None
@@ -158,7 +160,7 @@ def test_invalid_name_fails_the_first_connection(
     server = make_server()
     client = make_client()
     with qtbot.waitSignal(client.connectionFailed, timeout=TIMEOUT_MS) as failed:
-        client.connect_to("127.0.0.1", server.port, "bad\u202ename")
+        client.connect_to("127.0.0.1", server.port, "bad\u202ename", fingerprint=server.fingerprint)
     assert failed.args[0] == p.NAME_INVALID
 
 
@@ -248,6 +250,10 @@ def test_resume_refused_disconnects_without_connection_failed(
     alice = connected(qtbot, make_client, first, "alice", timing=PATIENT)
     with qtbot.waitSignal(alice.stateChanged, timeout=TIMEOUT_MS):
         first.close()
+    # Same certificate (its files copied), everything else new.
+    (tmp_path / "two").mkdir()
+    for cert_file in (CERT_FILE, KEY_FILE):
+        shutil.copy2(tmp_path / "one" / cert_file, tmp_path / "two" / cert_file)
     second = make_server(port=port, data_dir=tmp_path / "two")
     connected(qtbot, make_client, second, "Alice")
 
@@ -299,7 +305,7 @@ def test_latency_is_measured(
     timing = ClientTiming(ping_interval=0.05)
     client = make_client(timing)
     with qtbot.waitSignal(client.latencyChanged, timeout=TIMEOUT_MS) as latency:
-        client.connect_to("127.0.0.1", server.port, "alice")
+        client.connect_to("127.0.0.1", server.port, "alice", fingerprint=server.fingerprint)
     assert 0.0 <= latency.args[0] < TIMEOUT_MS
 
 
@@ -322,7 +328,7 @@ def test_close_joins_the_worker_and_leaves_nothing_running(
     before = client_side_threads()
     client = ChatClient(timing=FAST)
     with qtbot.waitSignal(client.welcomed, timeout=TIMEOUT_MS):
-        client.connect_to("127.0.0.1", server.port, "alice")
+        client.connect_to("127.0.0.1", server.port, "alice", fingerprint=server.fingerprint)
     worker = client.worker_thread()
     assert worker is not None and worker.isRunning()
     ident = getattr(worker, "thread_ident", None)
@@ -363,7 +369,7 @@ def test_connect_twice_is_refused(
     server = make_server()
     client = connected(qtbot, make_client, server, "alice")
     with pytest.raises(RuntimeError, match="already"):
-        client.connect_to("127.0.0.1", server.port, "alice")
+        client.connect_to("127.0.0.1", server.port, "alice", fingerprint=server.fingerprint)
 
 
 def test_connect_again_after_a_failure(
@@ -374,6 +380,6 @@ def test_connect_again_after_a_failure(
         client.connect_to("127.0.0.1", free_port(), "alice")
     server = make_server()
     with qtbot.waitSignal(client.welcomed, timeout=TIMEOUT_MS):
-        client.connect_to("127.0.0.1", server.port, "alice")
+        client.connect_to("127.0.0.1", server.port, "alice", fingerprint=server.fingerprint)
     assert client.state == "connected"
     assert client.welcome is not None and client.welcome.name == "alice"

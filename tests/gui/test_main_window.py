@@ -63,7 +63,7 @@ def open_window(qtbot: QtBot, chat_server: Server) -> Iterator[WindowFactory]:
         qtbot.addWidget(window)
         window.resize(900, 600)
         window.show()
-        client.connect_to("127.0.0.1", chat_server.port, name)
+        client.connect_to("127.0.0.1", chat_server.port, name, fingerprint=chat_server.fingerprint)
         qtbot.waitUntil(lambda: window.session.me is not None, timeout=TIMEOUT_MS)
         qtbot.waitUntil(lambda: window.current_key == "#general", timeout=TIMEOUT_MS)
         return window
@@ -265,7 +265,7 @@ def test_scrolling_up_fetches_older_history_without_jumping(
     chat_server: Server,
 ) -> None:
     writer = make_client()
-    writer.connect_to("127.0.0.1", chat_server.port, "Writer")
+    writer.connect_to("127.0.0.1", chat_server.port, "Writer", fingerprint=chat_server.fingerprint)
     got: list[int] = []
     writer.messageReceived.connect(lambda m: got.append(m.id))
     for i in range(120):

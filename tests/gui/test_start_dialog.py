@@ -280,6 +280,12 @@ def test_joining_opens_the_main_window_and_remembers_the_server(
     dialog.name_edit.setText("Ann")
     dialog.address_combo.setEditText(f"127.0.0.1:{server.port}")
     dialog.submit()
+    # First time here: the fingerprint is shown to compare, and trusted.
+    prompter = controller.prompter
+    assert prompter is not None
+    qtbot.waitUntil(lambda: prompter.dialog is not None, timeout=TIMEOUT_MS)
+    assert prompter.dialog is not None and not prompter.dialog.changed
+    qtbot.mouseClick(prompter.dialog.trust_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: controller.window is not None, timeout=TIMEOUT_MS)
     assert controller.settings.recent_servers[0] == f"127.0.0.1:{server.port}"
     assert controller.settings.last_name == "Ann"
@@ -327,8 +333,10 @@ def test_joining_with_a_taken_name_says_so(
     qtbot.addWidget(dialog)
     first = AppController(controller.settings, timing=FAST)
     try:
-        first.connect_client(StartChoice("join", "Ann", "127.0.0.1", server.port))
-        qtbot.waitUntil(lambda: server.people_count() == 1, timeout=TIMEOUT_MS)
+        first.connect_client(
+            StartChoice("join", "Ann", "127.0.0.1", server.port, fingerprint=server.fingerprint)
+        )
+        qtbot.waitUntil(lambda: first.window is not None, timeout=TIMEOUT_MS)
         dialog.set_mode("join")
         dialog.name_edit.setText("ann")
         dialog.address_combo.setEditText(f"127.0.0.1:{server.port}")
@@ -349,6 +357,7 @@ def test_a_wrong_password_is_explained_under_the_password(
     dialog.name_edit.setText("Ann")
     dialog.address_combo.setEditText(f"127.0.0.1:{server.port}")
     dialog.password_edit.setText("guess")
+    dialog.fingerprint_edit.setText(server.fingerprint)
     dialog.submit()
     qtbot.waitUntil(lambda: bool(dialog.error_text("password")), timeout=TIMEOUT_MS)
     assert "did not accept that password" in dialog.error_text("password")
