@@ -447,7 +447,12 @@ class DiscoveryBrowser:
     ) -> None:
         if state_change is ServiceStateChange.Removed:
             with self._lock:
-                self._from_mdns.pop(name, None)
+                gone = self._from_mdns.pop(name, None)
+                if gone is not None:
+                    # The host said goodbye: its broadcast answer is stale too, so it must not
+                    # linger in the list until enough probes miss it.
+                    for address in gone.addresses:
+                        self._from_broadcast.pop((address, gone.port), None)
             self._notify()
             return
         found = self._resolve(zeroconf, service_type, name)

@@ -429,7 +429,13 @@ class StartDialog(QDialog):
         if self._busy:
             return
         self.set_address(server.join_address)
-        self.set_fingerprint(group_for_reading(server.fingerprint) if server.fingerprint else "")
+        # An announcement may pre-fill the fingerprint for a first visit only: anyone on the
+        # network can announce, so it must never override a certificate already trusted.
+        announced = server.fingerprint
+        if announced and self.settings.pinned_fingerprint(server.address, server.port) is None:
+            self.set_fingerprint(group_for_reading(announced))
+        else:
+            self.set_fingerprint("")
         self._clear_error("fingerprint")
 
     @Slot(object)
