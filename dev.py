@@ -4,7 +4,10 @@
     python3 dev.py app      set up .venv (first time / when pyproject.toml changed), start the app
     python3 dev.py server   ... and run the headless server (extra arguments are passed on)
     python3 dev.py test     ... and run everything CI runs: format, lint, types, import
-                            boundaries, then the whole test suite
+                            boundaries, then the whole test suite (with CI=true or
+                            DESKTOP_CHAT_BUILD_BUNDLE=1 it also builds and checks the bundle)
+    python3 dev.py package  ... and build the executables with PyInstaller into dist/
+                            (``package --only onedir`` skips the single-file one)
 
 Needs only Python 3.11+ (on Windows: ``py dev.py test``). Uses only the standard library.
 """
@@ -23,6 +26,7 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".desktop-chat-installed"
+PACKAGE_STAMP = VENV / ".desktop-chat-package-installed"
 
 
 def run(*cmd: str | Path, env: dict[str, str] | None = None) -> None:
@@ -46,7 +50,24 @@ def setup() -> None:
     STAMP.write_text(wanted)
 
 
+def setup_package() -> None:
+    """Add the ``package`` extra (PyInstaller) to .venv, again only when pyproject.toml changed."""
+    wanted = STAMP.read_text()
+    if PACKAGE_STAMP.exists() and PACKAGE_STAMP.read_text() == wanted:
+        return
+    run(PY, "-m", "pip", "install", "--quiet", "-e", ".[dev,package]")
+    PACKAGE_STAMP.write_text(wanted)
+
+
+def bundle_test_wanted() -> bool:
+    """DESKTOP_CHAT_BUILD_BUNDLE=1/0 decides; unset, CI=true builds (as tests/test_package.py)."""
+    asked = os.environ.get("DESKTOP_CHAT_BUILD_BUNDLE")
+    return asked == "1" if asked else os.environ.get("CI") == "true"
+
+
 def test(args: list[str]) -> None:
+    if bundle_test_wanted():  # tests/test_package.py builds the real bundle then
+        setup_package()
     env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
     run(PY, "-m", "ruff", "format", "--check", ".")
     run(PY, "-m", "ruff", "check", ".")
@@ -57,7 +78,7 @@ def test(args: list[str]) -> None:
 
 def main() -> None:
     command, args = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("app", [])
-    if command not in ("app", "server", "test", "setup"):
+    if command not in ("app", "server", "test", "package", "setup"):
         sys.exit(__doc__)
     setup()
     if command == "test":
@@ -66,6 +87,9 @@ def main() -> None:
         run(PY, "-m", "desktop_chat.app", *args)
     elif command == "server":
         run(PY, "-m", "desktop_chat.server_cli", *args)
+    elif command == "package":
+        setup_package()
+        run(PY, "-m", "PyInstaller", "--noconfirm", "build.spec", *(["--", *args] if args else []))
 
 
 if __name__ == "__main__":
