@@ -16,8 +16,8 @@ the socketpair, which wakes ``select()`` at once.
 Crossing into the GUI thread in batches: the worker appends what it learns to an outbox and
 emits its one internal signal only when the outbox goes from empty to non-empty; since the
 worker thread is not the receiver's thread, Qt queues that call into the GUI thread, where
-:class:`ChatClient` takes the whole outbox at once, emits its typed signals for each item and
-then one ``eventsReceived`` with the list of protocol events (and drops it all once closed).
+:class:`ChatClient` takes the whole outbox at once and emits its typed signals for each item
+and ``eventsReceived`` with lists of the protocol events (and drops it all once closed).
 A flood of 1,000 messages thus costs the GUI thread a handful of queued calls, one per event
 loop turn at most, instead of 1,000 (each queued call is a trip through the event loop, and
 they all run back to back in one pass of it).
@@ -120,11 +120,14 @@ class ChatClient(QObject):
             longer has the certificate trusted before. Nothing is connected; the default
             answer is reject_certificate() (connectionFailed "certificate_changed" on a first
             attempt); accept_certificate(presented) trusts the new one and connects.
-        eventsReceived(object)      a list of the protocol events above (Welcome, ChatMessage,
-            Joined, Left, Users, TypingNotice, RoomList, HistoryReply, ErrorReply), in the
-            order the server sent them: everything that reached the GUI thread together,
-            emitted once after their typed signals. Consumers that handle many events (the
-            chat session) listen to this one signal instead of one signal per event.
+        eventsReceived(object)      a list of the protocol events above (every
+            protocol.ServerEvent: Welcome, ChatMessage, Users...), in the order the server
+            sent them, for consumers that handle many events (the chat session) with one
+            signal per batch instead of one per event. A run of messages comes as one list;
+            any other event ends its list, which is emitted just before that event's own
+            typed signal (so a listener of the typed signal finds everything up to it
+            delivered); messageReceived is emitted for each message as it is met, before
+            the list that holds it.
 
     Requests made before the welcome (or while reconnecting) wait in the queue and go out once
     the server has welcomed us.
@@ -383,15 +386,21 @@ class ChatClient(QObject):
         worker = self.sender()
         if not isinstance(worker, _Worker):
             return
-        items = worker.take()
         events: list[p.ServerEvent] = []
-        for kind, payload in items:
+        for kind, payload in worker.take():
             if self._closed or worker is not self._worker:
                 return  # closed, or a late word from a worker replaced by a new connect_to()
-            self._relay(kind, payload)
             if isinstance(payload, p.ServerEvent):
                 events.append(payload)
-        if events and not self._closed and worker is self._worker:
+                if not isinstance(payload, p.ChatMessage):
+                    # Whoever handles this event's own signal (a topic line, a header) finds
+                    # it and everything before it already with eventsReceived listeners.
+                    self.eventsReceived.emit(events)
+                    events = []
+                    if self._closed or worker is not self._worker:
+                        return
+            self._relay(kind, payload)
+        if events:
             self.eventsReceived.emit(events)
 
     def _relay(self, kind: str, payload: object) -> None:

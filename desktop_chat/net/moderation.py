@@ -112,7 +112,7 @@ class ModerationMixin:
         target.end_session = True
         target.close_reason = "kicked"  # whoever hangs up first, the others learn why
         self._reply(target, p.ErrorReply(code=pa.KICKED, message=f"{by} removed you: {why}"))
-        target.outbox.wait_drained(0.5)  # let them read why before the line goes dead
+        target.outbox.wait_drained(2.0)  # let them read why before the line goes dead
         target.abort("kicked")
         log.info("%s removed %s (%s)", by, target.name, why)
 

@@ -79,9 +79,21 @@ def _one_line_height(font: QFont) -> float:
     return height
 
 
+def _ascii_advances(fm: QFontMetricsF) -> list[float]:
+    return [fm.horizontalAdvance(chr(c)) if 32 <= c < 127 else 0.0 for c in range(128)]
+
+
+# Summed advances of single characters differ from a shaped line's width by rounding (under
+# 1 px in 150 characters with the usual fonts) and kerning (which narrows): this margin makes
+# "the sum fits" imply "the line fits".
+_SUM_SLACK = 1.02
+_SUM_PAD = 4.0
+
+
 @dataclass(slots=True)
 class _Fonts:
     body: QFont
+    italic: QFont  # the body of a /me line
     name: QFont
     small: QFont
     system: QFont
@@ -94,6 +106,8 @@ class _Fonts:
     system_fmf: QFontMetricsF
     body_line: float  # the height QTextLayout gives one line of each font
     system_line: float
+    body_ascii: list[float]  # advance of each printable ASCII character (index: its code)
+    system_ascii: list[float]
 
     @classmethod
     def from_font(cls, font: QFont) -> _Fonts:
@@ -107,8 +121,11 @@ class _Fonts:
         avatar = QFont(base)
         avatar.setWeight(QFont.Weight.Bold)
         avatar.setPointSizeF(base.pointSizeF() * 1.05)
+        italic = QFont(base)
+        italic.setItalic(True)
         return cls(
             base,
+            italic,
             name,
             small,
             system,
@@ -121,7 +138,48 @@ class _Fonts:
             QFontMetricsF(system),
             _one_line_height(base),
             _one_line_height(system),
+            _ascii_advances(QFontMetricsF(base)),
+            _ascii_advances(QFontMetricsF(system)),
         )
+
+
+class _Colours:
+    """The theme's colours as QColor, made once: a batch of new rows paints dozens of rows,
+    and parsing colour names for each of them showed up in profiles."""
+
+    def __init__(self, t: Theme) -> None:
+        self.theme = t
+        self.text = QColor(t.text)
+        self.muted = QColor(t.muted)
+        self.error = QColor(t.error)
+        self.border = QColor(t.border)
+        self.surface = QColor(t.surface)
+        self.mention_row = QColor(t.mention_row)
+        self.mention_bar = QColor(t.mention_bar)
+        self.selected_row = QColor(t.selected_row)
+        self.hover_row = QColor(t.hover_row)
+        self.initial = QColor("#17181c") if t.dark else QColor("#ffffff")
+        self._names: dict[str, QColor] = {}
+
+    def name(self, sender: str) -> QColor:
+        colour = self._names.get(sender)
+        if colour is None:
+            if len(self._names) > 2000:  # a long-running chat with many passers-by
+                self._names.clear()
+            colour = self._names[sender] = self.theme.name_color(sender)
+        return colour
+
+
+_SELECTED = QStyle.StateFlag.State_Selected.value
+_MOUSE_OVER = QStyle.StateFlag.State_MouseOver.value
+_HINTS = QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing
+
+
+def clock_text(entry: Entry) -> str:
+    """The entry's local time as HH:MM (computed once per entry)."""
+    if not entry.clock:
+        entry.clock = entry.local_time.strftime("%H:%M")
+    return entry.clock
 
 
 class ChatDelegate(QStyledItemDelegate):
@@ -130,8 +188,9 @@ class ChatDelegate(QStyledItemDelegate):
     def __init__(self, parent: QWidget | None = None, theme: Theme = LIGHT) -> None:
         super().__init__(parent)
         self.theme = theme
+        self._colours = _Colours(theme)
         self._fonts: _Fonts | None = None
-        self._font_key = ""
+        self._font_base = QFont()
         self._option = QTextOption()
         self._option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
         # sizeHint is called for every shown row on every layout: read the width from the
@@ -143,15 +202,17 @@ class ChatDelegate(QStyledItemDelegate):
 
     def set_theme(self, theme: Theme) -> None:
         self.theme = theme
+        self._colours = _Colours(theme)
         self._paint_cache.clear()
 
     # -- geometry ----------------------------------------------------------------------------
 
     def fonts(self, base: QFont) -> _Fonts:
-        key = base.key()
-        if self._fonts is None or key != self._font_key:
+        # Asked for every row painted or measured: comparing fonts is ~10x cheaper than
+        # comparing their key() strings.
+        if self._fonts is None or base != self._font_base:
             self._fonts = _Fonts.from_font(base)
-            self._font_key = key
+            self._font_base = QFont(base)
             self._paint_cache.clear()
         return self._fonts
 
@@ -187,11 +248,14 @@ class ChatDelegate(QStyledItemDelegate):
     def text_layout(self, entry: Entry, width: int, fonts: _Fonts) -> tuple[QTextLayout, float]:
         """Lay out the entry's body in ``width`` pixels; return the layout and its height."""
         text, decor = self._body(entry)
-        system = entry.kind in (Kind.SYSTEM, Kind.ERROR)
-        font = QFont(fonts.system) if system else QFont(fonts.body)
-        if entry.kind == Kind.ACTION:
-            font.setItalic(True)
-        layout = QTextLayout(text.translate(_LINE_BREAKS), font)
+        kind = entry.kind
+        if kind == Kind.MESSAGE:
+            font = fonts.body
+        elif kind == Kind.ACTION:
+            font = fonts.italic
+        else:
+            font = fonts.system
+        layout = QTextLayout(text.translate(_LINE_BREAKS), font)  # it keeps a copy of font
         layout.setTextOption(self._option)
         if decor:
             layout.setFormats([self._format_range(span, what, entry) for span, what in decor])
@@ -263,11 +327,17 @@ class ChatDelegate(QStyledItemDelegate):
         if len(text) > 200 or "\n" in text or "\r" in text or entry.mention_spans:
             return None
         if entry.kind == Kind.MESSAGE:
-            fm, line = fonts.body_fmf, fonts.body_line
+            fm, line, ascii_ = fonts.body_fmf, fonts.body_line, fonts.body_ascii
         elif entry.kind in (Kind.SYSTEM, Kind.ERROR):
-            fm, line = fonts.system_fmf, fonts.system_line
+            fm, line, ascii_ = fonts.system_fmf, fonts.system_line, fonts.system_ascii
         else:
             return None  # actions mix bold and italic
+        if text.isascii() and text.isprintable():
+            # Most messages: summing a table is ~6x cheaper than shaping the text to measure
+            # it, and a batch of new rows is measured row by row.
+            total = sum(map(ascii_.__getitem__, text.encode()))
+            if total * _SUM_SLACK + _SUM_PAD <= body_w - 2:
+                return line
         if fm.horizontalAdvance(text) <= body_w - 2:
             return line
         return None
@@ -337,71 +407,69 @@ class ChatDelegate(QStyledItemDelegate):
         entry = self._entry(index)
         if entry is None:
             return
-        t = self.theme
+        c = self._colours
         fonts = self.fonts(option.font)
         rect = QRect(option.rect)
         painter.save()
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        painter.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
-        day_h, _ = self._top_parts(entry, fonts)
+        painter.setRenderHints(_HINTS, True)
+        day_h, above = self._top_parts(entry, fonts)
         if entry.day_break:
             self._paint_day(painter, QRect(rect.left(), rect.top(), rect.width(), day_h), entry)
         row = QRect(rect.left(), rect.top() + day_h, rect.width(), rect.height() - day_h)
-        state = option.state
-        if entry.mention:
-            painter.fillRect(row, QColor(t.mention_row))
-            painter.fillRect(QRect(row.left(), row.top(), 3, row.height()), QColor(t.mention_bar))
-        elif state & QStyle.StateFlag.State_Selected:
-            painter.fillRect(row, QColor(t.selected_row))
-        elif state & QStyle.StateFlag.State_MouseOver:
-            painter.fillRect(row, QColor(t.hover_row))
+        state = option.state.value  # a plain int: Python enum flag arithmetic is slow
+        if entry.mention_spans:
+            painter.fillRect(row, c.mention_row)
+            painter.fillRect(QRect(row.left(), row.top(), 3, row.height()), c.mention_bar)
+        elif state & _SELECTED:
+            painter.fillRect(row, c.selected_row)
+        elif state & _MOUSE_OVER:
+            painter.fillRect(row, c.hover_row)
 
         layout = self._painted_layout(entry, self.body_width(rect.width()), fonts)
-        origin = self.body_origin(entry, rect, fonts)
-        if entry.kind in (Kind.SYSTEM, Kind.ERROR):
-            colour = QColor(t.error if entry.kind == Kind.ERROR else t.muted)
-            if state & QStyle.StateFlag.State_MouseOver:
+        origin = QPointF(rect.left() + TEXT_X, rect.top() + day_h + above)
+        kind = entry.kind
+        if kind == Kind.SYSTEM or kind == Kind.ERROR:
+            colour = c.error if kind == Kind.ERROR else c.muted
+            if state & _MOUSE_OVER:
                 self._paint_gutter_time(painter, row, entry, fonts, SYSTEM_PAD)
             else:
                 self._paint_system_mark(painter, row, entry, colour, fonts)
         else:
-            if entry.kind == Kind.MESSAGE and not entry.grouped:
+            colour = c.text
+            if kind == Kind.MESSAGE and not entry.grouped:
                 self._paint_header(painter, row, entry, fonts)
-            elif entry.kind == Kind.ACTION:
+            elif kind == Kind.ACTION:
                 self._paint_action_mark(painter, row, entry, fonts)
-            elif state & QStyle.StateFlag.State_MouseOver:
+            elif state & _MOUSE_OVER:
                 self._paint_gutter_time(painter, row, entry, fonts, FOLLOW_TOP)
-        if entry.kind in (Kind.SYSTEM, Kind.ERROR):
-            painter.setPen(QColor(t.error if entry.kind == Kind.ERROR else t.muted))
-        else:
-            painter.setPen(QColor(t.text))
+        painter.setPen(colour)
         layout.draw(painter, origin)
         painter.restore()
 
     def _paint_day(self, painter: QPainter, band: QRect, entry: Entry) -> None:
-        t = self.theme
+        c = self._colours
         fonts = self._fonts
         assert fonts is not None
         label = day_label(entry.local_time.date())
         painter.setFont(fonts.small)
         text_w = fonts.small_fm.horizontalAdvance(label) + 24
         mid_y = band.top() + band.height() // 2 + 2
-        painter.setPen(QPen(QColor(t.border), 1))
+        painter.setPen(QPen(c.border, 1))
         left = band.left() + PAD_X
         right = band.right() - PAD_RIGHT
         centre = band.left() + band.width() // 2
         painter.drawLine(left, mid_y, centre - text_w // 2, mid_y)
         painter.drawLine(centre + text_w // 2, mid_y, right, mid_y)
         pill = QRectF(centre - text_w / 2, mid_y - 10, text_w, 20)
-        painter.setPen(QPen(QColor(t.border), 1))
-        painter.setBrush(QColor(t.surface))
+        painter.setPen(QPen(c.border, 1))
+        painter.setBrush(c.surface)
         painter.drawRoundedRect(pill, 10, 10)
-        painter.setPen(QColor(t.muted))
+        painter.setPen(c.muted)
         painter.drawText(pill, Qt.AlignmentFlag.AlignCenter, label)
 
     def _paint_header(self, painter: QPainter, row: QRect, entry: Entry, fonts: _Fonts) -> None:
-        t = self.theme
-        colour = t.name_color(entry.sender)
+        c = self._colours
+        colour = c.name(entry.sender)
         # Avatar: a disc in the sender's colour with the initial.
         top = row.top() + GROUP_TOP
         disc = QRectF(row.left() + PAD_X, top, AVATAR, AVATAR)
@@ -409,7 +477,7 @@ class ChatDelegate(QStyledItemDelegate):
         painter.setBrush(colour)
         painter.drawEllipse(disc)
         painter.setFont(fonts.avatar)
-        painter.setPen(QColor("#17181c") if t.dark else QColor("#ffffff"))
+        painter.setPen(c.initial)
         painter.drawText(disc, Qt.AlignmentFlag.AlignCenter, initial_of(entry.sender))
         # Name, then the time in a quieter font on the same baseline.
         x = row.left() + TEXT_X
@@ -423,23 +491,22 @@ class ChatDelegate(QStyledItemDelegate):
         painter.setPen(colour)
         painter.drawText(QPointF(x, baseline), name)
         painter.setFont(fonts.small)
-        painter.setPen(QColor(t.muted))
-        when = entry.local_time.strftime("%H:%M")
-        painter.drawText(QPointF(x + name_w + 8, baseline), when)
+        painter.setPen(c.muted)
+        painter.drawText(QPointF(x + name_w + 8, baseline), clock_text(entry))
 
     def _paint_gutter_time(
         self, painter: QPainter, row: QRect, entry: Entry, fonts: _Fonts, top: int
     ) -> None:
         painter.setFont(fonts.small)
-        painter.setPen(QColor(self.theme.muted))
-        when = entry.local_time.strftime("%H:%M")
+        painter.setPen(self._colours.muted)
+        when = clock_text(entry)
         box = QRect(row.left() + 4, row.top() + top, TEXT_X - 10, fonts.body_fm.height())
         painter.drawText(box, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, when)
 
     def _paint_action_mark(
         self, painter: QPainter, row: QRect, entry: Entry, fonts: _Fonts
     ) -> None:
-        colour = self.theme.name_color(entry.sender)
+        colour = self._colours.name(entry.sender)
         y = row.top() + 8 + fonts.body_fm.height() / 2
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(colour)

@@ -8,6 +8,11 @@ rows as the user scrolls up (:meth:`ChatModel.reveal_older`) and drops rows far 
 screen while the user is reading the newest ones (:meth:`ChatModel.trim_older`). Only when the
 whole list is shown and the user scrolls to the top does the view ask the server for history.
 
+While the user is at the bottom the view also sets :attr:`ChatModel.keep_rows`: new messages
+appended at the end then push the oldest shown rows out in the same step (hidden first, then
+inserted), so a batch costs the view one layout of at most ``keep_rows`` rows however large it
+is, instead of a layout of every row inserted followed by another after trimming.
+
 Entries carry the layout facts the delegate needs (grouped with the previous message, first of a
 day, mentions me, link ranges) and a height cache keyed by width.
 """
@@ -69,6 +74,7 @@ class Entry:
     day_break: bool = False
     cache_width: int = -1
     cache_height: int = 0
+    clock: str = ""  # local HH:MM, filled in when first painted
 
     @property
     def mention(self) -> bool:
@@ -119,6 +125,9 @@ class ChatModel(QAbstractListModel):
         self._day_of = _DayCache()
         self._sender_keys: dict[str, str] = {}
         self.me = me
+        # At most this many rows stay shown when entries are appended at the end (None: no
+        # limit); set by the view while the user reads the newest messages.
+        self.keep_rows: int | None = None
 
     # -- Qt model interface ------------------------------------------------------------------
 
@@ -275,7 +284,7 @@ class ChatModel(QAbstractListModel):
         """Insert entries (sorted among themselves) into place, as few row batches as possible."""
         all_ = self._all
         if not all_ or _sort_key(all_[-1]) < _sort_key(fresh[0]):
-            self._insert_run(len(all_), fresh)  # the live case: everything is newer
+            self._append(fresh)  # the live case: everything is newer
             return
         runs: list[tuple[int, list[Entry]]] = []
         for entry in fresh:
@@ -287,6 +296,26 @@ class ChatModel(QAbstractListModel):
         # Back to front, so the positions found above stay valid.
         for pos, run in reversed(runs):
             self._insert_run(pos, run)
+
+    def _append(self, run: list[Entry]) -> None:
+        """Append newer entries; with ``keep_rows``, hide the oldest shown rows first and show
+        only the newest ``keep_rows`` entries of a run longer than that."""
+        keep = self.keep_rows
+        if keep is not None:
+            shown = len(self._all) - self._start
+            drop = min(shown, shown + len(run) - keep)
+            if drop > 0:
+                self.trim_older(shown - drop)
+            beyond = len(run) - keep
+            if beyond > 0:  # every shown row is hidden now: the first ones land hidden too
+                pos = len(self._all)
+                self._all.extend(run[:beyond])
+                self._start += beyond
+                for i in range(pos, pos + beyond):
+                    self._refresh_layout_facts(i)
+                run = run[beyond:]
+        if run:
+            self._insert_run(len(self._all), run)
 
     def _insert_run(self, pos: int, run: list[Entry]) -> None:
         all_ = self._all

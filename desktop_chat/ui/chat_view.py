@@ -15,16 +15,20 @@ from PySide6.QtCore import (
     QPointF,
     Qt,
     QTimer,
+    QTimerEvent,
     QUrl,
     Signal,
 )
 from PySide6.QtGui import (
+    QColor,
     QContextMenuEvent,
     QDesktopServices,
     QGuiApplication,
     QKeyEvent,
     QKeySequence,
     QMouseEvent,
+    QPainter,
+    QPaintEvent,
     QResizeEvent,
 )
 from PySide6.QtWidgets import QAbstractItemView, QListView, QMenu, QPushButton, QWidget
@@ -33,8 +37,10 @@ from .chat_delegate import ChatDelegate
 from .chat_model import ChatModel, Entry, Kind
 from .theme import LIGHT, Theme
 
-# Rows shown at most while the user is at the bottom (layout cost grows with rows shown).
-WINDOW_ROWS = 250
+# Rows shown at most while the user is at the bottom: every batch of new rows makes the view
+# ask the delegate for the size of every row shown (~10-30 µs each from Python), so this
+# bounds the cost of a batch. 120 rows are several screens; scrolling up reveals more.
+WINDOW_ROWS = 120
 # Rows revealed from the held ones per step when the user scrolls to the top.
 REVEAL_STEP = 200
 # Pixels from the top at which older messages are fetched.
@@ -65,6 +71,7 @@ class ChatView(QListView):
         self.setObjectName("chatView")
         self.setAccessibleName("Conversation")
         self.delegate = ChatDelegate(self, theme)
+        self._background = QColor(theme.surface)
         self.setItemDelegate(self.delegate)
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -74,6 +81,11 @@ class ChatView(QListView):
         self.setMouseTracking(True)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.verticalScrollBar().setSingleStep(24)
+        # The style sheet's background for this view is drawn by the view's frame, under a
+        # transparent viewport, so every repaint of new rows also repainted the frame and every
+        # ancestor up to the window (about half the cost of a batch). The viewport paints its
+        # own background instead (paintEvent) and says so, and only it repaints.
+        self.viewport().setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent, True)
         self.open_links = True  # tests turn this off and watch linkActivated
         self._model: ChatModel | None = None
         self._at_bottom = True
@@ -106,6 +118,8 @@ class ChatView(QListView):
         if old is not None:
             old.rowsAboutToBeInserted.disconnect(self._before_insert)
             old.rowsInserted.disconnect(self._after_insert)
+            # Shown again later, it starts at the newest rows: keep only those meanwhile.
+            old.keep_rows = WINDOW_ROWS
         self._model = model
         self._anchor = None
         self._unseen = 0
@@ -115,7 +129,7 @@ class ChatView(QListView):
             model.rowsAboutToBeInserted.connect(self._before_insert)
             model.rowsInserted.connect(self._after_insert)
             model.trim_older(WINDOW_ROWS)
-        self._at_bottom = True
+        self._set_at_bottom(True)
         self.scroll_to_newest()
 
     def chat_model(self) -> ChatModel | None:
@@ -123,7 +137,26 @@ class ChatView(QListView):
 
     def set_theme(self, theme: Theme) -> None:
         self.delegate.set_theme(theme)
+        self._background = QColor(theme.surface)
         self.viewport().update()
+
+    # Layout and painting call the delegate from C++ once per row. Entered from the event
+    # loop, which runs without Python's GIL, each of those calls takes the GIL anew, and while
+    # another thread runs Python (the network worker parsing a flood, the server's threads
+    # when hosting) each take can wait a whole switch interval (5 ms): a layout of 120 rows
+    # then stalled for up to a second in a test. Entered through these Python overrides, the
+    # GIL stays with this thread for the whole layout or paint (bar the usual hand-over every
+    # switch interval), so the per-row calls do not wait. The delayed layout runs in
+    # timerEvent.
+
+    def timerEvent(self, e: QTimerEvent) -> None:
+        super().timerEvent(e)
+
+    def paintEvent(self, e: QPaintEvent) -> None:
+        painter = QPainter(self.viewport())
+        painter.fillRect(e.rect(), self._background)
+        painter.end()
+        super().paintEvent(e)
 
     def relayout(self) -> None:
         """Recompute every row's size (after a font or theme change)."""
@@ -136,8 +169,15 @@ class ChatView(QListView):
     def is_at_bottom(self) -> bool:
         return self._at_bottom
 
+    def _set_at_bottom(self, at_bottom: bool) -> None:
+        self._at_bottom = at_bottom
+        if self._model is not None:
+            # At the bottom, appended rows push the oldest shown ones out in the same step
+            # (one layout per batch); scrolled up, nothing moves under the reader.
+            self._model.keep_rows = WINDOW_ROWS if at_bottom else None
+
     def scroll_to_newest(self) -> None:
-        self._at_bottom = True
+        self._set_at_bottom(True)
         self._unseen = 0
         self.jump_button.hide()
         if self._model is not None:
@@ -186,7 +226,7 @@ class ChatView(QListView):
     def _on_scrolled(self, value: int) -> None:
         bar = self.verticalScrollBar()
         if self._anchor is None:
-            self._at_bottom = value >= bar.maximum() - BOTTOM_SLACK
+            self._set_at_bottom(value >= bar.maximum() - BOTTOM_SLACK)
         if self._at_bottom:
             self._unseen = 0
             self.jump_button.hide()

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from .about import AboutDialog
+from .account import AccountDialog, AccountMode
 from .chat_model import Entry
 from .command_runner import run_command
 from .commands import HELP_TEXT
@@ -26,6 +27,7 @@ from .conversations import Conversation, typing_text
 from .header import ChatStatusBar
 from .icons import app_icon
 from .join_dialog import JoinRoomDialog
+from .moderation import Moderation
 from .notifications import Notifier, Sound
 from .panes import ConversationPane, Sidebar
 from .preferences import MemorySettings, UiSettings, notify_prefs, store_notify_prefs
@@ -80,6 +82,7 @@ class MainWindow(QMainWindow):
         self._build()
         self._build_actions()
         self._connect()
+        self.moderation = Moderation(self)
         self._apply_theme()
         self._apply_font_size()
         geometry = self.settings.window_geometry
@@ -99,7 +102,7 @@ class MainWindow(QMainWindow):
         splitter.setChildrenCollapsible(False)
         hosting = None
         if self.server is not None:
-            hosting = (self.server.title, self.server.join_addresses())
+            hosting = (self.server.title, self.server.join_addresses(), self.server.fingerprint)
         self.sidebar = Sidebar(self.session.conversations, t, hosting)
         self.server_title = self.sidebar.server_title
         self.me_label = self.sidebar.me_label
@@ -200,7 +203,7 @@ class MainWindow(QMainWindow):
         self.room_list.select(key)
         self._mark_read(conv)
         self._show_people(conv)
-        self.header.show_conversation(conv, self.session.me)
+        self.refresh_header(key)
         if changed:
             self.input._set_text(self._drafts.pop(key, ""))
         if conv.is_private:
@@ -353,7 +356,13 @@ class MainWindow(QMainWindow):
             conv = self.current()
             if conv is not None:
                 self._show_people(conv)
-                self.header.show_conversation(conv, self.session.me)
+                self.refresh_header(key)
+
+    def refresh_header(self, key: str) -> None:
+        """Show the header of ``key`` again if it is the shown conversation (topic changes)."""
+        conv = self.current()
+        if key == self.current_key and conv is not None:
+            self.header.show_conversation(conv, self.session.me, self.moderation.topic(key))
 
     def _on_typing(self, key: str) -> None:
         if key == self.current_key:
@@ -416,9 +425,23 @@ class MainWindow(QMainWindow):
             show_joins=s.show_joins,
             notify=notify_prefs(s),
         )
-        dialog = SettingsDialog(values, self)
+        connected = self.client.state == "connected" and self.session.me is not None
+        dialog = SettingsDialog(
+            values, self, account_on=self.session.server_title if connected else None
+        )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
         dialog.accepted.connect(lambda: self.apply_settings(dialog.values()))
+        dialog.accountRequested.connect(lambda mode: self.open_account(mode, dialog))
+        dialog.open()
+        return dialog
+
+    def open_account(self, mode: AccountMode, parent: Any = None) -> AccountDialog:
+        """Register the name in use on this chat, or change its password."""
+        dialog = AccountDialog(
+            self.client, mode, self.session.me or "", self.session.server_title, parent or self
+        )
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+        dialog.succeeded.connect(lambda text: self.session.add_notice(self.current_key, text))
         dialog.open()
         return dialog
 

@@ -4,11 +4,21 @@
 :class:`~desktop_chat.ui.conversations.Conversation` per room and per direct-message partner,
 fetches history when a conversation opens or the user scrolls up, and sends what the user
 types. It has no widgets; the main window shows what it holds and reacts to its signals.
+
+Staying responsive during a flood: the client hands over events in batches
+(``eventsReceived``). They wait in one queue, in the server's order, and are handled in
+slices: at most :data:`FLUSH_SLICE` messages and about :data:`SLICE_MS` of work per event-loop
+turn, the rest a little later, so painting, typing and timers never wait long. Consecutive
+messages of a slice go into their conversation's model as one insertion (one layout, one
+repaint), and the window hears one ``messagesArrived`` per conversation per slice.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections import deque
+from collections.abc import Iterable
 from typing import Protocol
 
 from PySide6.QtCore import QElapsedTimer, QObject, QTimer, Signal
@@ -32,9 +42,16 @@ HISTORY_RETRY_S = 10.0  # a history request with no reply by then may be asked a
 # During a burst, messages go into the models at most this often (each batch costs one
 # layout and one repaint); a message after a quiet moment goes in at once.
 FLUSH_EVERY_MS = 80
-# A timed flush takes at most this many messages, then lets the event loop breathe (paint,
-# input, timers) before the next slice: a burst never freezes the window for long.
-FLUSH_SLICE = 100
+# One slice handles at most this many messages and no other event after SLICE_MS,
+# then lets the event loop breathe (layout, paint, input, timers) before the next slice: a
+# burst never freezes the window for long. A message costs ~15 µs here, plus its share of
+# one layout and one repaint per slice, which cost about the same for 1 row or 300.
+FLUSH_SLICE = 300
+SLICE_MS = 8
+# The next slice waits this long: long enough for the view's layout and repaint of the last
+# one (a zero-delay timer ran the next slice before them, two slices and two layouts in one
+# turn), short enough to catch up with a backlog quickly.
+NEXT_SLICE_MS = 10
 
 LEFT_WORDS = {
     "part": "left",
@@ -81,6 +98,10 @@ class ChatSession(QObject):
         typingChanged(str key)
         roomsListed(object): protocol.RoomList, for the join dialog.
         errorShown(str key, str text): a server error to show in that conversation.
+
+    Events come in through :meth:`on_events` (queued, handled in slices) or one by one through
+    the ``on_*`` methods, which first handle everything queued so the order stays the
+    server's, then the event, at once.
     """
 
     welcomed = Signal(str, str)
@@ -105,9 +126,9 @@ class ChatSession(QObject):
         self._typing_sent: dict[str, float] = {}
         self._history_asked: dict[str, float] = {}
         self._history_limit: dict[str, int] = {}
-        # Messages wait here until the event loop is idle, then go into the models in one
-        # batch per conversation: a burst costs one insertion and one layout, not one each.
-        self._pending: list[p.ChatMessage] = []
+        # Events wait here, in the server's order, for the next slice (see the module
+        # docstring): a burst costs one insertion and one layout per slice, not one each.
+        self._queue: deque[p.ServerEvent] = deque()
         self._flush_timer = QTimer(self)
         self._flush_timer.setSingleShot(True)
         self._flush_timer.timeout.connect(self._timed_flush)
@@ -117,17 +138,8 @@ class ChatSession(QObject):
     # -- wiring ------------------------------------------------------------------------------
 
     def attach(self, client: QObject) -> None:
-        """Connect to a ChatClient's signals."""
-        c = client
-        c.welcomed.connect(self.on_welcomed)  # type: ignore[attr-defined]
-        c.messageReceived.connect(self.on_message)  # type: ignore[attr-defined]
-        c.joined.connect(self.on_joined)  # type: ignore[attr-defined]
-        c.left.connect(self.on_left)  # type: ignore[attr-defined]
-        c.usersChanged.connect(self.on_users)  # type: ignore[attr-defined]
-        c.typingReceived.connect(self.on_typing)  # type: ignore[attr-defined]
-        c.roomsListed.connect(self.roomsListed)  # type: ignore[attr-defined]
-        c.historyReceived.connect(self.on_history)  # type: ignore[attr-defined]
-        c.errorReceived.connect(self.on_error)  # type: ignore[attr-defined]
+        """Listen to a ChatClient: its batches of protocol events (one signal per batch)."""
+        client.eventsReceived.connect(self.on_events)  # type: ignore[attr-defined]
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -156,8 +168,76 @@ class ChatSession(QObject):
 
     # -- client events -----------------------------------------------------------------------
 
+    def on_events(self, events: Iterable[p.ServerEvent]) -> None:
+        """A batch from the client. Events other than messages that wait behind nothing are
+        handled at once (a welcome, a users list, a join: whoever hears the client's own
+        signal for it next finds it handled); the rest waits in order for the next slice,
+        at most FLUSH_EVERY_MS after messages last went in."""
+        queue = self._queue
+        idle = not queue
+        queue.extend(events)
+        if idle:
+            deadline = time.perf_counter() + SLICE_MS / 1000
+            while queue and not isinstance(queue[0], p.ChatMessage):
+                self._apply(queue.popleft())
+                if time.perf_counter() >= deadline:
+                    break
+        if queue and not self._flush_timer.isActive():
+            wait = FLUSH_EVERY_MS - self._since_flush.elapsed()
+            self._flush_timer.start(max(0, int(wait)))
+
     def on_welcomed(self, w: p.Welcome) -> None:
         self.flush()
+        self._welcomed(w)
+
+    def on_users(self, u: p.Users) -> None:
+        self.flush()
+        self._users(u)
+
+    def on_joined(self, j: p.Joined) -> None:
+        self.flush()
+        self._joined(j)
+
+    def on_left(self, left: p.Left) -> None:
+        self.flush()
+        self._left(left)
+
+    def on_history(self, h: p.HistoryReply) -> None:
+        self.flush()
+        self._history(h)
+
+    def on_typing(self, t: p.TypingNotice) -> None:
+        self.flush()
+        self._typing(t)
+
+    def on_error(self, e: p.ErrorReply) -> None:
+        self.flush()
+        self._error(e)
+
+    def on_message(self, m: p.ChatMessage) -> None:
+        """One message: queued like a batch of one (see :meth:`on_events`)."""
+        self.on_events((m,))
+
+    def _apply(self, event: p.ServerEvent) -> None:
+        """Handle one event that is not a message (everything before it is handled)."""
+        if isinstance(event, p.Users):
+            self._users(event)
+        elif isinstance(event, p.Joined):
+            self._joined(event)
+        elif isinstance(event, p.Left):
+            self._left(event)
+        elif isinstance(event, p.TypingNotice):
+            self._typing(event)
+        elif isinstance(event, p.HistoryReply):
+            self._history(event)
+        elif isinstance(event, p.Welcome):
+            self._welcomed(event)
+        elif isinstance(event, p.ErrorReply):
+            self._error(event)
+        elif isinstance(event, p.RoomList):
+            self.roomsListed.emit(event)
+
+    def _welcomed(self, w: p.Welcome) -> None:
         self.me = w.name
         self.server_title = w.server
         for conv in self.conversations.conversations():
@@ -173,8 +253,7 @@ class ChatSession(QObject):
             self.ensure_room(GENERAL)
         self.welcomed.emit(w.name, w.server)
 
-    def on_users(self, u: p.Users) -> None:
-        self.flush()
+    def _users(self, u: p.Users) -> None:
         conv = self.ensure_room(u.room)
         if conv.name != u.room:
             conv.name = u.room
@@ -188,8 +267,7 @@ class ChatSession(QObject):
             self._want_focus.discard(conv.key)
             self.focusRequested.emit(conv.key)
 
-    def on_joined(self, j: p.Joined) -> None:
-        self.flush()
+    def _joined(self, j: p.Joined) -> None:
         conv = self.find(room_key(j.room))
         if conv is None:
             return
@@ -201,8 +279,7 @@ class ChatSession(QObject):
         self.conversations.changed(conv.key)
         self.conversationChanged.emit(conv.key)
 
-    def on_left(self, left: p.Left) -> None:
-        self.flush()
+    def _left(self, left: p.Left) -> None:
         key = room_key(left.room)
         conv = self.find(key)
         if conv is None:
@@ -221,36 +298,65 @@ class ChatSession(QObject):
         self.conversationChanged.emit(key)
         self.typingChanged.emit(key)
 
-    def on_message(self, m: p.ChatMessage) -> None:
-        self._pending.append(m)
-        if not self._flush_timer.isActive():
-            wait = FLUSH_EVERY_MS - self._since_flush.elapsed()
-            self._flush_timer.start(max(0, int(wait)))
-
     def _timed_flush(self) -> None:
-        self.flush(FLUSH_SLICE)
-        if self._pending:
-            self._flush_timer.start(0)
+        """One slice; the next one after the window has shown this one."""
+        self._handle_queued(FLUSH_SLICE, SLICE_MS)
+        if self._queue:
+            self._flush_timer.start(NEXT_SLICE_MS)
 
-    def flush(self, limit: int | None = None) -> None:
-        """Put waiting messages (all, or the first ``limit``) into their conversations.
-
-        Other events call this first, so everything stays in the order the server sent it.
-        """
+    def flush(self) -> None:
+        """Handle everything queued, now (direct ``on_*`` calls do this first)."""
         self._flush_timer.stop()
-        if not self._pending:
-            return
+        self._handle_queued(None, None)
+
+    @property
+    def queued(self) -> int:
+        """Events received and not handled yet."""
+        return len(self._queue)
+
+    def _handle_queued(self, limit: int | None, budget_ms: float | None) -> None:
+        """Handle queued events in order: up to ``limit`` messages in all, and no event
+        other than a message once ``budget_ms`` have passed (None: no limit). Consecutive
+        messages go in together (inserting a message costs little next to the layout and
+        repaint that follow a slice, whatever its size)."""
+        queue = self._queue
+        budget = math.inf if budget_ms is None else budget_ms / 1000
+        deadline = time.perf_counter() + budget
+        left = -1 if limit is None else limit  # messages this slice may still take
+        run: list[p.ChatMessage] = []
+        while queue:
+            event = queue[0]
+            if isinstance(event, p.ChatMessage):
+                if left == 0:
+                    break
+                left -= 1
+                run.append(event)
+                queue.popleft()
+                continue
+            if run:
+                self._insert(run)
+                run = []
+            if time.perf_counter() >= deadline:
+                return
+            queue.popleft()
+            self._apply(event)
+        if run:
+            self._insert(run)
+
+    def _insert(self, messages: list[p.ChatMessage]) -> None:
+        """Put messages into their conversations: one insertion per conversation."""
         self._since_flush.restart()
-        if limit is None or len(self._pending) <= limit:
-            pending, self._pending = self._pending, []
-        else:
-            pending, self._pending = self._pending[:limit], self._pending[limit:]
         batches: dict[str, tuple[Conversation, list[p.ChatMessage]]] = {}
-        for m in pending:
-            conv = self._conversation_of(m)
-            batches.setdefault(conv.key, (conv, []))[1].append(m)
-        for key, (conv, messages) in batches.items():
-            added = conv.model.add_messages(messages)
+        room: str | None = None
+        batch: list[p.ChatMessage] = []
+        for m in messages:
+            if m.room is None or m.room != room:  # a burst is mostly one room: look up less
+                conv = self._conversation_of(m)
+                room = m.room
+                batch = batches.setdefault(conv.key, (conv, []))[1]
+            batch.append(m)
+        for key, (conv, batch) in batches.items():
+            added = conv.model.add_messages(batch)
             if conv.typing:
                 for entry in added:
                     conv.stop_typing(entry.sender)
@@ -270,8 +376,7 @@ class ChatSession(QObject):
             self._first_history(conv)
         return conv
 
-    def on_history(self, h: p.HistoryReply) -> None:
-        self.flush()
+    def _history(self, h: p.HistoryReply) -> None:
         if h.room is not None:
             conv = self.find(room_key(h.room))
         elif h.with_ is not None:
@@ -287,7 +392,7 @@ class ChatSession(QObject):
         if h.more is False or len(h.messages) < asked or not added:
             conv.history_done = True
 
-    def on_typing(self, t: p.TypingNotice) -> None:
+    def _typing(self, t: p.TypingNotice) -> None:
         if self.is_me(t.name):
             return
         conv = self.find(room_key(t.room) if t.room is not None else dm_key(t.name))
@@ -296,8 +401,7 @@ class ChatSession(QObject):
         conv.note_typing(t.name)
         self.typingChanged.emit(conv.key)
 
-    def on_error(self, e: p.ErrorReply) -> None:
-        self.flush()
+    def _error(self, e: p.ErrorReply) -> None:
         self.errorShown.emit(self.current_key, e.message)
         conv = self.find(self.current_key)
         if conv is not None:

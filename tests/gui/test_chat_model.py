@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Callable
 from datetime import date
 
 import pytest
@@ -14,11 +15,17 @@ from pytestqt.qtbot import QtBot
 
 from desktop_chat.net.client import ChatClient
 from desktop_chat.net.protocol import ChatMessage, Left, Users, Welcome
+from desktop_chat.net.server import Server
 from desktop_chat.ui.chat_delegate import TEXT_X, ChatDelegate, day_label, initial_of
 from desktop_chat.ui.chat_model import GROUP_WINDOW_MS, ChatModel, Kind, Role
 from desktop_chat.ui.chat_view import WINDOW_ROWS, ChatView
-from desktop_chat.ui.session import ChatSession
+from desktop_chat.ui.main_window import MainWindow
+from desktop_chat.ui.notifications import SilentSound
+from desktop_chat.ui.preferences import MemorySettings
+from desktop_chat.ui.session import FLUSH_SLICE, ChatSession
 from desktop_chat.ui.theme import DARK, LIGHT, name_hash
+from tests.gui.conftest import FAST, TIMEOUT_MS, ClientFactory
+from tests.helpers import T
 
 BASE_TS = int(time.time() * 1000) - 3_600_000
 HOSTILE = '<b>x</b> <img src="http://evil.example/p.png" onerror=alert(1)> &amp; <script>'
@@ -324,6 +331,43 @@ def test_rows_far_above_are_dropped_and_revealed_again(model: ChatModel) -> None
     assert model.total == 1050
 
 
+def test_appending_while_at_the_bottom_pushes_the_oldest_rows_out_in_one_step(
+    qtbot: QtBot, model: ChatModel
+) -> None:
+    model.keep_rows = 100
+    model.add_messages([msg(i) for i in range(1, 51)])
+    assert model.rowCount() == 50
+    removed: list[tuple[int, int]] = []
+    inserted: list[tuple[int, int]] = []
+    model.rowsRemoved.connect(lambda _p, first, last: removed.append((first, last)))
+    model.rowsInserted.connect(lambda _p, first, last: inserted.append((first, last)))
+    model.add_messages([msg(i) for i in range(51, 131)])
+    assert removed == [(0, 29)] and inserted == [(20, 99)]  # one of each, no second layout
+    assert model.rowCount() == 100 and model.hidden_older == 30
+    removed.clear()
+    inserted.clear()
+    # A batch longer than the window: only its newest rows are shown (one insertion).
+    model.add_messages([msg(i) for i in range(131, 631)])
+    assert removed == [(0, 99)] and inserted == [(0, 99)]
+    assert [model.index(r).data(Role.MESSAGE_ID) for r in (0, 99)] == [531, 630]
+    assert [e.msg_id for e in model.entries()] == list(range(1, 631))
+    assert all(e.grouped for e in model.entries()[1:])  # layout facts of hidden rows too
+    model.keep_rows = None  # scrolled up: nothing moves any more
+    model.add_message(msg(631))
+    assert model.rowCount() == 101
+
+
+def test_the_view_paints_its_own_background(qtbot: QtBot, view: ChatView) -> None:
+    m = ChatModel(me="alice")
+    m.add_message(msg(1))
+    view.set_chat_model(m)
+    for theme in (DARK, LIGHT):
+        view.set_theme(theme)
+        image = view.viewport().grab().toImage()
+        corner = image.pixelColor(image.width() - 3, image.height() - 3)
+        assert corner.name() == QColor(theme.surface).name()
+
+
 def test_the_view_shows_a_bounded_window_of_a_large_conversation(
     qtbot: QtBot, view: ChatView
 ) -> None:
@@ -407,6 +451,73 @@ def test_the_session_batches_a_burst_and_keeps_the_servers_order(qtbot: QtBot) -
         assert dm is not None and dm.is_private and dm.model.entry(0).text == "psst"
     finally:
         client.close()
+
+
+def test_a_burst_is_handled_in_slices_in_the_servers_order(qtbot: QtBot) -> None:
+    client = ChatClient()  # never connected: requests only queue up
+    try:
+        session = ChatSession(client)
+        session.on_welcomed(Welcome(name="Alice", session="s", server="Test", rooms=("general",)))
+        session.on_users(Users(room="general", names=("Alice", "bob", "carol")))
+        model = session.find("#general").model
+        batches: list[int] = []
+        session.messagesArrived.connect(lambda _key, entries: batches.append(len(entries)))
+        burst = [msg(i, "bob") for i in range(1, 1001)]
+        session.on_events([*burst[:500], Left(room="general", name="carol", reason="quit")])
+        session.on_events(burst[500:])
+        assert model.total == 0  # nothing is handled in the caller's turn
+        qtbot.waitUntil(lambda: session.queued == 0, timeout=TIMEOUT_MS)
+        assert sum(batches) == 1000 and max(batches) <= FLUSH_SLICE and len(batches) >= 4
+        texts = [e.text for e in model.entries()]
+        assert texts[499:502] == ["message 500", "carol left the chat", "message 501"]
+        assert session.find("#general").members == ["Alice", "bob"]
+    finally:
+        client.close()
+
+
+def test_a_burst_of_1000_messages_reaches_the_window_in_order_and_once(
+    qtbot: QtBot, make_server: Callable[..., Server], make_client: ClientFactory
+) -> None:
+    server = make_server(rate_per_sec=0)  # no flood control: this is a flood
+    client = ChatClient(timing=FAST)
+    window = MainWindow(client, None, MemorySettings(), sound=SilentSound())
+    qtbot.addWidget(window)
+    try:
+        window.resize(900, 600)
+        window.show()
+        client.connect_to("127.0.0.1", server.port, "Viewer", fingerprint=server.fingerprint)
+        qtbot.waitUntil(lambda: window.current_key == "#general", timeout=TIMEOUT_MS)
+        conv = window.session.find("#general")
+        writer = make_client()
+        writer.connect_to("127.0.0.1", server.port, "Writer", fingerprint=server.fingerprint)
+        qtbot.waitUntil(lambda: "Writer" in conv.members, timeout=TIMEOUT_MS)
+        handed_over: list[int] = []  # messages per eventsReceived
+        client.eventsReceived.connect(
+            lambda events: handed_over.append(sum(isinstance(e, ChatMessage) for e in events))
+        )
+        for i in range(1000):  # queued at once: the worker sends them in one go
+            writer.say("general", f"burst {i}")
+
+        def from_writer() -> list[str]:
+            return [e.text for e in conv.model.entries() if e.sender == "Writer"]
+
+        qtbot.waitUntil(lambda: len(from_writer()) >= 1000, timeout=int(T(20) * 1000))
+        assert from_writer() == [f"burst {i}" for i in range(1000)]
+        # Each message crossed into this thread once, most of them many to a queued call (a
+        # run here: 1,000 messages in 65-130 lists).
+        assert sum(handed_over) == 1000 and len(handed_over) < 500
+        ids = [e.msg_id for e in conv.model.entries() if e.msg_id is not None]
+        assert ids == sorted(set(ids))  # in id order, each exactly once
+        # The view kept to the newest rows while at the bottom, and shows the last message.
+        view = window.chat_view
+        assert view.chat_model() is conv.model and view.is_at_bottom()
+        assert conv.model.rowCount() <= WINDOW_ROWS
+        last = conv.model.index(conv.model.rowCount() - 1)
+        assert last.data() == "burst 999"
+        bar = view.verticalScrollBar()
+        qtbot.waitUntil(lambda: bar.value() == bar.maximum())
+    finally:
+        window.close()
 
 
 # -- small helpers ----------------------------------------------------------------------------
