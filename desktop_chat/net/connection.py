@@ -148,7 +148,7 @@ class Connection:
                 self._run_plain(first)
         except PeerGone:
             pass
-        except Exception:
+        except Exception:  # a bug of ours: logged, and it closes this connection only
             log.exception("%s: connection failed on our side", self.peer)
             self.close_reason = self.close_reason or "disconnected"
         finally:
