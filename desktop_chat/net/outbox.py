@@ -56,6 +56,7 @@ class Outbox:
         "_lazy",
         "_lock",
         "_send",
+        "_sending",
         "_size",
         "_waiting",
         "closed",
@@ -84,6 +85,7 @@ class Outbox:
         self._size = 0
         self._dirty = False  # handed to the flusher, not written yet
         self._lazy = False  # handed to the flusher's lazy round
+        self._sending = False  # the flusher took bytes and has not handed them to the kernel yet
         self._waiting = False  # the socket was full: the flusher watches it for writability
         self._drained: threading.Event | None = None  # made only when someone waits
         self.closed = False
@@ -92,7 +94,7 @@ class Outbox:
     @property
     def pending(self) -> int:
         """Bytes not yet handed to the kernel (1 if only the transport holds some)."""
-        return self._size or (1 if self._backlog() else 0)
+        return self._size or (1 if self._sending or self._backlog() else 0)
 
     def enqueue(self, data: bytes, *, force: bool = False, urgent: bool = True) -> int:
         """Buffer ``data`` (no I/O); returns QUEUED, MARK, OVERFLOW or CLOSED.
@@ -141,7 +143,9 @@ class Outbox:
     def wait_drained(self, timeout: float) -> bool:
         """Wait (up to ``timeout``) until everything buffered was handed to the kernel."""
         with self._lock:
-            if self.closed or not (self._buf or self._backlog()):
+            # Bytes the flusher has taken but not yet sent count too: closing the socket in
+            # that moment would lose them (seen: a web page's script answer cut off).
+            if self.closed or not (self._buf or self._sending or self._backlog()):
                 return True
             if self._drained is None:
                 self._drained = threading.Event()
@@ -168,10 +172,14 @@ class Outbox:
                 return None
             buf = self._buf
             if not buf:
-                return b"" if self._backlog() else None
+                if not self._backlog():
+                    return None
+                self._sending = True
+                return b""
             data = buf[0] if len(buf) == 1 else b"".join(buf)
             self._buf = []
             self._size = 0
+            self._sending = True
             return data
 
     def _write(self, data: bytes) -> bool:
@@ -187,6 +195,7 @@ class Outbox:
             return False
         full = sent < len(data) or self._backlog()
         with self._lock:
+            self._sending = False
             if sent < len(data) and not self.closed:
                 rest = data[sent:]
                 self._buf.insert(0, rest)
@@ -203,6 +212,7 @@ class Outbox:
         # The peer is gone; its reading thread notices and cleans up.
         with self._lock:
             self.closed = True
+            self._sending = False
             self._buf.clear()
             self._size = 0
             if self._drained is not None:
