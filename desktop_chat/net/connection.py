@@ -178,7 +178,7 @@ class Connection:
         """``--tls required``: say so in the peer's own terms, never reading a name."""
         message = "this server accepts only encrypted (TLS) connections"
         if first[:1] == b"{":
-            self._send_event(p.ErrorReply(code=p.TLS_REQUIRED, message=message))
+            self.send_event(p.ErrorReply(code=p.TLS_REQUIRED, message=message))
         elif any(first.startswith(m) for m in _HTTP_METHODS):
             serve_http(self, first, refuse_status=426)
             return
@@ -257,7 +257,7 @@ class Connection:
         if not self.logged_in:
             left = self.accepted_at + self.config.registration_timeout - now
             if left <= 0:
-                self._send_event(
+                self.send_event(
                     p.ErrorReply(code="timeout", message="no name given in time; goodbye")
                 )
                 self._drain_before_close()
@@ -276,11 +276,12 @@ class Connection:
         if left <= 0:
             self._ping_n += 1
             self._ping_sent_at = now
-            self._send_event(p.ServerPing(n=self._ping_n))
+            self.send_event(p.ServerPing(n=self._ping_n))
             return self.config.ping_timeout
         return left
 
-    def _send_event(self, event: p.ServerEvent) -> None:
+    def send_event(self, event: p.ServerEvent) -> None:
+        """A reply to this connection alone, written by the flusher soon."""
         if self.deliver(Outgoing(event), force=True) == MARK:
             self.server.flusher.mark(self.outbox)
 
@@ -297,14 +298,14 @@ class Connection:
 
     def _handle_json(self, event: object) -> None:
         if isinstance(event, p.ProtocolError):
-            self._send_event(event.reply())
+            self.send_event(event.reply())
             return
         if not self.logged_in:
             if isinstance(event, p.Hello):
                 self._login(event)
             else:
                 ref = getattr(event, "ref", None)
-                self._send_event(
+                self.send_event(
                     p.ErrorReply(code=p.BAD_MESSAGE, message="say hello first", ref=ref)
                 )
             return
@@ -315,7 +316,7 @@ class Connection:
             admin = self.server.authenticate(self, hello)
             self.hub.login(self, hello, admin=admin)
         except LoginRefused as exc:
-            self._send_event(p.ErrorReply(code=exc.code, message=exc.message, ref=hello.ref))
+            self.send_event(p.ErrorReply(code=exc.code, message=exc.message, ref=hello.ref))
             self.close_reason = "refused"
             self._drain_before_close()
             raise PeerGone from exc
@@ -324,7 +325,7 @@ class Connection:
     def _dispatch(self, event: object) -> None:
         hub = self.hub
         if isinstance(event, p.Ping):
-            self._send_event(p.ServerPong(n=event.n, ref=event.ref))
+            self.send_event(p.ServerPong(n=event.n, ref=event.ref))
             return
         if isinstance(event, p.Pong):
             return  # any input already counted as a sign of life
@@ -332,13 +333,13 @@ class Connection:
             self._quit()
             return
         if isinstance(event, p.Hello):
-            self._send_event(
+            self.send_event(
                 p.ErrorReply(code=p.BAD_MESSAGE, message="already logged in", ref=event.ref)
             )
             return
         ref = getattr(event, "ref", None)
         if not self.bucket.take():
-            self._send_event(
+            self.send_event(
                 p.ErrorReply(code=p.RATE_LIMITED, message="slow down: too many messages", ref=ref)
             )
             return
@@ -483,7 +484,7 @@ class Connection:
             self._write_text("! you are not in any room; /join one\n")
             return
         names = self.hub.room_names(_key(room))
-        self._send_event(p.Users(room=room, names=tuple(names)))
+        self.send_event(p.Users(room=room, names=tuple(names)))
 
     def _part(self, room: str) -> None:
         self.hub.part(self, room)

@@ -77,6 +77,9 @@ class Member(Protocol):
     def deliver(self, out: Outgoing, *, force: bool = False, urgent: bool = True) -> int:
         """Buffer an event (no I/O); an :meth:`Outbox.enqueue` status (MARK, OVERFLOW...)."""
 
+    def send_event(self, event: p.ServerEvent) -> None:
+        """A reply to this connection alone (no lock needed), written soon."""
+
     def abort(self, reason: str) -> None:
         """Close the connection; its thread then calls :meth:`Hub.leave` with ``reason``."""
 
@@ -516,8 +519,7 @@ class Hub(ModerationMixin):
         batch.finish()
 
     def _reply(self, member: Member, event: p.ServerEvent) -> None:
-        if member.deliver(Outgoing(event), force=True) == MARK:
-            self.flusher.mark(member.outbox)
+        member.send_event(event)
 
     def _error(self, member: Member, code: str, message: str, ref: p.Ref | None) -> None:
         self._reply(member, p.ErrorReply(code=code, message=message, ref=ref))

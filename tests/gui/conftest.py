@@ -10,6 +10,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from PySide6.QtCore import QSettings
@@ -17,6 +18,9 @@ from PySide6.QtCore import QSettings
 from desktop_chat.net.client import ChatClient, ClientTiming
 from desktop_chat.net.server import Server
 from desktop_chat.settings import Settings
+
+if TYPE_CHECKING:
+    from desktop_chat.app import AppController
 from tests.helpers import T
 
 TIMEOUT_MS = int(T(5.0) * 1000)
@@ -66,3 +70,20 @@ def make_client() -> Iterator[ClientFactory]:
     finally:
         for client in clients:
             client.close()
+
+
+@pytest.fixture
+def controller(settings: Settings, tmp_path: Path) -> Iterator[AppController]:
+    """The app's flow controller, hosting on 127.0.0.1 only and announcing nothing."""
+    from desktop_chat.app import AppController
+
+    ctl = AppController(
+        settings, data_dir=tmp_path / "hosted", announce=False, bind_host="127.0.0.1", timing=FAST
+    )
+    try:
+        yield ctl
+    finally:
+        ctl.shutdown()
+        if ctl.dialog is not None:
+            ctl.dialog.close()
+            ctl.dialog.deleteLater()

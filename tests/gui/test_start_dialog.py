@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -215,20 +214,6 @@ def test_settings_survive_a_round_trip_through_the_ini_file(tmp_path: Path) -> N
 
 
 # -- the app's flows ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def controller(settings: Settings, tmp_path: Path) -> Iterator[AppController]:
-    ctl = AppController(
-        settings, data_dir=tmp_path / "hosted", announce=False, bind_host="127.0.0.1", timing=FAST
-    )
-    try:
-        yield ctl
-    finally:
-        ctl.shutdown()
-        if ctl.dialog is not None:
-            ctl.dialog.close()
-            ctl.dialog.deleteLater()
 
 
 def test_hosting_on_a_taken_port_shows_the_inline_error(

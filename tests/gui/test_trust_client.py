@@ -297,20 +297,6 @@ def test_the_server_reads_a_request_sent_with_the_last_handshake_bytes(
 # -- the app: start screen and flags ---------------------------------------------------------
 
 
-@pytest.fixture
-def controller(settings: Settings, tmp_path: Path) -> Iterator[AppController]:
-    ctl = AppController(
-        settings, data_dir=tmp_path / "hosted", announce=False, bind_host="127.0.0.1", timing=FAST
-    )
-    try:
-        yield ctl
-    finally:
-        ctl.shutdown()
-        if ctl.dialog is not None:
-            ctl.dialog.close()
-            ctl.dialog.deleteLater()
-
-
 def test_a_wrong_fingerprint_on_the_start_screen_is_explained_under_it(
     qtbot: QtBot, controller: AppController, make_server: ServerFactory
 ) -> None:
