@@ -321,10 +321,17 @@ def test_joining_with_a_taken_name_says_so(
         first.connect_client(
             StartChoice("join", "Ann", "127.0.0.1", server.port, fingerprint=server.fingerprint)
         )
-        qtbot.waitUntil(lambda: first.window is not None, timeout=TIMEOUT_MS)
+        # The window exists before its welcome: wait until Ann is really logged in.
+        qtbot.waitUntil(
+            lambda: first.window is not None and first.window.session.me is not None,
+            timeout=TIMEOUT_MS,
+        )
         dialog.set_mode("join")
         dialog.name_edit.setText("ann")
         dialog.address_combo.setEditText(f"127.0.0.1:{server.port}")
+        # Given ahead, as a second person would: Ann's pin may not be stored yet, and then the
+        # start screen would wait on the first-use question instead.
+        dialog.set_fingerprint(server.fingerprint)
         dialog.submit()
         qtbot.waitUntil(lambda: bool(dialog.error_text("name")), timeout=TIMEOUT_MS)
         assert dialog.error_text("name").startswith("That name is taken")
