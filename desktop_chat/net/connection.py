@@ -508,6 +508,8 @@ class Connection:
             reason = self.close_reason or "disconnected"
             if reason in ("refused", "replaced", "shutdown"):
                 reason = "disconnected"
+            if self.end_session and reason == "disconnected":
+                reason = "kicked"  # removed by an admin, even if the client hung up first
             if self.close_reason != "replaced":
                 self.hub.leave(self, reason)
         self.outbox.close()

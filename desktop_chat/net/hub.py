@@ -70,7 +70,6 @@ class Member(Protocol):
     address: tuple[str, int]
     last_said: dict[str, float]  # room key -> when it last spoke (slow mode)
     end_session: bool  # kicked or banned: the session ends with the connection
-    close_reason: str | None  # why the connection is ending, once that is known
 
     outbox: Outbox
 

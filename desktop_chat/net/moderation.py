@@ -109,8 +109,7 @@ class ModerationMixin:
         self._ok(member, req.TYPE, req.ref)
 
     def _remove(self, target: Member, *, by: str, why: str) -> None:
-        target.end_session = True
-        target.close_reason = "kicked"  # whoever hangs up first, the others learn why
+        target.end_session = True  # whoever hangs up first, the others learn "kicked"
         self._reply(target, p.ErrorReply(code=pa.KICKED, message=f"{by} removed you: {why}"))
         target.outbox.wait_drained(2.0)  # let them read why before the line goes dead
         target.abort("kicked")
