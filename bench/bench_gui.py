@@ -37,9 +37,9 @@ import psutil  # noqa: E402
 from PySide6.QtCore import QElapsedTimer, QEventLoop, QObject, Qt, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from desktop_chat.net.client import ChatClient  # noqa: E402
-from desktop_chat.net.protocol import ChatMessage  # noqa: E402
-from desktop_chat.net.server import Server, ServerConfig  # noqa: E402
+from desktop_chat.net.client.worker import ChatClient  # noqa: E402
+from desktop_chat.net.protocol.events import ChatMessage  # noqa: E402
+from desktop_chat.net.server.server import Server, ServerConfig  # noqa: E402
 from desktop_chat.ui.main_window import MainWindow  # noqa: E402
 from desktop_chat.ui.notifications import SilentSound  # noqa: E402
 from desktop_chat.ui.preferences import MemorySettings  # noqa: E402

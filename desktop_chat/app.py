@@ -21,20 +21,20 @@ from types import FrameType
 from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtWidgets import QApplication, QWidget
 
-from . import __version__
-from .net import protocol as p
-from .net.client import ChatClient, ClientTiming
-from .net.client_transport import NO_TLS
-from .net.names import InvalidName, normalize_name
-from .net.server import DEFAULT_PORT, Server, ServerConfig
-from .net.tls import group_for_reading, normalize_fingerprint
-from .settings import Settings
-from .ui.certificates import CertificatePrompter
-from .ui.found_servers import DiscoverySetup
-from .ui.icons import app_icon
-from .ui.main_window import MainWindow
-from .ui.start_dialog import Field, StartChoice, StartDialog, parse_address
-from .ui.theme import apply_theme, resolve_theme
+from desktop_chat import __version__
+from desktop_chat.net.client.transport import NO_TLS
+from desktop_chat.net.client.worker import ChatClient, ClientTiming
+from desktop_chat.net.protocol import events as p
+from desktop_chat.net.protocol.names import InvalidName, normalize_name
+from desktop_chat.net.protocol.tls import group_for_reading, normalize_fingerprint
+from desktop_chat.net.server.server import DEFAULT_PORT, Server, ServerConfig
+from desktop_chat.settings import Settings
+from desktop_chat.ui.certificates import CertificatePrompter
+from desktop_chat.ui.found_servers import DiscoverySetup
+from desktop_chat.ui.icons import app_icon
+from desktop_chat.ui.main_window import MainWindow
+from desktop_chat.ui.start_dialog import Field, StartChoice, StartDialog, parse_address
+from desktop_chat.ui.theme import apply_theme, resolve_theme
 
 ORGANIZATION = "Desktop Chat"
 APPLICATION = "desktop-chat"

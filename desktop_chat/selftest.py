@@ -132,11 +132,11 @@ def check_icon() -> None:
 def check_libraries() -> None:
     import importlib
 
-    from desktop_chat.net.accounts import hash_password, verify_password
+    from desktop_chat.net.server.accounts import hash_password, verify_password
 
     if not verify_password(hash_password("self-test"), "self-test"):
         raise SelfTestFailed("a password hash did not verify")
-    importlib.import_module("desktop_chat.net.discovery")
+    importlib.import_module("desktop_chat.net.discovery.mdns")
 
 
 def type_and_send(widget: object, text: str) -> None:
@@ -157,8 +157,8 @@ def type_and_send(widget: object, text: str) -> None:
 
 def run_chat_round_trip(data_dir: Path, watchdog: _Watchdog) -> float:
     """Steps 1-6 of the module docstring; the seconds from Enter to the echo shown."""
-    from desktop_chat.net.client import ChatClient
-    from desktop_chat.net.server import Server, ServerConfig
+    from desktop_chat.net.client.worker import ChatClient
+    from desktop_chat.net.server.server import Server, ServerConfig
     from desktop_chat.ui.main_window import MainWindow
     from desktop_chat.ui.notifications import SilentSound
     from desktop_chat.ui.preferences import MemorySettings

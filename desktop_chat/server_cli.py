@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from . import __version__
-from .net.server import DEFAULT_PORT, Server, ServerConfig
+from desktop_chat import __version__
+from desktop_chat.net.server.server import DEFAULT_PORT, Server, ServerConfig
 
 log = logging.getLogger("desktop_chat")
 
@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.setswitchinterval(0.0005)
     config = config_from_args(args)
     if args.check:
-        from .net.netcheck import format_report, run_check
+        from desktop_chat.net.discovery.netcheck import format_report, run_check
 
         # A specific --host keeps the check (mDNS and broadcasts too) to that address.
         wildcard = config.host in ("0.0.0.0", "::", "")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QByteArray, QSettings
 
-from .net.pins import pin_key
+from desktop_chat.net.client.pins import pin_key
 
 MAX_RECENT_SERVERS = 8
 THEMES = ("system", "light", "dark")

@@ -91,7 +91,7 @@ def _isolated_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 @pytest.fixture
 def make_server(data_dir: Path) -> Iterator[object]:
     """A factory for real servers on 127.0.0.1 port 0; all are closed after the test."""
-    from desktop_chat.net.server import Server, ServerConfig
+    from desktop_chat.net.server.server import Server, ServerConfig
 
     started: list[Server] = []
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from desktop_chat.net.advert import Advert, FoundServer
-from desktop_chat.net.broadcast import (
+from desktop_chat.net.discovery.advert import Advert, FoundServer
+from desktop_chat.net.discovery.broadcast import (
     MAX_PACKET,
     BroadcastProbe,
     BroadcastResponder,
@@ -26,7 +26,7 @@ from desktop_chat.net.broadcast import (
     parse_query,
     probe_broadcast,
 )
-from desktop_chat.net.discovery import DiscoveryBrowser
+from desktop_chat.net.discovery.mdns import DiscoveryBrowser
 from tests.helpers import T
 from tests.test_discovery import (  # noqa: F401  (the autouse sniffer applies here too)
     FP,

@@ -26,7 +26,7 @@ from typing import Any
 import ifaddr
 import pytest
 
-from desktop_chat.net.advert import (
+from desktop_chat.net.discovery.advert import (
     MAX_TITLE_BYTES,
     Advert,
     FoundServer,
@@ -35,7 +35,7 @@ from desktop_chat.net.advert import (
     clean_title,
     rank_addresses,
 )
-from desktop_chat.net.discovery import Announcer, DiscoveryBrowser, instance_name
+from desktop_chat.net.discovery.mdns import Announcer, DiscoveryBrowser, instance_name
 from tests.helpers import T
 
 FP = "0123456789abcdef" * 4
@@ -268,7 +268,7 @@ def test_addresses_on_our_subnet_come_first() -> None:
 
 def test_discovery_modules_do_not_import_qt() -> None:
     code = (
-        "import sys, desktop_chat.net.discovery, desktop_chat.net.netcheck;"
+        "import sys, desktop_chat.net.discovery.mdns, desktop_chat.net.discovery.netcheck;"
         "assert not [m for m in sys.modules if m.startswith(('PySide6', 'shiboken6'))]"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=T(30))
@@ -369,7 +369,7 @@ def test_close_is_idempotent_and_unstarted_objects_close_cleanly() -> None:
 
 _HOST_SCRIPT = """
 import json, sys
-from desktop_chat.net.discovery import Announcer
+from desktop_chat.net.discovery.mdns import Announcer
 title, fp, hidden_title = sys.argv[1:4]
 a = Announcer(5151, "0.0.0.0", title, tls="offered", fingerprint=fp, people=2)
 # A second server bound to loopback on the same machine: nobody else may see it.
@@ -388,7 +388,7 @@ print(json.dumps({"closed": True}), flush=True)
 
 _CLIENT_SCRIPT = """
 import json, sys, threading
-from desktop_chat.net.discovery import DiscoveryBrowser
+from desktop_chat.net.discovery.mdns import DiscoveryBrowser
 lock = threading.Lock()  # two browsers call back from two threads: one whole line each
 def emit(obj):
     with lock:

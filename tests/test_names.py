@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from desktop_chat.net.names import InvalidName, name_key, normalize_name
+from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_name
 
 
 @pytest.mark.parametrize(

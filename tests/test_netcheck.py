@@ -5,9 +5,15 @@ from __future__ import annotations
 import socket
 import time
 
-from desktop_chat.net.advert import LocalAddress
-from desktop_chat.net.discovery import Announcer
-from desktop_chat.net.netcheck import CheckReport, Step, add_advice, format_report, run_check
+from desktop_chat.net.discovery.advert import LocalAddress
+from desktop_chat.net.discovery.mdns import Announcer
+from desktop_chat.net.discovery.netcheck import (
+    CheckReport,
+    Step,
+    add_advice,
+    format_report,
+    run_check,
+)
 from tests.helpers import T
 from tests.test_discovery import _nothing_leaves_the_machine  # noqa: F401  (autouse sniffer)
 

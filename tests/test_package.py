@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from desktop_chat import __version__
-from desktop_chat.net.http import WEB_FILES
+from desktop_chat.net.server.http import WEB_FILES
 from desktop_chat.tools import make_icons
 from tests.helpers import T
 

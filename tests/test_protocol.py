@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from desktop_chat.net import protocol as p
-from desktop_chat.net.framing import TOO_LONG, LineBuffer
+from desktop_chat.net.protocol import events as p
+from desktop_chat.net.protocol.framing import TOO_LONG, LineBuffer
 
 
 def parse_one(line: bytes) -> object:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from desktop_chat.net.tls import client_context, format_fingerprint, normalize_fingerprint
+from desktop_chat.net.protocol.tls import client_context, format_fingerprint, normalize_fingerprint
 from tests.helpers import LineClient, T
 
 

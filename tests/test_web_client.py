@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from desktop_chat.net.http import CSP, WEB_FILES
+from desktop_chat.net.server.http import CSP, WEB_FILES
 from tests.helpers import LineClient, T
 
 if TYPE_CHECKING:

@@ -57,7 +57,7 @@ def test_cross_site_pages_are_refused(server: Any) -> None:
 
 
 def test_websocket_over_tls(server: Any) -> None:
-    from desktop_chat.net.tls import client_context
+    from desktop_chat.net.protocol.tls import client_context
 
     host, port = server.address
     with ws_connect(f"wss://{host}:{port}/ws", ssl=client_context(), open_timeout=T(5)) as ws:

@@ -21,11 +21,11 @@ from PySide6.QtCore import QCoreApplication, QEventLoop, QPoint
 from PySide6.QtGui import QCursor
 from PySide6.QtWidgets import QApplication
 
-from ..net.client import ChatClient, ClientTiming
-from ..net.server import Server, ServerConfig
-from ..ui.main_window import MainWindow
-from ..ui.preferences import MemorySettings
-from ..ui.theme import DARK, LIGHT, apply_theme
+from desktop_chat.net.client.worker import ChatClient, ClientTiming
+from desktop_chat.net.server.server import Server, ServerConfig
+from desktop_chat.ui.main_window import MainWindow
+from desktop_chat.ui.preferences import MemorySettings
+from desktop_chat.ui.theme import DARK, LIGHT, apply_theme
 
 TIMING = ClientTiming(ping_interval=0.3, reconnect_base=0.2)
 

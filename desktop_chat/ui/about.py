@@ -8,8 +8,8 @@ from PySide6 import __version__ as pyside_version
 from PySide6.QtCore import Qt, qVersion
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QVBoxLayout, QWidget
 
-from .. import __version__
-from .icons import app_icon
+from desktop_chat import __version__
+from desktop_chat.ui.icons import app_icon
 
 
 class AboutDialog(QDialog):

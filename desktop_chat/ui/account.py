@@ -21,8 +21,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..net import protocol as p
-from ..net import protocol_admin as pa
+from desktop_chat.net.protocol import admin as pa
+from desktop_chat.net.protocol import events as p
 
 AccountMode = Literal["register", "change"]
 PASSWORD_MIN, PASSWORD_MAX = 8, 1024  # the server's rule

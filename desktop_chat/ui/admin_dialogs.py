@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..net import protocol as p
-from ..net import protocol_admin as pa
+from desktop_chat.net.protocol import admin as pa
+from desktop_chat.net.protocol import events as p
 
 TOPIC_MAX = 300  # the server's limit
 PASSWORD_KEEP, PASSWORD_SET, PASSWORD_REMOVE = range(3)

@@ -25,9 +25,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..net.client import ChatClient
-from ..net.pins import pin_key
-from ..net.tls import group_for_reading
+from desktop_chat.net.client.pins import pin_key
+from desktop_chat.net.client.worker import ChatClient
+from desktop_chat.net.protocol.tls import group_for_reading
 
 GROUPS_PER_LINE = 4
 

@@ -26,9 +26,9 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
-from .chat_model import ChatModel, Entry, Kind
-from .message_text import Span, action_text
-from .theme import LIGHT, Theme
+from desktop_chat.ui.chat_model import ChatModel, Entry, Kind
+from desktop_chat.ui.message_text import Span, action_text
+from desktop_chat.ui.theme import LIGHT, Theme
 
 PAD_X = 16
 AVATAR = 34

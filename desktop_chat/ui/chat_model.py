@@ -29,9 +29,9 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
 
-from ..net.names import name_key
-from ..net.protocol import ChatMessage
-from .message_text import Span, action_text, find_links, find_mentions
+from desktop_chat.net.protocol.events import ChatMessage
+from desktop_chat.net.protocol.names import name_key
+from desktop_chat.ui.message_text import Span, action_text, find_links, find_mentions
 
 # Consecutive messages from one sender within this time share one header.
 GROUP_WINDOW_MS = 5 * 60 * 1000

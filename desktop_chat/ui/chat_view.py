@@ -33,9 +33,9 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QAbstractItemView, QListView, QMenu, QPushButton, QWidget
 
-from .chat_delegate import ChatDelegate
-from .chat_model import ChatModel, Entry, Kind
-from .theme import LIGHT, Theme
+from desktop_chat.ui.chat_delegate import ChatDelegate
+from desktop_chat.ui.chat_model import ChatModel, Entry, Kind
+from desktop_chat.ui.theme import LIGHT, Theme
 
 # Rows shown at most while the user is at the bottom: every batch of new rows makes the view
 # ask the delegate for the size of every row shown (~10-30 µs each from Python), so this

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .commands import (
+from desktop_chat.ui.commands import (
     Action,
     CommandError,
     DirectMessage,
@@ -17,10 +17,10 @@ from .commands import (
     ShowHelp,
     parse_command,
 )
-from .conversations import room_key
+from desktop_chat.ui.conversations import room_key
 
 if TYPE_CHECKING:
-    from .main_window import MainWindow
+    from desktop_chat.ui.main_window import MainWindow
 
 
 def run_command(window: MainWindow, text: str) -> None:

@@ -14,8 +14,8 @@ from typing import Any, Literal
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QFont
 
-from ..net.names import name_key
-from .chat_model import ChatModel
+from desktop_chat.net.protocol.names import name_key
+from desktop_chat.ui.chat_model import ChatModel
 
 GENERAL = "general"
 TYPING_EXPIRY_S = 5.0

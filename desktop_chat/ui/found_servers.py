@@ -45,12 +45,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..net.advert import FoundServer
-from ..net.broadcast import BROADCAST_PORT
-from ..net.discovery import DiscoveryBrowser
-from ..net.server import DEFAULT_PORT
-from .netcheck_dialog import NetCheckDialog
-from .room_list import draw_lock
+from desktop_chat.net.discovery.advert import FoundServer
+from desktop_chat.net.discovery.broadcast import BROADCAST_PORT
+from desktop_chat.net.discovery.mdns import DiscoveryBrowser
+from desktop_chat.net.server.server import DEFAULT_PORT
+from desktop_chat.ui.netcheck_dialog import NetCheckDialog
+from desktop_chat.ui.room_list import draw_lock
 
 OnChange = Callable[[list[FoundServer]], None]
 

@@ -6,9 +6,9 @@ from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QStatusBar, QToolButton, QVBoxLayout, QWidget
 
-from .conversations import Conversation
-from .room_list import draw_lock
-from .theme import LIGHT, Theme
+from desktop_chat.ui.conversations import Conversation
+from desktop_chat.ui.room_list import draw_lock
+from desktop_chat.ui.theme import LIGHT, Theme
 
 STATE_TEXT = {
     "connecting": "Connecting…",

@@ -7,8 +7,8 @@ from PySide6.QtCore import QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QFrame, QLabel, QToolButton, QVBoxLayout, QWidget
 
-from ..net.tls import group_for_reading
-from .certificates import fingerprint_font, fingerprint_lines
+from desktop_chat.net.protocol.tls import group_for_reading
+from desktop_chat.ui.certificates import fingerprint_font, fingerprint_lines
 
 COPIED_FEEDBACK_MS = 1500
 FINGERPRINT_HINT = "Fingerprint (people joining compare it; click to copy):"

@@ -14,8 +14,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..net import protocol as p
-from ..net.names import InvalidName, name_key, normalize_name
+from desktop_chat.net.protocol import events as p
+from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_name
 
 
 class JoinRoomDialog(QDialog):

@@ -18,23 +18,23 @@ from PySide6.QtWidgets import (
     QSplitter,
 )
 
-from .about import AboutDialog
-from .account import AccountDialog, AccountMode
-from .chat_model import Entry
-from .command_runner import run_command
-from .commands import HELP_TEXT
-from .conversations import Conversation, typing_text
-from .header import ChatStatusBar
-from .icons import app_icon
-from .join_dialog import JoinRoomDialog
-from .moderation import Moderation
-from .notifications import Notifier, Sound
-from .panes import ConversationPane, Sidebar
-from .preferences import MemorySettings, UiSettings, notify_prefs, store_notify_prefs
-from .session import ChatSession
-from .settings_dialog import SettingsDialog, SettingsValues
-from .theme import Theme, apply_theme, resolve_theme
-from .user_list import UserList
+from desktop_chat.ui.about import AboutDialog
+from desktop_chat.ui.account import AccountDialog, AccountMode
+from desktop_chat.ui.chat_model import Entry
+from desktop_chat.ui.command_runner import run_command
+from desktop_chat.ui.commands import HELP_TEXT
+from desktop_chat.ui.conversations import Conversation, typing_text
+from desktop_chat.ui.header import ChatStatusBar
+from desktop_chat.ui.icons import app_icon
+from desktop_chat.ui.join_dialog import JoinRoomDialog
+from desktop_chat.ui.moderation import Moderation
+from desktop_chat.ui.notifications import Notifier, Sound
+from desktop_chat.ui.panes import ConversationPane, Sidebar
+from desktop_chat.ui.preferences import MemorySettings, UiSettings, notify_prefs, store_notify_prefs
+from desktop_chat.ui.session import ChatSession
+from desktop_chat.ui.settings_dialog import SettingsDialog, SettingsValues
+from desktop_chat.ui.theme import Theme, apply_theme, resolve_theme
+from desktop_chat.ui.user_list import UserList
 
 TYPING_REFRESH_MS = 1000
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..net.names import name_key
+from desktop_chat.net.protocol.names import name_key
 
 # Scheme links and bare www. links; stops at white space and at characters that usually
 # surround a link in prose rather than belong to it.

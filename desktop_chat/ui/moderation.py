@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import QDialog
 
-from ..net import protocol as p
-from ..net import protocol_admin as pa
-from .admin_dialogs import RemoveDialog, RoomSettingsDialog
-from .conversations import room_key
+from desktop_chat.net.protocol import admin as pa
+from desktop_chat.net.protocol import events as p
+from desktop_chat.ui.admin_dialogs import RemoveDialog, RoomSettingsDialog
+from desktop_chat.ui.conversations import room_key
 
 if TYPE_CHECKING:
-    from .main_window import MainWindow
+    from desktop_chat.ui.main_window import MainWindow
 
 _refs = itertools.count(1)
 

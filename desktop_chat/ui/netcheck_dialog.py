@@ -30,8 +30,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..net.broadcast import BROADCAST_PORT
-from ..net.netcheck import format_report, run_check
+from desktop_chat.net.discovery.broadcast import BROADCAST_PORT
+from desktop_chat.net.discovery.netcheck import format_report, run_check
 
 log = logging.getLogger(__name__)
 

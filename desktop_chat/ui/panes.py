@@ -5,13 +5,13 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from .chat_view import ChatView
-from .conversations import ConversationListModel
-from .header import ConversationHeader
-from .hosting import HostingCard
-from .message_input import Composer
-from .room_list import RoomList
-from .theme import Theme
+from desktop_chat.ui.chat_view import ChatView
+from desktop_chat.ui.conversations import ConversationListModel
+from desktop_chat.ui.header import ConversationHeader
+from desktop_chat.ui.hosting import HostingCard
+from desktop_chat.ui.message_input import Composer
+from desktop_chat.ui.room_list import RoomList
+from desktop_chat.ui.theme import Theme
 
 
 def _label(text: str, name: str, margins: tuple[int, int, int, int]) -> QLabel:

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from PySide6.QtCore import QByteArray
 
-from .notifications import NotifyPrefs
+from desktop_chat.ui.notifications import NotifyPrefs
 
 KEY_BADGE = "ui/notifyBadge"
 KEY_ALERT = "ui/notifyAlert"

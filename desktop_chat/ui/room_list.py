@@ -27,9 +27,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .chat_delegate import initial_of
-from .conversations import Conversation, ConversationListModel, ListRole
-from .theme import LIGHT, Theme
+from desktop_chat.ui.chat_delegate import initial_of
+from desktop_chat.ui.conversations import Conversation, ConversationListModel, ListRole
+from desktop_chat.ui.theme import LIGHT, Theme
 
 ROW_HEIGHT = 32
 HEADER_HEIGHT = 34

@@ -23,17 +23,17 @@ from typing import Protocol
 
 from PySide6.QtCore import QElapsedTimer, QObject, QTimer, Signal
 
-from ..net import protocol as p
-from ..net.names import name_key
-from .chat_model import ChatModel, Entry, Kind
-from .conversations import (
+from desktop_chat.net.protocol import events as p
+from desktop_chat.net.protocol.names import name_key
+from desktop_chat.ui.chat_model import ChatModel, Entry, Kind
+from desktop_chat.ui.conversations import (
     GENERAL,
     Conversation,
     ConversationListModel,
     dm_key,
     room_key,
 )
-from .message_text import make_action
+from desktop_chat.ui.message_text import make_action
 
 FIRST_HISTORY = 50
 OLDER_HISTORY = 100

@@ -23,9 +23,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..net.names import InvalidName, normalize_name
-from .notifications import NotifyPrefs
-from .theme import THEME_CHOICES
+from desktop_chat.net.protocol.names import InvalidName, normalize_name
+from desktop_chat.ui.notifications import NotifyPrefs
+from desktop_chat.ui.theme import THEME_CHOICES
 
 
 @dataclass

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..net.server import DEFAULT_PORT
+from desktop_chat.net.server.server import DEFAULT_PORT
 
 Mode = Literal["host", "join"]
 Field = Literal["name", "port", "address", "password", "fingerprint", "general"]

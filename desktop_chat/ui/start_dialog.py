@@ -24,13 +24,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..net.advert import FoundServer
-from ..net.names import InvalidName, normalize_name
-from ..net.server import DEFAULT_PORT
-from ..net.tls import group_for_reading, normalize_fingerprint
-from ..settings import Settings
-from .found_servers import DiscoverySetup, FoundServersWidget
-from .start_choice import Field, Mode, StartChoice, format_address, parse_address
+from desktop_chat.net.discovery.advert import FoundServer
+from desktop_chat.net.protocol.names import InvalidName, normalize_name
+from desktop_chat.net.protocol.tls import group_for_reading, normalize_fingerprint
+from desktop_chat.net.server.server import DEFAULT_PORT
+from desktop_chat.settings import Settings
+from desktop_chat.ui.found_servers import DiscoverySetup, FoundServersWidget
+from desktop_chat.ui.start_choice import Field, Mode, StartChoice, format_address, parse_address
 
 __all__ = ["Field", "Mode", "StartChoice", "StartDialog", "format_address", "parse_address"]
 

@@ -29,9 +29,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..net.names import name_key
-from .chat_delegate import initial_of
-from .theme import LIGHT, Theme
+from desktop_chat.net.protocol.names import name_key
+from desktop_chat.ui.chat_delegate import initial_of
+from desktop_chat.ui.theme import LIGHT, Theme
 
 ROW_HEIGHT = 34
 NAME_ROLE = Qt.ItemDataRole.UserRole + 1

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import pytest
 from PySide6.QtCore import QSettings
 
-from desktop_chat.net.client import ChatClient, ClientTiming
-from desktop_chat.net.server import Server
+from desktop_chat.net.client.worker import ChatClient, ClientTiming
+from desktop_chat.net.server.server import Server
 from desktop_chat.settings import Settings
 
 if TYPE_CHECKING:

@@ -13,9 +13,9 @@ from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter
 from PySide6.QtWidgets import QStyle, QStyleOptionViewItem
 from pytestqt.qtbot import QtBot
 
-from desktop_chat.net.client import ChatClient
-from desktop_chat.net.protocol import ChatMessage, Left, Users, Welcome
-from desktop_chat.net.server import Server
+from desktop_chat.net.client.worker import ChatClient
+from desktop_chat.net.protocol.events import ChatMessage, Left, Users, Welcome
+from desktop_chat.net.server.server import Server
 from desktop_chat.ui.chat_delegate import TEXT_X, ChatDelegate, day_label, initial_of
 from desktop_chat.ui.chat_model import GROUP_WINDOW_MS, ChatModel, Kind, Role
 from desktop_chat.ui.chat_view import WINDOW_ROWS, ChatView

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from pytestqt.qtbot import QtBot
 
-from desktop_chat.net import protocol as p
-from desktop_chat.net.client import ChatClient, ClientTiming
-from desktop_chat.net.server import Server
-from desktop_chat.net.tls import CERT_FILE, KEY_FILE
+from desktop_chat.net.client.worker import ChatClient, ClientTiming
+from desktop_chat.net.protocol import events as p
+from desktop_chat.net.server.server import Server
+from desktop_chat.net.server.tls import CERT_FILE, KEY_FILE
 
 from .conftest import FAST, TIMEOUT_MS, ClientFactory, ServerFactory
 

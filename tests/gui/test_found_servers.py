@@ -18,8 +18,8 @@ from PySide6.QtCore import QPersistentModelIndex, Qt
 from pytestqt.qtbot import QtBot
 
 from desktop_chat.app import AppController
-from desktop_chat.net.advert import FoundServer
-from desktop_chat.net.tls import normalize_fingerprint
+from desktop_chat.net.discovery.advert import FoundServer
+from desktop_chat.net.protocol.tls import normalize_fingerprint
 from desktop_chat.settings import Settings
 from desktop_chat.ui.found_servers import (
     SERVER_ROLE,

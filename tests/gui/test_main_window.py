@@ -13,9 +13,9 @@ from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
 from desktop_chat import __version__
-from desktop_chat.net.client import ChatClient, ClientTiming
-from desktop_chat.net.protocol import Left
-from desktop_chat.net.server import Server
+from desktop_chat.net.client.worker import ChatClient, ClientTiming
+from desktop_chat.net.protocol.events import Left
+from desktop_chat.net.server.server import Server
 from desktop_chat.ui.chat_model import Kind, Role
 from desktop_chat.ui.conversations import ListRole
 from desktop_chat.ui.join_dialog import JoinRoomDialog

@@ -11,10 +11,10 @@ from PySide6.QtGui import QAction, QGuiApplication
 from PySide6.QtWidgets import QApplication, QMenu
 from pytestqt.qtbot import QtBot
 
-from desktop_chat.net import protocol_admin as pa
-from desktop_chat.net.client import ChatClient
-from desktop_chat.net.server import Server
-from desktop_chat.net.tls import group_for_reading
+from desktop_chat.net.client.worker import ChatClient
+from desktop_chat.net.protocol import admin as pa
+from desktop_chat.net.protocol.tls import group_for_reading
+from desktop_chat.net.server.server import Server
 from desktop_chat.ui.account import AccountDialog
 from desktop_chat.ui.admin_dialogs import RemoveDialog, RoomSettingsDialog
 from desktop_chat.ui.certificates import fingerprint_lines

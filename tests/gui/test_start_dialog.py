@@ -12,7 +12,7 @@ from pytestqt.qtbot import QtBot
 
 from desktop_chat import app as app_module
 from desktop_chat.app import AppController
-from desktop_chat.net.server import DEFAULT_PORT
+from desktop_chat.net.server.server import DEFAULT_PORT
 from desktop_chat.settings import MAX_RECENT_SERVERS, Settings
 from desktop_chat.ui.start_dialog import StartChoice, StartDialog, parse_address
 

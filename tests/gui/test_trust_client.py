@@ -19,18 +19,17 @@ from pytestqt.qtbot import QtBot
 
 from desktop_chat import app as app_module
 from desktop_chat.app import AppController
-from desktop_chat.net import protocol as p
-from desktop_chat.net.client import ChatClient
-from desktop_chat.net.client_transport import NO_TLS
-from desktop_chat.net.server import Server
-from desktop_chat.net.tls import (
-    CERT_FILE,
-    KEY_FILE,
+from desktop_chat.net.client.transport import NO_TLS
+from desktop_chat.net.client.worker import ChatClient
+from desktop_chat.net.protocol import events as p
+from desktop_chat.net.protocol.tls import (
     client_context,
     fingerprint_of_der,
     format_fingerprint,
     group_for_reading,
 )
+from desktop_chat.net.server.server import Server
+from desktop_chat.net.server.tls import CERT_FILE, KEY_FILE
 from desktop_chat.settings import Settings
 from desktop_chat.ui.certificates import CertificateDialog, CertificatePrompter
 from desktop_chat.ui.start_dialog import StartChoice

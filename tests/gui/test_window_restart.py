@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pytestqt.qtbot import QtBot
 
-from desktop_chat.net.client import ChatClient
-from desktop_chat.net.server import Server
+from desktop_chat.net.client.worker import ChatClient
+from desktop_chat.net.server.server import Server
 from desktop_chat.ui.main_window import MainWindow
 from desktop_chat.ui.notifications import SilentSound
 from desktop_chat.ui.preferences import MemorySettings

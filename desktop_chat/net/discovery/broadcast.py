@@ -36,7 +36,13 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
-from desktop_chat.net.advert import Advert, FoundServer, ipv4_of, is_wildcard, networks_for
+from desktop_chat.net.discovery.advert import (
+    Advert,
+    FoundServer,
+    ipv4_of,
+    is_wildcard,
+    networks_for,
+)
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from zeroconf import (
 )
 from zeroconf import Error as ZeroconfError
 
-from desktop_chat.net.advert import (
+from desktop_chat.net.discovery.advert import (
     SERVICE_TYPE,
     Advert,
     FoundServer,
@@ -48,7 +48,7 @@ from desktop_chat.net.advert import (
     rank_addresses,
     server_hostname,
 )
-from desktop_chat.net.broadcast import BROADCAST_PORT, BroadcastProbe, BroadcastResponder
+from desktop_chat.net.discovery.broadcast import BROADCAST_PORT, BroadcastProbe, BroadcastResponder
 
 __all__ = [
     "BROADCAST_PORT",

@@ -12,9 +12,9 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from . import protocol as p
-from . import protocol_admin as pa
-from .names import name_key
+from desktop_chat.net.protocol import admin as pa
+from desktop_chat.net.protocol import events as p
+from desktop_chat.net.protocol.names import name_key
 
 PROMPT = "Choose a username: "
 

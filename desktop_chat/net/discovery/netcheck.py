@@ -25,21 +25,21 @@ from collections.abc import Callable, Sequence
 from zeroconf import Error as ZeroconfError
 from zeroconf import ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 
-from desktop_chat.net.advert import (
+from desktop_chat.net.discovery.advert import (
     FoundServer,
     LocalAddress,
     announce_addresses,
     broadcast_targets,
     local_addresses,
 )
-from desktop_chat.net.broadcast import (
+from desktop_chat.net.discovery.broadcast import (
     BROADCAST_PORT,
     MAX_PACKET,
     encode_query,
     new_nonce,
     parse_query,
 )
-from desktop_chat.net.discovery import DiscoveryBrowser
+from desktop_chat.net.discovery.mdns import DiscoveryBrowser
 
 CHECK_SERVICE_TYPE = "_dc-check._tcp.local."
 """The self-test's own service type, so no Join screen ever lists the probe."""

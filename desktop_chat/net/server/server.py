@@ -23,19 +23,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from .. import paths
-from . import protocol as p
-from .accounts import AuthThrottle, hash_password, verify_password
-from .connection import Connection
-from .framing import DEFAULT_MAX_LINE
-from .hub import Hub, LoginRefused
-from .names import InvalidName, name_key, normalize_name
-from .outbox import Flusher
-from .storage import Storage
-from .tls import TLS_MODES, Certificate, ensure_certificate, server_context
+from desktop_chat import paths
+from desktop_chat.net.protocol import events as p
+from desktop_chat.net.protocol.framing import DEFAULT_MAX_LINE
+from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_name
+from desktop_chat.net.protocol.tls import TLS_MODES
+from desktop_chat.net.server.accounts import AuthThrottle, hash_password, verify_password
+from desktop_chat.net.server.connection import Connection
+from desktop_chat.net.server.hub import Hub, LoginRefused
+from desktop_chat.net.server.outbox import Flusher
+from desktop_chat.net.server.storage import Storage
+from desktop_chat.net.server.tls import Certificate, ensure_certificate, server_context
 
 if TYPE_CHECKING:
-    from .discovery import Announcer
+    from desktop_chat.net.discovery.mdns import Announcer
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,9 @@ class Server:
         return self
 
     def _start_announcer(self) -> None:
-        from .discovery import Announcer  # zeroconf starts threads: only when announcing
+        from desktop_chat.net.discovery.mdns import (
+            Announcer,  # zeroconf starts threads: only when announcing
+        )
 
         self.announcer = Announcer(
             self.port,

@@ -24,8 +24,8 @@ import ssl
 import threading
 import time
 
-from . import protocol as p
-from .tls import client_context, fingerprint_of_der
+from desktop_chat.net.protocol import events as p
+from desktop_chat.net.protocol.tls import client_context, fingerprint_of_der
 
 RECV_SIZE = 65_536
 _TLS_RECORD = 0x16  # the first byte of a TLS handshake record

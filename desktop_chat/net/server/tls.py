@@ -14,7 +14,6 @@ ciphertext, keeping what the socket did not take for the next write.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import ipaddress
 import os
 import socket
@@ -23,9 +22,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from desktop_chat.net.protocol.tls import fingerprint_of_der, format_fingerprint, group_for_reading
+
 CERT_FILE = "tls-cert.pem"
 KEY_FILE = "tls-key.pem"
-TLS_MODES = ("off", "offered", "required")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,31 +41,6 @@ class Certificate:
     @property
     def fingerprint_for_reading(self) -> str:
         return group_for_reading(self.fingerprint)
-
-
-def fingerprint_of_der(der: bytes) -> str:
-    """SHA-256 of a DER certificate, lowercase hex."""
-    return hashlib.sha256(der).hexdigest()
-
-
-def normalize_fingerprint(text: str) -> str:
-    """Accept ``AB:CD…``, ``abcd …`` or grouped forms; return lowercase hex or raise ValueError."""
-    cleaned = "".join(ch for ch in text if ch not in ": -\t\n").lower()
-    if len(cleaned) != 64 or any(ch not in "0123456789abcdef" for ch in cleaned):
-        raise ValueError("a SHA-256 fingerprint has 64 hexadecimal digits")
-    return cleaned
-
-
-def format_fingerprint(hex_digest: str) -> str:
-    """``AB:CD:…`` as openssl prints it."""
-    up = hex_digest.upper()
-    return ":".join(up[i : i + 2] for i in range(0, len(up), 2))
-
-
-def group_for_reading(hex_digest: str) -> str:
-    """Groups of four, four groups a line-ish: easy to read aloud and compare."""
-    up = hex_digest.upper()
-    return " ".join(up[i : i + 4] for i in range(0, len(up), 4))
 
 
 def ensure_certificate(data_dir: Path) -> Certificate:
@@ -124,15 +99,6 @@ def server_context(cert: Certificate) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(str(cert.cert_path), str(cert.key_path))
-    return ctx
-
-
-def client_context() -> ssl.SSLContext:
-    """For clients that pin the fingerprint themselves (self-signed: no CA to check against)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
     return ctx
 
 

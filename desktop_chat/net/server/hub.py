@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from . import protocol as p
-from .moderation import ModerationMixin
-from .names import InvalidName, name_key, normalize_name, skeleton
-from .outbox import MARK, OVERFLOW, Flusher, Outbox
-from .storage import Storage
+from desktop_chat.net.protocol import events as p
+from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_name, skeleton
+from desktop_chat.net.server.moderation import ModerationMixin
+from desktop_chat.net.server.outbox import MARK, OVERFLOW, Flusher, Outbox
+from desktop_chat.net.server.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class Outgoing:
         """The same JSON as one WebSocket text frame (servers send frames unmasked, so one
         frame serves every WebSocket recipient)."""
         if self._ws is None:
-            from .websocket import text_frame
+            from desktop_chat.net.server.websocket import text_frame
 
             self._ws = text_frame(self.json[:-1])
         return self._ws

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal
 
-from .framing import DEFAULT_MAX_LINE, TOO_LONG, LineBuffer
-from .records import (
+from desktop_chat.net.protocol.framing import DEFAULT_MAX_LINE, TOO_LONG, LineBuffer
+from desktop_chat.net.protocol.records import (
     _SURROGATE,
     READERS,
     Invalid,
@@ -30,13 +30,13 @@ from .records import (
     _req,
     decode_json_object,
 )
-from .records import (
+from desktop_chat.net.protocol.records import (
     BAD_JSON as BAD_JSON,
 )
-from .records import (
+from desktop_chat.net.protocol.records import (
     BAD_MESSAGE as BAD_MESSAGE,
 )
-from .records import (
+from desktop_chat.net.protocol.records import (
     Ref as Ref,
 )
 
@@ -448,4 +448,3 @@ def events_to_bytes(events: Iterable[_Record]) -> bytes:
 
 
 # Accounts and moderation add their message types to the tables above.
-from . import protocol_admin as _protocol_admin  # noqa: E402, F401

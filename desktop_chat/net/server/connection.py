@@ -15,20 +15,20 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from . import protocol as p
-from . import protocol_admin as pa
-from .framing import TOO_LONG, LineBuffer
-from .http import serve_http
-from .hub import Hub, LoginRefused, Outgoing
-from .names import name_key as _key
-from .outbox import MARK, QUEUED, Outbox
-from .plaintext import HELP, PROMPT, decode_line, parse_command, render
-from .ratelimit import TokenBucket
-from .tls import TlsChannel, TlsClosed
-from .websocket import goodbye
+from desktop_chat.net.protocol import admin as pa
+from desktop_chat.net.protocol import events as p
+from desktop_chat.net.protocol.framing import TOO_LONG, LineBuffer
+from desktop_chat.net.protocol.names import name_key as _key
+from desktop_chat.net.server.http import serve_http
+from desktop_chat.net.server.hub import Hub, LoginRefused, Outgoing
+from desktop_chat.net.server.outbox import MARK, QUEUED, Outbox
+from desktop_chat.net.server.plaintext import HELP, PROMPT, decode_line, parse_command, render
+from desktop_chat.net.server.ratelimit import TokenBucket
+from desktop_chat.net.server.tls import TlsChannel, TlsClosed
+from desktop_chat.net.server.websocket import goodbye
 
 if TYPE_CHECKING:
-    from .server import Server, ServerConfig
+    from desktop_chat.net.server.server import Server, ServerConfig
 
 log = logging.getLogger(__name__)
 

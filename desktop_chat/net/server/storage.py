@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .protocol import ChatMessage, FileInfo
+from desktop_chat.net.protocol.events import ChatMessage, FileInfo
 
 SCHEMA_VERSION = 1
 CHECKPOINT_EVERY = 2.0  # seconds between background WAL checkpoints

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
-from .protocol import ClientEvent, ServerEvent
-from .records import BAD_MESSAGE, Invalid, Ref, _opt, _req
+from desktop_chat.net.protocol.events import ClientEvent, ServerEvent
+from desktop_chat.net.protocol.records import BAD_MESSAGE, Invalid, Ref, _opt, _req
 
 FORBIDDEN: Final = "forbidden"
 KICKED: Final = "kicked"
@@ -134,7 +134,7 @@ ADMIN_SERVER_EVENTS: Final[tuple[type[ServerEvent], ...]] = (Ok, TopicChanged, N
 
 
 def _register() -> None:
-    from . import protocol
+    from desktop_chat.net.protocol import events as protocol
 
     for cls in ADMIN_CLIENT_EVENTS:
         protocol.CLIENT_EVENTS.setdefault(cls.TYPE, cls)

@@ -28,17 +28,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .. import __version__
-from . import protocol as p
-from . import protocol_admin as pa
-from .client_transport import Failure as _Failure
-from .client_transport import Stop as _Stop
-from .client_transport import Transport, open_transport
-from .client_transport import describe as _describe
-from .client_transport import drain as _drain
-from .names import name_key
-from .protocol_admin import KICKED
-from .tls import group_for_reading
+from desktop_chat import __version__
+from desktop_chat.net.client.transport import Failure as _Failure
+from desktop_chat.net.client.transport import Stop as _Stop
+from desktop_chat.net.client.transport import Transport, open_transport
+from desktop_chat.net.client.transport import describe as _describe
+from desktop_chat.net.client.transport import drain as _drain
+from desktop_chat.net.protocol import admin as pa
+from desktop_chat.net.protocol import events as p
+from desktop_chat.net.protocol.admin import KICKED
+from desktop_chat.net.protocol.names import name_key
+from desktop_chat.net.protocol.tls import group_for_reading
 
 __all__ = ["CLIENT_ID", "ClientLink", "ClientTiming", "QuitRequest", "Request", "Transport"]
 

@@ -21,11 +21,11 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Origin
 
-from . import protocol as p
-from .framing import TOO_LONG
+from desktop_chat.net.protocol import events as p
+from desktop_chat.net.protocol.framing import TOO_LONG
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from desktop_chat.net.server.connection import Connection
 
 log = logging.getLogger(__name__)
 

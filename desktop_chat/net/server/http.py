@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 import h11
 
-from .. import __version__
-from .websocket import serve_websocket
+from desktop_chat import __version__
+from desktop_chat.net.server.websocket import serve_websocket
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from desktop_chat.net.server.connection import Connection
 
 _REQUEST_TIMEOUT = 10.0
 

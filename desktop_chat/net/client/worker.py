@@ -33,10 +33,10 @@ from typing import Literal
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from . import protocol as p
-from .client_link import CLIENT_ID, ClientLink, ClientTiming, QuitRequest, Request
-from .pins import MemoryPins, PinStore
-from .tls import normalize_fingerprint
+from desktop_chat.net.client.link import CLIENT_ID, ClientLink, ClientTiming, QuitRequest, Request
+from desktop_chat.net.client.pins import MemoryPins, PinStore
+from desktop_chat.net.protocol import events as p
+from desktop_chat.net.protocol.tls import normalize_fingerprint
 
 __all__ = ["CLIENT_ID", "ChatClient", "ClientTiming", "State"]
 

@@ -10,14 +10,14 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from . import protocol as p
-from . import protocol_admin as pa
-from .accounts import hash_password, password_problem, verify_password
-from .names import InvalidName, name_key, normalize_name, skeleton
-from .storage import Storage
+from desktop_chat.net.protocol import admin as pa
+from desktop_chat.net.protocol import events as p
+from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_name, skeleton
+from desktop_chat.net.server.accounts import hash_password, password_problem, verify_password
+from desktop_chat.net.server.storage import Storage
 
 if TYPE_CHECKING:
-    from .hub import Member, Room
+    from desktop_chat.net.server.hub import Member, Room
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The threaded chat server: connections, the hub, outboxes, storage. Qt-free."""
