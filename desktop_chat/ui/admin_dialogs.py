@@ -1,6 +1,6 @@
 """Dialogs for the host and admins: removing someone (kick or ban) and a room's settings.
 
-They only collect a decision and turn it into protocol requests (``protocol_admin``); the
+They only collect a decision and turn it into protocol requests (``net.protocol.admin``); the
 server checks every one of them, and its answers come back as chat lines.
 """
 

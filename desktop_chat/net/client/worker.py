@@ -110,9 +110,9 @@ class ChatClient(QObject):
             "certificate_changed" (the person did not trust it). After a welcome, a change of
             certificate or a kick ends the connection with stateChanged "disconnected" instead.
         latencyChanged(float)       round-trip ms measured with ping/pong
-        topicChanged(object)        protocol_admin.TopicChanged
-        noticeReceived(object)      protocol_admin.Notice
-        requestDone(object)         protocol_admin.Ok (a moderation or account request worked)
+        topicChanged(object)        protocol.admin.TopicChanged
+        noticeReceived(object)      protocol.admin.Notice
+        requestDone(object)         protocol.admin.Ok (a moderation or account request worked)
         certificateUnknown(str host, int port, str fingerprint): first connection to this
             address: show the fingerprint and answer with accept_certificate() or
             reject_certificate(); the client waits, not connected, until then.
@@ -270,7 +270,7 @@ class ChatClient(QObject):
         self._submit(QuitRequest(reason))
 
     def send_request(self, request: p.ClientEvent) -> None:
-        """Send any client event (the account and moderation ones in protocol_admin)."""
+        """Send any client event (the account and moderation ones in protocol.admin)."""
         self._submit(request)
 
     def use_password(self, password: str | None) -> None:

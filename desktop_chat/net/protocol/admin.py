@@ -10,8 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
-from desktop_chat.net.protocol.events import ClientEvent, ServerEvent
-from desktop_chat.net.protocol.records import BAD_MESSAGE, Invalid, Ref, _opt, _req
+from desktop_chat.net.protocol.records import (
+    BAD_MESSAGE,
+    ClientEvent,
+    Invalid,
+    Ref,
+    ServerEvent,
+    _opt,
+    _req,
+)
 
 FORBIDDEN: Final = "forbidden"
 KICKED: Final = "kicked"
@@ -131,15 +138,3 @@ ADMIN_CLIENT_EVENTS: Final[tuple[type[ClientEvent], ...]] = (
     Promote,
 )
 ADMIN_SERVER_EVENTS: Final[tuple[type[ServerEvent], ...]] = (Ok, TopicChanged, Notice)
-
-
-def _register() -> None:
-    from desktop_chat.net.protocol import events as protocol
-
-    for cls in ADMIN_CLIENT_EVENTS:
-        protocol.CLIENT_EVENTS.setdefault(cls.TYPE, cls)
-    for scls in ADMIN_SERVER_EVENTS:
-        protocol.SERVER_EVENTS.setdefault(scls.TYPE, scls)
-
-
-_register()

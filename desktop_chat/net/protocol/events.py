@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal
 
+from desktop_chat.net.protocol import admin
 from desktop_chat.net.protocol.framing import DEFAULT_MAX_LINE, TOO_LONG, LineBuffer
 from desktop_chat.net.protocol.records import (
     _SURROGATE,
@@ -36,9 +37,11 @@ from desktop_chat.net.protocol.records import (
 from desktop_chat.net.protocol.records import (
     BAD_MESSAGE as BAD_MESSAGE,
 )
+from desktop_chat.net.protocol.records import ClientEvent as ClientEvent
 from desktop_chat.net.protocol.records import (
     Ref as Ref,
 )
+from desktop_chat.net.protocol.records import ServerEvent as ServerEvent
 
 PROTOCOL_VERSION: Final = 1
 MAX_HISTORY_LIMIT: Final = 500
@@ -87,13 +90,6 @@ class RoomInfo(_Record):
 
 # ---------------------------------------------------------------------------------------------
 # Client -> server
-
-
-@dataclass(frozen=True, slots=True)
-class ClientEvent(_Record):
-    """A message a client sends. Every request may carry a ``ref``, echoed in its errors."""
-
-    TYPE: ClassVar[str] = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,11 +201,6 @@ class Quit(ClientEvent):
 
 # ---------------------------------------------------------------------------------------------
 # Server -> client
-
-
-@dataclass(frozen=True, slots=True)
-class ServerEvent(_Record):
-    TYPE: ClassVar[str] = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,27 +320,37 @@ READERS.update(
 )
 
 
-CLIENT_EVENTS: Final[dict[str, type[ClientEvent]]] = {
-    cls.TYPE: cls
-    for cls in (Hello, Say, Dm, Join, Part, ListRooms, GetHistory, Typing, Ping, Pong, Quit)
-}
-SERVER_EVENTS: Final[dict[str, type[ServerEvent]]] = {
-    cls.TYPE: cls
-    for cls in (
-        Welcome,
-        ErrorReply,
-        ChatMessage,
-        Joined,
-        Left,
-        Users,
-        RoomList,
-        HistoryReply,
-        TypingNotice,
-        ServerPing,
-        ServerPong,
-        Closing,
-    )
-}
+_CLIENT_CLASSES: tuple[type[ClientEvent], ...] = (
+    Hello,
+    Say,
+    Dm,
+    Join,
+    Part,
+    ListRooms,
+    GetHistory,
+    Typing,
+    Ping,
+    Pong,
+    Quit,
+    *admin.ADMIN_CLIENT_EVENTS,
+)
+CLIENT_EVENTS: Final[dict[str, type[ClientEvent]]] = {cls.TYPE: cls for cls in _CLIENT_CLASSES}
+_SERVER_CLASSES: tuple[type[ServerEvent], ...] = (
+    Welcome,
+    ErrorReply,
+    ChatMessage,
+    Joined,
+    Left,
+    Users,
+    RoomList,
+    HistoryReply,
+    TypingNotice,
+    ServerPing,
+    ServerPong,
+    Closing,
+    *admin.ADMIN_SERVER_EVENTS,
+)
+SERVER_EVENTS: Final[dict[str, type[ServerEvent]]] = {cls.TYPE: cls for cls in _SERVER_CLASSES}
 
 
 def _ref_of(obj: Mapping[str, Any]) -> Ref | None:
@@ -445,6 +446,3 @@ class JsonLinesProtocol:
 
 def events_to_bytes(events: Iterable[_Record]) -> bytes:
     return b"".join(encode(e) for e in events)
-
-
-# Accounts and moderation add their message types to the tables above.

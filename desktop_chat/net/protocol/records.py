@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Final, TypeAlias
+from typing import Any, ClassVar, Final, TypeAlias
 
 Ref: TypeAlias = str | int
 
@@ -205,3 +205,15 @@ def decode_json_object(line: bytes | str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Invalid(BAD_MESSAGE, "each line must be a JSON object")
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class ClientEvent(_Record):
+    """A message a client sends. Every request may carry a ``ref``, echoed in its errors."""
+
+    TYPE: ClassVar[str] = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerEvent(_Record):
+    TYPE: ClassVar[str] = ""
