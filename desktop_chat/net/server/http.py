@@ -4,6 +4,10 @@ One request per connection. The web client (``desktop_chat/web``) is served from
 allow-list of file names read as package resources, so no request path ever reaches the file
 system; everything else is 404. Every answer carries a strict Content-Security-Policy: the page
 runs only its own script and talks only to its own server.
+
+``/ws`` answers only a ``Host`` that names this server (one of its addresses or names, with or
+without the port) and, when the browser sends an ``Origin``, only this server's own origin: a
+page elsewhere — including one on a DNS-rebinding name that resolves to this machine — gets 403.
 """
 
 from __future__ import annotations
@@ -13,15 +17,14 @@ import re
 import time
 from http import HTTPStatus
 from importlib import resources
-from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import h11
 
 from desktop_chat import __version__
-from desktop_chat.net.server.websocket import serve_websocket
-
-if TYPE_CHECKING:
-    from desktop_chat.net.server.connection import Connection
+from desktop_chat.net.server.context import ServerContext
+from desktop_chat.net.server.transport import Transport
+from desktop_chat.net.server.websocket import WebSocketSession, accept_websocket
 
 _REQUEST_TIMEOUT = 10.0
 
@@ -50,6 +53,15 @@ _SECURITY_HEADERS = [
     ("Referrer-Policy", "no-referrer"),
     ("X-Frame-Options", "DENY"),
 ]
+# The HTTP/2 preface cannot be parsed as HTTP/1.1, so its answer is written out here.
+_HTTP2_BODY = b"This server speaks HTTP/1.1 only.\n"
+HTTP2_REFUSAL = (
+    b"HTTP/1.1 505 HTTP Version Not Supported\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    + f"Content-Length: {len(_HTTP2_BODY)}\r\n".encode()
+    + b"Connection: close\r\n\r\n"
+    + _HTTP2_BODY
+)
 
 
 def web_file(path: str, title: str, port: int) -> tuple[bytes, str] | None:
@@ -73,87 +85,121 @@ def web_file(path: str, title: str, port: int) -> tuple[bytes, str] | None:
     return body, ctype
 
 
-def serve_http(conn: Connection, first: bytes, *, refuse_status: int | None = None) -> None:
-    """Answer one HTTP request on ``conn``, then return (the caller closes).
+def _header(request: h11.Request, name: bytes) -> str | None:
+    for key, value in request.headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
 
-    ``refuse_status`` (426 when the server requires TLS) answers every request with that status.
-    """
-    h = h11.Connection(h11.SERVER, max_incomplete_event_size=16_384)
-    h.receive_data(first)
-    raw = bytearray(first)  # kept for the WebSocket handshake, which parses it itself
-    deadline = time.monotonic() + _REQUEST_TIMEOUT
-    while True:
-        try:
-            event = h.next_event()
-        except h11.RemoteProtocolError:
-            _respond(conn, h, 400, b"Bad request\n", "text/plain")
-            return
-        if event is h11.NEED_DATA:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+
+def same_origin(request: h11.Request, ctx: ServerContext, local_host: str) -> bool:
+    """Does the request name this server in ``Host`` and come from its own origin (if any)?"""
+    host = _header(request, b"host")
+    if host is None or not ctx.is_own_host(host, local_host):
+        return False
+    origin = _header(request, b"origin")
+    if origin is None:
+        return True  # not a browser page: nothing to check
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
+
+
+class HttpExchange:
+    """One HTTP request on a connection; a ``/ws`` upgrade continues as a WebSocket session."""
+
+    def __init__(
+        self, transport: Transport, ctx: ServerContext, *, refuse_status: int | None = None
+    ) -> None:
+        """``refuse_status`` (426 when the server requires TLS) answers every request with it."""
+        self.transport = transport
+        self.ctx = ctx
+        self.refuse_status = refuse_status
+        self.upgraded: WebSocketSession | None = None
+        self._h = h11.Connection(h11.SERVER, max_incomplete_event_size=16_384)
+
+    def run(self, first: bytes) -> None:
+        h = self._h
+        h.receive_data(first)
+        raw = bytearray(first)  # kept for the WebSocket handshake, which parses it itself
+        deadline = time.monotonic() + _REQUEST_TIMEOUT
+        while True:
+            try:
+                event = h.next_event()
+            except h11.RemoteProtocolError:
+                self._respond(400, b"Bad request\n", "text/plain")
                 return
-            data = conn._recv(remaining)
-            if data is not None:
-                h.receive_data(data)
-                if len(raw) < 65_536:
-                    raw += data
-            continue
-        if isinstance(event, h11.Request):
-            target = event.target.decode("ascii", "replace").split("?", 1)[0]
-            if refuse_status is not None:
-                _respond(
-                    conn,
-                    h,
-                    refuse_status,
-                    b"This server accepts only TLS (https).\n",
-                    "text/plain; charset=utf-8",
-                    extra=[("Upgrade", "TLS/1.2")],
-                )
-            elif target == "/ws" and _is_upgrade(event):
-                serve_websocket(conn, bytes(raw))
-            elif event.method not in (b"GET", b"HEAD"):
-                _respond(conn, h, 405, b"Method not allowed\n", "text/plain")
-            elif (found := web_file(target, conn.hub.title, conn.server.port)) is not None:
-                body, ctype = found
-                _respond(conn, h, 200, body, ctype, head=event.method == b"HEAD")
-            else:
-                _respond(conn, h, 404, b"Not found\n", "text/plain", head=event.method == b"HEAD")
+            if event is h11.NEED_DATA:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                data = self.transport.recv(remaining)
+                if data is not None:
+                    h.receive_data(data)
+                    if len(raw) < 65_536:
+                        raw += data
+                continue
+            if isinstance(event, h11.Request):
+                self._route(event, bytes(raw))
             return
-        return
 
+    def _route(self, request: h11.Request, raw: bytes) -> None:
+        target = request.target.decode("ascii", "replace").split("?", 1)[0]
+        head = request.method == b"HEAD"
+        if self.refuse_status is not None:
+            self._respond(
+                self.refuse_status,
+                b"This server accepts only TLS (https).\n",
+                "text/plain; charset=utf-8",
+                extra=[("Upgrade", "TLS/1.2")],
+            )
+        elif target == "/ws":
+            self._websocket(request, raw)
+        elif request.method not in (b"GET", b"HEAD"):
+            self._respond(405, b"Method not allowed\n", "text/plain")
+        elif (found := web_file(target, self.ctx.hub.title, self.ctx.port)) is not None:
+            body, ctype = found
+            self._respond(200, body, ctype, head=head)
+        else:
+            self._respond(404, b"Not found\n", "text/plain", head=head)
 
-def _is_upgrade(request: h11.Request) -> bool:
-    for name, value in request.headers:
-        if name == b"upgrade" and value.lower() == b"websocket":
-            return True
-    return False
+    def _websocket(self, request: h11.Request, raw: bytes) -> None:
+        if not same_origin(request, self.ctx, self.transport.local_host):
+            self._respond(403, b"Forbidden: not this server's own page\n", "text/plain")
+            return
+        session = accept_websocket(self.transport, self.ctx, raw)
+        if session is not None:
+            self.upgraded = session
+            session.run(b"")
 
+    def finish(self) -> None:
+        if self.upgraded is not None:
+            self.upgraded.finish()
 
-def _respond(
-    conn: Connection,
-    h: h11.Connection,
-    status: int,
-    body: bytes,
-    ctype: str,
-    *,
-    head: bool = False,
-    extra: list[tuple[str, str]] | None = None,
-) -> None:
-    headers = [
-        *(extra or []),
-        *_SECURITY_HEADERS,
-        ("Content-Type", ctype),
-        ("Content-Length", str(len(body))),
-        ("Connection", "close"),
-        ("X-Content-Type-Options", "nosniff"),
-    ]
-    try:
-        reason = HTTPStatus(status).phrase.encode()
-        out = h.send(h11.Response(status_code=status, headers=headers, reason=reason))
-        if not head:
-            out += h.send(h11.Data(data=body))
-        out += h.send(h11.EndOfMessage())
-    except h11.LocalProtocolError:
-        return
-    conn.outbox.send(out)
-    conn._drain_before_close()
+    def _respond(
+        self,
+        status: int,
+        body: bytes,
+        ctype: str,
+        *,
+        head: bool = False,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> None:
+        headers = [
+            *(extra or []),
+            *_SECURITY_HEADERS,
+            ("Content-Type", ctype),
+            ("Content-Length", str(len(body))),
+            ("Connection", "close"),
+            ("X-Content-Type-Options", "nosniff"),
+        ]
+        h = self._h
+        try:
+            reason = HTTPStatus(status).phrase.encode()
+            out = h.send(h11.Response(status_code=status, headers=headers, reason=reason))
+            if not head:
+                out += h.send(h11.Data(data=body))
+            out += h.send(h11.EndOfMessage())
+        except h11.LocalProtocolError:
+            return
+        self.transport.send(out)
+        self.transport.drain()

@@ -23,6 +23,7 @@ from typing import Protocol
 
 from desktop_chat.net.protocol import events as p
 from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_name, skeleton
+from desktop_chat.net.server.frames import text_frame
 from desktop_chat.net.server.moderation import ModerationMixin
 from desktop_chat.net.server.outbox import MARK, OVERFLOW, Flusher, Outbox
 from desktop_chat.net.server.storage import Storage
@@ -53,8 +54,6 @@ class Outgoing:
         """The same JSON as one WebSocket text frame (servers send frames unmasked, so one
         frame serves every WebSocket recipient)."""
         if self._ws is None:
-            from desktop_chat.net.server.websocket import text_frame
-
             self._ws = text_frame(self.json[:-1])
         return self._ws
 

@@ -125,6 +125,10 @@ class Outbox:
             self._dirty = True
             return MARK
 
+    def mark(self) -> None:
+        """Hand this outbox to the flusher (what to do when :meth:`enqueue` said MARK)."""
+        self._flusher.mark(self)
+
     def send(self, data: bytes, *, force: bool = True) -> bool:
         """Enqueue and have it written: for replies to this connection alone."""
         status = self.enqueue(data, force=force)
@@ -240,11 +244,19 @@ class Flusher:
         # Called before each round of writes: the server commits stored messages here, so
         # nothing is on the wire before it is on disk (and commits are grouped per round).
         self.before_send: Callable[[], None] = _nothing
-        self._thread = threading.Thread(target=self._run, name="dc-flusher", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="dc-flusher")
 
     def start(self) -> None:
         self._started = True
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def thread_name(self) -> str:
+        return self._thread.name
 
     def mark(self, outbox: Outbox) -> None:
         """``outbox`` has data to write (its enqueue said MARK)."""
@@ -308,6 +320,9 @@ class Flusher:
         self._wake()
         if self._started:
             self._thread.join(timeout=5)
+            if self._thread.is_alive():
+                log.error("the flusher did not stop; its sockets stay open")
+                return
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()

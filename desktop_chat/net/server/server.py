@@ -30,10 +30,11 @@ from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_nam
 from desktop_chat.net.protocol.tls import TLS_MODES
 from desktop_chat.net.server.accounts import AuthThrottle, hash_password, verify_password
 from desktop_chat.net.server.connection import Connection
-from desktop_chat.net.server.hub import Hub, LoginRefused
+from desktop_chat.net.server.hub import Hub, LoginRefused, Member
 from desktop_chat.net.server.outbox import Flusher
 from desktop_chat.net.server.storage import Storage
 from desktop_chat.net.server.tls import Certificate, ensure_certificate, server_context
+from desktop_chat.net.server.transport import Transport
 
 if TYPE_CHECKING:
     from desktop_chat.net.discovery.mdns import Announcer
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 5151
+_JOIN_TIMEOUT = 5.0  # seconds a thread gets to end once told to; more is a bug
 
 
 def _default_title() -> str:
@@ -97,6 +99,10 @@ class Server:
         self._acceptor: threading.Thread | None = None
         self._started = False
         self._closed = False
+        self.stuck_threads: list[str] = []
+        self._own_names_cache: frozenset[str] | None = (
+            None  # threads that did not end when closed (a bug)
+        )
         self.address: tuple[str, int] = (self.config.host, self.config.port)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -133,7 +139,7 @@ class Server:
         self.flusher.start()
         if self.config.announce:
             self._start_announcer()
-        self._acceptor = threading.Thread(target=self._accept_loop, name="dc-acceptor", daemon=True)
+        self._acceptor = threading.Thread(target=self._accept_loop, name="dc-acceptor")
         self._acceptor.start()
         log.info("listening on %s:%d (data in %s)", host, port, self.data_dir)
         return self
@@ -184,14 +190,17 @@ class Server:
         self.close()
 
     def close(self) -> None:
-        """Stop accepting, tell everyone, close every connection, join every thread."""
+        """Stop accepting, tell everyone, close every connection, join every thread.
+
+        Storage is closed only once every thread that uses it has ended; a thread that does
+        not end is logged as an error and listed in :attr:`stuck_threads` (tests fail on it).
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
         self._wake()
-        if self._acceptor is not None:
-            self._acceptor.join(timeout=5)
+        self._join(self._acceptor)
         if self.announcer is not None:
             self.announcer.close()  # withdraw first: nobody should find a closing server
         self.hub.closing = True
@@ -207,10 +216,20 @@ class Server:
         for conn, _thread in conns:
             conn.abort("shutdown")
         for _conn, thread in conns:
-            thread.join(timeout=5)
+            self._join(thread)
         self.flusher.close()
+        if self.flusher.alive:
+            self.stuck_threads.append(self.flusher.thread_name)
         self._release()
         log.info("server stopped")
+
+    def _join(self, thread: threading.Thread | None) -> None:
+        if thread is None or not thread.is_alive():
+            return
+        thread.join(timeout=_JOIN_TIMEOUT)
+        if thread.is_alive():
+            log.error("thread %s did not stop within %.0f s", thread.name, _JOIN_TIMEOUT)
+            self.stuck_threads.append(thread.name)
 
     def _release(self) -> None:
         self.flusher.close()  # safe whether or not it started
@@ -218,7 +237,10 @@ class Server:
             if s is not None:
                 s.close()
         if self.storage is not None:
-            self.storage.close()
+            if self.stuck_threads:
+                log.error("storage left open: threads still running %s", self.stuck_threads)
+            else:
+                self.storage.close()
 
     def _wake(self) -> None:
         try:
@@ -265,10 +287,11 @@ class Server:
             elif self._per_address[ip] >= self.config.max_per_address:
                 refusal = "too many connections from your address"
             if refusal is None:
-                conn = Connection(self, sock, (ip, addr[1]))
-                thread = threading.Thread(
-                    target=conn.run, name=f"dc-conn-{ip}:{addr[1]}", daemon=True
+                transport = Transport(
+                    sock, (ip, addr[1]), self.flusher, outbox_limit=self.config.outbox_limit
                 )
+                conn = Connection(self, transport)
+                thread = threading.Thread(target=conn.run, name=f"dc-conn-{ip}:{addr[1]}")
                 self._connections[conn] = thread
                 self._per_address[ip] += 1
         if refusal is not None:
@@ -308,7 +331,7 @@ class Server:
         except InvalidName:
             return False
 
-    def authenticate(self, conn: Connection, hello: p.Hello) -> bool:
+    def authenticate(self, member: Member, hello: p.Hello) -> bool:
         """Check bans and passwords before the hub admits ``hello``; True for an admin.
 
         A registered name needs its account password; otherwise a private server needs the
@@ -319,7 +342,7 @@ class Server:
             raise LoginRefused(p.SERVER_FULL, "the server is shutting down")
         storage = self.storage
         assert storage is not None
-        address = conn.address[0]
+        address = member.address[0]
         if storage.is_banned("address", address):
             raise LoginRefused(p.BANNED, "you are banned from this server")
         try:
@@ -362,9 +385,67 @@ class Server:
         with self._lock:
             return len(self._connections)
 
+    def is_own_host(self, host: str, local_host: str) -> bool:
+        """Is ``host`` (a ``Host`` header: name or address, port optional) one of ours?
+
+        Ours: the address the request arrived on, every address of this machine, ``localhost``,
+        the machine's name and its ``.local`` name. A port, when given, must be ours.
+        """
+        name, port = _split_host(host)
+        if name is None or (port is not None and port != self.port):
+            return False
+        return name in self._own_names() or name == _bare(local_host)
+
+    def _own_names(self) -> frozenset[str]:
+        if self._own_names_cache is None:
+            hostname = socket.gethostname().lower().rstrip(".")
+            names = {"localhost", "127.0.0.1", "::1", hostname, f"{hostname}.local"}
+            short = hostname.split(".", 1)[0]
+            names |= {short, f"{short}.local"}
+            names.add(_bare(self.address[0]))
+            names.update(_bare(a) for a in local_addresses("0.0.0.0"))
+            names.update(_bare(a) for a in local_addresses("::"))
+            self._own_names_cache = frozenset(n for n in names if n)
+        return self._own_names_cache
+
     def join_addresses(self) -> list[str]:
         """What people can type to join: ``host:port`` for each usable address."""
         return [_host_port(a, self.port) for a in local_addresses(self.address[0])]
+
+
+def _bare(addr: str) -> str:
+    """An address or name as compared: lowercase, no brackets, no zone, no trailing dot."""
+    addr = addr.strip().lower().strip("[]").split("%", 1)[0].rstrip(".")
+    try:
+        return str(ipaddress.ip_address(addr))
+    except ValueError:
+        return addr
+
+
+def _split_host(host: str) -> tuple[str | None, int | None]:
+    """``name[:port]`` or ``[v6][:port]`` → (name, port); (None, None) if malformed."""
+    host = host.strip()
+    port: int | None = None
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0:
+            return None, None
+        name, rest = host[1:end], host[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                return None, None
+            rest = rest[1:]
+    elif host.count(":") == 1:
+        name, rest = host.split(":")
+    else:
+        name, rest = host, ""
+    if rest:
+        if not rest.isdigit() or len(rest) > 5:
+            return None, None
+        port = int(rest)
+    if not name:
+        return None, None
+    return _bare(name), port
 
 
 def _host_port(addr: str, port: int) -> str:

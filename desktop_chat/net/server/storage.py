@@ -130,9 +130,7 @@ class Storage:
         # stalled every delivery for 10-20 ms every ~300 commits.
         self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._stop = threading.Event()
-        self._checkpointer = threading.Thread(
-            target=self._checkpoint_loop, name="dc-checkpoint", daemon=True
-        )
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="dc-checkpoint")
         with self._lock:
             self._db.executescript(_SCHEMA)
             columns = {r[1] for r in self._db.execute("PRAGMA table_info(rooms)")}
@@ -161,6 +159,8 @@ class Storage:
         self._stop.set()
         if self._checkpointer.is_alive():
             self._checkpointer.join(timeout=10)
+            if self._checkpointer.is_alive():
+                log.error("the checkpoint thread did not stop; closing the database anyway")
         with self._lock:
             if self._closed:
                 return

@@ -1,0 +1,130 @@
+"""Plain-text mode on the wire: the netcat/telnet session (the original experience).
+
+The text itself — the prompt, the command parser, how events are shown in a terminal — is the
+sans-I/O ``plaintext`` module; this module turns typed lines into hub requests and hub events
+into those lines, for one connection.
+"""
+
+from __future__ import annotations
+
+from desktop_chat.net.protocol import admin as pa
+from desktop_chat.net.protocol import events as p
+from desktop_chat.net.protocol.framing import TOO_LONG, LineBuffer
+from desktop_chat.net.protocol.names import name_key
+from desktop_chat.net.server.context import ServerContext
+from desktop_chat.net.server.hub import LoginRefused, Outgoing
+from desktop_chat.net.server.plaintext import HELP, PROMPT, decode_line, parse_command, render
+from desktop_chat.net.server.session import Mode, Session
+from desktop_chat.net.server.transport import Transport
+
+
+class PlainSession(Session):
+    """A person at a terminal: a prompt for the name, then lines in and lines out."""
+
+    mode = Mode.PLAIN
+    answers_pings = False  # a terminal cannot answer pings; TCP keepalive watches it
+
+    def __init__(self, transport: Transport, ctx: ServerContext) -> None:
+        super().__init__(transport, ctx)
+        self.lines = LineBuffer(self.config.max_line)
+        self.current_room = "general"  # where typed lines go
+        self._pending_name: str | None = None  # waiting for this name's password
+        self.write(f"Welcome to {self.hub.title}!\n{PROMPT}")
+
+    def encode(self, out: Outgoing) -> bytes | None:
+        text = render(out.event, me=self.name, room=self.current_room)  # type: ignore[arg-type]
+        return text.encode("utf-8") if text else None
+
+    def write(self, text: str) -> None:
+        self.transport.send(text.encode("utf-8"))
+
+    def receive(self, data: bytes) -> None:
+        for line in self.lines.feed(data):
+            if line is TOO_LONG:
+                self.write(f"! line too long (over {self.config.max_line} bytes), ignored\n")
+            else:
+                assert isinstance(line, bytes)
+                self.handle_line(decode_line(line))
+
+    def handle_line(self, line: str) -> None:
+        if not self.logged_in:
+            self._login_line(line)
+            return
+        cmd = parse_command(line)
+        if cmd is None:
+            return
+        if cmd.kind == "quit":
+            self.quit()
+        elif cmd.kind == "help":
+            self.write(HELP + "\n")
+        elif cmd.kind == "error":
+            self.write(f"! {cmd.text}\n")
+        elif cmd.kind == "who":
+            self._show_who()
+        elif not self.bucket.take():
+            self.write("! slow down: too many messages\n")
+        elif cmd.kind == "say":
+            self.hub.say(self, self.current_room, cmd.text)
+        elif cmd.kind == "me":
+            self.hub.say(self, self.current_room, cmd.text, me=True)
+        elif cmd.kind == "msg":
+            self.hub.dm(self, cmd.arg, cmd.text)
+        elif cmd.kind == "rooms":
+            self.hub.list_rooms(self)
+        elif cmd.kind == "kick":
+            self.hub.kick(self, pa.Kick(name=cmd.arg, reason=cmd.text or None))
+        elif cmd.kind == "ban":
+            self.hub.ban(self, pa.Ban(name=cmd.arg))
+        elif cmd.kind == "topic":
+            self.hub.set_topic(self, pa.SetTopic(room=self.current_room, topic=cmd.text))
+        elif cmd.kind == "join":
+            self._join(cmd.arg, cmd.text or None)
+        elif cmd.kind == "part":
+            self._part(cmd.arg or self.current_room)
+
+    def _login_line(self, line: str) -> None:
+        if self._pending_name is None:
+            if not line.strip():
+                self.write(PROMPT)
+                return
+            if self.ctx.needs_password(line):
+                self._pending_name = line
+                self.write("Password: ")
+                return
+            hello = p.Hello(name=line)
+        else:
+            hello = p.Hello(name=self._pending_name, password=line)
+            self._pending_name = None
+        try:
+            self.login(hello)
+        except LoginRefused as exc:
+            if exc.code in (p.NAME_INVALID, p.NAME_TAKEN):
+                self.write(f"! {exc.message}\n{PROMPT}")
+                return
+            self.write(f"! {exc.message}\n")
+            self.close("refused")
+
+    def _join(self, room: str, password: str | None) -> None:
+        self.hub.join(self, p.Join(room=room, password=password))
+        joined = self.rooms.get(name_key(room))
+        if joined is not None:
+            self.current_room = joined
+            self.write(f"* You are now talking in {joined}.\n")
+
+    def _show_who(self) -> None:
+        room = self.rooms.get(name_key(self.current_room))
+        if room is None:
+            self.write("! you are not in any room; /join one\n")
+            return
+        names = self.hub.room_names(name_key(room))
+        self.send_event(p.Users(room=room, names=tuple(names)))
+
+    def _part(self, room: str) -> None:
+        self.hub.part(self, room)
+        if name_key(room) == name_key(self.current_room) and name_key(room) not in self.rooms:
+            nxt = next(iter(self.rooms.values()), None)
+            if nxt is not None:
+                self.current_room = nxt
+                self.write(f"* You are now talking in {nxt}.\n")
+            else:
+                self.write("* You are in no room now; /join one to talk.\n")

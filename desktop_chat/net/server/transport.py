@@ -1,0 +1,184 @@
+"""One accepted socket as the sessions see it: TLS, reads with deadlines, and the outbox.
+
+The socket is non-blocking. Its one reading thread waits for input with ``poll`` bounded by a
+deadline the session chooses; every write goes through the connection's
+:class:`~desktop_chat.net.server.outbox.Outbox`, written by the server's single flusher, so no
+thread ever blocks on a peer that does not read. Sessions (JSON Lines, plain text, HTTP,
+WebSocket) use only the public methods here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import select
+import socket
+import ssl
+import time
+
+from desktop_chat.net.server.outbox import Flusher, Outbox
+from desktop_chat.net.server.tls import TlsChannel, TlsClosed
+
+log = logging.getLogger(__name__)
+
+_RECV_SIZE = 65_536
+
+
+class PeerGone(Exception):
+    """The peer closed, the connection was aborted, or a deadline passed: stop serving it."""
+
+
+class Transport:
+    """The byte stream of one connection (plain or TLS) and its bounded write buffer."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        address: tuple[str, int],
+        flusher: Flusher,
+        *,
+        outbox_limit: int,
+    ) -> None:
+        self.sock = sock
+        self.address = address
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        self._tls: TlsChannel | None = None
+        self.outbox = Outbox(
+            self._send_now, sock.fileno(), flusher, outbox_limit, backlog=self._backlogged
+        )
+        self._poller = select.poll() if hasattr(select, "poll") else None
+        if self._poller is not None:
+            self._poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+        self.close_reason: str | None = None
+        self.accepted_at = time.monotonic()
+        self.last_heard = self.accepted_at  # any input is a sign of life (keepalive)
+
+    # -- facts ------------------------------------------------------------------------------
+
+    @property
+    def peer(self) -> str:
+        return f"{self.address[0]}:{self.address[1]}"
+
+    @property
+    def secure(self) -> bool:
+        """True once TLS protects the stream."""
+        return self._tls is not None
+
+    @property
+    def from_loopback(self) -> bool:
+        try:
+            ip = ipaddress.ip_address(self.address[0])
+        except ValueError:
+            return False
+        mapped = getattr(ip, "ipv4_mapped", None)
+        return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
+
+    @property
+    def local_host(self) -> str:
+        """The address of ours that the peer connected to."""
+        try:
+            return str(self.sock.getsockname()[0])
+        except OSError:
+            return ""
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def start_tls(self, context: ssl.SSLContext, first: bytes, deadline: float) -> bytes:
+        """Run the TLS handshake (whose first bytes are ``first``) until ``deadline``; return
+        what the client sent right behind its last handshake message, decrypted."""
+        self._tls = TlsChannel(context, self.sock)
+        raw: bytes | None = first
+        try:
+            while not self._tls.handshake_step(raw or b""):
+                self.outbox.kick()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    log.info("%s: TLS handshake not finished in time", self.peer)
+                    raise PeerGone
+                raw = self._recv_raw(remaining)
+            self.outbox.kick()
+            # It came in the same read and waits decrypted in the TLS buffer, not the socket.
+            return self._tls.decrypt(b"")
+        except TlsClosed as exc:
+            self.outbox.kick()
+            log.info("%s: TLS handshake failed: %s", self.peer, exc)
+            raise PeerGone from exc
+
+    def recv(self, timeout: float) -> bytes | None:
+        """Bytes (decrypted under TLS), or None when ``timeout`` passed with nothing.
+
+        Raises :class:`PeerGone` at the end of the stream or once the connection is aborted.
+        """
+        data = self._recv_raw(timeout)
+        if data is None or self._tls is None:
+            return data
+        try:
+            plain = self._tls.decrypt(data)
+        except TlsClosed as exc:
+            raise PeerGone from exc
+        if self._tls.backlogged:
+            self.outbox.kick()  # the read produced records to send (a TLS alert, a ticket)
+        return plain or None
+
+    def _recv_raw(self, timeout: float) -> bytes | None:
+        if self.close_reason is not None:
+            raise PeerGone
+        if not self._wait_readable(timeout):
+            return None
+        try:
+            data = self.sock.recv(_RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:
+            raise PeerGone from exc
+        if not data:
+            raise PeerGone
+        self.last_heard = time.monotonic()
+        return data
+
+    def _wait_readable(self, timeout: float) -> bool:
+        timeout = max(0.0, timeout)
+        if self._poller is not None:
+            return bool(self._poller.poll(int(timeout * 1000) + 1))
+        ready, _, _ = select.select([self.sock], [], [], timeout)
+        return bool(ready)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> bool:
+        """Queue a reply to this connection alone; the flusher writes it soon."""
+        return self.outbox.send(data)
+
+    def drain(self, timeout: float = 1.0) -> bool:
+        """Give the peer its last replies (an error, a goodbye) before the connection closes."""
+        self.outbox.kick()
+        return self.outbox.wait_drained(timeout)
+
+    def _send_now(self, data: bytes) -> int:
+        if self._tls is None:
+            return self.sock.send(data)
+        return self._tls.send(data)
+
+    def _backlogged(self) -> bool:
+        return self._tls is not None and self._tls.backlogged
+
+    # -- ending -----------------------------------------------------------------------------
+
+    def abort(self, reason: str) -> None:
+        """Close from any thread: the reading thread's next :meth:`recv` raises PeerGone."""
+        if self.close_reason is None:
+            self.close_reason = reason
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed
+
+    def close(self) -> None:
+        """Called once by the reading thread at its very end."""
+        self.outbox.close()
+        try:
+            self.sock.close()
+        except OSError:
+            pass  # already closed
