@@ -113,6 +113,8 @@ def make_server(data_dir: Path) -> Iterator[object]:
     finally:
         for server in started:
             server.close()
+        stuck = [name for server in started for name in server.stuck_threads]
+        assert not stuck, f"server threads that did not stop when closed: {stuck}"
 
 
 @pytest.fixture

@@ -1,0 +1,250 @@
+"""Choosing a way in from the first bytes (contract revision 2): a connection that began a
+known protocol is never a plain-text user, however slowly it arrives; other protocols are
+answered in their own terms. And the WebSocket's framing and ``Host``/``Origin`` rules."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from websockets.client import ClientProtocol
+from websockets.frames import Close, Frame, Opcode
+from websockets.http11 import Response
+from websockets.uri import parse_uri
+
+from desktop_chat.net.server.sniff import HTTP2_PREFACE, HTTP_METHODS, IRC_COMMANDS, Kind, classify
+from tests.helpers import T, LineClient
+
+KNOWN = (*HTTP_METHODS, HTTP2_PREFACE, *IRC_COMMANDS)
+
+
+# -- the classifier, sans-I/O ----------------------------------------------------------------
+
+
+@given(st.sampled_from(KNOWN), st.integers(min_value=1, max_value=20))
+def test_every_start_of_a_known_protocol_is_undecided_never_plain(token: bytes, n: int) -> None:
+    start = token[: min(n, len(token) - 1)]
+    assert classify(start) is Kind.UNDECIDED
+
+
+@given(st.binary(max_size=64))
+def test_classify_never_fails_and_plain_only_when_nothing_known_can_follow(data: bytes) -> None:
+    kind = classify(data)
+    if kind is Kind.PLAIN:
+        assert data and data[0] not in (0x16, 0x7B)
+        assert not any(t.startswith(data) or data.startswith(t) for t in KNOWN)
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        (b"", Kind.UNDECIDED),
+        (b"\x16\x03\x01", Kind.TLS),
+        (b'{"type"', Kind.JSON),
+        (b"GET / HTTP/1.1\r\n", Kind.HTTP),
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Kind.HTTP2),
+        (b"NICK bob\r\n", Kind.IRC),
+        (b"CAP LS 302\r\n", Kind.IRC),
+        (b"Gary\n", Kind.PLAIN),
+        (b"Ga", Kind.PLAIN),
+        (b"USER\n", Kind.PLAIN),  # a person called USER, not an IRC registration
+        (b"G", Kind.UNDECIDED),
+        (b"PRI * HT", Kind.UNDECIDED),
+    ],
+)
+def test_classify_examples(data: bytes, kind: Kind) -> None:
+    assert classify(data) is kind
+
+
+# -- on the wire ---------------------------------------------------------------------------
+
+
+def _wait_past_sniff_timeout(address: tuple[str, int]) -> None:
+    """A silent connection made now gets the plain-text prompt once the sniff timeout has
+    passed: after that, every connection opened before it has passed it too."""
+    with LineClient(address) as quiet:
+        quiet.read_until_text("username")
+
+
+def test_a_request_trickled_from_its_first_byte_is_http_not_a_user(
+    server: Any, connect: Any
+) -> None:
+    host, port = server.address
+    with LineClient(server.address) as slow:
+        slow.send(b"G")
+        _wait_past_sniff_timeout(server.address)
+        for byte in f"ET / HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode():
+            slow.send(bytes([byte]))
+        assert slow.read_line().startswith(b"HTTP/1.1 200")
+    watcher = connect("watcher")
+    watcher.send_json(type="rooms")
+    assert watcher.expect("rooms")["rooms"][0]["users"] == 1  # nobody else became a user
+    assert server.hub.online_names() == ["watcher"]
+
+
+def test_an_http2_preface_gets_an_http_error_and_never_posts(server: Any, connect: Any) -> None:
+    with LineClient(server.address) as h2:
+        h2.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        assert h2.read_line().startswith(b"HTTP/1.1 505")
+        h2.assert_closed()
+    reader = connect("reader")
+    reader.send_json(type="history", room="general")
+    assert reader.expect("history")["messages"] == []
+
+
+def test_an_irc_registration_is_answered_in_irc_and_closed(server: Any) -> None:
+    with LineClient(server.address) as irc:
+        irc.send(b"NICK bob\r\nUSER bob 0 * :Bob\r\n")
+        assert irc.read_line().startswith(b"ERROR :")
+        irc.assert_closed()
+    assert server.hub.online_names() == []
+
+
+def test_the_start_of_a_protocol_that_never_finishes_is_closed_at_the_deadline(
+    make_server: Any,
+) -> None:
+    server = make_server(registration_timeout=T(0.5))
+    with LineClient(server.address) as half:
+        half.send(b"PR")
+        assert half.assert_closed() == b""  # no prompt, no reply: never a plain-text user
+    assert server.hub.online_names() == []
+
+
+def test_a_plain_name_is_still_a_plain_text_user(server: Any) -> None:
+    with LineClient(server.address) as gary:
+        gary.send(b"Gary\n")
+        assert b"Welcome to Test chat, Gary" in gary.read_until_text("Gary!")
+
+
+# -- WebSocket: framing, UTF-8, Host and Origin --------------------------------------------------
+
+
+class RawWebSocket:
+    """A WebSocket client over a plain socket, using the websockets sans-I/O client, so a test
+    can send what a well-behaved library would not (fragments, invalid UTF-8, odd headers)."""
+
+    def __init__(self, address: tuple[str, int], host: str | None = None, **headers: str):
+        self.sock = socket.create_connection(address, timeout=T(5))
+        self.proto = ClientProtocol(parse_uri(f"ws://{address[0]}:{address[1]}/ws"))
+        request = self.proto.connect()
+        if host is not None:
+            del request.headers["Host"]
+            request.headers["Host"] = host
+        for name, value in headers.items():
+            request.headers[name] = value
+        self.proto.send_request(request)
+        self._flush()
+        self.response = self._wait(lambda e: isinstance(e, Response))
+
+    def _flush(self) -> None:
+        for chunk in self.proto.data_to_send():
+            if chunk:
+                self.sock.sendall(chunk)
+
+    def _wait(self, wanted: Any) -> Any:
+        while True:
+            for event in self.proto.events_received():
+                if wanted(event):
+                    return event
+            data = self.sock.recv(65536)
+            if not data:
+                self.proto.receive_eof()
+                return None
+            self.proto.receive_data(data)
+
+    def send_fragments(self, *parts: bytes) -> None:
+        for i, part in enumerate(parts):
+            fin = i == len(parts) - 1
+            if i == 0:
+                self.proto.send_text(part, fin=fin)
+            else:
+                self.proto.send_continuation(part, fin=fin)
+        self._flush()
+
+    def next_text(self) -> str:
+        frame = self._wait(lambda e: isinstance(e, Frame) and e.opcode is Opcode.TEXT)
+        return bytes(frame.data).decode()
+
+    def close_code(self) -> int | None:
+        frame = self._wait(lambda e: isinstance(e, Frame) and e.opcode is Opcode.CLOSE)
+        return None if frame is None else Close.parse(frame.data).code
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def raw_ws(server: Any) -> Any:
+    opened: list[RawWebSocket] = []
+
+    def make(**kwargs: Any) -> RawWebSocket:
+        ws = RawWebSocket(server.address, **kwargs)
+        opened.append(ws)
+        return ws
+
+    yield make
+    for ws in opened:
+        ws.close()
+
+
+def test_a_fragmented_message_is_reassembled(raw_ws: Any) -> None:
+    ws = raw_ws()
+    assert ws.response.status_code == 101
+    ws.send_fragments(b'{"type":"hello",', b'"protocol":1,', b'"name":"frag"}')
+    assert '"welcome"' in ws.next_text()
+    ws.send_fragments('{"type":"say","room":"general","text":"h'.encode(), 'é"}'.encode())
+    while '"message"' not in (text := ws.next_text()):
+        pass
+    assert '"text":"hé"' in text
+
+
+def test_a_text_message_that_is_not_utf8_closes_with_1007(raw_ws: Any) -> None:
+    ws = raw_ws()
+    ws.send_fragments(b'{"type":"hello","protocol":1,"name":"bad\xff"}')
+    assert ws.close_code() == 1007
+
+
+def test_a_utf8_sequence_split_across_fragments_is_fine(raw_ws: Any) -> None:
+    ws = raw_ws()
+    hello = '{"type":"hello","protocol":1,"name":"Zoë"}'.encode()
+    cut = hello.index("ë".encode()) + 1  # between the two bytes of ë
+    ws.send_fragments(hello[:cut], hello[cut:])
+    assert '"name":"Zoë"' in ws.next_text()
+
+
+@pytest.mark.parametrize(
+    ("host", "origin"),
+    [
+        ("evil.example:{port}", "http://evil.example:{port}"),  # DNS rebinding
+        ("evil.example", None),
+        ("127.0.0.1:1", None),  # our address, another port
+        ("127.0.0.1:{port}", "http://evil.example"),  # another site's page
+        ("127.0.0.1:{port}", "null"),
+    ],
+)
+def test_ws_refuses_hosts_and_origins_that_are_not_ours(
+    raw_ws: Any, server: Any, host: str, origin: str | None
+) -> None:
+    port = server.address[1]
+    headers = {} if origin is None else {"Origin": origin.format(port=port)}
+    ws = raw_ws(host=host.format(port=port), **headers)
+    assert ws.response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("host", "origin"),
+    [
+        ("127.0.0.1:{port}", "http://127.0.0.1:{port}"),
+        ("localhost:{port}", "http://localhost:{port}"),
+        ("LOCALHOST", None),
+        ("127.0.0.1:{port}", None),
+    ],
+)
+def test_ws_accepts_its_own_names(raw_ws: Any, server: Any, host: str, origin: str | None) -> None:
+    port = server.address[1]
+    headers = {} if origin is None else {"Origin": origin.format(port=port)}
+    ws = raw_ws(host=host.format(port=port), **headers)
+    assert ws.response.status_code == 101
