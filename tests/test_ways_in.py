@@ -16,7 +16,7 @@ from websockets.http11 import Response
 from websockets.uri import parse_uri
 
 from desktop_chat.net.server.sniff import HTTP2_PREFACE, HTTP_METHODS, IRC_COMMANDS, Kind, classify
-from tests.helpers import T, LineClient
+from tests.helpers import LineClient, T
 
 KNOWN = (*HTTP_METHODS, HTTP2_PREFACE, *IRC_COMMANDS)
 
@@ -195,7 +195,7 @@ def test_a_fragmented_message_is_reassembled(raw_ws: Any) -> None:
     assert ws.response.status_code == 101
     ws.send_fragments(b'{"type":"hello",', b'"protocol":1,', b'"name":"frag"}')
     assert '"welcome"' in ws.next_text()
-    ws.send_fragments('{"type":"say","room":"general","text":"h'.encode(), 'é"}'.encode())
+    ws.send_fragments(b'{"type":"say","room":"general","text":"h', 'é"}'.encode())
     while '"message"' not in (text := ws.next_text()):
         pass
     assert '"text":"hé"' in text
