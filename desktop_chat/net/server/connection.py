@@ -16,13 +16,14 @@ import time
 from typing import TYPE_CHECKING
 
 from desktop_chat.net.protocol import admin as pa
+from desktop_chat.net.protocol import commands
 from desktop_chat.net.protocol import events as p
 from desktop_chat.net.protocol.framing import TOO_LONG, LineBuffer
 from desktop_chat.net.protocol.names import name_key as _key
 from desktop_chat.net.server.http import serve_http
 from desktop_chat.net.server.hub import Hub, LoginRefused, Outgoing
 from desktop_chat.net.server.outbox import MARK, QUEUED, Outbox
-from desktop_chat.net.server.plaintext import HELP, PROMPT, decode_line, parse_command, render
+from desktop_chat.net.server.plaintext import HELP, PROMPT, decode_line, render
 from desktop_chat.net.server.ratelimit import TokenBucket
 from desktop_chat.net.server.tls import TlsChannel, TlsClosed
 from desktop_chat.net.server.websocket import goodbye
@@ -412,37 +413,50 @@ class Connection:
         if not self.logged_in:
             self._plain_login(line)
             return
-        cmd = parse_command(line)
-        if cmd is None:
-            return
-        if cmd.kind == "quit":
-            self._quit()
-        elif cmd.kind == "help":
-            self._write_text(HELP + "\n")
-        elif cmd.kind == "error":
-            self._write_text(f"! {cmd.text}\n")
-        elif cmd.kind == "who":
-            self._show_who()
-        elif not self.bucket.take():
+        cmd = commands.parse(line)
+        match cmd:
+            case None:
+                return
+            case commands.Quit():
+                self._quit()
+                return
+            case commands.Help():
+                self._write_text(HELP + "\n")
+                return
+            case commands.CommandError(message=message):
+                self._write_text(f"! {message}\n")
+                return
+            case commands.Who():
+                self._show_who()
+                return
+        if not self.bucket.take():
             self._write_text("! slow down: too many messages\n")
-        elif cmd.kind == "say":
-            self.hub.say(self, self.current_room, cmd.text)
-        elif cmd.kind == "me":
-            self.hub.say(self, self.current_room, cmd.text, me=True)
-        elif cmd.kind == "msg":
-            self.hub.dm(self, cmd.arg, cmd.text)
-        elif cmd.kind == "rooms":
-            self.hub.list_rooms(self)
-        elif cmd.kind in ("kick", "ban", "topic"):
-            self._plain_admin(cmd.kind, cmd.arg, cmd.text)
-        elif cmd.kind == "join":
-            self.hub.join(self, p.Join(room=cmd.arg, password=cmd.text or None))
-            joined = self.rooms.get(_key(cmd.arg))
-            if joined is not None:
-                self.current_room = joined
-                self._write_text(f"* You are now talking in {joined}.\n")
-        elif cmd.kind == "part":
-            self._part(cmd.arg or self.current_room)
+            return
+        match cmd:
+            case commands.Say(text=text):
+                self.hub.say(self, self.current_room, text)
+            case commands.Me(text=text):
+                self.hub.say(self, self.current_room, text, me=True)
+            case commands.Msg(to=to, text=text) if text.strip():
+                self.hub.dm(self, to, text)
+            case commands.Msg():
+                self._write_text("! Usage: /msg <name> <text>\n")
+            case commands.Rooms():
+                self.hub.list_rooms(self)
+            case commands.Kick(name=name, reason=reason):
+                self.hub.kick(self, pa.Kick(name=name, reason=reason))
+            case commands.Ban(name=name):
+                self.hub.ban(self, pa.Ban(name=name))
+            case commands.Topic(text=text):
+                self.hub.set_topic(self, pa.SetTopic(room=self.current_room, topic=text))
+            case commands.Join(room=room, password=password):
+                self.hub.join(self, p.Join(room=room, password=password))
+                joined = self.rooms.get(_key(room))
+                if joined is not None:
+                    self.current_room = joined
+                    self._write_text(f"* You are now talking in {joined}.\n")
+            case commands.Part(room=room):
+                self._part(room or self.current_room)
 
     def _plain_login(self, line: str) -> None:
         if self._pending_name is None:
@@ -469,14 +483,6 @@ class Connection:
             self._drain_before_close()
             raise PeerGone from exc
         self.logged_in = True
-
-    def _plain_admin(self, kind: str, arg: str, text: str) -> None:
-        if kind == "kick":
-            self.hub.kick(self, pa.Kick(name=arg, reason=text or None))
-        elif kind == "ban":
-            self.hub.ban(self, pa.Ban(name=arg))
-        elif kind == "topic":
-            self.hub.set_topic(self, pa.SetTopic(room=self.current_room, topic=text))
 
     def _show_who(self) -> None:
         room = self.rooms.get(_key(self.current_room))
