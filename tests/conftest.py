@@ -18,6 +18,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from tests.helpers import T
 
+pytest_plugins = ("pytester",)  # tests/gui/test_qt_leaks.py runs a leaking test in a test
+
 # Threads started by libraries for the whole process, not by a test.
 _PROCESS_THREADS = ("pydevd", "QDBusConnection", "ThreadPoolExecutor", "asyncio_")
 

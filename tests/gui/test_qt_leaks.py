@@ -63,3 +63,45 @@ def test_stopped_and_deleted_ones_are_not_leaks(
     owned.start(60_000)
     single.deleteLater()  # takes its child timer with it
     assert watch.dangling(wait_ms=10) == []
+
+
+# What the inner run below leaves behind, to be stopped here.
+LEAKED: list[_Stuck] = []
+KEPT: list[QTimer] = []
+
+
+def test_the_fixture_fails_a_test_that_leaks(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest("from tests.gui.conftest import _no_dangling_qt  # noqa: F401\n")
+    pytester.makepyfile(
+        test_leaky="""
+        from PySide6.QtCore import QTimer
+        from tests.gui import test_qt_leaks as outer
+
+        def test_forgets_its_thread_and_timer(qtbot):
+            thread = outer._Stuck()
+            outer.LEAKED.append(thread)
+            thread.start()
+            timer = QTimer()
+            outer.KEPT.append(timer)
+            timer.start(60_000)
+        """
+    )
+    try:
+        result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    finally:
+        for thread in LEAKED:
+            thread.release.set()
+            assert thread.wait(5000)
+        for timer in KEPT:
+            timer.stop()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test left Qt work running:*",
+            "*a QThread (_Stuck) still running, started at:*",
+            "*test_leaky.py*",
+            "*thread.start()*",
+            "*a QTimer still active, started at:*",
+            "*timer.start(60_000)*",
+        ]
+    )
