@@ -69,7 +69,7 @@ def test_commands(connect: Any) -> None:
     nc.send("/msg nobody hi\n")
     assert b"nobody" in nc.read_line()
     nc.send("/bogus\n")
-    assert b"unknown command" in nc.read_line()
+    assert b"unknown command" in nc.read_line().lower()
     nc.send("/join Games\n")
     assert nc.read_line() == b"* In Games (1 person): bob."
     assert nc.read_line() == b"* You are now talking in Games."
@@ -85,6 +85,22 @@ def test_commands(connect: Any) -> None:
     nc.send("/quit\n")
     assert alice.expect("left")["reason"] == "quit"
     nc.assert_closed()
+
+
+def test_quoted_names_with_spaces(connect: Any) -> None:
+    ann = connect("Ann Lee")
+    nc = _nc(connect, "bob")
+    nc.send('/msg "Ann Lee" hi there\n')
+    assert nc.read_line() == b"[dm to Ann Lee] bob: hi there"
+    assert ann.expect("message")["text"] == "hi there"
+    nc.send("/msg ann\n")  # no text: a usage error in a terminal, nothing sent
+    assert nc.read_line() == b"! Usage: /msg <name> <text>"
+    nc.send('/join "board games"\n')
+    assert nc.read_line() == b"* In board games (1 person): bob."
+    assert nc.read_line() == b"* You are now talking in board games."
+    nc.send('/part "board games"\n')
+    assert nc.read_line() == b"* bob left board games (part)"
+    assert nc.read_line() == b"* You are now talking in general."
 
 
 def test_joins_and_leaves_are_shown(connect: Any) -> None:

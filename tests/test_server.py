@@ -299,3 +299,15 @@ def test_server_close_tells_clients_and_joins_threads(make_server: Any) -> None:
         assert alice.read_json() == {"type": "closing", "reason": "shutdown"}
         alice.assert_closed()
     srv.close()  # idempotent
+
+
+def test_the_hub_is_made_with_the_open_storage_when_the_server_starts(data_dir: Any) -> None:
+    from desktop_chat.net.server.server import Server, ServerConfig
+
+    config = ServerConfig(host="127.0.0.1", port=0, data_dir=data_dir)
+    idle = Server(config)
+    assert idle.people_count() == 0 and not hasattr(idle, "hub")
+    idle.close()  # never started: nothing to tell, nothing to join
+    with Server(config) as srv:
+        assert srv.hub.storage is srv.storage and srv.hub.flusher is srv.flusher
+        assert srv.people_count() == 0

@@ -21,8 +21,7 @@ from PySide6.QtWidgets import (
 from desktop_chat.ui.about import AboutDialog
 from desktop_chat.ui.account import AccountDialog, AccountMode
 from desktop_chat.ui.chat_model import Entry
-from desktop_chat.ui.command_runner import run_command
-from desktop_chat.ui.commands import HELP_TEXT
+from desktop_chat.ui.command_runner import HELP_TEXT, run_command
 from desktop_chat.ui.conversations import Conversation, typing_text
 from desktop_chat.ui.header import ChatStatusBar
 from desktop_chat.ui.icons import app_icon

@@ -70,7 +70,7 @@ class ClientLike(Protocol):
 
     def say(self, room: str, text: str) -> None: ...
     def dm(self, to: str, text: str) -> None: ...
-    def join(self, room: str) -> None: ...
+    def join(self, room: str, password: str | None = None) -> None: ...
     def part(self, room: str) -> None: ...
     def list_rooms(self) -> None: ...
     def request_history(
@@ -463,7 +463,7 @@ class ChatSession(QObject):
             self._first_history(conv)
         return conv
 
-    def join(self, room: str) -> str:
+    def join(self, room: str, password: str | None = None) -> str:
         """Join (or just show) ``room``; focusRequested follows once the server says so."""
         key = room_key(room)
         conv = self.find(key)
@@ -471,7 +471,7 @@ class ChatSession(QObject):
             self.focusRequested.emit(key)
             return key
         self._want_focus.add(key)
-        self.client.join(room)
+        self.client.join(room, password)
         return key
 
     def part(self, key: str) -> None:

@@ -1,6 +1,7 @@
 """Fixtures for the desktop app's tests: clients that are always closed, quick client timing,
-and QSettings in a temporary folder. Servers (``make_server``), the thread-leak check and the
-timeout unit ``T`` come from ``tests/conftest.py`` and ``tests/helpers.py``."""
+QSettings in a temporary folder, and the QThread/QTimer leak check (``qt_leaks.py``). Servers
+(``make_server``), the Python thread-leak check and the timeout unit ``T`` come from
+``tests/conftest.py`` and ``tests/helpers.py``."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from desktop_chat.settings import Settings
 
 if TYPE_CHECKING:
     from desktop_chat.app import AppController
+from tests.gui.qt_leaks import QtLeakWatch
 from tests.helpers import T
 
 TIMEOUT_MS = int(T(5.0) * 1000)
@@ -35,6 +37,21 @@ FAST = ClientTiming(
 
 ServerFactory = Callable[..., Server]
 ClientFactory = Callable[..., ChatClient]
+
+
+@pytest.fixture(autouse=True)
+def _no_dangling_qt(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail a test that leaves a QThread running or a QTimer active, saying where it started.
+
+    Autouse and set up before the test's own fixtures, so it checks after they are torn down
+    (clients closed, controllers shut down) and after pytest-qt closed the test's widgets.
+    """
+    watch = QtLeakWatch()
+    watch.install(monkeypatch)
+    yield
+    reports = watch.dangling(wait_ms=int(T(2.0) * 1000))
+    if reports:
+        pytest.fail("test left Qt work running:\n\n" + "\n".join(reports), pytrace=False)
 
 
 @pytest.fixture(autouse=True)

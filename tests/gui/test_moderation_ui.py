@@ -274,3 +274,42 @@ def test_the_room_dialog_asks_for_the_new_password(
     with qtbot.waitSignal(host.client.noticeReceived, timeout=TIMEOUT_MS) as notice:
         dialog.accept()
     assert "needs a password to join" in notice.args[0].text
+
+
+def _type(qtbot: QtBot, window: MainWindow, text: str) -> None:
+    window.input.setFocus()
+    qtbot.keyClicks(window.input, text)
+    qtbot.keyClick(window.input, Qt.Key.Key_Return)
+
+
+def test_moderation_and_room_passwords_by_slash_command(
+    qtbot: QtBot, open_window: WindowFactory
+) -> None:
+    host = open_window("Host", host=True)
+    ben = open_window("Ben Ray")
+    cat = open_window("Cat")
+    qtbot.waitUntil(lambda: "Cat" in members(host), timeout=TIMEOUT_MS)
+
+    _type(qtbot, ben, "/topic mine now")  # the server refuses; the app says so
+    qtbot.waitUntil(
+        lambda: "only the host or an admin can do that" in lines(ben), timeout=TIMEOUT_MS
+    )
+    _type(qtbot, host, "/topic Friday lunch")
+    qtbot.waitUntil(lambda: ben.header.topic.text() == "Friday lunch", timeout=TIMEOUT_MS)
+
+    _type(qtbot, host, "/join Vault")
+    qtbot.waitUntil(lambda: host.current_key == "#vault", timeout=TIMEOUT_MS)
+    host.client.send_request(pa.RoomSettings(room="Vault", password="open sesame"))
+    qtbot.waitUntil(
+        lambda: any("needs a password" in t for t in lines(host, "#vault")), timeout=TIMEOUT_MS
+    )
+    _type(qtbot, cat, "/join Vault wrong guess")
+    qtbot.waitUntil(lambda: "this room needs its password" in lines(cat), timeout=TIMEOUT_MS)
+    _type(qtbot, cat, "/join Vault open sesame")
+    qtbot.waitUntil(lambda: cat.current_key == "#vault", timeout=TIMEOUT_MS)
+
+    with qtbot.waitSignal(cat.client.left, timeout=TIMEOUT_MS) as left:
+        _type(qtbot, host, '/kick "Ben Ray" too loud')
+    assert (left.args[0].name, left.args[0].reason) == ("Ben Ray", "kicked")
+    qtbot.waitUntil(lambda: ben.client.state == "disconnected", timeout=TIMEOUT_MS)
+    assert "Host removed you: too loud" in ben.banner.text()

@@ -239,8 +239,8 @@ class ChatClient(QObject):
     def dm(self, to: str, text: str) -> None:
         self._submit(p.Dm(to=to, text=text))
 
-    def join(self, room: str) -> None:
-        self._submit(p.Join(room=room))
+    def join(self, room: str, password: str | None = None) -> None:
+        self._submit(p.Join(room=room, password=password))
 
     def part(self, room: str) -> None:
         self._submit(p.Part(room=room))

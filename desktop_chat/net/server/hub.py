@@ -8,8 +8,19 @@ Ordering: every change of state and every fan-out is decided under one lock (``_
 inside it deliveries are only appended to each recipient's buffer (no socket I/O). So every
 recipient sees events in the same order and message ids arrive strictly increasing. The
 buffers are flushed after the lock is released; a recipient whose buffer overflowed is cut
-off with reason ``slow`` afterwards, never delaying anyone else. The lock also covers the short
-SQLite write of each message (it must be written, with its id, before anyone sees it).
+off with reason ``slow`` afterwards, never delaying anyone else.
+
+Storage under the lock, exactly (everything else — sessions, accounts, bans, topics, room
+settings, history, loading a room that is not live — runs before or after it):
+
+- :meth:`Storage.add_message` in :meth:`Hub.say` and :meth:`Hub.dm`: it assigns the message
+  id, so the insert and the fan-out must happen in one step, or two senders could deliver ids
+  out of order. It is one INSERT into the open transaction (no commit, no fsync: the flusher
+  commits before it writes); it can wait for the storage lock while the flusher commits.
+- :meth:`Storage.messages_since` in a resuming :meth:`Hub.login`: the missed messages must be
+  queued before any live message can reach the member, or one could be lost or repeated.
+- loading a room in :meth:`Hub._room_for`, only when a room that was live when checked
+  emptied and was dropped before the lock was taken again (rare; see :meth:`_prepare_room`).
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -137,25 +149,37 @@ class LoginRefused(Exception):
 
 
 class Hub(ModerationMixin):
-    """Rooms, members and routing. Thread-safe; methods are called from connection threads."""
+    """Rooms, members and routing. Thread-safe; methods are called from connection threads.
 
-    storage: Storage  # set by the server before the first connection
-    flusher: Flusher  # the server's writer loop
+    ``storage`` is the open database, ``flusher`` the writer loop that sends what fan-outs
+    buffered, ``clock`` the monotonic time in seconds (slow mode; tests pass a fake one).
+    """
 
-    def __init__(self, title: str) -> None:
+    def __init__(
+        self,
+        title: str,
+        storage: Storage,
+        flusher: Flusher,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.title = title
+        self.storage = storage
+        self.flusher = flusher
+        self.clock = clock
         self.closing = False  # shutting down: nobody is told of leaves, sessions are kept
         self.on_people_changed: Callable[[int], None] | None = None  # e.g. the mDNS "people"
         self._lock = threading.Lock()
         self._users: dict[str, Member] = {}
         self._rooms: dict[str, Room] = {}
         self._skeletons: dict[str, str] = {}  # look-alike skeleton -> key, of people online
-        self._registered_skeletons = {}
+        self._registered_skeletons: dict[str, str] = {}
 
     # -- queries ----------------------------------------------------------------------------
 
     def people_count(self) -> int:
-        return len(self._users)
+        with self._lock:
+            return len(self._users)
 
     def online_names(self) -> list[str]:
         with self._lock:
@@ -194,6 +218,8 @@ class Hub(ModerationMixin):
             if stored is not None and stored.name_key != key:
                 stored = None  # resume is honoured only for the same name
         look = skeleton(name)
+        wanted: Sequence[str] = stored.rooms if stored is not None else (DEFAULT_ROOM,)
+        prepared = {name_key(r): self._prepare_room(r) for r in wanted}
         batch = _Batch(self.flusher)
         with self._lock:
             current = self._users.get(key)
@@ -209,11 +235,9 @@ class Hub(ModerationMixin):
                 replacing = True
             if stored is not None:
                 session = stored.token
-                room_names: Sequence[str] = stored.rooms
                 name = stored.name
             else:
                 session = secrets.token_urlsafe(24)
-                room_names = (DEFAULT_ROOM,)
             member.name, member.key, member.session = name, key, session
             member.rooms = {}
             member.is_admin = admin
@@ -228,15 +252,15 @@ class Hub(ModerationMixin):
                         name=name,
                         session=session,
                         server=self.title,
-                        rooms=tuple(room_names),
+                        rooms=tuple(wanted),
                         resumed=True if stored is not None else None,
                         admin=True if admin else None,
                     )
                 ),
                 force=True,
             )
-            for room_name in room_names:
-                room = self._room_for(room_name)
+            for room_name in wanted:
+                room = self._room_for(room_name, prepared[name_key(room_name)])
                 others = list(room.members.values())
                 room.members[key] = member
                 member.rooms[name_key(room.name)] = room.name
@@ -295,18 +319,33 @@ class Hub(ModerationMixin):
 
     # -- rooms ------------------------------------------------------------------------------
 
-    def _room_for(self, requested: str) -> Room:
-        """The live room for a (valid) name, created if needed (lock held)."""
+    def _prepare_room(self, requested: str) -> Room | None:
+        """A room that is not live, loaded (or created) in storage before taking the lock;
+        None if it is live already. Call without the lock; hand the result to _room_for."""
+        key = name_key(requested)
+        with self._lock:
+            if key in self._rooms:
+                return None
+        return self._load_room(key, requested)
+
+    def _load_room(self, key: str, requested: str) -> Room:
+        stored = self.storage.room(key)
+        if stored is None:
+            return Room(name=self.storage.ensure_room(key, requested))
+        pw_hash, slow = self.storage.room_settings(key)
+        return Room(name=stored[0], topic=stored[1], slow=slow, locked=pw_hash is not None)
+
+    def _room_for(self, requested: str, prepared: Room | None) -> Room:
+        """The live room for a (valid) name, made live if needed (lock held).
+
+        ``prepared`` comes from :meth:`_prepare_room`; if another thread made the room live
+        meanwhile, theirs wins. Only if the room was live then and has been dropped since is
+        it loaded here, under the lock.
+        """
         key = name_key(requested)
         room = self._rooms.get(key)
         if room is None:
-            stored = self.storage.room(key)
-            if stored is None:
-                name = self.storage.ensure_room(key, requested)
-                room = Room(name=name)
-            else:
-                pw_hash, slow = self.storage.room_settings(key)
-                room = Room(name=stored[0], topic=stored[1], slow=slow, locked=pw_hash is not None)
+            room = prepared if prepared is not None else self._load_room(key, requested)
             self._rooms[key] = room
         return room
 
@@ -326,9 +365,10 @@ class Hub(ModerationMixin):
             return
         if not self.may_join(member, req, name_key(valid)):
             return
+        prepared = self._prepare_room(valid)
         batch = _Batch(self.flusher)
         with self._lock:
-            room = self._room_for(valid)
+            room = self._room_for(valid, prepared)
             key = name_key(room.name)
             if member.key not in room.members:
                 others = list(room.members.values())
@@ -369,7 +409,8 @@ class Hub(ModerationMixin):
                 for k, r in self._rooms.items()
                 if r.members or k == DEFAULT_ROOM
             ]
-        if DEFAULT_ROOM not in self._rooms:
+            general_live = DEFAULT_ROOM in self._rooms
+        if not general_live:
             infos.append(p.RoomInfo(name=DEFAULT_ROOM, users=0))
         infos.sort(key=lambda i: (name_key(i.name) != DEFAULT_ROOM, name_key(i.name)))
         self._reply(member, p.RoomList(rooms=tuple(infos), ref=ref))
@@ -508,7 +549,7 @@ class Hub(ModerationMixin):
 
     def _people_changed(self) -> None:
         if self.on_people_changed is not None and not self.closing:
-            self.on_people_changed(len(self._users))
+            self.on_people_changed(self.people_count())
 
     def _broadcast_room(self, room: Room, event: p.ServerEvent) -> None:
         batch = _Batch(self.flusher)

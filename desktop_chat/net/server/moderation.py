@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from desktop_chat.net.protocol import admin as pa
@@ -26,6 +26,7 @@ class ModerationMixin:
     """Mixed into :class:`~desktop_chat.net.hub.Hub`; uses its lock, users and rooms."""
 
     storage: Storage
+    clock: Callable[[], float]  # monotonic seconds
     _lock: threading.Lock
     _users: dict[str, Member]
     _rooms: dict[str, Room]
@@ -36,7 +37,8 @@ class ModerationMixin:
         def _reply(self, member: Member, event: p.ServerEvent) -> None: ...
         def _error(self, member: Member, code: str, message: str, ref: p.Ref | None) -> None: ...
         def _broadcast_room(self, room: Room, event: p.ServerEvent) -> None: ...
-        def _room_for(self, requested: str) -> Room: ...
+        def _prepare_room(self, requested: str) -> Room | None: ...
+        def _room_for(self, requested: str, prepared: Room | None) -> Room: ...
 
     def load_registered(self) -> None:
         skeleton("")  # build the look-alike table now, not during the first login storm
@@ -157,10 +159,14 @@ class ModerationMixin:
         if len(req.topic) > 300:
             self._error(member, p.BAD_MESSAGE, "a topic has at most 300 characters", req.ref)
             return
+        try:
+            name = normalize_name(req.room)
+        except InvalidName as exc:
+            self._error(member, p.NAME_INVALID, str(exc), req.ref)
+            return
+        prepared = self._prepare_room(name)
         with self._lock:
-            room = self._rooms.get(name_key(req.room))
-            if room is None:
-                room = self._room_for(normalize_name(req.room))
+            room = self._room_for(name, prepared)
             room.topic = req.topic or None
             key = name_key(room.name)
         self.storage.set_topic(key, room.topic)
@@ -175,8 +181,9 @@ class ModerationMixin:
         except InvalidName as exc:
             self._error(member, p.NAME_INVALID, str(exc), req.ref)
             return
+        prepared = self._prepare_room(name)
         with self._lock:
-            room = self._room_for(name)
+            room = self._room_for(name, prepared)
         key = name_key(room.name)
         pw_hash, slow = self.storage.room_settings(key)
         notes = []
@@ -203,7 +210,7 @@ class ModerationMixin:
         """Seconds the member must still wait to speak in a slow-mode room (lock held)."""
         if not room.slow or member.is_admin:
             return 0.0
-        now = time.monotonic()
+        now = self.clock()
         last = member.last_said.get(key)
         if last is not None and now - last < room.slow:
             return room.slow - (now - last)

@@ -8,12 +8,13 @@ into those lines, for one connection.
 from __future__ import annotations
 
 from desktop_chat.net.protocol import admin as pa
+from desktop_chat.net.protocol import commands
 from desktop_chat.net.protocol import events as p
 from desktop_chat.net.protocol.framing import TOO_LONG, LineBuffer
 from desktop_chat.net.protocol.names import name_key
 from desktop_chat.net.server.context import ServerContext
 from desktop_chat.net.server.hub import LoginRefused, Outgoing
-from desktop_chat.net.server.plaintext import HELP, PROMPT, decode_line, parse_command, render
+from desktop_chat.net.server.plaintext import HELP, PROMPT, decode_line, render
 from desktop_chat.net.server.session import Mode, Session
 from desktop_chat.net.server.transport import Transport
 
@@ -50,37 +51,46 @@ class PlainSession(Session):
         if not self.logged_in:
             self._login_line(line)
             return
-        cmd = parse_command(line)
-        if cmd is None:
-            return
-        if cmd.kind == "quit":
-            self.quit()
-        elif cmd.kind == "help":
-            self.write(HELP + "\n")
-        elif cmd.kind == "error":
-            self.write(f"! {cmd.text}\n")
-        elif cmd.kind == "who":
-            self._show_who()
-        elif not self.bucket.take():
+        cmd = commands.parse(line)
+        match cmd:
+            case None:
+                return
+            case commands.Quit():
+                self.quit()
+                return
+            case commands.Help():
+                self.write(HELP + "\n")
+                return
+            case commands.CommandError(message=message):
+                self.write(f"! {message}\n")
+                return
+            case commands.Who():
+                self._show_who()
+                return
+        if not self.bucket.take():
             self.write("! slow down: too many messages\n")
-        elif cmd.kind == "say":
-            self.hub.say(self, self.current_room, cmd.text)
-        elif cmd.kind == "me":
-            self.hub.say(self, self.current_room, cmd.text, me=True)
-        elif cmd.kind == "msg":
-            self.hub.dm(self, cmd.arg, cmd.text)
-        elif cmd.kind == "rooms":
-            self.hub.list_rooms(self)
-        elif cmd.kind == "kick":
-            self.hub.kick(self, pa.Kick(name=cmd.arg, reason=cmd.text or None))
-        elif cmd.kind == "ban":
-            self.hub.ban(self, pa.Ban(name=cmd.arg))
-        elif cmd.kind == "topic":
-            self.hub.set_topic(self, pa.SetTopic(room=self.current_room, topic=cmd.text))
-        elif cmd.kind == "join":
-            self._join(cmd.arg, cmd.text or None)
-        elif cmd.kind == "part":
-            self._part(cmd.arg or self.current_room)
+            return
+        match cmd:
+            case commands.Say(text=text):
+                self.hub.say(self, self.current_room, text)
+            case commands.Me(text=text):
+                self.hub.say(self, self.current_room, text, me=True)
+            case commands.Msg(to=to, text=text) if text.strip():
+                self.hub.dm(self, to, text)
+            case commands.Msg():
+                self.write("! Usage: /msg <name> <text>\n")
+            case commands.Rooms():
+                self.hub.list_rooms(self)
+            case commands.Kick(name=name, reason=reason):
+                self.hub.kick(self, pa.Kick(name=name, reason=reason))
+            case commands.Ban(name=name):
+                self.hub.ban(self, pa.Ban(name=name))
+            case commands.Topic(text=text):
+                self.hub.set_topic(self, pa.SetTopic(room=self.current_room, topic=text))
+            case commands.Join(room=room, password=password):
+                self._join(room, password)
+            case commands.Part(room=room):
+                self._part(room or self.current_room)
 
     def _login_line(self, line: str) -> None:
         if self._pending_name is None:

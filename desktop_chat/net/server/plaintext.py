@@ -1,90 +1,41 @@
 """Plain-text mode, sans-I/O: what a netcat or telnet user types, and what they see.
 
-:func:`parse_command` turns one typed line into a :class:`Command`; :func:`render` turns a
-server event into the text lines shown to one user. Text from other people is made safe for a
-terminal: control characters (ANSI escapes among them) become U+FFFD, so nobody can move
-another user's cursor, clear their screen or forge a line.
+Typed lines are parsed by the command grammar the desktop app uses too
+(:mod:`desktop_chat.net.protocol.commands`); :func:`render` turns a server event into the text
+lines shown to one user. Text from other people is made safe for a terminal: control characters
+(ANSI escapes among them) become U+FFFD, so nobody can move another user's cursor, clear their
+screen or forge a line.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 
 from desktop_chat.net.protocol import admin as pa
 from desktop_chat.net.protocol import events as p
+from desktop_chat.net.protocol.commands import MODERATION_USAGE, help_lines
 from desktop_chat.net.protocol.names import name_key
 
 PROMPT = "Choose a username: "
 
-HELP = """\
-Commands:
-  /help                 this help
-  /who                  who is in the current room
-  /rooms                list the rooms
-  /join <room>          join (or create) a room and talk there
-  /joinpw <pass> <room> join a room that has a password
-  /part [room]          leave a room (the current one by default)
-  /msg <name> <text>    a private message
-  /me <action>          say what you are doing
-  /quit                 leave the chat
-For the host and admins: /kick <name> [reason], /ban <name>, /topic <text>
-Anything else you type is said in the current room."""
+HELP = "\n".join(
+    [
+        "Commands:",
+        *(f"  {line}" for line in help_lines()),
+        f"For the host and admins: {MODERATION_USAGE}",
+        'Quote a name with spaces: /msg "Ann Lee" hi. Start a line with // to say "/...".',
+        "Anything else you type is said in the current room.",
+    ]
+)
 
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """One typed line: ``kind`` is say, me, msg, join, part, who, rooms, help, quit or error."""
-
-    kind: str
-    arg: str = ""
-    text: str = ""
 
 
 def decode_line(raw: bytes) -> str:
     """Bytes of one line to text: invalid UTF-8 becomes U+FFFD, a trailing CR is dropped."""
     text = raw.decode("utf-8", errors="replace")
     return text[:-1] if text.endswith("\r") else text
-
-
-def parse_command(line: str) -> Command | None:
-    """The command a typed line asks for; None for a blank line."""
-    if not line.strip():
-        return None
-    if not line.startswith("/") or line.startswith("//"):
-        return Command("say", text=line[1:] if line.startswith("//") else line)
-    word, _, rest = line[1:].partition(" ")
-    word = word.lower()
-    rest = rest.strip()
-    if word in ("help", "who", "rooms", "quit"):
-        return Command(word, text=rest)
-    if word == "join":
-        return Command("join", arg=rest) if rest else Command("error", text="usage: /join <room>")
-    if word == "joinpw":
-        password, _, room = rest.partition(" ")
-        if not room.strip():
-            return Command("error", text="usage: /joinpw <password> <room>")
-        return Command("join", arg=room.strip(), text=password)
-    if word in ("kick", "ban"):
-        who, _, reason = rest.partition(" ")
-        if not who:
-            return Command("error", text=f"usage: /{word} <name>")
-        return Command(word, arg=who, text=reason.strip())
-    if word == "topic":
-        return Command("topic", text=rest)
-    if word == "part":
-        return Command("part", arg=rest)
-    if word == "me":
-        return Command("me", text=rest) if rest else Command("error", text="usage: /me <action>")
-    if word == "msg":
-        to, _, text = rest.partition(" ")
-        if not to or not text.strip():
-            return Command("error", text="usage: /msg <name> <text>")
-        return Command("msg", arg=to, text=text)
-    return Command("error", text=f"unknown command /{word}; type /help for the list")
 
 
 def clean(text: str) -> str:

@@ -82,9 +82,8 @@ class Server:
         self.config = config or ServerConfig()
         self.data_dir = Path(self.config.data_dir or paths.data_dir())
         self.storage: Storage | None = None
-        self.hub = Hub(title=self.config.title)
         self.flusher = Flusher()
-        self.hub.flusher = self.flusher
+        self.hub: Hub  # made by start(), once the storage it needs is open
         self._lock = threading.Lock()
         self._connections: dict[Connection, threading.Thread] = {}
         self._per_address: Counter[str] = Counter()
@@ -116,7 +115,7 @@ class Server:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self.storage = Storage(self.data_dir / "chat.sqlite3")
             self.storage.expire_sessions(self.config.session_ttl_days * 86400)
-            self.hub.storage = self.storage
+            self.hub = Hub(self.config.title, self.storage, self.flusher)
             self.flusher.before_send = self.storage.commit
             self.hub.load_registered()  # also builds the look-alike table, before any login
             if self.config.password:
@@ -203,8 +202,8 @@ class Server:
         self._join(self._acceptor)
         if self.announcer is not None:
             self.announcer.close()  # withdraw first: nobody should find a closing server
-        self.hub.closing = True
-        if self.storage is not None:
+        if self.storage is not None:  # else start() failed before the hub was made
+            self.hub.closing = True
             told = self.hub.announce_shutdown()
             # Let the goodbye reach everyone who reads (half a second for all, at most).
             deadline = time.monotonic() + 0.5
@@ -379,7 +378,7 @@ class Server:
         return self.config.title
 
     def people_count(self) -> int:
-        return self.hub.people_count()
+        return self.hub.people_count() if self.storage is not None else 0
 
     def connection_count(self) -> int:
         with self._lock:

@@ -1,0 +1,48 @@
+"""Fixtures for the server core's unit tests, in the style of h11's ``ConnectionPair``.
+
+The hub, moderation, storage and outbox are driven directly: a real SQLite :class:`Storage` in
+a tmp folder, a real :class:`Flusher` (not started unless a test needs it), fake members that
+record what they are handed (``doubles.py``), and a fake clock. No server, no network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from desktop_chat.net.server.hub import Hub
+from desktop_chat.net.server.outbox import Flusher
+from desktop_chat.net.server.storage import Storage
+from tests.unit.doubles import FakeClock
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Iterator[Storage]:
+    store = Storage(tmp_path / "chat.sqlite3")
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def flusher() -> Iterator[Flusher]:
+    f = Flusher()
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def hub(storage: Storage, flusher: Flusher, clock: FakeClock) -> Hub:
+    h = Hub("Test chat", storage, flusher, clock=clock)
+    h.load_registered()
+    return h

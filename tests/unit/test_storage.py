@@ -1,0 +1,96 @@
+"""Storage on a real SQLite file in a tmp folder: messages, history pages, sessions, rooms."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+from desktop_chat.net.server.storage import Storage
+
+
+def test_ids_rise_and_history_pages_back(storage: Storage) -> None:
+    ids = [
+        storage.add_message(sender="Ann", text=f"m{i}", room="Lunch", room_key="lunch").id
+        for i in range(5)
+    ]
+    storage.add_message(sender="Ann", text="elsewhere", room="general", room_key="general")
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    newest, more = storage.room_history("lunch", before=None, limit=3)
+    assert [m.text for m in newest] == ["m2", "m3", "m4"] and more
+    older, more = storage.room_history("lunch", before=newest[0].id, limit=3)
+    assert [m.text for m in older] == ["m0", "m1"] and not more
+
+
+def test_dm_history_is_the_conversation_both_ways(storage: Storage) -> None:
+    storage.add_message(sender="Ann", text="hi", dm_from="ann", dm_to="ben", to_name="Ben")
+    storage.add_message(sender="Ben", text="hey", dm_from="ben", dm_to="ann", to_name="Ann")
+    storage.add_message(sender="Cy", text="other", dm_from="cy", dm_to="ann", to_name="Ann")
+    msgs, more = storage.dm_history("ben", "ann", before=None, limit=10)
+    assert [(m.from_, m.to, m.text) for m in msgs] == [("Ann", "Ben", "hi"), ("Ben", "Ann", "hey")]
+    assert not more
+
+
+def test_messages_since_covers_the_rooms_and_own_dms_in_order(storage: Storage) -> None:
+    first = storage.add_message(sender="Ann", text="old", room="general", room_key="general")
+    storage.add_message(sender="Ann", text="a", room="general", room_key="general")
+    storage.add_message(sender="Ann", text="b", dm_from="ann", dm_to="ben", to_name="Ben")
+    storage.add_message(sender="Ann", text="not his", room="Lunch", room_key="lunch")
+    storage.add_message(sender="Ben", text="c", dm_from="ben", dm_to="cy", to_name="Cy")
+    got = storage.messages_since(first.id, ["general"], "ben")
+    assert [m.text for m in got] == ["a", "b", "c"]
+
+
+def test_committed_messages_survive_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "chat.sqlite3"
+    store = Storage(path)
+    try:
+        msg = store.add_message(sender="Ann", text="keep me", room="general", room_key="general")
+        store.commit()
+        # Another connection (another process, after a crash) sees it once committed.
+        with closing(sqlite3.connect(path)) as other:
+            assert other.execute("SELECT text FROM messages").fetchall() == [("keep me",)]
+    finally:
+        store.close()
+    again = Storage(path)
+    try:
+        assert [m.id for m in again.room_history("general", before=None, limit=5)[0]] == [msg.id]
+        later = again.add_message(sender="Ann", text="next", room="general", room_key="general")
+        assert later.id > msg.id
+    finally:
+        again.close()
+
+
+def test_sessions_are_saved_loaded_deleted_and_expired(storage: Storage) -> None:
+    storage.save_session("tok", "Ann", "ann", ["general", "Lunch"])
+    kept = storage.load_session("tok")
+    assert kept is not None and (kept.name, kept.rooms) == ("Ann", ("general", "Lunch"))
+    assert storage.expire_sessions(3600) == 0
+    assert storage.expire_sessions(-10) == 1  # everything is older than "10 s in the future"
+    assert storage.load_session("tok") is None
+    storage.save_session("tok2", "Ben", "ben", [])
+    storage.delete_session("tok2")
+    assert storage.load_session("tok2") is None
+
+
+def test_rooms_keep_their_first_spelling_topic_and_settings(storage: Storage) -> None:
+    assert storage.room("lunch") is None
+    assert storage.ensure_room("lunch", "Lunch") == "Lunch"
+    assert storage.ensure_room("lunch", "LUNCH") == "Lunch"
+    storage.set_topic("lunch", "Fridays")
+    storage.set_room_settings("lunch", pw_hash="h", slow=5)
+    assert storage.room("lunch") == ("Lunch", "Fridays")
+    assert storage.room_settings("lunch") == ("h", 5)
+    assert storage.room_settings("nowhere") == (None, 0)
+
+
+def test_accounts_roles_and_bans(storage: Storage) -> None:
+    storage.save_account("zoe", "Zoe", "hash")
+    assert storage.account("zoe") == ("Zoe", "hash", "user")
+    assert storage.set_role("zoe", "admin") and not storage.set_role("nobody", "admin")
+    assert storage.account("zoe") == ("Zoe", "hash", "admin")
+    assert storage.account_names() == ["Zoe"]
+    storage.add_ban("address", "10.0.0.7", "Host")
+    assert storage.is_banned("address", "10.0.0.7") and not storage.is_banned("name", "10.0.0.7")
+    assert storage.remove_ban("address", "10.0.0.7")
+    assert not storage.remove_ban("address", "10.0.0.7")
