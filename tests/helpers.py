@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -118,3 +119,18 @@ class LineClient:
         self.users = [self.read_json() for _ in welcome["rooms"]]
         assert all(u["type"] == "users" for u in self.users), self.users
         return welcome
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 5.0, what: str = "") -> object:
+    """Return ``condition()``'s first truthy value, checking it every 20 ms for up to
+    ``T(timeout)`` seconds; for state outside our reach (another program's log file), where
+    there is no event to wait on. Fails with ``what`` when the time is up."""
+    deadline = time.monotonic() + T(timeout)
+    pause = threading.Event()
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not within {T(timeout):.1f} s: {what or condition}")
+        pause.wait(0.02)

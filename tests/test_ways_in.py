@@ -95,10 +95,20 @@ def test_an_http2_preface_gets_an_http_error_and_never_posts(server: Any, connec
     assert reader.expect("history")["messages"] == []
 
 
-def test_an_irc_registration_is_answered_in_irc_and_closed(server: Any) -> None:
+def test_an_irc_registration_is_an_irc_user_even_when_trickled(server: Any) -> None:
+    with LineClient(server.address) as irc:
+        irc.send(b"N")
+        _wait_past_sniff_timeout(server.address)
+        irc.send(b"ICK bob\r\nUSER bob 0 * :Bob\r\n")
+        assert irc.read_line().startswith(b":desktop-chat 001 bob ")
+    assert server.hub.online_names() == ["bob"]
+
+
+def test_with_tls_required_irc_is_refused_in_irc_terms(make_server: Any) -> None:
+    server = make_server(tls="required")
     with LineClient(server.address) as irc:
         irc.send(b"NICK bob\r\nUSER bob 0 * :Bob\r\n")
-        assert irc.read_line().startswith(b"ERROR :")
+        assert irc.read_line().startswith(b"ERROR :Closing link: this server accepts only")
         irc.assert_closed()
     assert server.hub.online_names() == []
 

@@ -17,6 +17,7 @@ from typing import Final, Protocol
 from desktop_chat.net.protocol import events as p
 from desktop_chat.net.server.context import ServerContext
 from desktop_chat.net.server.http import HTTP2_REFUSAL, HttpExchange
+from desktop_chat.net.server.irc_session import IrcSession
 from desktop_chat.net.server.json_session import JsonSession
 from desktop_chat.net.server.plain_session import PlainSession
 from desktop_chat.net.server.sniff import Kind, classify
@@ -54,20 +55,12 @@ def _http2(transport: Transport, ctx: ServerContext) -> WayIn:
     return _Refusal(transport, HTTP2_REFUSAL)
 
 
-def _irc(transport: Transport, ctx: ServerContext) -> WayIn:
-    return _Refusal(
-        transport,
-        b"ERROR :Closing link: IRC is not served here yet; use the Desktop Chat app, "
-        b"a browser, or a plain terminal (nc)\r\n",
-    )
-
-
 # The way in for each kind of first bytes. Adding a protocol adds a row (and a module).
 WAYS_IN: Final[dict[Kind, Callable[[Transport, ServerContext], WayIn]]] = {
     Kind.JSON: JsonSession,
     Kind.HTTP: HttpExchange,
     Kind.HTTP2: _http2,
-    Kind.IRC: _irc,
+    Kind.IRC: IrcSession,
     Kind.PLAIN: PlainSession,
 }
 
@@ -79,8 +72,10 @@ def _refusal_without_tls(kind: Kind, transport: Transport, ctx: ServerContext) -
         return _Refusal(transport, p.encode(error))
     if kind is Kind.HTTP:
         return HttpExchange(transport, ctx, refuse_status=426)
-    if kind in (Kind.HTTP2, Kind.IRC):
+    if kind is Kind.HTTP2:
         return WAYS_IN[kind](transport, ctx)
+    if kind is Kind.IRC:
+        return _Refusal(transport, f"ERROR :Closing link: {_TLS_ONLY}\r\n".encode())
     return _Refusal(transport, f"! {_TLS_ONLY}: use the Desktop Chat app.\n".encode())
 
 

@@ -34,8 +34,16 @@ class ServerContext(Protocol):
         """Would logging in as ``name`` need a password?"""
         ...
 
+    def is_registered(self, name: str) -> bool:
+        """Is ``name`` a registered account (which only its password may use)?"""
+        ...
+
     def is_own_host(self, host: str, local_host: str) -> bool:
         """Is ``host`` (an HTTP ``Host`` value, port optional) a name or address of ours?"""
+        ...
+
+    def join_addresses(self) -> list[str]:
+        """What people can type to join: ``host:port`` for each usable address."""
         ...
 
     def forget(self, connection: Connection) -> None:

@@ -330,6 +330,14 @@ class Server:
         except InvalidName:
             return False
 
+    def is_registered(self, name: str) -> bool:
+        try:
+            key = name_key(normalize_name(name))
+        except InvalidName:
+            return False
+        assert self.storage is not None
+        return self.storage.account(key) is not None
+
     def authenticate(self, member: Member, hello: p.Hello) -> bool:
         """Check bans and passwords before the hub admits ``hello``; True for an admin.
 
