@@ -73,7 +73,7 @@ def _refusal_without_tls(kind: Kind, transport: Transport, ctx: ServerContext) -
     if kind is Kind.HTTP:
         return HttpExchange(transport, ctx, refuse_status=426)
     if kind is Kind.HTTP2:
-        return WAYS_IN[kind](transport, ctx)
+        return _Refusal(transport, HTTP2_REFUSAL)
     if kind is Kind.IRC:
         return _Refusal(transport, f"ERROR :Closing link: {_TLS_ONLY}\r\n".encode())
     return _Refusal(transport, f"! {_TLS_ONLY}: use the Desktop Chat app.\n".encode())
@@ -108,7 +108,7 @@ class Connection:
                 first, kind = self._sniff(time.monotonic(), decrypted)
                 if kind is Kind.TLS:
                     return  # TLS inside TLS: nonsense
-            elif kind is Kind.UNDECIDED:
+            if kind is Kind.UNDECIDED:
                 return  # the start of a known protocol, never finished: closed at the deadline
             if self.config.tls == "required" and not transport.secure:
                 self.way_in = _refusal_without_tls(kind, transport, self.ctx)
@@ -137,15 +137,24 @@ class Connection:
                 return data, kind
             deadline = final_deadline if data else sniff_deadline
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return data, (Kind.UNDECIDED if data else Kind.PLAIN)
-            chunk = self.transport.recv(remaining)
+            # Look even when the time is up: a thread that started late (a busy machine, a
+            # crowd reconnecting) must still see a hello that waits in the socket.
+            chunk = self.transport.recv(max(0.0, remaining))
             if chunk is not None:
                 data += chunk
+            elif remaining <= 0:
+                return data, (Kind.UNDECIDED if data else Kind.PLAIN)
 
     def _cleanup(self) -> None:
-        if self.way_in is not None:
-            self.way_in.finish()
-        self.transport.outbox.close()
-        self.ctx.forget(self)  # before closing: whoever sees the close sees it counted
-        self.transport.close()
+        transport = self.transport
+        try:
+            if self.way_in is not None:
+                self.way_in.finish()
+            if transport.close_reason is None:
+                # The peer ended its side (nc -N, a script's shutdown): it may still read the
+                # answers to what it sent last.
+                transport.drain(0.5)
+        finally:
+            transport.outbox.close()
+            self.ctx.forget(self)  # before closing: whoever sees the close sees it counted
+            transport.close()

@@ -100,7 +100,10 @@ def same_origin(request: h11.Request, ctx: ServerContext, local_host: str) -> bo
     origin = _header(request, b"origin")
     if origin is None:
         return True  # not a browser page: nothing to check
-    parts = urlsplit(origin)
+    try:
+        parts = urlsplit(origin)
+    except ValueError:  # "http://[" and the like
+        return False
     return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
 
 

@@ -98,10 +98,8 @@ class Server:
         self._acceptor: threading.Thread | None = None
         self._started = False
         self._closed = False
-        self.stuck_threads: list[str] = []
-        self._own_names_cache: frozenset[str] | None = (
-            None  # threads that did not end when closed (a bug)
-        )
+        self.stuck_threads: list[str] = []  # threads that did not end when closed (a bug)
+        self._own_names_cache: frozenset[str] | None = None
         self.address: tuple[str, int] = (self.config.host, self.config.port)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -237,7 +235,10 @@ class Server:
                 s.close()
         if self.storage is not None:
             if self.stuck_threads:
+                # Never close the database under a running thread; stop its own background
+                # work all the same, so the process can still exit.
                 log.error("storage left open: threads still running %s", self.stuck_threads)
+                self.storage.stop_background()
             else:
                 self.storage.close()
 
@@ -274,7 +275,10 @@ class Server:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     log.warning("cannot accept more connections: %s", exc)
                     return
-                raise
+                # ECONNABORTED, EPERM (a firewall), …: that one connection is gone, the
+                # acceptor is not.
+                log.info("accept failed: %s", exc)
+                continue
             self._admit(sock, addr)
 
     def _admit(self, sock: socket.socket, addr: tuple[str, int]) -> None:
@@ -424,9 +428,11 @@ def _bare(addr: str) -> str:
     """An address or name as compared: lowercase, no brackets, no zone, no trailing dot."""
     addr = addr.strip().lower().strip("[]").split("%", 1)[0].rstrip(".")
     try:
-        return str(ipaddress.ip_address(addr))
+        ip = ipaddress.ip_address(addr)
     except ValueError:
         return addr
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:192.0.2.1 on a dual-stack socket
+    return str(mapped or ip)
 
 
 def _split_host(host: str) -> tuple[str | None, int | None]:
@@ -447,7 +453,7 @@ def _split_host(host: str) -> tuple[str | None, int | None]:
     else:
         name, rest = host, ""
     if rest:
-        if not rest.isdigit() or len(rest) > 5:
+        if not (rest.isascii() and rest.isdigit()) or len(rest) > 5:
             return None, None
         port = int(rest)
     if not name:

@@ -155,12 +155,16 @@ class Storage:
         finally:
             db.close()
 
-    def close(self) -> None:
+    def stop_background(self) -> None:
+        """Stop the checkpoint thread (the database stays open)."""
         self._stop.set()
         if self._checkpointer.is_alive():
             self._checkpointer.join(timeout=10)
             if self._checkpointer.is_alive():
-                log.error("the checkpoint thread did not stop; closing the database anyway")
+                log.error("the checkpoint thread did not stop")
+
+    def close(self) -> None:
+        self.stop_background()
         with self._lock:
             if self._closed:
                 return
