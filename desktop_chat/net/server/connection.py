@@ -83,6 +83,7 @@ class Connection:
         self.rooms: dict[str, str] = {}
         self.current_room = "general"  # plain-text mode: where typed lines go
         self.is_admin = False
+        self.is_owner = False
         self.last_said: dict[str, float] = {}
         self.end_session = False
         self._pending_name: str | None = None  # plain-text mode: waiting for its password
@@ -93,6 +94,10 @@ class Connection:
         self._ping_n = 0
 
     # -- Member interface -------------------------------------------------------------------
+
+    @property
+    def secure(self) -> bool:  # encrypted: TLS (a WebSocket over TLS too)
+        return self.tls is not None
 
     def deliver(self, out: Outgoing, *, force: bool = False, urgent: bool = True) -> int:
         mode = self.mode
@@ -317,6 +322,8 @@ class Connection:
             self.hub.login(self, hello, admin=admin)
         except LoginRefused as exc:
             self.send_event(p.ErrorReply(code=exc.code, message=exc.message, ref=hello.ref))
+            if exc.code == p.TLS_REQUIRED:
+                return  # the connection stays open: it may still log in without a password
             self.close_reason = "refused"
             self._drain_before_close()
             raise PeerGone from exc
@@ -450,6 +457,9 @@ class Connection:
                 self._write_text(PROMPT)
                 return
             if self.server.needs_password(line):
+                if (refusal := self.server.plain_password_refusal(self)) is not None:
+                    self._write_text(f"! {refusal}\n{PROMPT}")
+                    return
                 self._pending_name = line
                 self._write_text("Password: ")
                 return
