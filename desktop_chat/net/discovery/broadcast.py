@@ -187,9 +187,9 @@ class BroadcastResponder:
     `bind_host` is the chat server's bind address. With a wildcard it answers
     senders on any of the machine's subnets; with a specific address (127.0.0.1,
     192.168.1.5) it answers only senders on that address's subnet, so a server
-    bound to 127.0.0.1 is never revealed to the LAN. The socket itself is bound to the wildcard address
-    because, on Linux and macOS, a socket bound to a unicast address does not
-    receive broadcasts. `port=0` picks a free port (tests); see `address`.
+    bound to 127.0.0.1 is never revealed to the LAN. The socket itself is bound
+    to the wildcard address because, on Linux and macOS, a socket bound to a
+    unicast address does not receive broadcasts. `port=0` picks a free port (tests); see `address`.
     """
 
     def __init__(
