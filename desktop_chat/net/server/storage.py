@@ -166,7 +166,8 @@ def _owner_only(path: Path) -> None:
         if p.exists():
             os.chmod(p, 0o600)
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        no_follow = getattr(os, "O_NOFOLLOW", 0)  # not on Windows
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | no_follow, 0o600)
         os.close(fd)
 
 
