@@ -191,6 +191,11 @@ def test_the_server_password_has_a_global_budget(make_server: Any) -> None:
         regular.login("regular", password="let me in")
         regular.send_json(type="quit")
         regular.assert_closed()
+    with FromClient(srv.address, "127.0.0.20") as laptop:  # a session that lives on
+        laptop.login("laptop", password="let me in")
+        token = laptop.welcome_session
+        laptop.send_json(type="ping", n=1)
+        laptop.expect("pong")
     for n in range(20):  # 20 guesses from 4 addresses, 5 each (under each pair's limit)
         with FromClient(srv.address, f"127.0.0.{2 + n // 5}") as guesser:
             assert _hello_error(guesser, f"g{n}", password="guess")["code"] == "auth_failed"
@@ -199,6 +204,9 @@ def test_the_server_password_has_a_global_budget(make_server: Any) -> None:
         assert "wait" in err["message"]
     with LineClient(srv.address) as back:
         assert back.login("regular", password="let me in")["name"] == "regular"
+    with FromClient(srv.address, "127.0.0.21") as moved:  # resumed from a new address
+        resume = {"session": token, "since": 0}
+        assert moved.login("laptop", password="let me in", resume=resume)["resumed"] is True
 
 
 def test_room_password_guesses_are_throttled(make_server: Any) -> None:

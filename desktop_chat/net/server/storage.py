@@ -195,7 +195,8 @@ class Storage:
         self.path = Path(path)
         self._lock = threading.Lock()
         # SQLite gives the -wal and -shm files the database file's permissions.
-        _owner_only(self.path)
+        if str(path) != ":memory:":
+            _owner_only(self.path)
         self.session_ttl: float | None = None  # seconds; set by the server (None: keep all)
         self.expire_every = EXPIRE_EVERY
         self.expired_round = threading.Event()  # set after each sweep (tests wait for it)
