@@ -55,7 +55,8 @@ def test_plain_passwords_are_refused_but_the_connection_stays(make_server: Any) 
     with LineClient(srv.address) as js:
         err = _hello_error(js, "alice", password="hunter2hunter2")
         assert err["code"] == "tls_required"
-        assert "Desktop Chat app" in err["message"] and "https://" in err["message"]
+        assert "Desktop Chat app" in err["message"]
+        assert f"https://127.0.0.1:{srv.port}/" in err["message"]
         assert srv.certificate.fingerprint_colons in err["message"]
         js.login("alice")  # still open: logging in without a password works
         js.send_json(type="register", password="hunter2hunter2", ref="r")
@@ -86,7 +87,8 @@ def test_netcat_is_told_how_to_connect_securely(make_server: Any) -> None:
         nc.read_until_text("username: ")
         nc.send("alice\n")
         line = nc.read_line().decode()
-        assert "unencrypted" in line and "openssl s_client" in line
+        assert "unencrypted" in line
+        assert f"openssl s_client -quiet -connect 127.0.0.1:{srv.port}" in line
         assert "Password" not in line
         nc.read_until_text("username: ")  # asked again, never for the password
         nc.send("nobody\n")

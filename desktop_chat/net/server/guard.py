@@ -56,7 +56,7 @@ class PlainPasswordRule:
     allow_plain: bool = False  # the host's --allow-plain-passwords
     trust_loopback: bool = True  # loopback never leaves the machine (tests turn this off)
     tls_on: bool = True  # the server offers TLS at all
-    port: int = 0
+    where: str = "<address>:<port>"  # host:port people reach this server at
     fingerprint: str | None = None  # colon-separated, as people compare it
 
     def refusal(self, secure: bool, address: str) -> str | None:
@@ -68,12 +68,11 @@ class PlainPasswordRule:
                 "passwords are not accepted over an unencrypted connection, and this server "
                 "has encryption (TLS) turned off: ask the host to turn it on"
             )
-        where = f"https://<this server's address>:{self.port}/" if self.port else "https://"
         check = f" (certificate fingerprint {self.fingerprint})" if self.fingerprint else ""
         return (
             "passwords are not accepted over an unencrypted connection: connect securely with "
-            f"the Desktop Chat app, a browser at {where}{check}, or "
-            f"`openssl s_client -quiet -connect <address>:{self.port}` from a terminal"
+            f"the Desktop Chat app, a browser at https://{self.where}/{check}, or "
+            f"`openssl s_client -quiet -connect {self.where}` from a terminal"
         )
 
 

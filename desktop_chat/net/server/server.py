@@ -141,16 +141,16 @@ class Server:
                 self.certificate = ensure_certificate(self.data_dir)
                 self.tls_context = server_context(self.certificate)
             self._listener = self._bind()
-            self.guard.rule.port = self._listener.getsockname()[1]
-            self.guard.rule.tls_on = self.certificate is not None
-            if self.certificate is not None:
-                self.guard.rule.fingerprint = self.certificate.fingerprint_colons
         except BaseException:
             self._closed = True
             self._release()
             raise
         host, port = self._listener.getsockname()[:2]
         self.address = (host, port)
+        self.guard.rule.where = self.join_addresses()[0]  # named when refusing plain passwords
+        self.guard.rule.tls_on = self.certificate is not None
+        if self.certificate is not None:
+            self.guard.rule.fingerprint = self.certificate.fingerprint_colons
         self.flusher.start()
         if self.config.announce:
             self._start_announcer()
