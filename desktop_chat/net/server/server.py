@@ -102,7 +102,6 @@ class Server:
             pool=ArgonPool(self.config.argon_workers, self.config.argon_queue),
             owner_token=self.owner_token,
         )
-        self.throttle = self.guard.throttle
         self.hub.guard = self.guard
         self.announcer: Announcer | None = None
         self._password_hash: str | None = None
