@@ -51,11 +51,14 @@ def setup() -> None:
 
 
 def setup_package() -> None:
-    """Add the ``package`` extra (PyInstaller) to .venv, again only when pyproject.toml changed."""
-    wanted = STAMP.read_text()
+    """Install the locked release dependencies (PyInstaller too) into .venv, again only when
+    pyproject.toml or the lock changed."""
+    lock = ROOT / "packaging" / "requirements.lock"  # pinned and hashed: what releases ship
+    wanted = STAMP.read_text() + hashlib.sha256(lock.read_bytes()).hexdigest()
     if PACKAGE_STAMP.exists() and PACKAGE_STAMP.read_text() == wanted:
         return
-    run(PY, "-m", "pip", "install", "--quiet", "-e", ".[dev,package]")
+    run(PY, "-m", "pip", "install", "--quiet", "--require-hashes", "-r", lock)
+    run(PY, "-m", "pip", "install", "--quiet", "--no-deps", "-e", ".")
     PACKAGE_STAMP.write_text(wanted)
 
 

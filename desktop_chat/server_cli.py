@@ -144,11 +144,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="TLS on the shared port: offered (default; encrypted and plain clients), "
         "required (plain connections are refused), or off",
     )
-    ap.add_argument(
+    private = ap.add_mutually_exclusive_group()
+    private.add_argument(
         "--password",
         default=None,
-        help="make the server private: everyone needs this password (or their account's); "
-        "also read from the DESKTOP_CHAT_PASSWORD environment variable",
+        help="make the server private: everyone needs this password (or their account's). "
+        "Others on this machine can see it in `ps`: prefer --password-file or the "
+        "DESKTOP_CHAT_PASSWORD environment variable",
+    )
+    private.add_argument(
+        "--password-file",
+        type=_read_password_file,
+        default=None,
+        metavar="PATH",
+        dest="password_from_file",
+        help="read the server password from the first line of this file",
+    )
+    ap.add_argument(
+        "--allow-plain-passwords",
+        action="store_true",
+        help="accept passwords over unencrypted connections from other machines too "
+        "(by default they must use TLS; loopback is always allowed)",
     )
     ap.add_argument(
         "--admin",
@@ -177,6 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _read_password_file(path: str) -> str:
+    """The first line of ``path`` (without its line ending): the server password."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            line = fh.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot read the password from {path}: {exc}") from exc
+    if not line:
+        raise argparse.ArgumentTypeError(f"{path} has no password on its first line")
+    return line
+
+
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         host=args.host,
@@ -195,7 +223,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         session_ttl_days=args.session_days,
         announce=not args.no_announce,
         tls=args.tls,
-        password=args.password or os.environ.get("DESKTOP_CHAT_PASSWORD") or None,
+        password=args.password_from_file
+        or args.password
+        or os.environ.get("DESKTOP_CHAT_PASSWORD")
+        or None,
+        allow_plain_passwords=args.allow_plain_passwords,
         admins=tuple(args.admin),
     )
 

@@ -5,6 +5,7 @@ Every malformed, oversized or spoofed packet is dropped and the responder keeps 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import select
 import socket
@@ -227,3 +228,30 @@ def test_broadcast_only_server_appears_updates_and_disappears() -> None:
             recorder.wait_for(lambda s: s == [])
     finally:
         responder.close()
+
+
+def test_no_answer_is_larger_than_its_query(responder: BroadcastResponder) -> None:
+    """A short query (as a spoofer would send, to amplify) is not answered; ours are padded."""
+    target = ("127.0.0.1", responder.address[1])
+    short_nonce, nonce = new_nonce(), new_nonce()
+    short = json.dumps(
+        {"magic": "desktop-chat", "v": 1, "op": "query", "nonce": short_nonce},
+        separators=(",", ":"),
+    ).encode()
+    query = encode_query(nonce)
+    assert len(query) == MAX_PACKET
+    with udp_socket() as client:
+        client.sendto(short, target)
+        client.sendto(query, target)
+        data, _ = client.recvfrom(MAX_PACKET + 1)  # in order: the short one got nothing
+    assert parse_answer(data, nonce)[0] == 4242
+    assert len(data) <= len(query)
+    assert (responder.answered, responder.dropped) == (1, 1)
+
+
+def test_a_wildcard_responder_answers_only_its_own_subnets() -> None:
+    advert = Advert.create("Broadcast chat", tls="offered", people=0, fingerprint=FP)
+    with BroadcastResponder(4242, advert, bind_host="0.0.0.0", port=0) as r:
+        nets = r.allowed_networks
+    assert any(ipaddress.IPv4Address("127.0.0.1") in n for n in nets)
+    assert not any(ipaddress.IPv4Address("203.0.113.7") in n for n in nets)  # TEST-NET-3

@@ -57,9 +57,13 @@ def test_split_text_keeps_every_character_and_the_budget(text: str, budget: int)
 
 @given(
     st.lists(
-        st.text(alphabet=st.characters(blacklist_characters=" \r\n\0:"), min_size=1), max_size=5
+        st.text(
+            alphabet=st.characters(blacklist_characters=" \r\n\0:", blacklist_categories=("Cs",)),
+            min_size=1,
+        ),
+        max_size=5,
     ),
-    st.text(alphabet=st.characters(blacklist_characters="\r\n\0")),
+    st.text(alphabet=st.characters(blacklist_characters="\r\n\0", blacklist_categories=("Cs",))),
 )
 def test_format_then_parse_is_the_same_message(middle: list[str], trailing: str) -> None:
     line = format_message("PRIVMSG", *middle, trailing, source="a!u@h", tags={"time": "x; y"})
@@ -67,6 +71,10 @@ def test_format_then_parse_is_the_same_message(middle: list[str], trailing: str)
     assert msg.params == (*middle, trailing)
     assert msg.tags == {"time": "x; y"}
     assert msg.source == "a!u@h"
+
+
+def test_a_lone_surrogate_cannot_break_a_line() -> None:
+    assert format_message("PRIVMSG", "#a", "x\ud800y").endswith(b"x?y\r\n")
 
 
 # -- on the wire ---------------------------------------------------------------------------

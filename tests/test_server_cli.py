@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import LineClient, T
 
 CMD = [sys.executable, "-m", "desktop_chat.server_cli"]
@@ -126,3 +128,23 @@ def test_network_check_on_loopback_says_what_to_do(data_dir: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "port" in result.stdout.lower()
+
+
+def test_password_from_a_file_or_the_environment_never_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from desktop_chat.server_cli import build_parser, config_from_args
+
+    secret = tmp_path / "password.txt"
+    secret.write_text("let me in\nignored second line\n")
+    config = config_from_args(build_parser().parse_args(["--password-file", str(secret)]))
+    assert config.password == "let me in"
+    assert config.allow_plain_passwords is False
+    monkeypatch.setenv("DESKTOP_CHAT_PASSWORD", "from the environment")
+    config = config_from_args(build_parser().parse_args(["--allow-plain-passwords"]))
+    assert config.password == "from the environment"
+    assert config.allow_plain_passwords is True
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["--password-file", str(tmp_path / "missing")])
+    assert exited.value.code == 2
+    assert "cannot read the password" in capsys.readouterr().err

@@ -276,3 +276,20 @@ def _screenshot(page: Page, tmp_path: Path) -> None:
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         page.screenshot(path=str(path))
     page.emulate_media(color_scheme="light")
+
+
+def test_page_explains_where_passwords_may_go(phone: Page, make_server: Any) -> None:
+    """Over http:// from elsewhere, a password is refused: the page gives the https link and
+    the fingerprint to compare."""
+    from playwright.sync_api import expect
+
+    server = make_server(trust_loopback=False, password="let me in")
+    host, port = server.address
+    phone.goto(f"http://{host}:{port}/")
+    phone.get_by_label("Your name").fill("phone")
+    phone.get_by_role("button", name="Join the chat").click()  # told before typing one
+    error = phone.locator("#login-error")
+    expect(error).to_contain_text(f"https://{host}:{port}/")
+    expect(error).to_contain_text(server.certificate.fingerprint_colons)
+    link = error.get_by_role("link", name="Open the secure page")
+    expect(link).to_have_attribute("href", f"https://{host}:{port}/")

@@ -151,6 +151,7 @@ class ChatStatusBar(QStatusBar):
         self.dot = QLabel("●")
         self.state_label = QLabel(STATE_TEXT["connecting"])
         self.state_label.setObjectName("connectionState")
+        self.state_label.setTextFormat(Qt.TextFormat.PlainText)  # may quote the server
         self.state_label.setAccessibleName("Connection state")
         self.server_label = QLabel()
         self.server_label.setObjectName("serverName")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -80,6 +80,7 @@ class SettingsDialog(QDialog):
         if account_on is not None:
             where = f"“{account_on}”" if account_on else "this chat"
             note = QLabel(f"On {where}, nobody else can use a registered name.")
+            note.setTextFormat(Qt.TextFormat.PlainText)  # the server's title: never markup
             note.setProperty("role", "muted")
             note.setWordWrap(True)
             form.addRow("", note)

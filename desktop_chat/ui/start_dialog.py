@@ -238,6 +238,7 @@ class StartDialog(QDialog):
         outer.addWidget(self._error_label("general"))
         self.status_label = self._hint("")
         self.status_label.setObjectName("statusLabel")
+        self.status_label.setTextFormat(Qt.TextFormat.PlainText)
         self.status_label.hide()
         outer.addWidget(self.status_label)
         outer.addStretch(1)
@@ -301,6 +302,7 @@ class StartDialog(QDialog):
     def _error_label(self, field: Field) -> QLabel:
         label = QLabel()
         label.setObjectName(f"{field}Error")
+        label.setTextFormat(Qt.TextFormat.PlainText)  # may quote a server: never markup
         label.setProperty("role", "error")
         label.setWordWrap(True)
         label.setAccessibleName(f"{field} error")

@@ -172,6 +172,7 @@ class UserList(QWidget):
         layout.setSpacing(0)
         self.header = QLabel()
         self.header.setObjectName("peopleHeader")
+        self.header.setTextFormat(Qt.TextFormat.PlainText)  # a room's name: never markup
         self.header.setProperty("role", "section")
         small = self.header.font()
         small.setPointSizeF(small.pointSizeF() * 0.85)

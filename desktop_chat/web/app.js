@@ -248,6 +248,14 @@ function onError(msg) {
       state.session = null;
       store();
     }
+    if (code === "tls_required") {
+      showLogin(secureAdvice(text), ui.password);
+      const link = document.createElement("a");
+      link.href = `https://${location.host}/`;
+      link.textContent = "Open the secure page";
+      ui.loginError.append(" ", link);
+      return;
+    }
     const words = code === "auth_failed" && !state.password
       ? "This server (or this name) needs a password."
       : LOGIN_ERRORS[code] || text || "The server refused to let you in.";
@@ -264,7 +272,20 @@ function onError(msg) {
     }
     state.refs.delete(msg.ref);
   }
-  toast(ERRORS[code] || text || "Something went wrong.");
+  toast(code === "tls_required" ? secureAdvice(text)
+    : ERRORS[code] || text || "Something went wrong.");
+}
+
+// Passwords travel only over an encrypted connection: say where that is, and which fingerprint
+// the browser's certificate warning must show (the server puts it in its message).
+function secureAdvice(text) {
+  const fp = /fingerprint ((?:[0-9A-F]{2}:){31}[0-9A-F]{2})/i.exec(text);
+  const check = fp
+    ? ` If the browser warns about the certificate, accept it only if its SHA-256 ` +
+      `fingerprint is ${fp[1]}.`
+    : "";
+  return "Passwords are sent only over a secure connection: open this chat at " +
+    `https://${location.host}/ instead.${check}`;
 }
 
 function onTopic(msg) {

@@ -31,6 +31,8 @@ class FakeMember:
         self.session = ""
         self.rooms: dict[str, str] = {}
         self.is_admin = False
+        self.is_owner = False
+        self.secure = False  # not TLS; loopback passwords are allowed by default
         self.address = (address, 40000)
         self.last_said: dict[str, float] = {}
         self.end_session = False

@@ -6,7 +6,7 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from desktop_chat.net.server.storage import Storage
+from desktop_chat.net.server.storage import Identity, Storage
 
 
 def test_ids_rise_and_history_pages_back(storage: Storage) -> None:
@@ -22,22 +22,45 @@ def test_ids_rise_and_history_pages_back(storage: Storage) -> None:
     assert [m.text for m in older] == ["m0", "m1"] and not more
 
 
+ANN = Identity("ann", "s-ann")
+BEN = Identity("ben", "s-ben")
+CY = Identity("cy", "s-cy")
+
+
+def _dm(storage: Storage, sender: Identity, to: Identity, text: str) -> None:
+    storage.add_message(
+        sender=sender.key.title(),
+        text=text,
+        dm_from=sender.key,
+        dm_to=to.key,
+        to_name=to.key.title(),
+        by=sender,
+        to=to,
+    )
+
+
 def test_dm_history_is_the_conversation_both_ways(storage: Storage) -> None:
-    storage.add_message(sender="Ann", text="hi", dm_from="ann", dm_to="ben", to_name="Ben")
-    storage.add_message(sender="Ben", text="hey", dm_from="ben", dm_to="ann", to_name="Ann")
-    storage.add_message(sender="Cy", text="other", dm_from="cy", dm_to="ann", to_name="Ann")
-    msgs, more = storage.dm_history("ben", "ann", before=None, limit=10)
+    _dm(storage, ANN, BEN, "hi")
+    _dm(storage, BEN, ANN, "hey")
+    _dm(storage, CY, ANN, "other")
+    msgs, more = storage.dm_history(BEN, "ann", before=None, limit=10)
     assert [(m.from_, m.to, m.text) for m in msgs] == [("Ann", "Ben", "hi"), ("Ben", "Ann", "hey")]
     assert not more
+
+
+def test_dm_history_is_only_for_the_sessions_that_took_part(storage: Storage) -> None:
+    _dm(storage, ANN, BEN, "for ben's session")
+    later_ben = Identity("ben", "s-someone-else")
+    assert storage.dm_history(later_ben, "ann", before=None, limit=10)[0] == []
 
 
 def test_messages_since_covers_the_rooms_and_own_dms_in_order(storage: Storage) -> None:
     first = storage.add_message(sender="Ann", text="old", room="general", room_key="general")
     storage.add_message(sender="Ann", text="a", room="general", room_key="general")
-    storage.add_message(sender="Ann", text="b", dm_from="ann", dm_to="ben", to_name="Ben")
+    _dm(storage, ANN, BEN, "b")
     storage.add_message(sender="Ann", text="not his", room="Lunch", room_key="lunch")
-    storage.add_message(sender="Ben", text="c", dm_from="ben", dm_to="cy", to_name="Cy")
-    got = storage.messages_since(first.id, ["general"], "ben")
+    _dm(storage, BEN, CY, "c")
+    got = storage.messages_since(first.id, ["general"], BEN)
     assert [m.text for m in got] == ["a", "b", "c"]
 
 

@@ -238,13 +238,22 @@ def _no_tls(where: str, detail: str) -> Failure:
     )
 
 
+# Before TLS, nothing a peer says is authenticated: only these codes are understood, and they
+# are shown in our own words, never in the peer's (which could pose as a security warning).
+_PLAIN_ANSWERS = {
+    p.SERVER_FULL: "The chat at {where} is full or refused another connection from this "
+    "computer. Try again later.",
+}
+
+
 def _plain_answer(where: str, raw: bytes) -> Failure:
-    """The server answered our TLS hello in plain text: its error line, or not a TLS server."""
+    """The server answered our TLS hello in plain text: a known refusal, or not a TLS server."""
     if raw[:1] == b"{":
         events = p.JsonLinesProtocol(role="client").receive_data(raw)
         for event in events:
-            if isinstance(event, p.ErrorReply):
-                return Failure(event.code, event.message, refused_by_server=True)
+            if isinstance(event, p.ErrorReply) and event.code in _PLAIN_ANSWERS:
+                message = _PLAIN_ANSWERS[event.code].format(where=where)
+                return Failure(event.code, message, refused_by_server=True)
     return _no_tls(where, "it answered in plain text")
 
 

@@ -4,7 +4,7 @@ A client broadcasts a query on UDP port `BROADCAST_PORT` (5152); every Desktop
 Chat server that hears it answers by unicast to the sender. Both packets are one
 compact JSON object, at most `MAX_PACKET` (1 KiB) of UTF-8:
 
-    query:  {"magic":"desktop-chat","v":1,"op":"query","nonce":"<32 lowercase hex>"}
+    query:  {"magic":"desktop-chat","v":1,"op":"query","nonce":"<32 lowercase hex>","pad":"…"}
     answer: {"magic":"desktop-chat","v":1,"op":"answer","nonce":"<echoed>","port":5151,
              "protocol":"1","title":"…","tls":"offered","password":"no","people":"3","fp":"…"}
 
@@ -18,7 +18,10 @@ or spoofed answers are dropped. Unknown extra fields are ignored.
 
 The responder answers at most a few times a second per sender (and overall), so
 spoofed queries cannot turn it into a traffic amplifier, and never to a
-privileged source port.
+privileged source port. Nor is an answer ever larger than its query: a query is
+padded (``pad``) to `MAX_PACKET` bytes, and a shorter query whose answer would be
+larger is not answered. Only senders on the machine's own subnets are answered
+(loopback included): a query from elsewhere, spoofed or routed, gets nothing.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from desktop_chat.net.discovery.advert import (
     FoundServer,
     ipv4_of,
     is_wildcard,
+    local_addresses,
     networks_for,
 )
 
@@ -71,8 +75,11 @@ def new_nonce() -> str:
 
 
 def encode_query(nonce: str) -> bytes:
+    """A query padded to `MAX_PACKET` bytes, so that no answer is larger than it."""
     _check_nonce(nonce)
-    return _dump({"magic": MAGIC, "v": VERSION, "op": "query", "nonce": nonce})
+    fields: dict[str, object] = {"magic": MAGIC, "v": VERSION, "op": "query", "nonce": nonce}
+    bare = _dump({**fields, "pad": ""})
+    return _dump({**fields, "pad": " " * (MAX_PACKET - len(bare))})
 
 
 def encode_answer(nonce: str, tcp_port: int, advert: Advert) -> bytes:
@@ -178,11 +185,11 @@ class BroadcastResponder:
     """Answers broadcast queries for one server, on its own thread.
 
     `bind_host` is the chat server's bind address. With a wildcard it answers
-    anyone; with a specific address (127.0.0.1, 192.168.1.5) it answers only
-    senders on that address's subnet, so a server bound to 127.0.0.1 is never
-    revealed to the LAN. The socket itself is bound to the wildcard address
-    because, on Linux and macOS, a socket bound to a unicast address does not
-    receive broadcasts. `port=0` picks a free port (tests); see `address`.
+    senders on any of the machine's subnets; with a specific address (127.0.0.1,
+    192.168.1.5) it answers only senders on that address's subnet, so a server
+    bound to 127.0.0.1 is never revealed to the LAN. The socket itself is bound
+    to the wildcard address because, on Linux and macOS, a socket bound to a
+    unicast address does not receive broadcasts. `port=0` picks a free port (tests); see `address`.
     """
 
     def __init__(
@@ -202,6 +209,9 @@ class BroadcastResponder:
             self._allowed = networks_for(interfaces)
         elif not is_wildcard(bind_host):
             self._allowed = networks_for([ipv4_of(bind_host)])
+        else:  # the subnets of every interface of this machine, and loopback
+            self._allowed = [a.network for a in local_addresses()]
+            self._allowed.append(ipaddress.IPv4Network("127.0.0.0/8"))
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._wake_r: socket.socket | None = None
@@ -312,11 +322,20 @@ class BroadcastResponder:
             return
         with self._lock:
             advert = self._advert
+        answer = encode_answer(nonce, self._tcp_port, advert)
+        if len(answer) > len(data):
+            self.dropped += 1  # never an amplifier: a short (perhaps spoofed) query gets nothing
+            return
         self.answered += 1
         try:
-            sock.sendto(encode_answer(nonce, self._tcp_port, advert), sender)
+            sock.sendto(answer, sender)
         except OSError as exc:
             log.debug("could not answer %s: %s", sender, exc)
+
+    @property
+    def allowed_networks(self) -> list[ipaddress.IPv4Network]:
+        """The subnets whose senders are answered."""
+        return list(self._allowed or ())
 
     def _wanted(self, sender: tuple[str, int]) -> bool:
         host, port = sender

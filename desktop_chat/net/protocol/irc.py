@@ -126,7 +126,7 @@ def format_message(
             parts.append(":" + param)
         else:
             parts.append(param.replace(" ", "\u00a0") if not last else param)
-    return (" ".join(parts) + "\r\n").encode("utf-8")
+    return (" ".join(parts) + "\r\n").encode("utf-8", errors="replace")  # lone surrogates
 
 
 def split_text(text: str, budget: int) -> Iterator[str]:

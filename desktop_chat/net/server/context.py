@@ -34,6 +34,11 @@ class ServerContext(Protocol):
         """Would logging in as ``name`` need a password?"""
         ...
 
+    def plain_password_refusal(self, member: Member) -> str | None:
+        """Why ``member`` may not send a password on its connection (unencrypted, not from
+        loopback), or None when it may."""
+        ...
+
     def is_registered(self, name: str) -> bool:
         """Is ``name`` a registered account (which only its password may use)?"""
         ...

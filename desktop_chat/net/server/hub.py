@@ -36,9 +36,11 @@ from typing import Protocol
 from desktop_chat.net.protocol import events as p
 from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_name, skeleton
 from desktop_chat.net.server.frames import text_frame
+from desktop_chat.net.server.guard import Guard
+from desktop_chat.net.server.guard import LoginRefused as LoginRefused
 from desktop_chat.net.server.moderation import ModerationMixin
 from desktop_chat.net.server.outbox import MARK, OVERFLOW, Flusher, Outbox
-from desktop_chat.net.server.storage import Storage
+from desktop_chat.net.server.storage import Identity, Storage, token_hash
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +80,16 @@ class Member(Protocol):
     session: str
     rooms: dict[str, str]  # room key -> room name, in join order
     is_admin: bool
+    is_owner: bool  # logged in with the hosting app's owner token: the highest rank
     address: tuple[str, int]
     last_said: dict[str, float]  # room key -> when it last spoke (slow mode)
     end_session: bool  # kicked or banned: the session ends with the connection
 
     outbox: Outbox
+
+    @property
+    def secure(self) -> bool:
+        """The connection is encrypted (TLS, a WebSocket over TLS too)."""
 
     def deliver(self, out: Outgoing, *, force: bool = False, urgent: bool = True) -> int:
         """Buffer an event (no I/O); an :meth:`Outbox.enqueue` status (MARK, OVERFLOW...)."""
@@ -141,18 +148,12 @@ class _Batch:
             member.abort("slow")
 
 
-class LoginRefused(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 class Hub(ModerationMixin):
     """Rooms, members and routing. Thread-safe; methods are called from connection threads.
 
     ``storage`` is the open database, ``flusher`` the writer loop that sends what fan-outs
-    buffered, ``clock`` the monotonic time in seconds (slow mode; tests pass a fake one).
+    buffered, ``guard`` the server's password rules and argon2 pool, ``clock`` the monotonic
+    time in seconds (slow mode; tests pass a fake one).
     """
 
     def __init__(
@@ -161,11 +162,13 @@ class Hub(ModerationMixin):
         storage: Storage,
         flusher: Flusher,
         *,
+        guard: Guard | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.title = title
         self.storage = storage
         self.flusher = flusher
+        self.guard = guard if guard is not None else Guard()
         self.clock = clock
         self.closing = False  # shutting down: nobody is told of leaves, sessions are kept
         self.on_people_changed: Callable[[int], None] | None = None  # e.g. the mDNS "people"
@@ -174,6 +177,7 @@ class Hub(ModerationMixin):
         self._rooms: dict[str, Room] = {}
         self._skeletons: dict[str, str] = {}  # look-alike skeleton -> key, of people online
         self._registered_skeletons: dict[str, str] = {}
+        self._registered_keys: set[str] = set()  # name keys with an account
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -217,6 +221,12 @@ class Hub(ModerationMixin):
             stored = self.storage.load_session(hello.resume.session)
             if stored is not None and stored.name_key != key:
                 stored = None  # resume is honoured only for the same name
+            if stored is not None and stored.tls and not member.secure:
+                raise LoginRefused(
+                    p.TLS_REQUIRED,
+                    "this session was started over an encrypted (TLS) connection and can be "
+                    "resumed only over one",
+                )
         look = skeleton(name)
         wanted: Sequence[str] = stored.rooms if stored is not None else (DEFAULT_ROOM,)
         prepared = {name_key(r): self._prepare_room(r) for r in wanted}
@@ -270,12 +280,12 @@ class Hub(ModerationMixin):
                     batch.send_all(others, joined, urgent=False)
             if stored is not None and hello.resume is not None:
                 for msg in self.storage.messages_since(
-                    hello.resume.since, member.rooms.keys(), key
+                    hello.resume.since, member.rooms.keys(), self.identity(member)
                 ):
                     batch.send(member, Outgoing(msg), force=True)
             rooms_now = list(member.rooms.values())
         batch.finish()
-        self.storage.save_session(session, name, key, rooms_now)
+        self.storage.save_session(session, name, key, rooms_now, tls=member.secure)
         if replacing and current is not None:
             current.abort("replaced")
         self._people_changed()
@@ -311,7 +321,11 @@ class Hub(ModerationMixin):
             self.storage.delete_session(member.session)
         else:
             self.storage.save_session(
-                member.session, member.name, member.key, list(member.rooms.values())
+                member.session,
+                member.name,
+                member.key,
+                list(member.rooms.values()),
+                tls=member.secure,
             )
         batch.finish()
         self._people_changed()
@@ -378,7 +392,7 @@ class Hub(ModerationMixin):
                 batch.send_all(others, joined, urgent=False)
             batch.send(member, Outgoing(self._users_event(room)), force=True)
             rooms = list(member.rooms.values())
-        self.storage.save_session(member.session, member.name, member.key, rooms)
+        self.storage.save_session(member.session, member.name, member.key, rooms, tls=member.secure)
         batch.finish()
 
     def part(self, member: Member, requested: str, ref: p.Ref | None = None) -> None:
@@ -399,7 +413,7 @@ class Hub(ModerationMixin):
         if refused:
             self._error(member, p.NOT_IN_ROOM, f"you are not in {requested!r}", ref)
             return
-        self.storage.save_session(member.session, member.name, member.key, rooms)
+        self.storage.save_session(member.session, member.name, member.key, rooms, tls=member.secure)
         batch.finish()
 
     def list_rooms(self, member: Member, ref: p.Ref | None = None) -> None:
@@ -440,7 +454,12 @@ class Hub(ModerationMixin):
                 refused = True
             else:
                 msg = self.storage.add_message(
-                    sender=member.name, text=text, room=room.name, room_key=key, me=me
+                    sender=member.name,
+                    text=text,
+                    room=room.name,
+                    room_key=key,
+                    me=me,
+                    by=self.identity(member),
                 )
                 out = Outgoing(msg)
                 if ref is None:
@@ -474,6 +493,8 @@ class Hub(ModerationMixin):
                     dm_to=to_key,
                     to_name=target.name,
                     me=me,
+                    by=self.identity(member),
+                    to=self.identity(target),
                 )
                 if target is not member:
                     batch.send(target, Outgoing(msg))
@@ -527,7 +548,7 @@ class Hub(ModerationMixin):
         else:
             other = req.with_ or ""
             msgs, more = self.storage.dm_history(
-                member.key, name_key(other), before=req.before, limit=limit
+                self.identity(member), name_key(other), before=req.before, limit=limit
             )
             reply = p.HistoryReply(messages=tuple(msgs), with_=other, more=more, ref=req.ref)
         self._reply(member, reply)
@@ -546,6 +567,13 @@ class Hub(ModerationMixin):
         return members
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def identity(self, member: Member) -> Identity:
+        """Who ``member`` is for DMs: its session, and its account when its name is
+        registered (a registered name is used only with its password or the owner token, or
+        by the session that registered it)."""
+        account = member.key if member.key in self._registered_keys else None
+        return Identity(member.key, token_hash(member.session), account)
 
     def _people_changed(self) -> None:
         if self.on_people_changed is not None and not self.closing:

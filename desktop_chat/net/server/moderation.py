@@ -1,25 +1,45 @@
 """Accounts and moderation on top of the hub: register, passwords, kick, ban, topics, room
 passwords, slow mode, promotion. Every moderation request is checked here, on the server:
-only the host (owner token) and admins it promoted may moderate.
+only the host (owner token) and admins it promoted may moderate, by rank: owner > admins >
+users, and nobody can kick or ban the owner or someone of higher rank.
+
+Every password here (register, change, room passwords) crosses only an encrypted or loopback
+connection (``tls_required`` otherwise), is hashed or checked in the bounded argon2 pool, and
+room-password guesses go through the same throttle as logins.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from desktop_chat.net.protocol import admin as pa
 from desktop_chat.net.protocol import events as p
 from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_name, skeleton
-from desktop_chat.net.server.accounts import hash_password, password_problem, verify_password
-from desktop_chat.net.server.storage import Storage
+from desktop_chat.net.server.accounts import (
+    hash_password,
+    password_problem,
+    room_account,
+    verify_password,
+)
+from desktop_chat.net.server.guard import Busy
+from desktop_chat.net.server.storage import Identity, Storage
 
 if TYPE_CHECKING:
+    from desktop_chat.net.server.guard import Guard
     from desktop_chat.net.server.hub import Member, Room
 
+
+def rank(member: Member) -> int:
+    """Owner (2) > admins (1) > users (0)."""
+    return 2 if member.is_owner else 1 if member.is_admin else 0
+
+
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class ModerationMixin:
@@ -27,10 +47,12 @@ class ModerationMixin:
 
     storage: Storage
     clock: Callable[[], float]  # monotonic seconds
+    guard: Guard
     _lock: threading.Lock
     _users: dict[str, Member]
     _rooms: dict[str, Room]
     _registered_skeletons: dict[str, str]
+    _registered_keys: set[str]
 
     if TYPE_CHECKING:  # provided by Hub
 
@@ -39,12 +61,13 @@ class ModerationMixin:
         def _broadcast_room(self, room: Room, event: p.ServerEvent) -> None: ...
         def _prepare_room(self, requested: str) -> Room | None: ...
         def _room_for(self, requested: str, prepared: Room | None) -> Room: ...
+        def identity(self, member: Member) -> Identity: ...
 
     def load_registered(self) -> None:
         skeleton("")  # build the look-alike table now, not during the first login storm
-        self._registered_skeletons = {
-            skeleton(n): name_key(n) for n in self.storage.account_names()
-        }
+        names = self.storage.account_names()
+        self._registered_skeletons = {skeleton(n): name_key(n) for n in names}
+        self._registered_keys = {name_key(n) for n in names}
 
     def _ok(self, member: Member, what: str, ref: p.Ref | None) -> None:
         self._reply(member, pa.Ok(what=what, ref=ref))
@@ -55,9 +78,37 @@ class ModerationMixin:
         self._error(member, pa.FORBIDDEN, "only the host or an admin can do that", ref)
         return False
 
+    def _outranks(self, member: Member, target: Member, ref: p.Ref | None) -> bool:
+        """May ``member`` act against ``target``? Never against the owner or a higher rank."""
+        if target.is_owner or rank(target) > rank(member):
+            self._error(member, pa.FORBIDDEN, f"{target.name} outranks you", ref)
+            return False
+        return True
+
+    def _password_allowed(self, member: Member, ref: p.Ref | None) -> bool:
+        """Only over TLS or loopback (unless the host allowed plain passwords)."""
+        refusal = self.guard.rule.refusal(member.secure, member.address[0])
+        if refusal is None:
+            return True
+        self._error(member, p.TLS_REQUIRED, refusal, ref)
+        return False
+
+    def _argon(self, member: Member, ref: p.Ref | None, work: Callable[[], _T]) -> _T | None:
+        """Run an argon2 hash or check in the server's bounded pool; None when it is full
+        (the member was told ``rate_limited``)."""
+        try:
+            return self.guard.pool.run(work)
+        except Busy as exc:
+            self._error(member, p.RATE_LIMITED, str(exc), ref)
+            return None
+
     # -- accounts ---------------------------------------------------------------------------
 
     def register(self, member: Member, req: pa.Register) -> None:
+        """Claim the name in use with a password: only for the session that has been using it
+        (or a name never used), never a name with someone else's history."""
+        if not self._password_allowed(member, req.ref):
+            return
         problem = password_problem(req.password)
         if problem is not None:
             self._error(member, p.BAD_MESSAGE, problem, req.ref)
@@ -65,29 +116,61 @@ class ModerationMixin:
         if self.storage.account(member.key) is not None:
             self._error(member, p.NAME_TAKEN, "this name is registered already", req.ref)
             return
-        pw_hash = hash_password(req.password)  # slow on purpose: outside every lock
+        me = self.identity(member)
+        if self.storage.name_used_by_others(member.key, me.session):
+            self._error(
+                member,
+                p.NAME_TAKEN,
+                "someone else has used this name here before, so it cannot be registered "
+                "from this session; register a name of your own",
+                req.ref,
+            )
+            return
+        pw_hash = self._argon(member, req.ref, lambda: hash_password(req.password))
+        if pw_hash is None:
+            return
         self.storage.save_account(member.key, member.name, pw_hash)
+        self.storage.claim_dms(Identity(member.key, me.session, member.key))
         with self._lock:
             self._registered_skeletons[skeleton(member.name)] = member.key
+            self._registered_keys.add(member.key)
         log.info("%s registered their name", member.name)
         self._ok(member, req.TYPE, req.ref)
 
     def set_password(self, member: Member, req: pa.SetPassword) -> None:
+        if not self._password_allowed(member, req.ref):
+            return
         account = self.storage.account(member.key)
-        if account is None or not verify_password(account[1], req.old):
+        address = member.address[0]
+        throttle = self.guard.throttle
+        if account is None or throttle.wait(address, member.key, trusted=True) > 0:
+            self._error(member, p.AUTH_FAILED, "the old password is wrong", req.ref)
+            return
+        right = self._argon(member, req.ref, lambda: verify_password(account[1], req.old))
+        if right is None:
+            return
+        if not right:
+            throttle.failed(address, member.key)
             self._error(member, p.AUTH_FAILED, "the old password is wrong", req.ref)
             return
         problem = password_problem(req.new)
         if problem is not None:
             self._error(member, p.BAD_MESSAGE, problem, req.ref)
             return
-        self.storage.save_account(member.key, account[0], hash_password(req.new), account[2])
+        pw_hash = self._argon(member, req.ref, lambda: hash_password(req.new))
+        if pw_hash is None:
+            return
+        self.storage.save_account(member.key, account[0], pw_hash, account[2])
         self._ok(member, req.TYPE, req.ref)
 
     def promote(self, member: Member, req: pa.Promote) -> None:
         if not self._admin_only(member, req.ref):
             return
         role = "user" if req.admin is False else "admin"
+        with self._lock:
+            online = self._users.get(name_key(req.name))
+        if online is not None and not self._outranks(member, online, req.ref):
+            return
         if not self.storage.set_role(name_key(req.name), role):
             self._error(member, p.NO_SUCH_USER, f"{req.name!r} has no registered account", req.ref)
             return
@@ -106,6 +189,8 @@ class ModerationMixin:
             target = self._users.get(name_key(req.name))
         if target is None:
             self._error(member, p.NO_SUCH_USER, f"nobody called {req.name!r} is online", req.ref)
+            return
+        if not self._outranks(member, target, req.ref):
             return
         self._remove(target, by=member.name, why=req.reason or "kicked")
         self._ok(member, req.TYPE, req.ref)
@@ -128,12 +213,17 @@ class ModerationMixin:
             except InvalidName as exc:
                 self._error(member, p.NAME_INVALID, str(exc), req.ref)
                 return
-            self.storage.add_ban("name", key, member.name)
             targets = [u for u in users if u.key == key]
+            if any(not self._outranks(member, t, req.ref) for t in targets):
+                return
+            self.storage.add_ban("name", key, member.name)
         else:
             address = (req.address or "").strip()
             self.storage.add_ban("address", address, member.name)
-            targets = [u for u in users if u.address[0] == address]
+            # The owner and higher ranks stay (the owner passes bans), so a ban on 127.0.0.1
+            # never locks the hosting app out of its own chat.
+            targets = [u for u in users if u.address[0] == address and rank(u) <= rank(member)]
+            targets = [u for u in targets if not u.is_owner]
         for target in targets:
             if target is not member:
                 self._remove(target, by=member.name, why="banned")
@@ -187,8 +277,16 @@ class ModerationMixin:
         key = name_key(room.name)
         pw_hash, slow = self.storage.room_settings(key)
         notes = []
+        if req.password:
+            if not self._password_allowed(member, req.ref):
+                return
+            new_hash = self._argon(member, req.ref, lambda: hash_password(req.password or ""))
+            if new_hash is None:
+                return
+            pw_hash = new_hash
+        elif req.password is not None:
+            pw_hash = None
         if req.password is not None:
-            pw_hash = hash_password(req.password) if req.password else None
             notes.append("needs a password to join now" if pw_hash else "is open to all now")
         if req.slow is not None:
             slow = req.slow
@@ -218,11 +316,29 @@ class ModerationMixin:
         return 0.0
 
     def may_join(self, member: Member, req: p.Join, key: str) -> bool:
-        """A room with a password lets in admins, people already in it, and the password."""
+        """A room with a password lets in admins, people already in it, and the password
+        (sent only over TLS or loopback, throttled like a login, checked in the pool)."""
         pw_hash, _slow = self.storage.room_settings(key)
         if pw_hash is None or member.is_admin or key in member.rooms:
             return True
-        if req.password is not None and verify_password(pw_hash, req.password):
+        if req.password is None:
+            self._error(member, p.AUTH_FAILED, "this room needs its password", req.ref)
+            return False
+        if not self._password_allowed(member, req.ref):
+            return False
+        address, which = member.address[0], room_account(key)
+        wait = self.guard.throttle.wait(address, which)
+        if wait > 0:
+            self._error(
+                member, p.AUTH_FAILED, f"wrong room password; wait {math.ceil(wait)} s", req.ref
+            )
+            return False
+        right = self._argon(member, req.ref, lambda: verify_password(pw_hash, req.password or ""))
+        if right is None:
+            return False
+        if right:
+            self.guard.throttle.succeeded(address, which)
             return True
+        self.guard.throttle.failed(address, which)
         self._error(member, p.AUTH_FAILED, "this room needs its password", req.ref)
         return False

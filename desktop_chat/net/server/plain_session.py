@@ -98,6 +98,9 @@ class PlainSession(Session):
                 self.write(PROMPT)
                 return
             if self.ctx.needs_password(line):
+                if (refusal := self.ctx.plain_password_refusal(self)) is not None:
+                    self.write(f"! {refusal}\n{PROMPT}")
+                    return
                 self._pending_name = line
                 self.write("Password: ")
                 return

@@ -8,9 +8,9 @@ is idempotent and returns once every thread it started has ended.
 from __future__ import annotations
 
 import errno
-import hmac
 import ipaddress
 import logging
+import os
 import secrets
 import selectors
 import socket
@@ -28,8 +28,9 @@ from desktop_chat.net.protocol import events as p
 from desktop_chat.net.protocol.framing import DEFAULT_MAX_LINE
 from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_name
 from desktop_chat.net.protocol.tls import TLS_MODES
-from desktop_chat.net.server.accounts import AuthThrottle, hash_password, verify_password
+from desktop_chat.net.server.accounts import hash_password
 from desktop_chat.net.server.connection import Connection
+from desktop_chat.net.server.guard import ArgonPool, Guard, PlainPasswordRule
 from desktop_chat.net.server.hub import Hub, LoginRefused, Member
 from desktop_chat.net.server.outbox import Flusher
 from desktop_chat.net.server.storage import Storage
@@ -73,6 +74,10 @@ class ServerConfig:
     tls: str = "offered"  # "off", "offered" (TLS and plain on the same port) or "required"
     password: str | None = None  # a private server: everyone needs this password
     admins: tuple[str, ...] = ()  # registered accounts that may moderate
+    allow_plain_passwords: bool = False  # accept passwords over unencrypted connections too
+    trust_loopback: bool = True  # loopback counts as safe for passwords (tests turn it off)
+    argon_workers: int | None = None  # argon2 checks at once (None: one per core)
+    argon_queue: int | None = None  # argon2 checks waiting (None: 4 per worker)
 
 
 class Server:
@@ -90,7 +95,14 @@ class Server:
         self._listener: socket.socket | None = None
         self.certificate: Certificate | None = None
         self.owner_token = secrets.token_urlsafe(24)  # the hosting app's key to admin rights
-        self.throttle = AuthThrottle()
+        self.guard = Guard(
+            rule=PlainPasswordRule(
+                allow_plain=self.config.allow_plain_passwords,
+                trust_loopback=self.config.trust_loopback,
+            ),
+            pool=ArgonPool(self.config.argon_workers, self.config.argon_queue),
+            owner_token=self.owner_token,
+        )
         self.announcer: Announcer | None = None
         self._password_hash: str | None = None
         self.tls_context: ssl.SSLContext | None = None
@@ -110,14 +122,17 @@ class Server:
             return self
         self._started = True
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(self.data_dir, 0o700)  # every DM and password hash is in here
             self.storage = Storage(self.data_dir / "chat.sqlite3")
-            self.storage.expire_sessions(self.config.session_ttl_days * 86400)
-            self.hub = Hub(self.config.title, self.storage, self.flusher)
+            self.storage.session_ttl = self.config.session_ttl_days * 86400
+            self.storage.expire_sessions(self.storage.session_ttl)
+            self.hub = Hub(self.config.title, self.storage, self.flusher, guard=self.guard)
             self.flusher.before_send = self.storage.commit
             self.hub.load_registered()  # also builds the look-alike table, before any login
             if self.config.password:
                 self._password_hash = hash_password(self.config.password)
+                self.guard.password_hash = self._password_hash
             for admin in self.config.admins:
                 if not self.storage.set_role(name_key(admin), "admin"):
                     log.warning("--admin %s: no such registered account", admin)
@@ -133,6 +148,10 @@ class Server:
             raise
         host, port = self._listener.getsockname()[:2]
         self.address = (host, port)
+        self.guard.rule.where = self.join_addresses()[0]  # named when refusing plain passwords
+        self.guard.rule.tls_on = self.certificate is not None
+        if self.certificate is not None:
+            self.guard.rule.fingerprint = self.certificate.fingerprint_colons
         self.flusher.start()
         if self.config.announce:
             self._start_announcer()
@@ -343,36 +362,23 @@ class Server:
         return self.storage.account(key) is not None
 
     def authenticate(self, member: Member, hello: p.Hello) -> bool:
-        """Check bans and passwords before the hub admits ``hello``; True for an admin.
-
-        A registered name needs its account password; otherwise a private server needs the
-        server password. Failures are counted per address and per account; past the limit an
-        attempt fails without being checked. Every failure says the same thing.
-        """
+        """Check bans and passwords before the hub admits ``hello``; True for an admin (see
+        :meth:`Guard.authenticate`). Marks the member as the owner's when it is."""
         if self._closed:
             raise LoginRefused(p.SERVER_FULL, "the server is shutting down")
-        storage = self.storage
-        assert storage is not None
-        address = member.address[0]
-        if storage.is_banned("address", address):
-            raise LoginRefused(p.BANNED, "you are banned from this server")
-        try:
-            key: str | None = name_key(normalize_name(hello.name))
-        except InvalidName:
-            key = None  # the hub refuses the name itself
-        if key is not None and storage.is_banned("name", key):
-            raise LoginRefused(p.BANNED, "this name is banned from this server")
-        account = storage.account(key) if key is not None else None
-        owner = hello.owner is not None and hmac.compare_digest(hello.owner, self.owner_token)
-        needed = account[1] if account is not None else self._password_hash
-        if needed is not None and not owner:
-            if not self.throttle.allowed(address, key):
-                raise LoginRefused(p.AUTH_FAILED, "wrong name or password; wait a minute")
-            if hello.password is None or not verify_password(needed, hello.password):
-                self.throttle.failed(address, key)
-                log.warning("failed login for %r from %s", hello.name[:40], address)
-                raise LoginRefused(p.AUTH_FAILED, "wrong name or password")
-        return owner or (account is not None and account[2] == "admin")
+        assert self.storage is not None
+        member.is_owner = self.guard.is_owner(hello)
+        return self.guard.authenticate(
+            self.storage,
+            hello,
+            address=member.address[0],
+            secure=member.secure,
+            owner=member.is_owner,
+        )
+
+    def plain_password_refusal(self, member: Member) -> str | None:
+        """Why ``member`` may not send a password (it is not encrypted), or None."""
+        return self.guard.rule.refusal(member.secure, member.address[0])
 
     # -- information ------------------------------------------------------------------------
 

@@ -57,6 +57,7 @@ class Session:
         self.session = ""
         self.rooms: dict[str, str] = {}
         self.is_admin = False
+        self.is_owner = False
         self.last_said: dict[str, float] = {}
         self.end_session = False
         self.bucket = TokenBucket(self.config.rate_burst, self.config.rate_per_sec)
@@ -137,9 +138,11 @@ class Session:
         self.logged_in = True
 
     def refuse(self, exc: LoginRefused, ref: p.Ref | None = None) -> None:
-        """Answer a refused login and close."""
+        """Answer a refused login and close (``tls_required`` keeps the connection open: it
+        may still log in without a password)."""
         self.send_event(p.ErrorReply(code=exc.code, message=exc.message, ref=ref))
-        self.close("refused")
+        if exc.code != p.TLS_REQUIRED:
+            self.close("refused")
 
     def quit(self) -> None:
         self.transport.close_reason = "quit"

@@ -15,23 +15,33 @@ checkpoints. Hence:
 
 This is SQLite's own group commit: no fsync per message. One connection, guarded by a lock,
 serves all threads; callers keep each call short.
+
+Privacy: the database file (and its ``-wal``/``-shm`` companions) is readable by its owner only,
+session tokens are stored as their SHA-256, and every DM records who took part (the sending and
+receiving sessions, and the account when the name was registered), so a DM is served only to
+those identities (see :class:`Identity`). Schema changes are ordered steps in
+:data:`MIGRATIONS`, counted by ``PRAGMA user_version``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from desktop_chat.net.protocol.events import ChatMessage, FileInfo
+from desktop_chat.net.protocol.names import name_key
 
 SCHEMA_VERSION = 1
 CHECKPOINT_EVERY = 2.0  # seconds between background WAL checkpoints
+EXPIRE_EVERY = 600.0  # seconds between sweeps of expired sessions
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +95,59 @@ CREATE TABLE IF NOT EXISTS sessions (
 """
 
 _COLUMNS = "id, ts, sender, room, to_name, text, file, me"
+# The DMs an Identity took part in (named parameters :session and :account).
+_MINE_SENT = "(from_session = :session OR from_account = :account)"
+_MINE_RECEIVED = "(to_session = :session OR to_account = :account)"
+
+
+def token_hash(token: str) -> str:
+    """What the database keeps of a session token: its SHA-256 (hex). A stolen database file
+    (or backup) does not let anyone resume someone else's session."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# -- schema migrations: ordered steps, each run once; PRAGMA user_version counts them --------
+
+
+def _privacy_dm_owners(db: sqlite3.Connection) -> None:
+    """privacy 1: who took part in each message, and whether a session began over TLS.
+
+    Old DMs have no session: each side is given to the registered account of its name only if
+    that account already existed when the DM was written (a registered name could then only be
+    used with its password); every other old DM is served to nobody.
+    """
+    for column in ("sender_key", "from_session", "to_session", "from_account", "to_account"):
+        db.execute(f"ALTER TABLE messages ADD COLUMN {column} TEXT")
+    db.execute("UPDATE messages SET sender_key = dc_name_key(sender)")
+    for side, key in (("from_account", "dm_from"), ("to_account", "dm_to")):
+        db.execute(
+            f"UPDATE messages SET {side} = {key} WHERE {key} IS NOT NULL AND EXISTS "
+            f"(SELECT 1 FROM accounts a WHERE a.name_key = messages.{key} "
+            "AND a.created * 1000 <= messages.ts)"
+        )
+    db.execute("CREATE INDEX IF NOT EXISTS messages_sender ON messages (sender_key)")
+    db.execute("ALTER TABLE sessions ADD COLUMN tls INTEGER NOT NULL DEFAULT 0")
+
+
+def _privacy_hashed_tokens(db: sqlite3.Connection) -> None:
+    """privacy 2: session tokens are kept as their SHA-256 only."""
+    db.execute("UPDATE sessions SET token = dc_sha256(token)")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _privacy_dm_owners,
+    _privacy_hashed_tokens,
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who asks for DMs: a name key, the SHA-256 of its session token, and the account (the
+    name key again) when the session is logged in to the registered name, else None."""
+
+    key: str
+    session: str
+    account: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +157,18 @@ class StoredSession:
     name: str
     rooms: tuple[str, ...]  # room names as spelled by the room's creator
     last_seen: float
+    tls: bool = False  # created over TLS: resumed only over TLS
+
+
+def _owner_only(path: Path) -> None:
+    """Create ``path`` readable by its owner only (or make it so): it holds every DM."""
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if p.exists():
+            os.chmod(p, 0o600)
+    if not path.exists():
+        no_follow = getattr(os, "O_NOFOLLOW", 0)  # not on Windows
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | no_follow, 0o600)
+        os.close(fd)
 
 
 def _row_to_message(row: Sequence[object]) -> ChatMessage:
@@ -119,6 +194,12 @@ class Storage:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        # SQLite gives the -wal and -shm files the database file's permissions.
+        if str(path) != ":memory:":
+            _owner_only(self.path)
+        self.session_ttl: float | None = None  # seconds; set by the server (None: keep all)
+        self.expire_every = EXPIRE_EVERY
+        self.expired_round = threading.Event()  # set after each sweep (tests wait for it)
         self._db = sqlite3.connect(
             str(self.path), check_same_thread=False, isolation_level=None, timeout=5.0
         )
@@ -141,17 +222,39 @@ class Storage:
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
                 (str(SCHEMA_VERSION),),
             )
+            self._migrate()
         self._closed = False
         self._checkpointer.start()
 
+    def _migrate(self) -> None:
+        """Run the steps of :data:`MIGRATIONS` this database has not had yet (lock held)."""
+        self._db.create_function("dc_name_key", 1, name_key, deterministic=True)
+        self._db.create_function("dc_sha256", 1, token_hash, deterministic=True)
+        done = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        for number, step in enumerate(MIGRATIONS[done:], start=done + 1):
+            self._db.execute("BEGIN")
+            try:
+                step(self._db)
+                self._db.execute(f"PRAGMA user_version = {number}")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            log.info("database migrated: %s", step.__name__)
+
     def _checkpoint_loop(self) -> None:
         db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=5.0)
+        next_sweep = time.monotonic()
         try:
-            while not self._stop.wait(CHECKPOINT_EVERY):
+            while not self._stop.wait(min(CHECKPOINT_EVERY, self.expire_every)):
                 try:
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except sqlite3.OperationalError as exc:  # busy: the next round will do it
                     log.debug("checkpoint postponed: %s", exc)
+                if self.session_ttl is not None and time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + self.expire_every
+                    self.expire_sessions(self.session_ttl)
+                    self.expired_round.set()
         finally:
             db.close()
 
@@ -191,10 +294,22 @@ class Storage:
         file: FileInfo | None = None,
         me: bool = False,
         ts: int | None = None,
+        by: Identity | None = None,
+        to: Identity | None = None,
     ) -> ChatMessage:
-        """Store (and commit) a message; return it with its server-wide id."""
+        """Store (and commit) a message; return it with its server-wide id.
+
+        ``by`` and ``to`` are the identities that took part (``to`` for DMs): only they are
+        ever served the DM again (see :meth:`dm_history`)."""
         when = int(time.time() * 1000) if ts is None else ts
         file_json = None if file is None else json.dumps(file.to_dict())
+        owners = (
+            None if by is None else by.key,
+            None if by is None else by.session,
+            None if to is None else to.session,
+            None if by is None else by.account,
+            None if to is None else to.account,
+        )
         with self._lock:
             # Not committed here: the server's writer loop commits (see commit()) before it
             # puts anything on the wire, so one commit covers every message of a round.
@@ -202,8 +317,21 @@ class Storage:
                 self._db.execute("BEGIN")
             cur = self._db.execute(
                 "INSERT INTO messages (ts, sender, room_key, room, dm_from, dm_to, to_name, "
-                "text, file, me) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (when, sender, room_key, room, dm_from, dm_to, to_name, text, file_json, int(me)),
+                "text, file, me, sender_key, from_session, to_session, from_account, "
+                "to_account) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    when,
+                    sender,
+                    room_key,
+                    room,
+                    dm_from,
+                    dm_to,
+                    to_name,
+                    text,
+                    file_json,
+                    int(me),
+                    *owners,
+                ),
             )
             msg_id = cur.lastrowid
         assert msg_id is not None
@@ -228,49 +356,92 @@ class Storage:
         self, room_key: str, *, before: int | None, limit: int
     ) -> tuple[list[ChatMessage], bool]:
         """Up to ``limit`` messages of a room before id ``before``, oldest first; and more?"""
-        sql = f"SELECT {_COLUMNS} FROM messages WHERE room_key = ?"
-        args: list[object] = [room_key]
-        return self._page(sql, args, before, limit)
+        sql = f"SELECT {_COLUMNS} FROM messages WHERE room_key = :room"
+        return self._page(sql, {"room": room_key}, before, limit)
 
     def dm_history(
-        self, a_key: str, b_key: str, *, before: int | None, limit: int
+        self, me: Identity, other_key: str, *, before: int | None, limit: int
     ) -> tuple[list[ChatMessage], bool]:
-        """The private conversation between two users (name keys), oldest first; and more?"""
+        """The private conversation of ``me`` with another user (name key), oldest first, and
+        whether there is more: only the DMs ``me`` took part in."""
         sql = (
             f"SELECT {_COLUMNS} FROM messages WHERE "
-            "((dm_from = ? AND dm_to = ?) OR (dm_from = ? AND dm_to = ?))"
+            f"((dm_from = :key AND dm_to = :other AND {_MINE_SENT}) "
+            f"OR (dm_from = :other AND dm_to = :key AND {_MINE_RECEIVED}))"
         )
-        return self._page(sql, [a_key, b_key, b_key, a_key], before, limit)
+        args: dict[str, object] = {
+            "key": me.key,
+            "other": other_key,
+            "session": me.session,
+            "account": me.account,
+        }
+        return self._page(sql, args, before, limit)
 
     def _page(
-        self, sql: str, args: list[object], before: int | None, limit: int
+        self, sql: str, args: dict[str, object], before: int | None, limit: int
     ) -> tuple[list[ChatMessage], bool]:
         if before is not None:
-            sql += " AND id < ?"
-            args.append(before)
-        sql += " ORDER BY id DESC LIMIT ?"
-        args.append(limit + 1)
+            sql += " AND id < :before"
+            args["before"] = before
+        sql += " ORDER BY id DESC LIMIT :limit"
+        args["limit"] = limit + 1
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
         more = len(rows) > limit
         return [_row_to_message(r) for r in reversed(rows[:limit])], more
 
     def messages_since(
-        self, since: int, room_keys: Iterable[str], user_key: str
+        self, since: int, room_keys: Iterable[str], me: Identity
     ) -> list[ChatMessage]:
-        """Every message of these rooms and of the user's DMs with id > since, in id order."""
-        keys = list(room_keys)
-        marks = ",".join("?" * len(keys))
+        """Every message of these rooms and of the DMs ``me`` took part in with id > since, in
+        id order."""
+        rooms = {f"r{i}": k for i, k in enumerate(room_keys)}
+        marks = ",".join(f":{name}" for name in rooms)
         parts = [
-            f"SELECT {_COLUMNS} FROM messages WHERE id > ? AND room_key IN ({marks})",
-            f"SELECT {_COLUMNS} FROM messages WHERE id > ? AND dm_from = ?",
-            f"SELECT {_COLUMNS} FROM messages WHERE id > ? AND dm_to = ?",
+            f"SELECT {_COLUMNS} FROM messages WHERE id > :since AND room_key IN ({marks})",
+            f"SELECT {_COLUMNS} FROM messages WHERE id > :since AND dm_from = :key "
+            f"AND {_MINE_SENT}",
+            f"SELECT {_COLUMNS} FROM messages WHERE id > :since AND dm_to = :key "
+            f"AND {_MINE_RECEIVED}",
         ]
         sql = " UNION ".join(parts) + " ORDER BY id"
-        args: list[object] = [since, *keys, since, user_key, since, user_key]
+        args: dict[str, object] = {
+            "since": since,
+            "key": me.key,
+            "session": me.session,
+            "account": me.account,
+            **rooms,
+        }
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
         return [_row_to_message(r) for r in rows]
+
+    def name_used_by_others(self, key: str, session: str) -> bool:
+        """Has anyone but session ``session`` (a token hash) used the name ``key``: a stored
+        session, a message sent or a DM received (messages from before sessions were recorded
+        count as someone else's)?"""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM sessions WHERE name_key = :key AND token != :s UNION ALL "
+                "SELECT 1 FROM messages WHERE sender_key = :key AND from_session IS NOT :s "
+                "UNION ALL SELECT 1 FROM messages WHERE dm_to = :key AND to_session IS NOT :s "
+                "LIMIT 1",
+                {"key": key, "s": session},
+            ).fetchone()
+        return row is not None
+
+    def claim_dms(self, me: Identity) -> None:
+        """The session ``me`` registered its name: its DMs belong to the account from now on."""
+        with self._lock:
+            for side, key, session in (
+                ("from_account", "dm_from", "from_session"),
+                ("to_account", "dm_to", "to_session"),
+            ):
+                self._db.execute(
+                    f"UPDATE messages SET {side} = :account WHERE {key} = :key "
+                    f"AND {session} = :session",
+                    {"account": me.account, "key": me.key, "session": me.session},
+                )
 
     def last_message_id(self) -> int:
         with self._lock:
@@ -298,36 +469,47 @@ class Storage:
 
     # -- sessions ---------------------------------------------------------------------------
 
-    def save_session(self, token: str, name: str, name_key: str, rooms: Sequence[str]) -> None:
+    def save_session(
+        self, token: str, name: str, name_key: str, rooms: Sequence[str], *, tls: bool = False
+    ) -> None:
+        """Create or update a session (kept as the token's hash); ``tls`` counts only when the
+        session is created: a session begun over TLS stays TLS-only."""
         now = int(time.time())
         with self._lock:
             self._db.execute(
-                "INSERT INTO sessions (token, name_key, name, rooms, created, last_seen) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(token) DO UPDATE SET "
+                "INSERT INTO sessions (token, name_key, name, rooms, created, last_seen, tls) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(token) DO UPDATE SET "
                 "name = excluded.name, rooms = excluded.rooms, last_seen = excluded.last_seen",
-                (token, name_key, name, json.dumps(list(rooms)), now, now),
+                (token_hash(token), name_key, name, json.dumps(list(rooms)), now, now, int(tls)),
             )
 
     def load_session(self, token: str) -> StoredSession | None:
+        """The session of ``token``; None if unknown or unused for longer than
+        :attr:`session_ttl` (checked on every resume, not only at start; deleted then)."""
+        hashed = token_hash(token)
         with self._lock:
             row = self._db.execute(
-                "SELECT token, name_key, name, rooms, last_seen FROM sessions WHERE token = ?",
-                (token,),
+                "SELECT name_key, name, rooms, last_seen, tls FROM sessions WHERE token = ?",
+                (hashed,),
             ).fetchone()
-        if row is None:
-            return None
-        rooms = json.loads(row[3])
+            if row is None:
+                return None
+            if self.session_ttl is not None and row[3] < time.time() - self.session_ttl:
+                self._db.execute("DELETE FROM sessions WHERE token = ?", (hashed,))
+                return None
+        rooms = json.loads(row[2])
         return StoredSession(
-            token=row[0],
-            name_key=row[1],
-            name=row[2],
+            token=token,
+            name_key=row[0],
+            name=row[1],
             rooms=tuple(str(r) for r in rooms),
-            last_seen=float(row[4]),
+            last_seen=float(row[3]),
+            tls=bool(row[4]),
         )
 
     def delete_session(self, token: str) -> None:
         with self._lock:
-            self._db.execute("DELETE FROM sessions WHERE token = ?", (token,))
+            self._db.execute("DELETE FROM sessions WHERE token = ?", (token_hash(token),))
 
     def expire_sessions(self, older_than_seconds: float) -> int:
         cutoff = int(time.time() - older_than_seconds)

@@ -18,6 +18,7 @@ import ipaddress
 import os
 import socket
 import ssl
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,12 +87,17 @@ def _make_certificate(cert_path: Path, key_path: Path) -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    # The key is written with owner-only permissions from the start, never world-readable.
-    tmp_key = key_path.with_suffix(".tmp")
-    fd = os.open(tmp_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key_pem)
-    os.replace(tmp_key, key_path)
+    # The key is written with owner-only permissions from the start, never world-readable,
+    # to a new file of a random name (mkstemp: O_EXCL, so a leftover file or a planted symlink
+    # is never followed), then renamed into place.
+    fd, tmp_name = tempfile.mkstemp(prefix=".tls-key-", dir=key_path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key_pem)
+        os.replace(tmp_name, key_path)
+    except BaseException:
+        os.unlink(tmp_name)
+        raise
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
