@@ -27,7 +27,15 @@ from desktop_chat.ui.theme import DARK, LIGHT, name_hash
 from tests.gui.conftest import FAST, TIMEOUT_MS, ClientFactory
 from tests.helpers import T
 
-BASE_TS = int(time.time() * 1000) - 3_600_000
+def _recent_noon_ms() -> int:
+    """Noon (local time) of today, or of yesterday before noon: recent, and far enough from
+    midnight that the minutes the tests add never cross a day (they did, run at 00:30)."""
+    now = time.localtime()
+    noon = time.mktime((now.tm_year, now.tm_mon, now.tm_mday, 12, 0, 0, 0, 0, -1))
+    return int((noon if noon < time.time() else noon - 86_400) * 1000)
+
+
+BASE_TS = _recent_noon_ms()
 HOSTILE = '<b>x</b> <img src="http://evil.example/p.png" onerror=alert(1)> &amp; <script>'
 
 
