@@ -208,7 +208,7 @@ def test_page_chats_with_a_json_client(
 
     # Join lines, an action, and the typing indicator.
     bob = connect("bob", srv=server)
-    expect(phone.locator(".event:visible").last).to_have_text("bob joined")
+    expect(phone.locator(".event:visible .event-text").last).to_have_text("bob joined")
     bob.send_json(type="say", room="general", text="evening all! who's bringing snacks?")
     bob.send_json(type="say", room="general", text="waves", me=True)
     expect(_texts(phone, "waves")).to_have_text("bob waves")
