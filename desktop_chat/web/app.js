@@ -559,8 +559,10 @@ function start() {
     outbox.restore(saved.outbox);
     const events = loadEvents();
     for (const c of state.convs.values()) {
-      for (const [ts, words] of Array.isArray(events[c.key]) ? events[c.key] : []) {
-        if (typeof ts === "number" && typeof words === "string") addEvent(c, words, ts);
+      for (const [ts, words, after] of Array.isArray(events[c.key]) ? events[c.key] : []) {
+        if (typeof ts === "number" && typeof words === "string") {
+          addEvent(c, words, ts, Number(after) || 0);
+        }
       }
     }
     ui.login.hidden = true;

@@ -190,14 +190,16 @@ function appendLive(c, li) {
 
 const tsOf = (el) => Number(el.dataset.ts) || 0;
 const isEvent = (el) => !!el && el.classList.contains("event");
+const anchorOf = (el) => Number(el.dataset.after) || 0;
 
-// Messages are ordered by id; join/leave lines sit among them by time.
-function settleAmongEvents(li) {
-  const ts = tsOf(li);
-  while (isEvent(li.previousElementSibling) && tsOf(li.previousElementSibling) > ts) {
+// Messages are ordered by id. A join/leave line is anchored to the newest message id the page
+// had seen when it happened (ids are server-wide): it sits after every message up to that id
+// and before the later ones. (Not by time: the server's and the phone's clocks differ.)
+function settleAmongEvents(li, id) {
+  while (isEvent(li.previousElementSibling) && anchorOf(li.previousElementSibling) >= id) {
     li.previousElementSibling.before(li);
   }
-  while (isEvent(li.nextElementSibling) && tsOf(li.nextElementSibling) <= ts) {
+  while (isEvent(li.nextElementSibling) && anchorOf(li.nextElementSibling) < id) {
     li.nextElementSibling.after(li);
   }
 }
@@ -221,7 +223,7 @@ export function insertMessage(c, msg) {
     if (after) after.after(li);
     else c.list.prepend(li);
   }
-  settleAmongEvents(li);
+  settleAmongEvents(li, msg.id);
   regroup(li);
   regroup(li.nextElementSibling);
   return true;
@@ -251,12 +253,14 @@ export function markPending(li, queued) {
   li.classList.toggle("queued", queued);
 }
 
-// A join/leave/topic line at its time (`ts`, Unix ms): live ones at the end, restored or
-// late ones (a drop noticed after the grace period) in their place among the messages.
-export function addEvent(c, words, ts = Date.now()) {
+// A join/leave/topic line, shown with its time (`ts`, Unix ms), placed after the messages up to
+// id `after` (see settleAmongEvents): live ones at the end, restored or late ones (a drop told
+// after the grace period) in their place.
+export function addEvent(c, words, ts, after) {
   const li = document.createElement("li");
   li.className = "event";
   li.dataset.ts = String(ts);
+  li.dataset.after = String(after);
   const text = document.createElement("span");
   text.className = "event-text";
   text.textContent = words;
@@ -266,10 +270,13 @@ export function addEvent(c, words, ts = Date.now()) {
   stamp.textContent = formatTime(ts);
   li.append(text, " ", stamp);
   const stick = nearBottom();
-  let before = null; // the first line after `ts`
+  let before = null; // the first line that comes after this one
   for (let el = c.list.lastElementChild; el; el = el.previousElementSibling) {
-    if (el.classList.contains("pending") || tsOf(el) > ts) before = el;
-    else if (el.dataset.ts !== undefined) break;
+    const later = el.classList.contains("pending") ||
+      (el.classList.contains("msg") && Number(el.dataset.id) > after) ||
+      (isEvent(el) && (anchorOf(el) > after || (anchorOf(el) === after && tsOf(el) > ts)));
+    if (!later) break;
+    before = el;
   }
   if (before) before.before(li);
   else c.list.append(li);

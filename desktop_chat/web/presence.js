@@ -17,10 +17,11 @@ const DROPPED = new Set(["disconnected", "timeout"]);
 
 const byKey = (a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0);
 
-// A line in a room or conversation, remembered for the next visit.
-export function tell(c, words, ts = Date.now()) {
-  addEvent(c, words, ts);
-  saveEvent(c.key, ts, words);
+// A line in a room or conversation, remembered for the next visit. `ts` and `after` (the
+// newest message id seen then) say when it happened: now, unless told later.
+export function tell(c, words, ts = Date.now(), after = state.lastId) {
+  addEvent(c, words, ts, after);
+  saveEvent(c.key, ts, words, after);
 }
 
 function refresh(k) {
@@ -31,7 +32,7 @@ function refresh(k) {
   }
 }
 
-// The dropped people of room `k` (name key -> {name, since, reason, timer}).
+// The dropped people of room `k` (name key -> {name, since, after, reason, timer}).
 function awayIn(k) {
   let away = state.away.get(k);
   if (!away) {
@@ -73,7 +74,7 @@ export function onLeft(msg) {
   cameBack(k, msg.name);
   if (DROPPED.has(msg.reason)) {
     const since = Date.now();
-    const away = { name: msg.name, since, reason: msg.reason, timer: 0 };
+    const away = { name: msg.name, since, after: state.lastId, reason: msg.reason, timer: 0 };
     away.timer = setTimeout(() => stillGone(k, msg.room, away), awayGrace());
     awayIn(k).set(key(msg.name), away);
   } else {
@@ -87,8 +88,10 @@ function stillGone(k, room, away) {
   const current = state.away.get(k);
   if (!current || current.get(key(away.name)) !== away) return; // back, or gone another way
   current.delete(key(away.name));
-  if (state.convs.has(k)) tell(conv(k, room, "room"), `${away.name} ${LEFT_WORDS[away.reason]}`,
-    away.since);
+  if (state.convs.has(k)) {
+    tell(conv(k, room, "room"), `${away.name} ${LEFT_WORDS[away.reason]}`, away.since,
+      away.after);
+  }
   refresh(k);
 }
 

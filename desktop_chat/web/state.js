@@ -176,10 +176,10 @@ export function loadEvents() {
   }
 }
 
-export function saveEvent(convKey, ts, words) {
+export function saveEvent(convKey, ts, words, after) {
   const saved = loadEvents();
   const list = Array.isArray(saved[convKey]) ? saved[convKey] : [];
-  list.push([ts, words]);
+  list.push([ts, words, after]);
   saved[convKey] = list.slice(-EVENTS_KEPT);
   write("events", JSON.stringify(saved));
 }
