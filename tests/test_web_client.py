@@ -36,6 +36,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
 HOSTILE = "<img src=x onerror=alert(1)>"
 
 
@@ -212,6 +213,8 @@ def test_page_chats_with_a_json_client(
     bob.send_json(type="say", room="general", text="evening all! who's bringing snacks?")
     bob.send_json(type="say", room="general", text="waves", me=True)
     expect(_texts(phone, "waves")).to_have_text("bob waves")
+    alice.send_json(type="say", room="general", text="@phone are you bringing the crisps?")
+    expect(phone.locator(".msg.mention mark.mention")).to_have_text("@phone")
     alice.send_json(type="typing", room="general")
     expect(phone.locator("#typing")).to_have_text("alice is typing…")
     _screenshot(phone, tmp_path)
@@ -266,13 +269,18 @@ def test_page_resumes_after_losing_its_connection(phone: Page, server: Any, conn
 
 
 def _screenshot(page: Page, tmp_path: Path) -> None:
-    """Pictures of the conversation on a phone, light and dark; kept in the docs when asked.
+    """Pictures of the conversation on a phone and on a desktop (1280x800), light and dark;
+    the phone's are kept in the docs when asked.
 
-    Both must fit the phone's width: nothing may scroll sideways.
+    Each must fit its width: nothing may scroll sideways.
     """
     target = Path(os.environ.get("DESKTOP_CHAT_WEB_SCREENSHOT") or tmp_path / "web.png")
-    for scheme, path in (("light", target), ("dark", target.with_stem(target.stem + "-dark"))):
-        page.emulate_media(color_scheme=scheme)
-        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-        page.screenshot(path=str(path))
+    wide = tmp_path / "web-wide.png"
+    for size, base in ((PHONE, target), (DESKTOP, wide)):
+        page.set_viewport_size(size)
+        for scheme, path in (("light", base), ("dark", base.with_stem(base.stem + "-dark"))):
+            page.emulate_media(color_scheme=scheme)
+            assert page.evaluate("document.documentElement.scrollWidth") <= size["width"]
+            page.screenshot(path=str(path))
+    page.set_viewport_size(PHONE)
     page.emulate_media(color_scheme="light")
