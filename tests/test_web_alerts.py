@@ -9,7 +9,15 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from tests.helpers import T
-from tests.test_web_client import CHROMIUM_ARGS, _chromium, _log_in, _texts, browser, phone  # noqa: F401
+from tests.test_web_client import (  # noqa: F401  (fixtures)
+    CHROMIUM_ARGS,
+    _chromium,
+    _log_in,
+    _texts,
+    browser,
+    make_server,
+    phone,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -141,7 +149,7 @@ def test_mentions_are_marked_and_notify_while_the_page_is_not_looked_at(
 
 def test_without_a_secure_context_the_drawer_says_notifications_cannot_work(
     browser: Browser,  # noqa: F811
-    make_server: Any,
+    make_server: Any,  # noqa: F811
 ) -> None:
     from playwright.sync_api import expect
 

@@ -40,6 +40,18 @@ DESKTOP = {"width": 1280, "height": 800}
 HOSTILE = "<img src=x onerror=alert(1)>"
 
 
+@pytest.fixture
+def make_server(make_server: Any) -> Any:
+    """Servers for browser tests wait a whole second before taking a silent connection for a
+    terminal user: Chromium opens connections ahead of need, and a busy machine may pause."""
+
+    def make(**overrides: Any) -> Any:
+        overrides.setdefault("sniff_timeout", T(1.0))
+        return make_server(**overrides)
+
+    return make
+
+
 # ---- the files, over plain HTTP ------------------------------------------------------------
 
 

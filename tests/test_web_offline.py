@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from tests.helpers import LineClient, T
-from tests.test_web_client import _log_in, _texts, browser, phone  # noqa: F401
+from tests.test_web_client import _log_in, _texts, browser, make_server, phone  # noqa: F401
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -53,7 +53,7 @@ def _history(srv: Any, room: str = "general") -> list[str]:
 
 def test_a_message_typed_offline_is_sent_once_when_the_server_is_back(
     phone: Page,  # noqa: F811
-    make_server: Any,
+    make_server: Any,  # noqa: F811
 ) -> None:
     from playwright.sync_api import expect
 
@@ -101,7 +101,7 @@ def test_a_message_typed_offline_is_sent_once_when_the_server_is_back(
 
 def test_the_page_is_installable_and_opens_without_the_server(
     phone: Page,  # noqa: F811
-    make_server: Any,
+    make_server: Any,  # noqa: F811
 ) -> None:
     from playwright.sync_api import expect
 
@@ -144,7 +144,7 @@ def _wait_until(condition: Any, timeout: float = 5.0) -> None:
 
 def test_a_full_server_is_explained(
     phone: Page,  # noqa: F811
-    make_server: Any,
+    make_server: Any,  # noqa: F811
 ) -> None:
     from playwright.sync_api import expect
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.helpers import LineClient, T
-from tests.test_web_client import PHONE, _log_in, _texts, browser, phone  # noqa: F401
+from tests.test_web_client import PHONE, _log_in, _texts, browser, make_server, phone  # noqa: F401
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -69,7 +69,7 @@ def test_a_reload_shows_the_others_no_leave_or_join_line(
 
 def test_a_drop_greys_at_once_and_is_told_once_after_the_grace(
     phone: Page,  # noqa: F811
-    make_server: Any,
+    make_server: Any,  # noqa: F811
     connect: Any,
 ) -> None:
     from playwright.sync_api import expect

@@ -12,9 +12,26 @@ const SHELL = [
 const scope = new URL(self.registration.scope);
 const SHELL_PATHS = new Set(SHELL.map((p) => new URL(p, scope).pathname));
 
+// Each file is tried a few times: one failed request (a dropped idle connection) must not cost
+// the page its offline copy until the next visit.
+async function keep(cache, path) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const response = await fetch(path, { cache: "no-store" });
+      if (response.ok) return cache.put(path, response);
+      if (attempt >= 3) throw new Error(`${path}: ${response.status}`);
+    } catch (err) {
+      if (attempt >= 3) throw err;
+    }
+  }
+}
+
 self.addEventListener("install", (ev) => {
-  ev.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() =>
-    self.skipWaiting()));
+  ev.waitUntil((async () => {
+    const cache = await caches.open(CACHE);
+    await Promise.all(SHELL.map((path) => keep(cache, path)));
+    await self.skipWaiting();
+  })());
 });
 
 self.addEventListener("activate", (ev) => {

@@ -35,6 +35,7 @@ _HTTP_METHODS = (
     b"PRI ",
 )
 _IRC_COMMANDS = (b"CAP ", b"NICK ", b"USER ", b"PASS ")
+WORKERS = 4  # refusals answered at once; more are closed without a word
 _HEAD_LIMIT = 8192  # an HTTP request head larger than this is answered as it is
 _HEAD_TIME = 2.0  # seconds for the rest of an HTTP request head, once it began
 
@@ -90,7 +91,7 @@ class Refuser:
     every worker and joins it.
     """
 
-    def __init__(self, *, workers: int = 4, first_bytes_within: float = 1.0) -> None:
+    def __init__(self, *, workers: int = WORKERS, first_bytes_within: float = 1.0) -> None:
         self.workers = workers
         self.first_bytes_within = first_bytes_within
         self._lock = threading.Lock()
