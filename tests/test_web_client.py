@@ -77,6 +77,8 @@ def test_web_files_are_served_with_their_type_and_a_strict_policy(server: Any) -
         assert headers["cache-control"] == "no-cache"
         assert headers["x-content-type-options"] == "nosniff"
         assert int(headers["content-length"]) == len(body) > 0
+    # The page talks to its own server only: connect-src 'self' (its ws: origin included).
+    assert "connect-src 'self';" in CSP and "ws:" not in CSP
     _, _, page = _http(server, b"GET /?x=1 HTTP/1.1\r\nHost: x\r\n\r\n")
     assert b"<title>Test chat</title>" in page
     assert b"{{" not in page

@@ -115,6 +115,9 @@ def test_the_page_is_installable_and_opens_without_the_server(
     manifest = cdp.send("Page.getAppManifest")
     assert manifest["errors"] == []
     cdp.detach()
+    host, port = srv.address
+    scope = phone.evaluate("navigator.serviceWorker.getRegistration().then((r) => r.scope)")
+    assert scope == f"http://{host}:{port}/"  # the whole page, from /sw.js at the root
 
     # The worker keeps the shell and nothing else: no messages, no socket, no probes.
     kept = phone.evaluate(

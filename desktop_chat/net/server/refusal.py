@@ -103,9 +103,8 @@ class Refuser:
         with self._lock:
             thread: threading.Thread | None = None
             if not self._closed and len(self._busy) < self.workers:
-                thread = threading.Thread(
-                    target=self._run, args=(sock, reason), name="dc-refusal", daemon=True
-                )
+                # Not a daemon: each ends by its deadlines (about 3 s) and close() joins it.
+                thread = threading.Thread(target=self._run, args=(sock, reason), name="dc-refusal")
                 self._busy[thread] = sock
         if thread is None:
             sock.close()  # every worker is busy: a flood gets no more than a close
