@@ -173,3 +173,33 @@ def test_a_full_server_is_explained(
     _wait_until(lambda: srv.connection_count() == 0)
     phone.get_by_role("button", name="Join the chat").click()
     expect(phone.get_by_role("heading", name="# general", exact=True)).to_be_visible()
+
+
+def test_a_queue_over_the_rate_limit_is_delivered_whole_and_in_order(
+    phone: Page,  # noqa: F811
+    make_server: Any,  # noqa: F811
+) -> None:
+    from playwright.sync_api import expect
+
+    srv = make_server(rate_burst=2, rate_per_sec=2)
+    _log_in(phone, srv, "phone")
+    phone.context.set_offline(True)
+    for member in srv.hub.members():
+        if member.name == "phone":
+            member.abort("disconnected")
+    expect(phone.locator("#banner")).to_be_visible()
+    box = phone.get_by_role("textbox", name="Message", exact=True)
+    typed = [f"queued {n}" for n in range(1, 7)]
+    for text in typed:
+        box.fill(text)
+        box.press("Enter")
+    expect(phone.locator(".msg.pending.queued")).to_have_count(6)
+
+    # Back: the queue goes at once, the server refuses what is over its limit, the page sends
+    # that again a little later; in the end each arrives once, in the order typed.
+    phone.context.set_offline(False)
+    expect(phone.locator(".msg.pending")).to_have_count(0, timeout=T(30) * 1000)
+    expect(phone.locator("#toast")).to_be_hidden()
+    shown = phone.locator("#messages .log:visible .msg .text").all_inner_texts()
+    assert shown == typed
+    assert _history(srv) == typed

@@ -273,6 +273,7 @@ function onError(msg) {
     }
     state.joining = null;
   }
+  if (code === "rate_limited" && msg.ref !== undefined && outbox.later(msg.ref, send)) return;
   const refused = msg.ref !== undefined ? outbox.settle(msg.ref) : null;
   if (refused && !ui.text.value) {
     ui.text.value = refused.raw; // give the words back, to try again

@@ -8,6 +8,8 @@ import { addPending, markPending } from "./messages.js";
 import { conv, dmKey, newRef, roomKey, state, store } from "./state.js";
 
 const nodes = new Map(); // ref -> its pending <li>
+const RETRIES = 5;
+const RETRY_AFTER = 1500;
 
 function convOf(req) {
   if (req.type === "dm") return conv(dmKey(req.to), req.to, "dm");
@@ -30,10 +32,23 @@ export function submit(req, raw, send, connected) {
 // After a welcome: send everything not yet echoed, oldest first, with its own ref.
 export function flush(send) {
   for (const entry of state.outbox) {
+    clearTimeout(entry.timer); // sent now: a retry waiting from before is not needed
     if (!send(entry.req)) return;
     const li = nodes.get(entry.ref);
     if (li) markPending(li, false);
   }
+}
+
+// `rate_limited` for `ref`: send it again a little later (a queue sent at once after a drop can
+// exceed the limit), a few times; false when it is not ours or has waited enough.
+export function later(ref, send) {
+  const entry = state.outbox.find((e) => e.ref === ref);
+  if (!entry || (entry.attempts = (entry.attempts || 0) + 1) > RETRIES) return false;
+  clearTimeout(entry.timer);
+  entry.timer = setTimeout(() => {
+    if (state.outbox.includes(entry)) send(entry.req); // if not connected, the next welcome
+  }, RETRY_AFTER * entry.attempts);
+  return true;
 }
 
 // The connection is gone: what was sent but not echoed waits again.
@@ -46,6 +61,7 @@ export function settle(ref) {
   const i = state.outbox.findIndex((e) => e.ref === ref);
   if (i === -1) return null;
   const [entry] = state.outbox.splice(i, 1);
+  clearTimeout(entry.timer);
   const li = nodes.get(ref);
   if (li) li.remove();
   nodes.delete(ref);
