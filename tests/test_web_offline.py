@@ -203,3 +203,32 @@ def test_a_queue_over_the_rate_limit_is_delivered_whole_and_in_order(
     shown = phone.locator("#messages .log:visible .msg .text").all_inner_texts()
     assert shown == typed
     assert _history(srv) == typed
+
+
+def test_a_queued_message_survives_a_reload_while_offline(
+    phone: Page,  # noqa: F811
+    make_server: Any,  # noqa: F811
+) -> None:
+    from playwright.sync_api import expect
+
+    srv = make_server()
+    _log_in(phone, srv, "phone")
+    _worker_ready(phone)
+    phone.context.set_offline(True)
+    for member in srv.hub.members():
+        if member.name == "phone":
+            member.abort("disconnected")
+    box = phone.get_by_role("textbox", name="Message", exact=True)
+    box.fill("written in a tunnel")
+    box.press("Enter")
+    expect(phone.locator(".msg.pending.queued")).to_have_count(1)
+
+    phone.reload()  # offline: the page comes from the service worker, the queue from storage
+    expect(phone.locator("#banner-text")).to_contain_text("Not connected")
+    expect(phone.locator(".msg.pending.queued .text")).to_have_text("written in a tunnel")
+
+    phone.context.set_offline(False)
+    phone.evaluate("window.dispatchEvent(new Event('online'))")
+    expect(phone.locator(".msg.pending")).to_have_count(0, timeout=T(20) * 1000)
+    expect(_texts(phone, "written in a tunnel")).to_have_count(1)
+    assert _history(srv).count("written in a tunnel") == 1
