@@ -268,6 +268,7 @@ def test_connection_caps(make_server: Any) -> None:
         a.login("a")
         b.login("b")
         with LineClient(srv.address) as c:
+            c.send_json(type="hello", protocol=1, name="c")  # a native client speaks first
             err = c.read_json()
             assert err["type"] == "error" and err["code"] == "server_full"
             c.assert_closed()

@@ -36,7 +36,20 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
 HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture
+def make_server(make_server: Any) -> Any:
+    """Servers for browser tests wait a whole second before taking a silent connection for a
+    terminal user: Chromium opens connections ahead of need, and a busy machine may pause."""
+
+    def make(**overrides: Any) -> Any:
+        overrides.setdefault("sniff_timeout", T(1.0))
+        return make_server(**overrides)
+
+    return make
 
 
 # ---- the files, over plain HTTP ------------------------------------------------------------
@@ -64,6 +77,8 @@ def test_web_files_are_served_with_their_type_and_a_strict_policy(server: Any) -
         assert headers["cache-control"] == "no-cache"
         assert headers["x-content-type-options"] == "nosniff"
         assert int(headers["content-length"]) == len(body) > 0
+    # The page talks to its own server only: connect-src 'self' (its ws: origin included).
+    assert "connect-src 'self';" in CSP and "ws:" not in CSP
     _, _, page = _http(server, b"GET /?x=1 HTTP/1.1\r\nHost: x\r\n\r\n")
     assert b"<title>Test chat</title>" in page
     assert b"{{" not in page
@@ -208,10 +223,12 @@ def test_page_chats_with_a_json_client(
 
     # Join lines, an action, and the typing indicator.
     bob = connect("bob", srv=server)
-    expect(phone.locator(".event:visible").last).to_have_text("bob joined")
+    expect(phone.locator(".event:visible .event-text").last).to_have_text("bob joined")
     bob.send_json(type="say", room="general", text="evening all! who's bringing snacks?")
     bob.send_json(type="say", room="general", text="waves", me=True)
     expect(_texts(phone, "waves")).to_have_text("bob waves")
+    alice.send_json(type="say", room="general", text="@phone are you bringing the crisps?")
+    expect(phone.locator(".msg.mention mark.mention")).to_have_text("@phone")
     alice.send_json(type="typing", room="general")
     expect(phone.locator("#typing")).to_have_text("alice is typing…")
     _screenshot(phone, tmp_path)
@@ -266,15 +283,20 @@ def test_page_resumes_after_losing_its_connection(phone: Page, server: Any, conn
 
 
 def _screenshot(page: Page, tmp_path: Path) -> None:
-    """Pictures of the conversation on a phone, light and dark; kept in the docs when asked.
+    """Pictures of the conversation on a phone and on a desktop (1280x800), light and dark;
+    the phone's are kept in the docs when asked.
 
-    Both must fit the phone's width: nothing may scroll sideways.
+    Each must fit its width: nothing may scroll sideways.
     """
     target = Path(os.environ.get("DESKTOP_CHAT_WEB_SCREENSHOT") or tmp_path / "web.png")
-    for scheme, path in (("light", target), ("dark", target.with_stem(target.stem + "-dark"))):
-        page.emulate_media(color_scheme=scheme)
-        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-        page.screenshot(path=str(path))
+    wide = tmp_path / "web-wide.png"
+    for size, base in ((PHONE, target), (DESKTOP, wide)):
+        page.set_viewport_size(size)
+        for scheme, path in (("light", base), ("dark", base.with_stem(base.stem + "-dark"))):
+            page.emulate_media(color_scheme=scheme)
+            assert page.evaluate("document.documentElement.scrollWidth") <= size["width"]
+            page.screenshot(path=str(path))
+    page.set_viewport_size(PHONE)
     page.emulate_media(color_scheme="light")
 
 

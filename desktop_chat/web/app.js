@@ -1,19 +1,26 @@
 // Desktop Chat web client for phones and browsers: the native JSON protocol over a WebSocket to
 // the server that served this page (see docs/protocol.md). No framework, no build step; the
 // modules are: state.js (what we know), connection.js (the socket), messages.js (the
-// conversation), panels.js (drawer, top bar, banners). This one reacts to the server and to
-// the user.
+// conversation), panels.js (drawer, top bar, banners), presence.js (who is here, join/leave
+// lines), outbox.js (messages on their way), alerts.js (notifications), sw.js (the service
+// worker: the page's files offline). This one reacts to the server and to the user.
 
-import { ChatConnection } from "./connection.js";
-import { addEvent, addIntro, insertMessage, nearBottom, paintName, initial, scrollToBottom }
-  from "./messages.js";
+import { listenToWorker, looking, notifyMessage, renderNotifyToggle } from "./alerts.js";
+import { ChatConnection, serverIsFull } from "./connection.js";
 import {
-  closeDrawer, currentRoom, hideBanner, openDrawer, renderDirectory, renderHeader, renderLists,
-  renderTyping, showBanner, toast,
+  addEvent, addIntro, insertMessage, mentionsMe, nearBottom, paintName, initial, scrollToBottom,
+} from "./messages.js";
+import * as outbox from "./outbox.js";
+import {
+  askRoomPassword, closeDrawer, currentRoom, hideBanner, openDrawer, renderDirectory,
+  renderHeader, renderLists, renderTyping, showBanner, toast,
 } from "./panels.js";
 import {
-  GENERAL, actions, conv, dmKey, forget, isMe, key, loadSession, rememberedName, roomKey,
-  state, store, ui,
+  forgetRoom, onJoined, onLeft as someoneLeft, onNotice, onTopic, onUsers as setUsers,
+} from "./presence.js";
+import {
+  GENERAL, actions, conv, dmKey, forget, isMe, key, loadEvents, loadSession, newRef,
+  rememberedName, roomKey, state, store, ui,
 } from "./state.js";
 
 const HISTORY_LIMIT = 50;
@@ -43,12 +50,7 @@ const ERRORS = {
   auth_failed: "That room needs a password.",
   bad_message: "The server did not understand that.",
 };
-
-const LEFT_WORDS = {
-  part: "left", quit: "left the chat", disconnected: "lost their connection",
-  timeout: "timed out", slow: "was disconnected (connection too slow)",
-  kicked: "was removed", banned: "was removed",
-};
+const FULL = "The chat is full right now.";
 
 const connection = new ChatConnection({
   hello() {
@@ -58,17 +60,31 @@ const connection = new ChatConnection({
     return hello;
   },
   event: handle,
-  lost(delay) {
-    showBanner(`Connection lost. Reconnecting in ${Math.max(1, Math.round(delay / 1000))} s…`,
-      true);
+  lost(delay, refused) {
+    outbox.requeue();
+    const secs = Math.max(1, Math.round(delay / 1000));
+    if (!refused) {
+      showBanner(`Connection lost. Reconnecting in ${secs} s…`, true);
+      return;
+    }
+    showBanner(`Not connected. Trying again in ${secs} s…`, true);
+    serverIsFull().then((full) => {
+      if (full && !connection.loggedIn) showBanner(`${FULL} Trying again in ${secs} s…`, true);
+    });
   },
   retrying() {
     showBanner("Reconnecting…", false);
   },
-  failed() {
-    showLogin("Could not reach the chat server. Check the address and try again.");
+  failed(refused) {
+    const words = "Not connected: could not reach the chat server. Check the Wi-Fi and try again.";
+    if (!refused) {
+      showLogin(words);
+      return;
+    }
+    serverIsFull().then((full) => showLogin(full ? `${FULL} Try again in a moment.` : words));
   },
 });
+
 const send = (obj) => connection.send(obj);
 
 // ---- what the server says -------------------------------------------------------------------
@@ -85,7 +101,9 @@ function handle(msg) {
     case "rooms": return renderDirectory(Array.isArray(msg.rooms) ? msg.rooms : []);
     case "error": return onError(msg);
     case "topic": return onTopic(msg);
-    case "notice": return onNotice(msg);
+    case "notice":
+      if (typeof msg.text !== "string") return undefined;
+      return typeof msg.room === "string" ? onNotice(msg) : toast(msg.text);
     case "closing": return showBanner("The server is restarting. Reconnecting…", false);
     default: return undefined; // pong, ok and anything newer: nothing to show
   }
@@ -105,11 +123,8 @@ function onWelcome(msg) {
   ui.meAvatar.textContent = initial(state.name);
   paintName(ui.meAvatar, state.name);
   hideBanner();
+  renderNotifyToggle();
   for (const room of state.rooms) conv(roomKey(room), room, "room");
-  if (msg.resumed && !state.current) {
-    for (const name of state.restore.dms) conv(dmKey(name), name, "dm");
-    if (state.convs.has(state.restore.current)) state.current = state.restore.current;
-  }
   if (!msg.resumed) {
     // A fresh session (or the old one was gone): no backlog comes, so each conversation
     // fetches its recent history again when it is shown.
@@ -126,16 +141,19 @@ function onWelcome(msg) {
     renderHeader();
     renderLists();
   }
+  store();
+  outbox.flush(send); // what was typed while away, or not yet confirmed: with the same refs
 }
 
 function onUsers(msg) {
   const k = roomKey(msg.room);
   if (!state.rooms.some((r) => roomKey(r) === k)) state.rooms.push(msg.room);
   conv(k, msg.room, "room");
-  state.users.set(k, Array.isArray(msg.names) ? msg.names.slice() : []);
+  setUsers(k, Array.isArray(msg.names) ? msg.names.filter((n) => typeof n === "string") : []);
   if (typeof msg.topic === "string") state.topics.set(k, msg.topic);
   if (state.joining === k) {
     state.joining = null;
+    if (ui.roomPass.open) ui.roomPass.close();
     open(k);
   }
   renderLists();
@@ -148,19 +166,20 @@ function onMessage(msg, live) {
     state.lastId = msg.id;
     store();
   }
-  if (msg.ref !== undefined) state.refs.delete(msg.ref);
+  const mine = isMe(msg.from);
+  if (mine && msg.ref !== undefined) outbox.settle(msg.ref); // confirmed: no longer pending
   const c = typeof msg.to === "string"
-    ? conv(dmKey(isMe(msg.from) ? msg.to : msg.from), isMe(msg.from) ? msg.to : msg.from, "dm")
+    ? conv(dmKey(mine ? msg.to : msg.from), mine ? msg.to : msg.from, "dm")
     : conv(roomKey(msg.room), msg.room, "room");
   const stick = nearBottom();
   if (!insertMessage(c, msg)) return;
   c.typing.delete(key(msg.from));
   if (!live) return;
-  const looking = c.key === state.current && document.visibilityState === "visible";
-  if (!isMe(msg.from) && !looking) {
+  if (!mine && !(c.key === state.current && looking())) {
     c.unread += 1;
     renderLists();
   }
+  if (!mine) notifyMessage(c, msg, mentionsMe(msg));
   if (c.key === state.current) {
     renderTyping();
     if (stick || isMe(msg.from)) scrollToBottom();
@@ -184,22 +203,11 @@ function onHistory(msg) {
   }
 }
 
-function onJoined(msg) {
-  const k = roomKey(msg.room);
-  const names = (state.users.get(k) || []).filter((n) => key(n) !== key(msg.name));
-  names.push(msg.name);
-  names.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
-  state.users.set(k, names);
-  addEvent(conv(k, msg.room, "room"), `${msg.name} joined`);
-  renderLists();
-  if (state.current === k) renderHeader();
-}
-
 function onLeft(msg) {
   const k = roomKey(msg.room);
   if (isMe(msg.name)) {
     state.rooms = state.rooms.filter((r) => roomKey(r) !== k);
-    state.users.delete(k);
+    forgetRoom(k);
     forget(k);
     if (state.current === k) {
       state.current = null;
@@ -207,17 +215,10 @@ function onLeft(msg) {
       else renderHeader();
     }
     renderLists();
+    store();
     return;
   }
-  state.users.set(k, (state.users.get(k) || []).filter((n) => key(n) !== key(msg.name)));
-  const c = conv(k, msg.room, "room");
-  c.typing.delete(key(msg.name));
-  addEvent(c, `${msg.name} ${LEFT_WORDS[msg.reason] || "left"}`);
-  renderLists();
-  if (state.current === k) {
-    renderHeader();
-    renderTyping();
-  }
+  someoneLeft(msg);
 }
 
 function onTyping(msg) {
@@ -236,6 +237,7 @@ function onError(msg) {
   if (code === "kicked") {
     connection.stop();
     state.session = null;
+    outbox.clear();
     store();
     showLogin(text ? `You were removed from the chat: ${text}` : "You were removed from the chat.");
     return;
@@ -265,12 +267,25 @@ function onError(msg) {
     else if (nameWrong) ui.name.select();
     return;
   }
-  if (msg.ref !== undefined && state.refs.has(msg.ref)) {
-    if (!ui.text.value) {
-      ui.text.value = state.refs.get(msg.ref); // give the words back, to try again
-      autosize();
+  const join = msg.ref !== undefined ? state.joinRefs.get(msg.ref) : undefined;
+  if (join) {
+    state.joinRefs.delete(msg.ref);
+    if (code === "auth_failed") {
+      askRoomPassword(join.room, join.password ? "That password is not right." : "");
+      return;
     }
-    state.refs.delete(msg.ref);
+    if (code === "tls_required") {
+      askRoomPassword(join.room, "This server takes passwords only over a secure connection: " +
+        "open this page with https://.");
+      return;
+    }
+    state.joining = null;
+  }
+  if (code === "rate_limited" && msg.ref !== undefined && outbox.later(msg.ref, send)) return;
+  const refused = msg.ref !== undefined ? outbox.settle(msg.ref) : null;
+  if (refused && !ui.text.value) {
+    ui.text.value = refused.raw; // give the words back, to try again
+    autosize();
   }
   toast(code === "tls_required" ? secureAdvice(text)
     : ERRORS[code] || text || "Something went wrong.");
@@ -288,19 +303,6 @@ function secureAdvice(text) {
     `https://${location.host}/ instead.${check}`;
 }
 
-function onTopic(msg) {
-  const k = roomKey(msg.room);
-  state.topics.set(k, msg.topic);
-  addEvent(conv(k, msg.room, "room"), msg.topic
-    ? `${msg.by} set the topic: ${msg.topic}` : `${msg.by} cleared the topic`);
-  if (state.current === k) renderHeader();
-}
-
-function onNotice(msg) {
-  if (typeof msg.text !== "string") return;
-  if (typeof msg.room === "string") addEvent(conv(roomKey(msg.room), msg.room, "room"), msg.text);
-  else toast(msg.text);
-}
 
 // ---- what the user does ---------------------------------------------------------------------
 
@@ -328,41 +330,46 @@ function open(convKey, label) {
   if (state.session) store();
 }
 
-function joinRoom(name) {
+function joinRoom(name, password) {
   const room = String(name).trim().replace(/^#\s*/, "");
   if (!room) return;
-  if (!send({ type: "join", room })) {
+  const ref = newRef();
+  const req = { type: "join", room, ref };
+  if (password) req.password = password;
+  if (!send(req)) {
     toast("Not connected. Wait for the connection to come back.");
     return;
   }
+  state.joinRefs.set(ref, { room, password: !!password });
   state.joining = roomKey(room); // opened when the server's `users` confirms it
   closeDrawer();
 }
 
+// A say or dm: shown at once as pending, sent now or as soon as the connection is back.
 function sendText(req, raw) {
-  const ref = state.nextRef++;
-  state.refs.set(ref, raw);
-  send({ ...req, ref });
+  outbox.submit(req, raw, send, connection.loggedIn);
   ui.text.value = "";
   state.typingSent = 0;
   autosize();
+  scrollToBottom();
 }
 
 // The message box: text for the conversation on screen, or a command like the terminal's.
 function submitText() {
   const raw = ui.text.value;
   if (!raw.trim()) return;
-  if (!connection.loggedIn) {
-    toast("Not connected. Your message is kept; send it when the connection is back.");
-    return;
-  }
   const c = state.convs.get(state.current);
   let text = raw;
   let me = false;
   if (raw.startsWith("/") && !raw.startsWith("//")) {
     const [cmd, ...rest] = raw.slice(1).split(" ");
     const arg = rest.join(" ").trim();
-    switch (cmd.toLowerCase()) {
+    const command = cmd.toLowerCase();
+    if (["join", "part", "leave"].includes(command) && !connection.loggedIn) {
+      toast("Not connected. Wait for the connection to come back."); // the words stay
+      return;
+    }
+    switch (command) {
       case "me":
         if (!arg) return;
         text = arg;
@@ -443,9 +450,12 @@ function signOut() {
   state.session = null;
   state.lastId = 0;
   state.password = "";
-  store();
-  for (const k of [...state.convs.keys()]) forget(k);
-  state.users.clear();
+  outbox.clear();
+  store(); // forgets the session, its outbox and its join/leave lines
+  for (const k of [...state.convs.keys()]) {
+    forgetRoom(k);
+    forget(k);
+  }
   state.rooms = [];
   state.current = null;
   hideBanner();
@@ -462,6 +472,7 @@ function logIn(ev) {
   if (key(name) !== key(state.name)) {
     state.session = null; // a session belongs to one name
     state.lastId = 0;
+    store();
   }
   state.name = name;
   state.password = ui.password.value;
@@ -534,15 +545,22 @@ document.addEventListener("keydown", (ev) => {
     ui.menuButton.focus();
   }
 });
-document.addEventListener("visibilitychange", () => {
-  if (document.visibilityState !== "visible") return;
+// Back to the page: what is on screen has been read.
+function seen() {
+  if (!looking()) return;
   const c = state.convs.get(state.current);
   if (c) c.unread = 0;
   renderLists();
+}
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState !== "visible") return;
+  seen();
   connection.retryNow();
   connection.checkAlive(5000); // back from sleep: is the link still there?
 });
+window.addEventListener("focus", seen);
 window.addEventListener("online", () => connection.retryNow());
+listenToWorker();
 
 // ---- start ----------------------------------------------------------------------------------
 
@@ -555,17 +573,39 @@ function start() {
     state.name = saved.name;
     state.session = saved.session;
     state.lastId = Number(saved.since) || 0;
-    state.restore = {
-      dms: Array.isArray(saved.dms) ? saved.dms.filter((n) => typeof n === "string") : [],
-      current: typeof saved.current === "string" ? saved.current : null,
-    };
+    const names = (list) => (Array.isArray(list) ? list.filter((n) => typeof n === "string") : []);
+    // The page as it was left, before the server confirms it: typing works even offline.
+    state.rooms = names(saved.rooms);
+    for (const room of state.rooms) conv(roomKey(room), room, "room");
+    for (const name of names(saved.dms)) conv(dmKey(name), name, "dm");
+    outbox.restore(saved.outbox);
+    const events = loadEvents();
+    for (const c of state.convs.values()) {
+      for (const [ts, words, after] of Array.isArray(events[c.key]) ? events[c.key] : []) {
+        if (typeof ts === "number" && typeof words === "string") {
+          addEvent(c, words, ts, Number(after) || 0);
+        }
+      }
+    }
     ui.login.hidden = true;
     ui.chat.hidden = false;
+    const current = typeof saved.current === "string" && state.convs.get(saved.current);
+    if (current) open(current.key);
+    else renderLists();
+    renderNotifyToggle();
     showBanner("Connecting…", false);
-    connection.start(); // a refusal or no server shows the name form (onError / failed)
+    // A refusal shows the name form (onError); no server: "not connected", and keep trying.
+    connection.start(true);
     return;
   }
   showLogin("");
+}
+
+// The service worker keeps the page's files for offline starts and makes it installable;
+// browsers allow one only in a secure context (https://, or this computer).
+if ("serviceWorker" in navigator && window.isSecureContext) {
+  navigator.serviceWorker.register("./sw.js", { scope: "./" })
+    .catch((err) => console.warn("no offline page", err));
 }
 
 start();

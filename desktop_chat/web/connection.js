@@ -9,8 +9,9 @@ const RETRY_FIRST = 500;
 const RETRY_MAX = 15000;
 
 export class ChatConnection {
-  // handlers: hello() -> the hello object to send; event(msg); lost(delayMs) when the link
-  // dropped and a retry is due; retrying(); failed() when the first connection did not work.
+  // handlers: hello() -> the hello object to send; event(msg); lost(delayMs, refused) when the
+  // link dropped and a retry is due; retrying(); failed(refused) when the first connection did
+  // not work. `refused`: the socket never opened (no server, or a refusal such as "full").
   constructor(handlers) {
     this.handlers = handlers;
     this.ws = null;
@@ -22,15 +23,17 @@ export class ChatConnection {
     this.aliveTimer = 0;
     this.lastHeard = 0;
     this.pingSent = 0;
+    this.opened = false;    // this socket opened (a refused one never does)
   }
 
   get isOpen() {
     return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
   }
 
-  start() {
+  // `resumable`: we have a session already (a reload): keep trying rather than give up.
+  start(resumable = false) {
     this.stopped = false;
-    this.resumable = false;
+    this.resumable = resumable;
     this.retryDelay = 0;
     this.open();
   }
@@ -97,7 +100,9 @@ export class ChatConnection {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(`${scheme}//${location.host}/ws`);
     this.ws = ws;
+    this.opened = false;
     ws.onopen = () => {
+      this.opened = true;
       this.lastHeard = Date.now();
       ws.send(JSON.stringify(this.handlers.hello()));
     };
@@ -129,14 +134,26 @@ export class ChatConnection {
     if (this.stopped) return;
     if (!this.resumable) {
       this.stopped = true;
-      this.handlers.failed();
+      this.handlers.failed(!this.opened);
       return;
     }
     this.retryDelay = Math.min(this.retryDelay ? this.retryDelay * 2 : RETRY_FIRST, RETRY_MAX);
-    this.handlers.lost(this.retryDelay);
+    this.handlers.lost(this.retryDelay, !this.opened);
     this.retryTimer = setTimeout(() => {
       this.handlers.retrying();
       this.open();
     }, this.retryDelay);
+  }
+}
+
+// Why a WebSocket did not open, which a page cannot see: a server at its connection cap answers
+// every HTTP request with 503 (the service worker leaves HEAD requests alone), so ask.
+export async function serverIsFull() {
+  try {
+    const answer = await fetch("./?probe", { method: "HEAD", cache: "no-store" });
+    return answer.status === 503;
+  } catch (err) {
+    console.info("the server cannot be reached", err);
+    return false;
   }
 }

@@ -1,4 +1,5 @@
-// Drawing the conversation: people's colours and initials, message bubbles, join/leave lines.
+// Drawing the conversation: people's colours and initials, message bubbles (mentions of me
+// highlighted, messages not yet sent marked), join/leave lines with their time.
 //
 // Safety rule: text from the network goes into the page only as text nodes (textContent) or as
 // an http(s) link's address, never as HTML.
@@ -50,11 +51,48 @@ export function avatar(name, size) {
 
 const LINK = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
 
-// Text with its web addresses as links; every piece stays a text node.
-function richText(el, text) {
+const NAME_CHAR = /[\p{L}\p{N}_-]/u;
+
+// Ranges [start, end) of "@name" in `text` (any case, as the server compares names), not
+// followed by more name characters: "@ann" mentions ann, "@anna" does not. As the desktop app.
+export function findMentions(text, name) {
+  const spans = [];
+  if (!name || !text.includes("@")) return spans;
+  const want = key(name);
+  const n = name.length;
+  let at = text.indexOf("@");
+  while (at !== -1) {
+    const after = text.charAt(at + 1 + n);
+    if (key(text.slice(at + 1, at + 1 + n)) === want && !(after && NAME_CHAR.test(after))) {
+      spans.push([at, at + 1 + n]);
+      at = text.indexOf("@", at + 1 + n);
+    } else {
+      at = text.indexOf("@", at + 1);
+    }
+  }
+  return spans;
+}
+
+// Plain text with mentions of me marked; every piece stays a text node.
+function markedText(el, text) {
   let last = 0;
+  for (const [start, end] of findMentions(text, state.name)) {
+    if (start > last) el.append(document.createTextNode(text.slice(last, start)));
+    const mark = document.createElement("mark");
+    mark.className = "mention";
+    mark.textContent = text.slice(start, end);
+    el.append(mark);
+    last = end;
+  }
+  if (last < text.length) el.append(document.createTextNode(text.slice(last)));
+}
+
+// Text with its web addresses as links and mentions of me marked.
+function richText(el, text, mentions) {
+  let last = 0;
+  const plain = (piece) => (mentions ? markedText(el, piece) : el.append(piece));
   for (const m of text.matchAll(LINK)) {
-    if (m.index > last) el.append(document.createTextNode(text.slice(last, m.index)));
+    if (m.index > last) plain(text.slice(last, m.index));
     const a = document.createElement("a");
     a.href = m[0];
     a.textContent = m[0];
@@ -63,7 +101,12 @@ function richText(el, text) {
     el.append(a);
     last = m.index + m[0].length;
   }
-  if (last < text.length) el.append(document.createTextNode(text.slice(last)));
+  if (last < text.length) plain(text.slice(last));
+}
+
+// Whether a message from someone else names me.
+export function mentionsMe(msg) {
+  return !isMe(msg.from) && findMentions(String(msg.text), state.name).length > 0;
 }
 
 function formatTime(ts) {
@@ -81,8 +124,10 @@ function formatSize(n) {
 
 function messageNode(msg) {
   const mine = isMe(msg.from);
+  const mention = mentionsMe(msg);
   const li = document.createElement("li");
-  li.className = "msg" + (mine ? " mine" : "") + (msg.me ? " action" : "");
+  li.className = "msg" + (mine ? " mine" : "") + (msg.me ? " action" : "") +
+    (mention ? " mention" : "");
   li.dataset.id = String(msg.id);
   li.dataset.from = key(msg.from);
   li.dataset.ts = String(msg.ts);
@@ -105,7 +150,7 @@ function messageNode(msg) {
     who.textContent = msg.from + " ";
     text.append(who);
   }
-  richText(text, String(msg.text));
+  richText(text, String(msg.text), mention);
   bubble.append(text);
   if (msg.file && typeof msg.file.name === "string") {
     const file = document.createElement("p");
@@ -136,6 +181,29 @@ function regroup(li) {
   li.classList.toggle("cont", cont);
 }
 
+// Live lines go at the end, above the messages still waiting to be sent.
+function appendLive(c, li) {
+  const pending = c.list.querySelector(".pending");
+  if (pending) pending.before(li);
+  else c.list.append(li);
+}
+
+const tsOf = (el) => Number(el.dataset.ts) || 0;
+const isEvent = (el) => !!el && el.classList.contains("event");
+const anchorOf = (el) => Number(el.dataset.after) || 0;
+
+// Messages are ordered by id. A join/leave line is anchored to the newest message id the page
+// had seen when it happened (ids are server-wide): it sits after every message up to that id
+// and before the later ones. (Not by time: the server's and the phone's clocks differ.)
+function settleAmongEvents(li, id) {
+  while (isEvent(li.previousElementSibling) && anchorOf(li.previousElementSibling) >= id) {
+    li.previousElementSibling.before(li);
+  }
+  while (isEvent(li.nextElementSibling) && anchorOf(li.nextElementSibling) < id) {
+    li.nextElementSibling.after(li);
+  }
+}
+
 // Adds a message to its conversation once (by id), in id order.
 export function insertMessage(c, msg) {
   if (c.ids.has(msg.id)) return false; // seen already: resume backlog or history overlap
@@ -144,27 +212,75 @@ export function insertMessage(c, msg) {
   const li = messageNode(msg);
   if (msg.id > c.newest) {
     c.newest = msg.id;
-    c.list.append(li); // live traffic: after everything, join lines included
+    appendLive(c, li); // live traffic: after everything, join lines included
   } else {
     // History fills in older messages.
     let after = c.list.lastElementChild;
-    while (after && !(after.classList.contains("msg") && Number(after.dataset.id) < msg.id)) {
+    while (after && !(after.classList.contains("msg") && !after.classList.contains("pending") &&
+        Number(after.dataset.id) < msg.id)) {
       after = after.previousElementSibling;
     }
     if (after) after.after(li);
     else c.list.prepend(li);
   }
+  settleAmongEvents(li, msg.id);
   regroup(li);
   regroup(li.nextElementSibling);
   return true;
 }
 
-export function addEvent(c, words) {
-  const li = document.createElement("li");
-  li.className = "event";
-  li.textContent = words;
+// A message of mine that the server has not confirmed yet: shown at the end, marked.
+export function addPending(c, entry, queued) {
+  const li = messageNode({
+    id: 0, ts: entry.at, from: state.name, text: entry.req.text, me: entry.req.me,
+  });
+  li.classList.add("pending");
+  li.dataset.ref = String(entry.ref);
+  li.removeAttribute("data-id");
+  markPending(li, queued);
   const stick = nearBottom();
   c.list.append(li);
+  regroup(li);
+  if (c.key === state.current && stick) scrollToBottom();
+  return li;
+}
+
+// `queued`: waiting for the connection; else sent, waiting for the server's answer.
+export function markPending(li, queued) {
+  const stamp = li.querySelector(".stamp");
+  stamp.removeAttribute("datetime");
+  stamp.textContent = queued ? "Not sent yet" : "Sending…";
+  li.classList.toggle("queued", queued);
+}
+
+// A join/leave/topic line, shown with its time (`ts`, Unix ms), placed after the messages up to
+// id `after` (see settleAmongEvents): live ones at the end, restored or late ones (a drop told
+// after the grace period) in their place.
+export function addEvent(c, words, ts, after) {
+  const li = document.createElement("li");
+  li.className = "event";
+  li.dataset.ts = String(ts);
+  li.dataset.after = String(after);
+  const text = document.createElement("span");
+  text.className = "event-text";
+  text.textContent = words;
+  const stamp = document.createElement("time");
+  stamp.className = "event-time";
+  stamp.dateTime = new Date(ts).toISOString();
+  stamp.textContent = formatTime(ts);
+  li.append(text, " ", stamp);
+  const stick = nearBottom();
+  let before = null; // the first line that comes after this one
+  for (let el = c.list.lastElementChild; el; el = el.previousElementSibling) {
+    const later = el.classList.contains("pending") ||
+      (el.classList.contains("msg") && Number(el.dataset.id) > after) ||
+      (isEvent(el) && (anchorOf(el) > after || (anchorOf(el) === after && tsOf(el) > ts)));
+    if (!later) break;
+    before = el;
+  }
+  if (before) before.before(li);
+  else c.list.append(li);
+  regroup(li.nextElementSibling);
   if (c.key === state.current && stick) scrollToBottom();
 }
 

@@ -3,7 +3,7 @@
 // goes in with textContent only.
 
 import { avatar } from "./messages.js";
-import { GENERAL, actions, conv, dmKey, isMe, roomKey, state, ui } from "./state.js";
+import { GENERAL, actions, conv, dmKey, isMe, key, roomKey, state, ui } from "./state.js";
 
 const wide = window.matchMedia("(min-width: 860px)");
 
@@ -55,14 +55,28 @@ export function renderLists() {
   ui.menuDot.hidden = unread === 0;
   ui.menuButton.setAttribute("aria-label",
     unread ? `Rooms and people (${unread} unread)` : "Rooms and people");
-  document.title = unread && document.visibilityState !== "visible"
-    ? `(${unread}) ${state.title}` : state.title;
+  document.title = unread ? `(${unread}) ${state.title}` : state.title;
+}
+
+// Whether `name` dropped out of room `k` a moment ago (see presence.js).
+export function isAway(k, name) {
+  const away = state.away.get(k);
+  return !!away && away.has(key(name));
+}
+
+// Everyone to list in room `k`: those in it, and those whose connection dropped a moment ago.
+export function peopleIn(k) {
+  const names = (state.users.get(k) || []).slice();
+  for (const { name } of (state.away.get(k) || new Map()).values()) {
+    if (!names.some((n) => key(n) === key(name))) names.push(name);
+  }
+  return names.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
 }
 
 function renderPeople() {
   const room = currentRoom() || state.convs.get(roomKey(state.rooms[0] || GENERAL));
   ui.peopleRoom.textContent = room ? "# " + room.label : "this room";
-  const names = (room && state.users.get(room.key)) || [];
+  const names = room ? peopleIn(room.key) : [];
   ui.peopleList.replaceChildren(...names.map((name) => {
     const li = document.createElement("li");
     const b = document.createElement("button");
@@ -72,6 +86,14 @@ function renderPeople() {
     label.className = "person-name";
     label.textContent = isMe(name) ? `${name} (you)` : name;
     b.append(avatar(name, "small"), label);
+    if (isAway(room.key, name)) {
+      // Their connection dropped: greyed at once, a line only if they stay away.
+      li.className = "away";
+      const note = document.createElement("span");
+      note.className = "person-note";
+      note.textContent = "reconnecting…";
+      b.append(note);
+    }
     if (isMe(name)) {
       b.disabled = true;
     } else {
@@ -127,13 +149,20 @@ export function renderHeader() {
     ui.convSub.textContent = topic ? `${people} · ${topic}` : people;
     ui.peopleCount.textContent = String(count);
     ui.peopleButton.hidden = false;
-    ui.text.placeholder = `Message # ${c.label}`;
+    ui.text.placeholder = `Message # ${short(c.label)}`;
   } else {
     ui.convTitle.textContent = c.label;
     ui.convSub.textContent = "Private conversation";
     ui.peopleButton.hidden = true;
-    ui.text.placeholder = `Message ${c.label}`;
+    ui.text.placeholder = `Message ${short(c.label)}`;
   }
+}
+
+// A placeholder cannot ellipsize in a one-line textarea (it wraps and is cut off): shorten
+// long names here. 14 characters fit beside "Message # " on the narrowest phones.
+function short(label) {
+  const chars = Array.from(label);
+  return chars.length > 14 ? chars.slice(0, 13).join("") + "…" : label;
 }
 
 export function renderTyping() {
@@ -195,5 +224,31 @@ export function closeDrawer() {
   ui.scrim.hidden = true;
   ui.menuButton.setAttribute("aria-expanded", "false");
 }
+
+// The room asked for needs a password: a small dialog asks for it (`problem`: what was wrong).
+export function askRoomPassword(room, problem) {
+  state.passRoom = room;
+  ui.roomPassName.textContent = room;
+  ui.roomPassError.textContent = problem;
+  ui.roomPassword.value = "";
+  ui.roomPassword.setAttribute("aria-invalid", problem ? "true" : "false");
+  if (!ui.roomPass.open) ui.roomPass.showModal();
+  ui.roomPassword.focus();
+}
+
+ui.roomPassForm.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  if (!ui.roomPassword.value) {
+    ui.roomPassError.textContent = "Type the room’s password.";
+    ui.roomPassword.focus();
+    return;
+  }
+  ui.roomPassError.textContent = "";
+  actions.joinRoom(state.passRoom, ui.roomPassword.value);
+});
+ui.roomPassCancel.addEventListener("click", () => {
+  state.joining = null;
+  ui.roomPass.close();
+});
 
 wide.addEventListener("change", closeDrawer);

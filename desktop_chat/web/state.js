@@ -1,5 +1,6 @@
 // What the web client knows: the page's elements, the conversations, and what is remembered
-// in localStorage between visits (the name, and the session to resume with its last id).
+// in localStorage between visits (the name; the session to resume with its last id, the
+// messages not yet sent and the recent join/leave lines; the notification choice).
 
 export const GENERAL = "general";
 const STORE = "desktop-chat:";
@@ -21,6 +22,10 @@ export const ui = {
   banner: $("banner"), bannerText: $("banner-text"), bannerRetry: $("banner-retry"),
   messages: $("messages"), loadEarlier: $("load-earlier"), jump: $("jump"),
   typing: $("typing"), composer: $("composer"), text: $("text"), toast: $("toast"),
+  roomPass: $("room-pass"), roomPassForm: $("room-pass-form"), roomPassName: $("room-pass-name"),
+  roomPassword: $("room-password"), roomPassError: $("room-pass-error"),
+  roomPassCancel: $("room-pass-cancel"), notifyButton: $("notify-button"),
+  notifyNote: $("notify-note"),
 };
 
 export const state = {
@@ -34,17 +39,23 @@ export const state = {
   current: null,          // the key of the conversation on screen
   users: new Map(),       // room key -> names in it
   topics: new Map(),      // room key -> topic
-  refs: new Map(),        // ref -> text sent, so a refused message can be given back
+  // Every say/dm not yet echoed by the server, oldest first: {ref, req, raw, conv, at}. Sent
+  // again with the same ref after each welcome (the server's idempotency key), kept on reload.
+  outbox: [],
+  // A ref is unique in the session, across reloads too: a random start, then a counter.
+  refBase: Math.random().toString(36).slice(2, 10),
   nextRef: 1,
   joining: null,          // the room asked for, opened when the server confirms
+  joinRefs: new Map(),    // the ref of a join -> {room, password: whether one was given}
+  passRoom: "",           // the room whose password is being asked for
+  away: new Map(),        // room key -> (name key -> {name, since, reason, timer}): dropped
   typingSent: 0,
-  restore: { dms: [], current: null }, // the page as it was left, from the saved session
 };
 
 // Things other modules ask the app to do (the app fills this in; no import cycles).
 export const actions = {
   open: (_convKey, _label) => {},
-  joinRoom: (_room) => {},
+  joinRoom: (_room, _password) => {},
 };
 
 // Names are compared as the server does (NFC, then case-insensitive).
@@ -52,6 +63,35 @@ export const key = (name) => String(name).normalize("NFC").toLowerCase();
 export const roomKey = (room) => "#" + key(room);
 export const dmKey = (name) => "@" + key(name);
 export const isMe = (name) => key(name) === key(state.name);
+export const newRef = () => `${state.refBase}-${state.nextRef++}`;
+
+// How long someone whose connection dropped may take to come back before the room is told
+// (a reload, a Wi-Fi blip). A page can shorten it with localStorage, which the tests do.
+export function awayGrace() {
+  const set = Number(read("away-grace-ms"));
+  return Number.isFinite(set) && set > 0 ? set : 60000;
+}
+
+function read(name) {
+  try {
+    return localStorage.getItem(STORE + name);
+  } catch (err) {
+    console.warn("localStorage is not available", err);
+    return null;
+  }
+}
+
+function write(name, value) {
+  try {
+    if (value === null) localStorage.removeItem(STORE + name);
+    else localStorage.setItem(STORE + name, value);
+  } catch (err) {
+    console.warn("cannot remember", name, err);
+  }
+}
+
+export const notifyChoice = () => read("notify");
+export const setNotifyChoice = (on) => write("notify", on ? "on" : "off");
 
 // The conversation under `convKey`, made (with its own hidden message list) on first use.
 export function conv(convKey, label, kind) {
@@ -65,7 +105,7 @@ export function conv(convKey, label, kind) {
     ui.messages.append(list);
     c = {
       key: convKey, kind, label, list, ids: new Set(), unread: 0, typing: new Map(),
-      historyAsked: false, more: false, oldest: null, newest: 0,
+      historyAsked: false, more: false, oldest: null, newest: 0, lastNotified: 0,
     };
     state.convs.set(convKey, c);
   }
@@ -107,14 +147,39 @@ export function store() {
     localStorage.setItem(STORE + "name", state.name);
     if (state.session) {
       const dms = [...state.convs.values()].filter((c) => c.kind === "dm").map((c) => c.label);
+      const outbox = state.outbox.map(({ ref, req, raw, conv: c, at }) =>
+        ({ ref, req, raw, conv: c, at }));
       localStorage.setItem(STORE + "session", JSON.stringify({
         session: state.session, since: state.lastId, name: state.name, dms,
-        current: state.current,
+        rooms: state.rooms, current: state.current, outbox,
       }));
     } else {
       localStorage.removeItem(STORE + "session");
+      localStorage.removeItem(STORE + "events");
     }
   } catch (err) {
     console.warn("cannot remember the session (private browsing?)", err);
   }
+}
+
+// Join, leave and topic lines are not in the server's history: the page keeps the recent ones
+// of each conversation, so a reload shows them again in their place.
+const EVENTS_KEPT = 60;
+
+export function loadEvents() {
+  try {
+    const saved = JSON.parse(read("events") || "{}");
+    return saved && typeof saved === "object" ? saved : {};
+  } catch (err) {
+    console.warn("ignoring damaged saved events", err);
+    return {};
+  }
+}
+
+export function saveEvent(convKey, ts, words, after) {
+  const saved = loadEvents();
+  const list = Array.isArray(saved[convKey]) ? saved[convKey] : [];
+  list.push([ts, words, after]);
+  saved[convKey] = list.slice(-EVENTS_KEPT);
+  write("events", JSON.stringify(saved));
 }

@@ -27,6 +27,7 @@ from desktop_chat.ui.theme import DARK, LIGHT, name_hash
 from tests.gui.conftest import FAST, TIMEOUT_MS, ClientFactory
 from tests.helpers import T
 
+
 def _recent_noon_ms() -> int:
     """Noon (local time) of today, or of yesterday before noon: recent, and far enough from
     midnight that the minutes the tests add never cross a day (they did, run at 00:30)."""

@@ -37,13 +37,19 @@ WEB_FILES: dict[str, tuple[str, str]] = {
     "/messages.js": ("messages.js", "text/javascript; charset=utf-8"),
     "/panels.js": ("panels.js", "text/javascript; charset=utf-8"),
     "/state.js": ("state.js", "text/javascript; charset=utf-8"),
+    "/presence.js": ("presence.js", "text/javascript; charset=utf-8"),
+    "/outbox.js": ("outbox.js", "text/javascript; charset=utf-8"),
+    "/alerts.js": ("alerts.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
     "/icon.svg": ("icon.svg", "image/svg+xml"),
     "/manifest.webmanifest": ("manifest.webmanifest", "application/manifest+json"),
+    "/sw.js": ("sw.js", "text/javascript; charset=utf-8"),  # at the root: its scope is the page
+    "/icon-192.png": ("icon-192.png", "image/png"),
+    "/icon-512.png": ("icon-512.png", "image/png"),
 }
 
 CSP = (
-    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+    "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 _PLACEHOLDER = re.compile(rb"\{\{(title|version|port)\}\}")

@@ -33,6 +33,7 @@ from desktop_chat.net.server.connection import Connection
 from desktop_chat.net.server.guard import ArgonPool, Guard, PlainPasswordRule
 from desktop_chat.net.server.hub import Hub, LoginRefused, Member
 from desktop_chat.net.server.outbox import Flusher
+from desktop_chat.net.server.refusal import Refuser
 from desktop_chat.net.server.storage import Storage
 from desktop_chat.net.server.tls import Certificate, ensure_certificate, server_context
 from desktop_chat.net.server.transport import Transport
@@ -92,6 +93,7 @@ class Server:
         self._lock = threading.Lock()
         self._connections: dict[Connection, threading.Thread] = {}
         self._per_address: Counter[str] = Counter()
+        self._refuser = Refuser(first_bytes_within=min(self.config.sniff_timeout, 1.0))
         self._listener: socket.socket | None = None
         self.certificate: Certificate | None = None
         self.owner_token = secrets.token_urlsafe(24)  # the hosting app's key to admin rights
@@ -233,6 +235,7 @@ class Server:
             conn.abort("shutdown")
         for _conn, thread in conns:
             self._join(thread)
+        self._refuser.close()
         self.flusher.close()
         if self.flusher.alive:
             self.stuck_threads.append(self.flusher.thread_name)
@@ -317,13 +320,8 @@ class Server:
                 self._connections[conn] = thread
                 self._per_address[ip] += 1
         if refusal is not None:
-            # Cheap refusal without a thread: one JSON line any client can read, then close.
-            try:
-                sock.setblocking(False)
-                sock.send(p.encode(p.ErrorReply(code=p.SERVER_FULL, message=refusal)))
-            except OSError:
-                pass
-            sock.close()
+            # Answered in the peer's terms by a small bounded pool (or just closed in a flood).
+            self._refuser.refuse(sock, refusal)
             log.warning("refused %s: %s", ip, refusal)
             return
         try:
