@@ -6,6 +6,7 @@ says so quietly).
 from __future__ import annotations
 
 import re
+import socket
 from typing import TYPE_CHECKING, Any
 
 from tests.helpers import T
@@ -155,9 +156,11 @@ def test_without_a_secure_context_the_drawer_says_notifications_cannot_work(
 
     srv = make_server()
     port = srv.port
-    # A name that is not this computer makes an ordinary, not secure, http:// page (as
-    # http://<LAN address> is); the resolver maps it to the test server on loopback.
-    rules = "--host-resolver-rules=MAP chat.test 127.0.0.1"
+    # This computer's .local name (one the server answers /ws for) is an ordinary, not secure,
+    # http:// origin, as http://<LAN address> is; the resolver maps it to loopback, so no
+    # packet leaves the machine.
+    local_name = f"{socket.gethostname().split('.')[0].lower()}.local"
+    rules = f"--host-resolver-rules=MAP {local_name} 127.0.0.1"
     chromium = browser.browser_type.launch(
         executable_path=_chromium(), args=[*CHROMIUM_ARGS, rules], timeout=T(30) * 1000
     )
@@ -166,7 +169,7 @@ def test_without_a_secure_context_the_drawer_says_notifications_cannot_work(
         page.set_default_timeout(T(5) * 1000)
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"http://chat.test:{port}/")
+        page.goto(f"http://{local_name}:{port}/")
         assert page.evaluate("window.isSecureContext") is False
         page.get_by_label("Your name").fill("laptop")
         page.get_by_role("button", name="Join the chat").click()
