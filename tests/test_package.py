@@ -96,6 +96,43 @@ def test_server_mode_is_the_headless_server() -> None:
     assert (result.returncode, result.stdout) == (0, f"desktop-chat-server {__version__}\n")
 
 
+def test_installed_command_is_the_launcher(tmp_path: Path) -> None:
+    """pip's ``desktop-chat`` script runs what the bundle runs: --server and --self-test work."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(
+        ROOT / "desktop_chat", source / "desktop_chat", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    target = tmp_path / "installed"
+    pip = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile"]
+        + ["--target", str(target), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=T(300.0),
+    )
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    script = target / "bin" / "desktop-chat"
+    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
+    env["PYTHONPATH"] = str(target)
+    for args, expected in (
+        (["--server", "--version"], f"desktop-chat-server {__version__}\n"),
+        (["--self-test"], "self-test passed: "),
+    ):
+        run = subprocess.run(
+            [sys.executable, str(script), *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=T(60.0),
+        )
+        assert run.returncode == 0, (args, run.stdout, run.stderr)
+        assert run.stdout.startswith(expected), (args, run.stdout)
+
+
 def test_quit_when_shown_opens_the_start_screen_and_exits(tmp_path: Path) -> None:
     wrap = private_network()
     if wrap is None:
