@@ -107,8 +107,10 @@ def test_installed_command_is_the_launcher(tmp_path: Path) -> None:
     )
     target = tmp_path / "installed"
     pip = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile"]
-        + ["--target", str(target), str(source)],
+        [
+            *(sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile"),
+            *("--target", str(target), str(source)),
+        ],
         capture_output=True,
         text=True,
         timeout=T(300.0),

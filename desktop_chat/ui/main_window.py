@@ -111,6 +111,8 @@ class MainWindow(QMainWindow):
         pane = ConversationPane(t)
         self.header = pane.header
         self.banner = pane.banner
+        self.banner_bar = pane.banner_bar
+        self.reconnect_button = pane.reconnect_button
         self.chat_view = pane.chat_view
         self.composer = pane.composer
         self.input = pane.input
@@ -176,6 +178,7 @@ class MainWindow(QMainWindow):
         s.focusRequested.connect(self.show_conversation)
         s.messagesArrived.connect(self._on_messages)
         s.typingChanged.connect(self._on_typing)
+        self.reconnect_button.clicked.connect(self.client.retry_now)
         self.room_list.conversationSelected.connect(self.show_conversation)
         self.room_list.addRoomRequested.connect(self.open_join_dialog)
         self.user_list.dmRequested.connect(self.open_dm)
@@ -220,7 +223,7 @@ class MainWindow(QMainWindow):
             names = [conv.name] + ([self.session.me] if self.session.me else [])
             self.user_list.set_people(names, self.session.me, "In this conversation")
         else:
-            self.user_list.set_people(conv.members, self.session.me)
+            self.user_list.set_people(conv.members, self.session.me, away=frozenset(conv.away))
 
     def cycle(self, step: int) -> None:
         convs = self.session.conversations.conversations()
@@ -381,14 +384,20 @@ class MainWindow(QMainWindow):
     def _on_state(self, state: str, detail: str) -> None:
         self.status.set_state(state, detail)
         self._update_status_server()
+        # Until we are connected (again), nobody's presence is known: grey the list.
+        self.user_list.set_unknown(state != "connected")
         if state in ("reconnecting", "disconnected"):
             self.banner.setText(detail or "Disconnected from the server")
-            self.banner.setStyleSheet(
-                f"background: {self.theme.mention_row}; color: {self.theme.text};"
+            self.banner_bar.setStyleSheet(
+                f"#connectionBar {{ background: {self.theme.mention_row}; }}"
+                f" #connectionBanner {{ color: {self.theme.text}; }}"
             )
             self.banner.show()
+            self.banner_bar.show()
+            self.reconnect_button.setVisible(state == "reconnecting")
         else:
             self.banner.hide()
+            self.banner_bar.hide()
 
     def _on_failed(self, code: str, message: str) -> None:
         self.status.set_state("disconnected", message)
@@ -506,6 +515,12 @@ class MainWindow(QMainWindow):
         self._typing_timer.stop()
         self.notifier.close()
         QGuiApplication.styleHints().colorSchemeChanged.disconnect(self._on_system_scheme)
+        self.session.close()
+        if self.server is None and self.client.state == "connected":
+            # Leaving on purpose: the others read "left the chat" at once, not a dropped
+            # connection. The host says nothing: its server tells everyone it is closing,
+            # and its session is kept, to resume when it hosts again.
+            self.client.quit()
         self.client.close()
         if self.server is not None:
             self.server.close()

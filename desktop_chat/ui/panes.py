@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from desktop_chat.ui.chat_view import ChatView
 from desktop_chat.ui.conversations import ConversationListModel
@@ -79,10 +79,24 @@ class ConversationPane(QWidget):
         col.setSpacing(0)
         self.header = ConversationHeader(theme=theme)
         col.addWidget(self.header)
-        self.banner = _label("", "connectionBanner", (8, 5, 8, 5))
+        # The connection banner: what is wrong, and (while waiting to reconnect) a button to
+        # try at once instead of waiting for the countdown.
+        self.banner_bar = QWidget()
+        self.banner_bar.setObjectName("connectionBar")
+        self.banner_bar.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        bar = QHBoxLayout(self.banner_bar)
+        bar.setContentsMargins(8, 2, 8, 2)
+        self.banner = _label("", "connectionBanner", (8, 3, 8, 3))
         self.banner.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.banner.setWordWrap(True)
+        self.reconnect_button = QPushButton("Reconnect now")
+        self.reconnect_button.setObjectName("reconnectNow")
+        self.reconnect_button.hide()
+        bar.addWidget(self.banner, 1)
+        bar.addWidget(self.reconnect_button)
         self.banner.hide()
-        col.addWidget(self.banner)
+        self.banner_bar.hide()
+        col.addWidget(self.banner_bar)
         self.chat_view = ChatView(theme=theme)
         col.addWidget(self.chat_view, 1)
         composer_area = QWidget()

@@ -11,6 +11,12 @@ slices: at most :data:`FLUSH_SLICE` messages and about :data:`SLICE_MS` of work 
 turn, the rest a little later, so painting, typing and timers never wait long. Consecutive
 messages of a slice go into their conversation's model as one insertion (one layout, one
 repaint), and the window hears one ``messagesArrived`` per conversation per slice.
+
+Reconnect noise: a ``left`` for a dropped connection (``disconnected``, ``timeout``) greys the
+person at once but writes no line; only if they are still gone after :attr:`ChatSession.
+reconnect_grace_s` (about a minute) does "Bob lost the connection" appear, and a return within
+it (``joined``, or a ``users`` list naming them) shows nothing. ``part``, ``quit``, ``kicked``
+and ``slow`` are lines at once.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from desktop_chat.ui.conversations import (
     dm_key,
     room_key,
 )
-from desktop_chat.ui.message_text import make_action
+from desktop_chat.ui.message_text import action_text, make_action
 
 FIRST_HISTORY = 50
 OLDER_HISTORY = 100
@@ -53,6 +59,10 @@ SLICE_MS = 8
 # turn), short enough to catch up with a backlog quickly.
 NEXT_SLICE_MS = 10
 
+# How long a dropped person stays listed (greyed) before "lost the connection" is written.
+RECONNECT_GRACE_S = 60.0
+DROPPED = ("disconnected", "timeout")
+
 LEFT_WORDS = {
     "part": "left",
     "quit": "left the chat",
@@ -68,8 +78,8 @@ class ClientLike(Protocol):
 
     name: str | None
 
-    def say(self, room: str, text: str) -> None: ...
-    def dm(self, to: str, text: str) -> None: ...
+    def say(self, room: str, text: str) -> object: ...
+    def dm(self, to: str, text: str) -> object: ...
     def join(self, room: str) -> None: ...
     def part(self, room: str) -> None: ...
     def list_rooms(self) -> None: ...
@@ -126,6 +136,7 @@ class ChatSession(QObject):
         self._typing_sent: dict[str, float] = {}
         self._history_asked: dict[str, float] = {}
         self._history_limit: dict[str, int] = {}
+        self._pending: dict[object, str] = {}  # ref of a message sent -> its conversation
         # Events wait here, in the server's order, for the next slice (see the module
         # docstring): a burst costs one insertion and one layout per slice, not one each.
         self._queue: deque[p.ServerEvent] = deque()
@@ -134,12 +145,17 @@ class ChatSession(QObject):
         self._flush_timer.timeout.connect(self._timed_flush)
         self._since_flush = QElapsedTimer()
         self._since_flush.start()
+        self.reconnect_grace_s = RECONNECT_GRACE_S
+        self._grace_timer = QTimer(self)
+        self._grace_timer.setSingleShot(True)
+        self._grace_timer.timeout.connect(self.expire_away)
 
     # -- wiring ------------------------------------------------------------------------------
 
     def attach(self, client: QObject) -> None:
         """Listen to a ChatClient: its batches of protocol events (one signal per batch)."""
         client.eventsReceived.connect(self.on_events)  # type: ignore[attr-defined]
+        client.sendSettled.connect(self.on_settled)  # type: ignore[attr-defined]
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -214,6 +230,19 @@ class ChatSession(QObject):
         self.flush()
         self._error(e)
 
+    def on_settled(self, ref: object) -> None:
+        """A message we sent was delivered: its echo (queued before this) replaces the
+        pending entry; if the echo's id was shown already, the pending entry just goes."""
+        self.flush()
+        key = self._pending.pop(ref, None)
+        conv = self.find(key) if key is not None else None
+        if conv is not None:
+            conv.model.settle(ref)
+
+    def pending_count(self) -> int:
+        """Messages sent and not yet delivered, in every conversation."""
+        return len(self._pending)
+
     def on_message(self, m: p.ChatMessage) -> None:
         """One message: queued like a batch of one (see :meth:`on_events`)."""
         self.on_events((m,))
@@ -258,6 +287,13 @@ class ChatSession(QObject):
         if conv.name != u.room:
             conv.name = u.room
         conv.members = list(u.names)
+        listed = {name_key(n) for n in u.names}
+        for away_key, (name, _reason, _deadline) in list(conv.away.items()):
+            if away_key in listed:
+                del conv.away[away_key]  # back (or never gone): nothing to say
+            else:
+                conv.members.append(name)  # still greyed until the grace period ends
+        conv.members.sort(key=name_key)
         conv.joined = True
         self.conversations.changed(conv.key)
         self.conversationChanged.emit(conv.key)
@@ -274,7 +310,8 @@ class ChatSession(QObject):
         if not any(name_key(m) == name_key(j.name) for m in conv.members):
             conv.members.append(j.name)
             conv.members.sort(key=name_key)
-        if self.show_joins and not self.is_me(j.name):
+        back = conv.away.pop(name_key(j.name), None) is not None
+        if self.show_joins and not self.is_me(j.name) and not back:
             conv.model.add_system(f"{j.name} joined")
         self.conversations.changed(conv.key)
         self.conversationChanged.emit(conv.key)
@@ -289,14 +326,49 @@ class ChatSession(QObject):
                 self.conversations.remove(key)
                 self.conversationRemoved.emit(key)
             return
-        conv.members = [m for m in conv.members if name_key(m) != name_key(left.name)]
         conv.stop_typing(left.name)
-        if self.show_joins:
-            words = LEFT_WORDS.get(left.reason, "left")
-            conv.model.add_system(f"{left.name} {words}")
+        if left.reason in DROPPED:
+            # Maybe a blip: grey them now, say something only if they stay away.
+            deadline = time.monotonic() + self.reconnect_grace_s
+            conv.away[name_key(left.name)] = (left.name, left.reason, deadline)
+            self._arm_grace()
+        else:
+            self._gone(conv, left.name, left.reason)
         self.conversations.changed(key)
         self.conversationChanged.emit(key)
         self.typingChanged.emit(key)
+
+    def _gone(self, conv: Conversation, name: str, reason: str) -> None:
+        conv.away.pop(name_key(name), None)
+        conv.members = [m for m in conv.members if name_key(m) != name_key(name)]
+        if self.show_joins:
+            conv.model.add_system(f"{name} {LEFT_WORDS.get(reason, 'left')}")
+
+    def _arm_grace(self) -> None:
+        deadlines = [d for c in self.conversations.conversations() for _, _, d in c.away.values()]
+        if not deadlines:
+            self._grace_timer.stop()
+            return
+        wait = max(0.0, min(deadlines) - time.monotonic())
+        self._grace_timer.start(int(wait * 1000) + 1)
+
+    def close(self) -> None:
+        """Stop the timers (the window is closing)."""
+        self._grace_timer.stop()
+        self._flush_timer.stop()
+
+    def expire_away(self) -> None:
+        """Write the line for everyone whose grace period is over (a timer calls this)."""
+        self.flush()
+        now = time.monotonic()
+        for conv in self.conversations.conversations():
+            expired = [(n, r) for n, r, d in conv.away.values() if d <= now]
+            for name, reason in expired:
+                self._gone(conv, name, reason)
+            if expired:
+                self.conversations.changed(conv.key)
+                self.conversationChanged.emit(conv.key)
+        self._arm_grace()
 
     def _timed_flush(self) -> None:
         """One slice; the next one after the window has shown this one."""
@@ -402,8 +474,15 @@ class ChatSession(QObject):
         self.typingChanged.emit(conv.key)
 
     def _error(self, e: p.ErrorReply) -> None:
-        self.errorShown.emit(self.current_key, e.message)
-        conv = self.find(self.current_key)
+        key = self.current_key
+        if e.ref is not None and e.ref in self._pending:
+            # A message we sent was refused: its pending entry goes, the reason shows there.
+            key = self._pending.pop(e.ref)
+            sent_in = self.find(key)
+            if sent_in is not None:
+                sent_in.model.settle(e.ref)
+        self.errorShown.emit(key, e.message)
+        conv = self.find(key)
         if conv is not None:
             conv.model.add_system(e.message, kind=Kind.ERROR)
 
@@ -441,10 +520,19 @@ class ChatSession(QObject):
         if conv is None:
             return
         self._typing_sent.pop(key, None)
+        self._send_to(conv, text)
+
+    def _send_to(self, conv: Conversation, text: str) -> None:
+        """Send, and show the message as pending until the server echoes it."""
         if conv.kind == "room":
-            self.client.say(conv.name, text)
+            ref = self.client.say(conv.name, text)
         else:
-            self.client.dm(conv.name, text)
+            ref = self.client.dm(conv.name, text)
+        if ref is None:
+            return
+        self._pending[ref] = conv.key
+        action = action_text(self.me or "", text) is not None
+        conv.model.add_pending(text, ref, action=action)
 
     def send_action(self, key: str, action: str) -> None:
         """``/me``: sent as the text ``* name action``, which every client can read."""
@@ -454,7 +542,7 @@ class ChatSession(QObject):
         """``/msg``: open (or create) the DM and send; return its key."""
         conv = self.open_dm(name)
         if text.strip():
-            self.client.dm(conv.name, text)
+            self._send_to(conv, text)
         return conv.key
 
     def open_dm(self, name: str) -> Conversation:

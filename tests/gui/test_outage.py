@@ -1,0 +1,148 @@
+"""The window during an outage: a real server stopped and started again on the same port and
+data folder. While disconnected nobody is shown online, what the person sends is marked as
+pending (and delivered exactly once when the chat is back), a button reconnects at once, and
+the reason given is the host's, not "connection refused"."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from desktop_chat.net.client.link import HOST_STOPPED
+from desktop_chat.net.client.worker import ChatClient, ClientTiming
+from desktop_chat.net.server.server import Server
+from desktop_chat.ui.main_window import MainWindow
+from desktop_chat.ui.notifications import SilentSound
+from desktop_chat.ui.preferences import MemorySettings
+from tests.gui.conftest import FAST, TIMEOUT_MS
+from tests.helpers import LineClient
+
+WindowAt = Callable[..., MainWindow]
+
+
+@pytest.fixture
+def window_at(qtbot: QtBot) -> Iterator[WindowAt]:
+    """``window_at(server, name, timing=FAST)``: a real window connected and welcomed."""
+    windows: list[MainWindow] = []
+
+    def make(server: Server, name: str, timing: ClientTiming = FAST) -> MainWindow:
+        client = ChatClient(timing=timing)
+        window = MainWindow(client, None, MemorySettings(), sound=SilentSound())
+        windows.append(window)
+        qtbot.addWidget(window)
+        window.resize(900, 600)
+        window.show()
+        client.connect_to("127.0.0.1", server.port, name, fingerprint=server.fingerprint)
+        qtbot.waitUntil(lambda: window.current_key == "#general", timeout=TIMEOUT_MS)
+        return window
+
+    try:
+        yield make
+    finally:
+        for window in windows:
+            window.close()
+
+
+def _texts(window: MainWindow, key: str = "#general") -> list[str]:
+    conv = window.session.find(key)
+    return [] if conv is None else [e.text for e in conv.model.entries() if not e.pending]
+
+
+def _pending(window: MainWindow, key: str = "#general") -> list[str]:
+    conv = window.session.find(key)
+    return [] if conv is None else [e.text for e in conv.model.pending()]
+
+
+def _stop(qtbot: QtBot, window: MainWindow, server: Server) -> None:
+    with qtbot.waitSignal(
+        window.client.stateChanged,
+        timeout=TIMEOUT_MS,
+        check_params_cb=lambda state, _detail: state == "reconnecting",
+    ):
+        server.close()
+
+
+def _stored(server: Server, text: str) -> int:
+    """How many times ``text`` is in #general's stored history."""
+    with LineClient(server.address) as probe:
+        probe.login("probe")
+        probe.send_json(type="history", room="general", limit=500)
+        history = probe.expect("history")
+    return sum(1 for m in history["messages"] if m["text"] == text)
+
+
+def test_a_message_sent_while_disconnected_is_pending_then_delivered_once(
+    qtbot: QtBot, make_server: Callable[..., Server], data_dir: Path, window_at: WindowAt
+) -> None:
+    first = make_server()
+    port = first.port
+    ann = window_at(first, "Ann")
+    ben = window_at(first, "Ben")
+    qtbot.waitUntil(lambda: ann.user_list.count() == 2, timeout=TIMEOUT_MS)
+    assert not ann.user_list.model.is_away("Ben")
+
+    _stop(qtbot, ann, first)
+    # Nobody is known to be online any more: everyone greyed, the header says why.
+    assert ann.user_list.model.is_away("Ben")
+    assert "NOT CONNECTED" in ann.user_list.header.text()
+    assert ann.reconnect_button.isVisibleTo(ann)
+
+    ann.input.setFocus()
+    qtbot.keyClicks(ann.input, "typed during the outage")
+    qtbot.keyClick(ann.input, Qt.Key.Key_Return)
+    assert ann.input.toPlainText() == ""
+    assert _pending(ann) == ["typed during the outage"]
+    entry = ann.session.find("#general").model.pending()[0]  # type: ignore[union-attr]
+    assert entry.own and entry.clock == "sending…"
+
+    second = make_server(port=port)
+    qtbot.waitUntil(lambda: "typed during the outage" in _texts(ben), timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: _pending(ann) == [], timeout=TIMEOUT_MS)
+    assert _texts(ann).count("typed during the outage") == 1
+    assert _texts(ben).count("typed during the outage") == 1
+    assert _stored(second, "typed during the outage") == 1
+    assert not ann.user_list.model.is_away("Ben")
+    assert not ann.banner_bar.isVisibleTo(ann)
+
+
+def test_a_refused_message_leaves_no_pending_mark(
+    qtbot: QtBot, make_server: Callable[..., Server], window_at: WindowAt
+) -> None:
+    server = make_server(rate_burst=1, rate_per_sec=0.01)
+    ann = window_at(server, "Ann")
+    for n in range(3):  # over the rate limit: the server refuses with the message's ref
+        ann.session.send("#general", f"burst {n}")
+    assert len(_pending(ann)) == 3
+    qtbot.waitUntil(lambda: _pending(ann) == [], timeout=TIMEOUT_MS)
+    assert not any(t.startswith("burst") for t in _texts(ann))
+    assert _texts(ann).count("slow down: too many messages") == 3
+    assert ann.session.pending_count() == 0
+
+
+def test_reconnect_now_skips_the_countdown(
+    qtbot: QtBot, make_server: Callable[..., Server], window_at: WindowAt
+) -> None:
+    assert ClientTiming().reconnect_max <= 10.0  # a LAN host is back within seconds
+    slow = ClientTiming(
+        connect_timeout=FAST.connect_timeout,
+        handshake_timeout=FAST.handshake_timeout,
+        reconnect_base=60.0,
+        reconnect_max=60.0,
+    )
+    first = make_server()
+    ann = window_at(first, "Ann", timing=slow)
+    _stop(qtbot, ann, first)
+    qtbot.waitUntil(lambda: "Reconnecting in" in ann.banner.text(), timeout=TIMEOUT_MS)
+    # The server said it was closing: the countdown gives that reason, not a socket error.
+    assert ann.banner.text().startswith(HOST_STOPPED)
+    make_server(port=first.port)
+    with qtbot.waitSignal(
+        ann.client.stateChanged,
+        timeout=TIMEOUT_MS,
+        check_params_cb=lambda state, _detail: state == "connected",
+    ):
+        qtbot.mouseClick(ann.reconnect_button, Qt.MouseButton.LeftButton)
