@@ -15,6 +15,7 @@ from pytestqt.qtbot import QtBot
 from desktop_chat.net.client.link import HOST_STOPPED
 from desktop_chat.net.client.worker import ChatClient, ClientTiming
 from desktop_chat.net.server.server import Server
+from desktop_chat.ui.chat_model import Kind
 from desktop_chat.ui.main_window import MainWindow
 from desktop_chat.ui.notifications import SilentSound
 from desktop_chat.ui.preferences import MemorySettings
@@ -146,3 +147,48 @@ def test_reconnect_now_skips_the_countdown(
         check_params_cb=lambda state, _detail: state == "connected",
     ):
         qtbot.mouseClick(ann.reconnect_button, Qt.MouseButton.LeftButton)
+
+
+def _system_lines(window: MainWindow) -> list[str]:
+    conv = window.session.find("#general")
+    assert conv is not None
+    return [e.text for e in conv.model.entries() if e.kind == Kind.SYSTEM]
+
+
+def test_a_drop_and_a_quick_return_show_no_lines(
+    qtbot: QtBot, make_server: Callable[..., Server], window_at: WindowAt
+) -> None:
+    server = make_server()
+    ann = window_at(server, "Ann")
+    ann.session.reconnect_grace_s = 60.0
+    bob = LineClient(server.address)
+    bob.login("Bob")
+    qtbot.waitUntil(lambda: ann.user_list.count() == 2, timeout=TIMEOUT_MS)
+    before = _system_lines(ann)
+
+    bob.close()  # a Wi-Fi blip: no quit
+    qtbot.waitUntil(lambda: ann.user_list.model.is_away("Bob"), timeout=TIMEOUT_MS)
+    assert ann.user_list.count() == 2  # still listed, greyed
+    with LineClient(server.address) as back:
+        back.login("Bob", resume={"session": bob.welcome_session, "since": 0})
+        qtbot.waitUntil(lambda: not ann.user_list.model.is_away("Bob"), timeout=TIMEOUT_MS)
+        assert _system_lines(ann) == before  # neither "lost the connection" nor "joined"
+        back.send_json(type="quit")
+        qtbot.waitUntil(lambda: ann.user_list.count() == 1, timeout=TIMEOUT_MS)
+    assert _system_lines(ann) == [*before, "Bob left the chat"]  # a quit is a line at once
+
+
+def test_a_drop_that_lasts_past_the_grace_period_shows_one_line(
+    qtbot: QtBot, make_server: Callable[..., Server], window_at: WindowAt
+) -> None:
+    server = make_server()
+    ann = window_at(server, "Ann")
+    ann.session.reconnect_grace_s = 0.3
+    bob = LineClient(server.address)
+    bob.login("Bob")
+    qtbot.waitUntil(lambda: ann.user_list.count() == 2, timeout=TIMEOUT_MS)
+    before = _system_lines(ann)
+    bob.close()
+    qtbot.waitUntil(lambda: ann.user_list.count() == 1, timeout=TIMEOUT_MS)
+    assert _system_lines(ann) == [*before, "Bob lost the connection"]
+    assert not ann.session.find("#general").away  # type: ignore[union-attr]
