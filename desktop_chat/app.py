@@ -25,10 +25,10 @@ from desktop_chat import __version__
 from desktop_chat.net.client.transport import NO_TLS
 from desktop_chat.net.client.worker import ChatClient, ClientTiming
 from desktop_chat.net.protocol import events as p
-from desktop_chat.net.protocol.names import InvalidName, normalize_name
+from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_name
 from desktop_chat.net.protocol.tls import group_for_reading, normalize_fingerprint
 from desktop_chat.net.server.server import DEFAULT_PORT, Server, ServerConfig
-from desktop_chat.settings import Settings
+from desktop_chat.settings import HostedSession, Settings
 from desktop_chat.ui.certificates import CertificatePrompter
 from desktop_chat.ui.found_servers import DiscoverySetup
 from desktop_chat.ui.icons import app_icon
@@ -180,21 +180,52 @@ class AppController(QObject):
         """
         self.choice = choice
         host, port, owner, fingerprint = choice.host, choice.port, None, choice.fingerprint
+        resume: tuple[str, int] | None = None
+        dms: tuple[str, ...] = ()
         if self.server is not None:
             # Our own server: the host's rights come with its token, and its certificate is
             # known, so the host is never asked to compare a fingerprint with itself.
             host, port, owner = "127.0.0.1", self.server.port, self.server.owner_token
             fingerprint = self.server.fingerprint
+            # Hosting again (same data folder, so same certificate): resume our own session,
+            # as any client does after a restart: same rooms, same DMs.
+            kept = self.settings.hosted_session(fingerprint) if fingerprint else None
+            if kept is not None and name_key(kept.name) == name_key(choice.name):
+                resume, dms = (kept.session, kept.since), kept.dms
         client = ChatClient(timing=self.timing, pins=self.settings)
         self.client = client
-        self._pending_window = MainWindow(client, server=self.server, settings=self.settings)
+        window = MainWindow(client, server=self.server, settings=self.settings)
+        self._pending_window = window
+        if self.server is not None:
+            window.closing.connect(lambda: self._keep_hosted_session(client, window))
+            client.welcomed.connect(lambda _w: self._keep_hosted_session(client, window))
+            for name in dms:
+                window.session.open_dm(name)
         self.prompter = CertificatePrompter(client, self._dialog_parent)
         client.welcomed.connect(self._welcomed)
         client.connectionFailed.connect(self._connection_failed)
         client.connect_to(
-            host, port, choice.name, choice.password, owner=owner, fingerprint=fingerprint
+            host,
+            port,
+            choice.name,
+            choice.password,
+            owner=owner,
+            fingerprint=fingerprint,
+            resume=resume,
         )
         return client
+
+    def _keep_hosted_session(self, client: ChatClient, window: MainWindow) -> None:
+        """Remember the hosting window's session (on each welcome and when it closes)."""
+        server = self.server
+        if server is None or server.fingerprint is None:
+            return
+        if client.session is None or client.name is None:
+            return
+        convs = window.session.conversations.conversations()
+        dms = tuple(c.name for c in convs if c.kind == "dm")
+        kept = HostedSession(client.name, client.session, client.last_id, dms)
+        self.settings.store_hosted_session(server.fingerprint, kept)
 
     def _dialog_parent(self) -> QWidget | None:
         """The window a question belongs to: the chat window once shown, else the start

@@ -46,10 +46,12 @@ class MainWindow(QMainWindow):
         notified(str conversation, str title, str text): a notification was given for a
             message nobody was looking at (conversation is ``#room`` or ``@name``).
         conversationShown(str key): the shown conversation changed.
+        closing(): the window is closing; the client is still open (its state is final).
     """
 
     notified = Signal(str, str, str)
     conversationShown = Signal(str)
+    closing = Signal()
 
     def __init__(
         self,
@@ -511,6 +513,7 @@ class MainWindow(QMainWindow):
         if self._closed:
             return
         self._closed = True
+        self.closing.emit()
         self.settings.window_geometry = self.saveGeometry()
         self._typing_timer.stop()
         self.notifier.close()
