@@ -22,7 +22,7 @@ from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtWidgets import QApplication, QWidget
 
 from desktop_chat import __version__
-from desktop_chat.net.client.transport import NO_TLS
+from desktop_chat.net.client.transport import NO_TLS, NOT_A_CHAT, UNKNOWN_HOST
 from desktop_chat.net.client.worker import ChatClient, ClientTiming
 from desktop_chat.net.protocol import events as p
 from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_name
@@ -57,7 +57,7 @@ def failure_field(code: str, mode: str = "join") -> Field:
         return "password"
     if code == "certificate_mismatch" and mode == "join":
         return "fingerprint"
-    if code in ("refused", "unreachable", "timeout", NO_TLS):
+    if code in ("refused", "unreachable", "timeout", NO_TLS, UNKNOWN_HOST, NOT_A_CHAT):
         return "address" if mode == "join" else "port"
     return "general"
 
