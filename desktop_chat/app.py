@@ -288,6 +288,7 @@ class AppController(QObject):
         """
         window, self.window = self.window, None
         if window is not None:
+            window.shutdown()  # the app is quitting: nobody is asked any more
             window.close()
             window.deleteLater()
         self._drop_connection()

@@ -25,6 +25,7 @@ from desktop_chat.ui.command_runner import run_command
 from desktop_chat.ui.commands import HELP_TEXT
 from desktop_chat.ui.conversations import Conversation, typing_text
 from desktop_chat.ui.header import ChatStatusBar
+from desktop_chat.ui.host_control import HostControl
 from desktop_chat.ui.icons import app_icon
 from desktop_chat.ui.join_dialog import JoinRoomDialog
 from desktop_chat.ui.moderation import Moderation
@@ -85,6 +86,7 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._connect()
         self.moderation = Moderation(self)
+        self.host_control = HostControl(self)
         self._apply_theme()
         self._apply_font_size()
         geometry = self.settings.window_geometry
@@ -140,13 +142,13 @@ class MainWindow(QMainWindow):
 
     def _build_actions(self) -> None:
         bar = self.menuBar()
-        chat = bar.addMenu("&Chat")
+        chat = self.chat_menu = bar.addMenu("&Chat")
         self._action(chat, "&Join or create a room…", self.open_join_dialog, "Ctrl+J")
         self._action(chat, "&Leave this conversation", self.leave_current, "Ctrl+W")
         chat.addSeparator()
         self._action(chat, "&Settings…", self.open_settings, QKeySequence.StandardKey.Preferences)
         chat.addSeparator()
-        self._action(chat, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.quit_action = self._action(chat, "&Quit", self.close, QKeySequence.StandardKey.Quit)
         view = bar.addMenu("&View")
         self._action(view, "&Next conversation", lambda: self.cycle(1), "Ctrl+Tab", "Ctrl+PgDown")
         self._action(
@@ -404,6 +406,10 @@ class MainWindow(QMainWindow):
     def _on_failed(self, code: str, message: str) -> None:
         self.status.set_state("disconnected", message)
 
+    def show_stopped(self, detail: str) -> None:
+        """Disconnected for good (the client is closed): say why, and nobody shows online."""
+        self._on_state("disconnected", detail)
+
     # -- what the user types ---------------------------------------------------------------------
 
     def submit(self, text: str) -> None:
@@ -505,8 +511,16 @@ class MainWindow(QMainWindow):
     # -- closing ---------------------------------------------------------------------------------
 
     def closeEvent(self, e: QCloseEvent) -> None:
+        if not self._closed and not self.host_control.may_close():
+            e.ignore()  # the host is asked first; close_now() follows a yes
+            return
         self.shutdown()
         super().closeEvent(e)
+
+    def close_now(self) -> None:
+        """Close without asking (the host agreed to stop the chat)."""
+        self.shutdown()
+        self.close()
 
     def shutdown(self) -> None:
         """Close the client (and the server when hosting); idempotent."""
