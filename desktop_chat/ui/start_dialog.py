@@ -479,6 +479,10 @@ class StartDialog(QDialog):
         """Check every field; on success remember the choice and emit ``submitted``."""
         if self._busy:
             return
+        found = self._found_to_join()
+        if found is not None:
+            self._join_found(found)  # fills in its address, then comes back here
+            return
         self._messages.clear()
         choice = self._validated()
         self._refresh_errors()
@@ -493,6 +497,18 @@ class StartDialog(QDialog):
         )
         self.set_busy(True, what)
         self.submitted.emit(choice)
+
+    def _found_to_join(self) -> FoundServer | None:
+        """Join with no address typed: the chat selected in the list, or the only one."""
+        if self.mode != "join" or self.found_servers is None:
+            return None
+        if self.address_combo.currentText().strip():
+            return None
+        servers = self.found_servers.servers()
+        selected = self.found_servers.selected()
+        if selected is not None:
+            return selected
+        return servers[0] if len(servers) == 1 else None
 
     def _validated(self) -> StartChoice | None:
         """The choice, or None with the reasons put in ``_messages`` (all fields checked)."""

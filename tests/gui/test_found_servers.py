@@ -366,3 +366,20 @@ def test_without_discovery_nothing_is_listed(qtbot: QtBot, settings: Settings) -
     dialog.show()
     assert dialog.found_servers is None
     assert "discovery-probes" not in discovery_threads()
+
+
+def test_enter_with_one_chat_listed_and_no_address_joins_it(
+    qtbot: QtBot, dialog: StartDialog, make_server: ServerFactory, broadcast_port: int
+) -> None:
+    widget = found_widget(dialog)
+    title = unique_title()
+    server = make_server(announce=True, broadcast_port=broadcast_port, title=title)
+    qtbot.waitUntil(lambda: len(widget.servers()) == 1, timeout=TIMEOUT_MS)
+    assert listed(widget, title)
+    dialog.name_edit.setText("Ann")
+    dialog.set_address("")
+    dialog.name_edit.setFocus()
+    with qtbot.waitSignal(dialog.submitted, timeout=TIMEOUT_MS) as submitted:
+        qtbot.keyClick(dialog.name_edit, Qt.Key.Key_Return)
+    assert submitted.args[0].port == server.port
+    assert dialog.error_text("address") == ""
