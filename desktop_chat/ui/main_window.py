@@ -453,10 +453,19 @@ class MainWindow(QMainWindow):
         return dialog
 
     def open_account(self, mode: AccountMode, parent: Any = None) -> AccountDialog:
-        """Register the name in use on this chat, or change its password."""
+        """Register the name in use on this chat, or change its password (a name joined
+        without any password has no account: changing becomes registering)."""
+        unregistered = mode == "change" and not getattr(self.client, "has_password", True)
         dialog = AccountDialog(
-            self.client, mode, self.session.me or "", self.session.server_title, parent or self
+            self.client,
+            "register" if unregistered else mode,
+            self.session.me or "",
+            self.session.server_title,
+            parent or self,
+            not_registered=unregistered,
         )
+        # The dialog shows its own errors: none of them goes into the conversation.
+        self.session.quiet_refs.add(dialog.ref)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
         dialog.succeeded.connect(lambda text: self.session.add_notice(self.current_key, text))
         dialog.open()

@@ -137,6 +137,8 @@ class ChatSession(QObject):
         self._history_asked: dict[str, float] = {}
         self._history_limit: dict[str, int] = {}
         self._pending: dict[object, str] = {}  # ref of a message sent -> its conversation
+        # Refs of requests whose errors a dialog shows: never a line in the conversation.
+        self.quiet_refs: set[object] = set()
         # Events wait here, in the server's order, for the next slice (see the module
         # docstring): a burst costs one insertion and one layout per slice, not one each.
         self._queue: deque[p.ServerEvent] = deque()
@@ -474,6 +476,8 @@ class ChatSession(QObject):
         self.typingChanged.emit(conv.key)
 
     def _error(self, e: p.ErrorReply) -> None:
+        if e.ref is not None and e.ref in self.quiet_refs:
+            return
         key = self.current_key
         if e.ref is not None and e.ref in self._pending:
             # A message we sent was refused: its pending entry goes, the reason shows there.

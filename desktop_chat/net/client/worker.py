@@ -305,6 +305,12 @@ class ChatClient(QObject):
                 worker.link.password = password
 
     @property
+    def has_password(self) -> bool:
+        """This connection logs in with a password (an account's, or the chat's own)."""
+        worker = self._worker
+        return worker is not None and worker.link is not None and bool(worker.link.password)
+
+    @property
     def last_id(self) -> int:
         """The highest message id seen (``since`` for a later resume)."""
         worker = self._worker
