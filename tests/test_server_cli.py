@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from desktop_chat.net.protocol.invite import parse_invite, web_url
 from tests.helpers import LineClient, T
 
 CMD = [sys.executable, "-m", "desktop_chat.server_cli"]
@@ -126,3 +127,31 @@ def test_network_check_on_loopback_says_what_to_do(data_dir: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "port" in result.stdout.lower()
+
+
+def test_prints_the_phone_address_as_a_qr_code_and_the_invitation(data_dir: Path) -> None:
+    proc = _start(data_dir)
+    try:
+        address, banner = _banner(proc)
+        link = next(
+            line.split(": ", 1)[1].strip()
+            for line in banner.splitlines()
+            if line.startswith("Desktop app invitation")
+        )
+        invite = parse_invite(link)
+        assert (invite.host, invite.port) == address
+        url = web_url(*address, invite.fingerprint)
+        assert f"open {url}\n" in banner
+        assert invite.fingerprint.upper()[:4] in banner  # the one printed for comparing
+        code = [line for line in banner.splitlines() if line.startswith("████")]
+        # A QR code in block characters, two module rows a line: the smallest (21 modules and
+        # a 4-module border) takes 15 lines.
+        assert len(code) >= 15
+        with LineClient(address) as alice:  # the invitation points at the running chat
+            alice.login("alice")
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=T(10))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
