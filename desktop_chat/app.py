@@ -25,6 +25,7 @@ from desktop_chat import __version__
 from desktop_chat.net.client.transport import NO_TLS, NOT_A_CHAT, UNKNOWN_HOST
 from desktop_chat.net.client.worker import ChatClient, ClientTiming
 from desktop_chat.net.protocol import events as p
+from desktop_chat.net.protocol.invite import looks_like_invite, parse_invite
 from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_name
 from desktop_chat.net.protocol.tls import group_for_reading, normalize_fingerprint
 from desktop_chat.net.server.server import DEFAULT_PORT, Server, ServerConfig
@@ -305,7 +306,12 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--host-chat", action="store_true", help="host a chat on this computer at once"
     )
-    mode.add_argument("--join", metavar="HOST[:PORT]", help="join the chat at this address")
+    mode.add_argument(
+        "--join",
+        metavar="HOST[:PORT]|INVITE",
+        help="join the chat at this address, or by the invitation link the host's "
+        "“Invite people…” gives (desktop-chat://…): no fingerprint to compare then",
+    )
     parser.add_argument(
         "--fingerprint",
         metavar="FP",
@@ -365,13 +371,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("desktop-chat: --port must be between 1 and 65535\n")
         return 2
     join_target: tuple[str, int] | None = None
+    invited: str | None = None
     if args.join is not None:
         try:
-            join_target = parse_address(args.join)
+            if looks_like_invite(args.join):
+                invite = parse_invite(args.join)
+                join_target, invited = (invite.host, invite.port), invite.fingerprint
+            else:
+                join_target = parse_address(args.join)
         except ValueError as exc:
             sys.stderr.write(f"desktop-chat: --join: {exc}\n")
             return 2
-    fingerprint: str | None = None
+    fingerprint: str | None = invited
     if args.fingerprint is not None:
         if join_target is None:
             sys.stderr.write("desktop-chat: --fingerprint goes with --join\n")
@@ -380,6 +391,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             fingerprint = normalize_fingerprint(args.fingerprint)
         except ValueError as exc:
             sys.stderr.write(f"desktop-chat: --fingerprint: {exc}\n")
+            return 2
+        if invited is not None and fingerprint != invited:
+            sys.stderr.write("desktop-chat: --fingerprint is not the invitation's\n")
             return 2
 
     app = _set_up_application(args_list)

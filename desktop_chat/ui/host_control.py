@@ -16,6 +16,8 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMessageBox
 
+from desktop_chat.ui.invite_dialog import InviteDialog
+
 if TYPE_CHECKING:
     from desktop_chat.ui.main_window import MainWindow
 
@@ -41,7 +43,14 @@ class HostControl(QObject):
         self.is_stopped = False
         self.stop_action: QAction | None = None
         window.client.hostClosing.connect(self._on_closing)
+        self.invite: InviteDialog | None = None
         if window.server is not None:
+            if window.hosting_card is not None:
+                window.hosting_card.inviteRequested.connect(self.open_invite)
+            invite = QAction("&Invite people…", window)
+            invite.setObjectName("invitePeople")
+            invite.triggered.connect(self.open_invite)
+            window.chat_menu.insertAction(window.quit_action, invite)
             action = QAction("S&top hosting…", window)
             action.setObjectName("stopHosting")
             action.triggered.connect(self.ask_stop)
@@ -113,9 +122,28 @@ class HostControl(QObject):
             self.stop_action.setEnabled(False)
         if w.hosting_card is not None:
             w.hosting_card.hide()
+        if self.invite is not None:
+            self.invite.close()
         w.input.setEnabled(False)
         w.show_stopped(YOU_STOPPED)
         self.stopped.emit()
+
+    def open_invite(self) -> InviteDialog | None:
+        """The QR code and invitation link of the chat this window hosts."""
+        server = self.window.server
+        if server is None or server.fingerprint is None or self.is_stopped:
+            return None
+        if self.invite is None:
+            self.invite = InviteDialog(
+                self.window.session.server_title or server.title,
+                server.join_addresses(),
+                server.port,
+                server.fingerprint,
+                self.window,
+            )
+        self.invite.show()
+        self.invite.raise_()
+        return self.invite
 
     def _on_closing(self, _reason: str) -> None:
         w = self.window

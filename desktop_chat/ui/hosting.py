@@ -1,12 +1,14 @@
 """The "you are hosting" card: the addresses others can use to join, copied with one click,
-and the certificate fingerprint they compare (or paste) when they join."""
+the short code people who found the chat in their list compare, the certificate fingerprint
+(to compare or paste), and "Invite people…" (a QR code and an invitation link)."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPen, QPixmap
-from PySide6.QtWidgets import QFrame, QLabel, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QLabel, QPushButton, QToolButton, QVBoxLayout, QWidget
 
+from desktop_chat.net.protocol.invite import comparison_code
 from desktop_chat.net.protocol.tls import group_for_reading
 from desktop_chat.ui.certificates import fingerprint_font, fingerprint_lines
 
@@ -37,9 +39,11 @@ class HostingCard(QFrame):
 
     Signals:
         copied(str text): an address or the fingerprint was put on the clipboard.
+        inviteRequested(): "Invite people…" was pressed.
     """
 
     copied = Signal(str)
+    inviteRequested = Signal()
 
     def __init__(
         self,
@@ -85,9 +89,33 @@ class HostingCard(QFrame):
         self.fingerprint = fingerprint
         self.fingerprint_hint: QLabel | None = None
         self.fingerprint_button: QToolButton | None = None
+        self.code_label: QLabel | None = None
+        self.invite_button: QPushButton | None = None
         if fingerprint is not None:
+            self._add_code(layout, fingerprint)
             self._add_fingerprint(layout, fingerprint)
+            self.invite_button = QPushButton("&Invite people…")
+            self.invite_button.setObjectName("inviteButton")
+            self.invite_button.setToolTip("A QR code for phones and an invitation link")
+            self.invite_button.clicked.connect(self.inviteRequested)
+            layout.addSpacing(4)
+            layout.addWidget(self.invite_button)
         self.set_title(title)
+
+    def _add_code(self, layout: QVBoxLayout, fingerprint: str) -> None:
+        code = comparison_code(fingerprint)
+        label = QLabel(f"Code to compare: {code}")
+        label.setObjectName("hostCode")
+        label.setToolTip(
+            "People who choose this chat from their list are shown this code: "
+            "it must be the same on their screen."
+        )
+        label.setAccessibleName(f"Code to compare {code}")
+        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        label.setWordWrap(True)
+        layout.addSpacing(4)
+        layout.addWidget(label)
+        self.code_label = label
 
     def _add_fingerprint(self, layout: QVBoxLayout, fingerprint: str) -> None:
         hint = QLabel(FINGERPRINT_HINT)

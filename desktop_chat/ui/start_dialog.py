@@ -25,8 +25,9 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_chat.net.discovery.advert import FoundServer
+from desktop_chat.net.protocol.invite import looks_like_invite, parse_invite
 from desktop_chat.net.protocol.names import InvalidName, normalize_name
-from desktop_chat.net.protocol.tls import group_for_reading, normalize_fingerprint
+from desktop_chat.net.protocol.tls import normalize_fingerprint
 from desktop_chat.net.server.server import DEFAULT_PORT
 from desktop_chat.settings import Settings
 from desktop_chat.ui.found_servers import DiscoverySetup, FoundServersWidget
@@ -361,13 +362,10 @@ class StartDialog(QDialog):
         if self._busy:
             return
         self.set_address(server.join_address)
-        # An announcement may pre-fill the fingerprint for a first visit only: anyone on the
-        # network can announce, so it must never override a certificate already trusted.
-        announced = server.fingerprint
-        if announced and self.settings.pinned_fingerprint(server.address, server.port) is None:
-            self.set_fingerprint(group_for_reading(announced))
-        else:
-            self.set_fingerprint("")
+        # The announced fingerprint is never taken as given: anyone on the network can announce
+        # a look-alike chat with their own certificate. A first join from the list is asked
+        # about (a short code the host's window shows); an invitation carries the real one.
+        self.set_fingerprint("")
         self._clear_error("fingerprint")
 
     @Slot(object)
@@ -531,11 +529,18 @@ class StartDialog(QDialog):
             title = self.title_edit.text().strip()
             return StartChoice("host", name, "127.0.0.1", self.port_spin.value(), title)
         address: tuple[str, int] | None = None
+        invited: str | None = None  # the fingerprint an invitation carries
+        typed = self.address_combo.currentText()
         try:
-            address = parse_address(self.address_combo.currentText())
+            if looks_like_invite(typed):
+                invite = parse_invite(typed)
+                address, invited = (invite.host, invite.port), invite.fingerprint
+            else:
+                address = parse_address(typed)
         except ValueError as exc:
-            self._messages["address"] = str(exc)
-        fingerprint: str | None = None
+            reason = str(exc)
+            self._messages["address"] = reason[:1].upper() + reason[1:] + "."
+        fingerprint: str | None = invited
         if self.fingerprint_edit.text().strip():
             try:
                 fingerprint = normalize_fingerprint(self.fingerprint_edit.text())
@@ -543,6 +548,11 @@ class StartDialog(QDialog):
                 self._messages["fingerprint"] = (
                     "A fingerprint has 64 digits and letters A–F. Copy it from the host's "
                     "window, or leave this empty to compare it when you join."
+                )
+            if invited is not None and fingerprint not in (None, invited):
+                self._messages["fingerprint"] = (
+                    "This is not the fingerprint in the invitation. Leave this empty: the "
+                    "invitation has the host's."
                 )
         if name is None:
             self.name_edit.setFocus()

@@ -19,7 +19,7 @@ from pytestqt.qtbot import QtBot
 
 from desktop_chat.app import AppController
 from desktop_chat.net.discovery.advert import FoundServer
-from desktop_chat.net.protocol.tls import normalize_fingerprint
+from desktop_chat.net.protocol.invite import comparison_code
 from desktop_chat.settings import Settings
 from desktop_chat.ui.found_servers import (
     SERVER_ROLE,
@@ -279,7 +279,8 @@ def test_clicking_fills_in_and_double_clicking_joins(
     with qtbot.assertNotEmitted(dialog.submitted):
         qtbot.mouseClick(widget.view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert dialog.address_combo.currentText() == f"127.0.0.1:{server.port}"
-    assert normalize_fingerprint(dialog.fingerprint_edit.text()) == server.fingerprint
+    # The announced fingerprint is not taken as given (anyone can announce): it is asked.
+    assert dialog.fingerprint_edit.text() == ""
 
     # From the keyboard: Enter on a row chooses it, then the default button joins.
     dialog.set_address("10.9.9.9:7000")
@@ -300,7 +301,7 @@ def test_clicking_fills_in_and_double_clicking_joins(
         "127.0.0.1",
         server.port,
     )
-    assert choice.fingerprint == server.fingerprint
+    assert choice.fingerprint is None
     assert dialog.is_busy() and not widget.isEnabled()
 
 
@@ -330,6 +331,13 @@ def test_double_click_joins_and_the_host_is_remembered(
         widget = found_widget(dialog)
         qtbot.waitUntil(lambda: len(listed(widget, title)) == 1, timeout=TIMEOUT_MS)
         double_click(qtbot, widget, title)
+        # First contact from the list: asked, with the code the host's window shows.
+        prompter = controller.prompter
+        assert prompter is not None
+        qtbot.waitUntil(lambda: prompter.dialog is not None, timeout=TIMEOUT_MS)
+        assert prompter.dialog is not None and server.fingerprint is not None
+        assert prompter.dialog.code_view.text() == comparison_code(server.fingerprint)
+        qtbot.mouseClick(prompter.dialog.trust_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: controller.window is not None, timeout=TIMEOUT_MS)
         assert settings.recent_servers[0] == f"127.0.0.1:{server.port}"
         # The start screen went away, and its discovery with it.

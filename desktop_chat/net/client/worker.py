@@ -110,8 +110,10 @@ class ChatClient(QObject):
         errorReceived(object)       protocol.ErrorReply (a server error reply to a request)
         connectionFailed(str code, str message)  the FIRST connection attempt failed for good
             (refused/unreachable/name_taken/name_invalid/auth_failed/...): no auto-retry;
-            code is the server's error code or "unreachable"/"refused"/"timeout", "no_tls"
-            (the server offers no encryption: never a plain-text fallback),
+            code is the server's error code or "unreachable"/"refused"/"timeout",
+            "unknown_host" (the name does not resolve), "not_a_chat" (something else answers
+            on that port, a web server...), "no_tls" (the server offers no encryption: never
+            a plain-text fallback),
             "certificate_mismatch" (not the fingerprint given), "certificate_rejected" or
             "certificate_changed" (the person did not trust it). After a welcome, a change of
             certificate or a kick ends the connection with stateChanged "disconnected" instead.
