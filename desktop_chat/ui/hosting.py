@@ -71,6 +71,9 @@ class HostingCard(QFrame):
         hint.setProperty("role", "muted")
         hint.setWordWrap(True)
         layout.addWidget(hint)
+        self.addresses_hint = hint
+        self.compact = False
+        self._full_height = 0
         self.buttons: list[QToolButton] = []
         for address in addresses:
             button = QToolButton()
@@ -108,7 +111,7 @@ class HostingCard(QFrame):
         label.setObjectName("hostCode")
         label.setToolTip(
             "People who choose this chat from their list are shown this code: "
-            "it must be the same on their screen."
+            f"it must be the same on their screen.\nFingerprint: {group_for_reading(fingerprint)}"
         )
         label.setAccessibleName(f"Code to compare {code}")
         label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -146,6 +149,42 @@ class HostingCard(QFrame):
             hint.setText("✓ Fingerprint copied")
             QTimer.singleShot(COPIED_FEEDBACK_MS, hint, lambda: hint.setText(FINGERPRINT_HINT))
         self.copied.emit(readable)
+
+    def full_height(self, width: int) -> int:
+        """The card's height with everything shown, at ``width`` (remembered from when it
+        was last shown whole, while folded)."""
+        if self.compact:
+            return self._full_height
+        layout = self.layout()
+        self._full_height = layout.totalHeightForWidth(width) if layout is not None else 0
+        return self._full_height
+
+    def set_compact(self, compact: bool) -> None:
+        """Fold the card to its title and "Invite people…" (short or narrow windows): the
+        invite dialog has the addresses, the code and the fingerprint."""
+        if compact == self.compact or self.invite_button is None:
+            return
+        self.compact = compact
+        for widget in (
+            self.addresses_hint,
+            *self.buttons,
+            self.code_label,
+            self.fingerprint_hint,
+            self.fingerprint_button,
+        ):
+            if widget is not None:
+                widget.setVisible(not compact)
+        self.updateGeometry()
+
+    def full_width(self) -> int:
+        """The narrowest the card shows the fingerprint uncut."""
+        button = self.fingerprint_button
+        if button is None:
+            return 0
+        margins = self.contentsMargins()
+        layout = self.layout()
+        inner = layout.contentsMargins() if layout is not None else margins
+        return button.sizeHint().width() + inner.left() + inner.right() + 4
 
     def set_icon_colour(self, colour: str) -> None:
         self._icon = copy_icon(QColor(colour))

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 from desktop_chat.ui.about import AboutDialog
 from desktop_chat.ui.account import AccountDialog, AccountMode
 from desktop_chat.ui.chat_model import Entry
+from desktop_chat.ui.columns import ColumnFitter
 from desktop_chat.ui.command_runner import run_command
 from desktop_chat.ui.commands import HELP_TEXT
 from desktop_chat.ui.conversations import Conversation, typing_text
@@ -122,12 +123,13 @@ class MainWindow(QMainWindow):
         self.input = pane.input
         self.typing_label = pane.typing_label
         self.user_list = UserList(theme=t)
-        self.user_list.setMinimumWidth(170)
         for i, widget in enumerate((self.sidebar, pane, self.user_list)):
             splitter.addWidget(widget)
             splitter.setStretchFactor(i, 1 if widget is pane else 0)
         splitter.setSizes([240, 640, 220])
         self.setCentralWidget(splitter)
+        self.splitter = splitter
+        self.columns = ColumnFitter(self, splitter, self.sidebar, self.user_list)
         self.status = ChatStatusBar(theme=t)
         self.setStatusBar(self.status)
 
@@ -161,6 +163,11 @@ class MainWindow(QMainWindow):
         )
         self._action(view, "&Write a message", self.focus_input, "Ctrl+L", "Ctrl+K")
         self._action(view, "Jump to &newest", self.chat_view.scroll_to_newest, "Ctrl+End")
+        view.addSeparator()
+        people = self._action(view, "&People list", self.columns.set_people_visible)
+        people.setCheckable(True)
+        people.setChecked(True)
+        self.people_action = people
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "&Commands", self.show_help, "F1")
         self._action(help_menu, "&About Desktop Chat", self.open_about)

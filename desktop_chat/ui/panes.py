@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from desktop_chat.ui.chat_view import ChatView
@@ -20,6 +21,11 @@ def _label(text: str, name: str, margins: tuple[int, int, int, int]) -> QLabel:
     label.setTextFormat(Qt.TextFormat.PlainText)  # names and titles are never markup
     label.setContentsMargins(*margins)
     return label
+
+
+# Below this height for the conversation list, the hosting card folds its fingerprint away
+# (the invite dialog and the code still have it): the list of rooms and DMs comes first.
+ROOMS_MIN_HEIGHT = 150
 
 
 class Sidebar(QWidget):
@@ -62,7 +68,16 @@ class Sidebar(QWidget):
             wrap.setContentsMargins(10, 0, 10, 0)
             wrap.addWidget(self.hosting_card)
             side.addLayout(wrap)
-        self.setMinimumWidth(190)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        card = self.hosting_card
+        if card is None:
+            return
+        top = self.server_title.sizeHint().height() + self.me_label.sizeHint().height() + 30
+        width = self.width() - 20  # the card's side margins
+        room = self.height() - top - card.full_height(width)
+        card.set_compact(room < ROOMS_MIN_HEIGHT or width < card.full_width())
 
 
 class ConversationPane(QWidget):
