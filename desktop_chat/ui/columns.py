@@ -74,8 +74,7 @@ class ColumnFitter(QObject):
         self.folded = self.people_visible and people == 0
         self.people.setVisible(people > 0)
         current = self.splitter.sizes()
-        if people and len(current) == 3 and current[1] >= CHAT_MIN and current[2] >= PEOPLE_MIN:
-            # Room enough as the person arranged it: leave their dragging alone.
-            if current[0] >= SIDE_MIN:
-                return
+        arranged = len(current) == 3 and current[0] >= SIDE_MIN and current[2] >= PEOPLE_MIN
+        if people and arranged and current[1] >= CHAT_MIN:
+            return  # room enough as the person arranged it: leave their dragging alone
         self.splitter.setSizes([side, chat, people])
