@@ -340,6 +340,7 @@ class StartDialog(QDialog):
         self.start_button.setAccessibleName("Start hosting the chat" if host else "Join the chat")
         self._messages.pop("general", None)
         self._refresh_errors()
+        self._fit_height(shrink=True)  # the Host page is much shorter than the Join page
         if not self.name_edit.text():
             self.name_edit.setFocus()
         elif host:
@@ -437,15 +438,18 @@ class StartDialog(QDialog):
             label.setVisible(bool(message) and key not in hidden_fields)
         self._fit_height()
 
-    def _fit_height(self) -> None:
+    def _fit_height(self, *, shrink: bool = False) -> None:
         """Grow to fit wrapped messages: a top-level window does not follow its layout's
-        height-for-width by itself, so a two-line error would be cut off."""
+        height-for-width by itself, so a two-line error would be cut off. With ``shrink``
+        (a change of page), also give back height the page no longer needs; an error that
+        goes away leaves the height alone, so the window does not jump at each keystroke."""
         layout = self.layout()
-        if layout is None or not self.isVisible():
+        if layout is None:
             return
         layout.activate()
         needed = layout.totalHeightForWidth(self.width())
-        if needed > self.height():
+        if needed > self.height() or (shrink and needed < self.height()):
+            self.setMinimumHeight(0)
             self.resize(self.width(), needed)
 
     def set_busy(self, busy: bool, status: str = "") -> None:

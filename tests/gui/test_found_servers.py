@@ -391,3 +391,23 @@ def test_enter_with_one_chat_listed_and_no_address_joins_it(
         qtbot.keyClick(dialog.name_edit, Qt.Key.Key_Return)
     assert submitted.args[0].port == server.port
     assert dialog.error_text("address") == ""
+
+
+def test_the_host_page_is_as_tall_as_it_needs_and_errors_do_not_shrink_it(
+    qtbot: QtBot, dialog: StartDialog
+) -> None:
+    layout = dialog.layout()
+    assert layout is not None
+    qtbot.waitExposed(dialog)
+    join_height = dialog.height()
+    dialog.set_mode("host")
+    needed = layout.totalHeightForWidth(dialog.width())
+    assert dialog.height() <= needed + 2 < join_height - 100  # no gap left by the Join page
+    dialog.set_mode("join")
+    assert dialog.height() >= layout.totalHeightForWidth(dialog.width()) - 2
+    dialog.name_edit.setText("")
+    dialog.submit()  # an error under the name
+    assert dialog.error_text("name")
+    with_error = dialog.height()
+    qtbot.keyClicks(dialog.name_edit, "Ann")  # typing clears it: the window stays put
+    assert not dialog.error_text("name") and dialog.height() == with_error
