@@ -455,6 +455,8 @@ class MainWindow(QMainWindow):
         )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
         dialog.accepted.connect(lambda: self.apply_settings(dialog.values()))
+        dialog.themePreviewed.connect(self.preview_theme)
+        dialog.rejected.connect(lambda: self.preview_theme(self.settings.theme))
         dialog.accountRequested.connect(lambda mode: self.open_account(mode, dialog))
         dialog.open()
         return dialog
@@ -490,6 +492,13 @@ class MainWindow(QMainWindow):
         self.theme = resolve_theme(values.theme)
         self._apply_theme()
         self._apply_font_size()
+
+    def preview_theme(self, choice: str) -> None:
+        """Show ``choice`` at once, without saving it (the Settings dialog's theme box)."""
+        theme = resolve_theme(choice)
+        if theme != self.theme:
+            self.theme = theme
+            self._apply_theme()
 
     def open_about(self) -> AboutDialog:
         dialog = AboutDialog(self)

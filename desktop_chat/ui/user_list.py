@@ -142,9 +142,14 @@ class PeopleDelegate(QStyledItemDelegate):
         rect = QRect(option.rect)
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        if option.state & (QStyle.StateFlag.State_Selected | QStyle.StateFlag.State_MouseOver):
+        marked = (
+            QStyle.StateFlag.State_Selected
+            | QStyle.StateFlag.State_MouseOver
+            | QStyle.StateFlag.State_HasFocus
+        )
+        if option.state & marked:
             painter.setPen(Qt.PenStyle.NoPen)
-            selected = option.state & QStyle.StateFlag.State_Selected
+            selected = option.state & QStyle.StateFlag.State_HasFocus
             painter.setBrush(QColor(t.sidebar_selected if selected else t.sidebar_hover))
             painter.drawRoundedRect(QRectF(rect.adjusted(8, 1, -8, -1)), 6, 6)
         disc = QRectF(rect.left() + 16, rect.top() + (rect.height() - 24) / 2, 24, 24)
@@ -223,6 +228,9 @@ class UserList(QWidget):
         self.view.setItemDelegate(self.delegate)
         self.view.setMouseTracking(True)
         self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        # Nothing stays selected (a highlighted name after a double-click looked chosen for
+        # something); the keyboard's current row is shown while the list has the focus.
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.view.doubleClicked.connect(self._on_double_click)
         self.view.activated.connect(self._on_double_click)
