@@ -31,6 +31,7 @@ from desktop_chat.net.protocol.tls import group_for_reading, normalize_fingerpri
 from desktop_chat.net.server.server import DEFAULT_PORT, Server, ServerConfig
 from desktop_chat.settings import HostedSession, Settings
 from desktop_chat.ui.certificates import CertificatePrompter
+from desktop_chat.ui.emoji import install_emoji_fallback
 from desktop_chat.ui.found_servers import DiscoverySetup
 from desktop_chat.ui.icons import app_icon
 from desktop_chat.ui.main_window import MainWindow
@@ -353,6 +354,7 @@ def _set_up_application(argv: Sequence[str]) -> QApplication:
     icon = app_icon()
     if not icon.isNull():
         app.setWindowIcon(icon)
+    install_emoji_fallback(app)
     return app
 
 

@@ -25,6 +25,7 @@ from desktop_chat.ui.columns import ColumnFitter
 from desktop_chat.ui.command_runner import run_command
 from desktop_chat.ui.commands import HELP_TEXT
 from desktop_chat.ui.conversations import Conversation, typing_text
+from desktop_chat.ui.emoji import install_emoji_fallback
 from desktop_chat.ui.header import ChatStatusBar
 from desktop_chat.ui.host_control import HostControl
 from desktop_chat.ui.icons import app_icon
@@ -79,6 +80,9 @@ class MainWindow(QMainWindow):
         self.notifier = Notifier(self, notify_prefs(self.settings), sound, app_icon())
         self.notifier.notified.connect(self.notified)
 
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            install_emoji_fallback(app)  # before any text is laid out
         self.setWindowIcon(app_icon())
         self.setWindowTitle("Desktop Chat")
         self.resize(1100, 720)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 from PySide6.QtCore import QPoint, Qt
-from PySide6.QtGui import QColor, QGuiApplication, QPalette
+from PySide6.QtGui import QColor, QFont, QGuiApplication, QImage, QPainter, QPalette
 from PySide6.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -514,3 +514,21 @@ def test_the_people_list_keeps_no_selection(qtbot: QtBot, open_window: WindowFac
     pos = view.visualRect(ann.user_list.model.index(row)).center()
     qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
     assert view.selectionModel().selectedIndexes() == []
+
+
+def test_emoji_are_drawn_not_as_empty_boxes(qtbot: QtBot, open_window: WindowFactory) -> None:
+    open_window("Ann")  # the window makes sure an emoji font backs the app's fonts
+
+    def drawn(text: str) -> QImage:
+        image = QImage(48, 40, QImage.Format.Format_ARGB32)
+        image.fill(QColor("#ffffff"))
+        painter = QPainter(image)
+        painter.setFont(QFont())
+        painter.setPen(QColor("#000000"))
+        painter.drawText(6, 30, text)
+        painter.end()
+        return image
+
+    box = drawn("\U000f0000")  # a private-use character: no font has it, Qt draws a box
+    for emoji in ("\U0001f44d", "\U0001f389", "\U0001f355", "\U0001f600"):
+        assert drawn(emoji) != box, emoji
