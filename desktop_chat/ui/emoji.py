@@ -9,7 +9,7 @@ uses, so Qt falls back to it for the characters they lack.
 
 from __future__ import annotations
 
-from PySide6.QtGui import QFont, QFontDatabase, QGuiApplication
+from PySide6.QtGui import QFont, QFontDatabase, QFontInfo, QGuiApplication
 
 from desktop_chat.ui.icons import resource_path
 
@@ -51,8 +51,11 @@ def install_emoji_fallback(app: QGuiApplication) -> str | None:
     app.setProperty(INSTALLED, family or "")
     if family is None:
         return None
-    fixed = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont).family()
-    for base in {app.font().family(), QFont().defaultFamily(), fixed}:
-        if family not in QFont.substitutes(base):
+    fixed = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+    # Only real families, the ones the names resolve to: a substitute for an alias such as
+    # "Sans Serif" or "monospace" would replace the font, not back it.
+    for font in (app.font(), QFont(), fixed, QFont("monospace")):
+        base = QFontInfo(font).family()
+        if base != family and family not in QFont.substitutes(base):
             QFont.insertSubstitution(base, family)
     return family

@@ -8,7 +8,16 @@ from dataclasses import dataclass
 
 import pytest
 from PySide6.QtCore import QPoint, Qt
-from PySide6.QtGui import QColor, QFont, QGuiApplication, QImage, QPainter, QPalette
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontDatabase,
+    QFontInfo,
+    QGuiApplication,
+    QImage,
+    QPainter,
+    QPalette,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -532,3 +541,15 @@ def test_emoji_are_drawn_not_as_empty_boxes(qtbot: QtBot, open_window: WindowFac
     box = drawn("\U000f0000")  # a private-use character: no font has it, Qt draws a box
     for emoji in ("\U0001f44d", "\U0001f389", "\U0001f355", "\U0001f600"):
         assert drawn(emoji) != box, emoji
+
+
+def test_the_emoji_font_backs_the_text_fonts_without_replacing_them(
+    qtbot: QtBot, open_window: WindowFactory
+) -> None:
+    open_window("Ann")
+    for font in (
+        QFont(),
+        QFont("monospace"),
+        QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont),
+    ):
+        assert "emoji" not in QFontInfo(font).family().lower(), font.family()
