@@ -107,7 +107,8 @@ class HostingCard(QFrame):
 
     def _add_code(self, layout: QVBoxLayout, fingerprint: str) -> None:
         code = comparison_code(fingerprint)
-        label = QLabel(f"Code to compare: {code}")
+        label = QLabel(f"Code to compare:\n{code}")
+        label.setTextFormat(Qt.TextFormat.PlainText)
         label.setObjectName("hostCode")
         label.setToolTip(
             "People who choose this chat from their list are shown this code: "

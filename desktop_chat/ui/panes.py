@@ -102,7 +102,7 @@ class ConversationPane(QWidget):
         bar = QHBoxLayout(self.banner_bar)
         bar.setContentsMargins(8, 2, 8, 2)
         self.banner = _label("", "connectionBanner", (8, 3, 8, 3))
-        self.banner.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.banner.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         self.banner.setWordWrap(True)
         self.reconnect_button = QPushButton("Reconnect now")
         self.reconnect_button.setObjectName("reconnectNow")
