@@ -5,6 +5,8 @@ the reason given is the host's, not "connection refused"."""
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -192,3 +194,117 @@ def test_a_drop_that_lasts_past_the_grace_period_shows_one_line(
     qtbot.waitUntil(lambda: ann.user_list.count() == 1, timeout=TIMEOUT_MS)
     assert _system_lines(ann) == [*before, "Bob lost the connection"]
     assert not ann.session.find("#general").away  # type: ignore[union-attr]
+
+
+class _Relay:
+    """A TCP relay on 127.0.0.1 between the window and the server (TLS passes through
+    untouched). ``cut_next_reply()``: the next bytes from the server are not delivered and
+    that connection is cut, as when a Wi-Fi link dies just after a message went out."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.cut = threading.Event()
+        self.cuts = 0
+        self.connections = 0
+        self._socks: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        self._accepting = threading.Thread(target=self._accept, name="relay-accept")
+        self._accepting.start()
+
+    def cut_next_reply(self) -> None:
+        self.cut.set()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                inner, _ = self.listener.accept()
+            except OSError:
+                return
+            outer = socket.create_connection(self.target)
+            self._socks += [inner, outer]
+            self.connections += 1
+            for src, dst, from_server in ((inner, outer, False), (outer, inner, True)):
+                thread = threading.Thread(
+                    target=self._pump, args=(src, dst, from_server), name="relay-pump"
+                )
+                self._threads.append(thread)
+                thread.start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, from_server: bool) -> None:
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            if from_server and data and self.cut.is_set():
+                self.cut.clear()
+                self.cuts += 1
+                data = b""  # the reply is lost with the link
+            if not data:
+                for sock in (src, dst):
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                return
+            try:
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept() (close alone does not)
+        except OSError:
+            pass
+        self.listener.close()
+        self._accepting.join()
+        for sock in self._socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        for thread in self._threads:
+            thread.join()
+
+
+def test_a_message_whose_echo_was_lost_is_resent_with_the_same_ref(
+    qtbot: QtBot, make_server: Callable[..., Server]
+) -> None:
+    server = make_server()
+    relay = _Relay(server.address)
+    client = ChatClient(timing=FAST)
+    window = MainWindow(client, None, MemorySettings(), sound=SilentSound())
+    qtbot.addWidget(window)
+    welcomes: list[object] = []
+    settled: list[object] = []
+    echoes: list[object] = []
+    client.welcomed.connect(welcomes.append)
+    client.sendSettled.connect(settled.append)
+    client.messageReceived.connect(lambda m: echoes.append((len(welcomes), m.ref)))
+    try:
+        window.show()
+        client.connect_to("127.0.0.1", relay.port, "Ann", fingerprint=server.fingerprint)
+        qtbot.waitUntil(lambda: window.current_key == "#general", timeout=TIMEOUT_MS)
+        conv = window.session.find("#general")
+        assert conv is not None
+        qtbot.waitUntil(lambda: not conv.history_pending, timeout=TIMEOUT_MS)
+        relay.cut_next_reply()
+        window.session.send("#general", "sent as the link died")
+        ref = conv.model.pending()[0].ref
+        qtbot.waitUntil(lambda: relay.cuts == 1, timeout=TIMEOUT_MS)
+        # The window reconnects through the relay, resumes, and sends it again, same ref:
+        # the server's echo of that ref settles it.
+        qtbot.waitUntil(lambda: settled == [ref], timeout=TIMEOUT_MS)
+        assert len(welcomes) == 2 and relay.connections == 2
+        assert (2, ref) in echoes  # echoed on the second connection, with our ref
+        assert conv.model.pending() == []
+        assert "sent as the link died" in _texts(window)
+        assert _stored(server, "sent as the link died") >= 1
+    finally:
+        window.close()
+        relay.close()
