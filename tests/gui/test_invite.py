@@ -111,3 +111,15 @@ def test_the_host_invites_and_a_desktop_joins_by_invitation_without_a_question(
         guest.shutdown()
         if guest.dialog is not None:
             guest.dialog.deleteLater()
+
+
+def test_join_flag_takes_an_invitation_and_explains_a_damaged_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from desktop_chat.app import main
+
+    assert main(["--join", "desktop-chat://127.0.0.1:5151/?fp=1234"]) == 2
+    assert "the fingerprint in this invitation is damaged" in capsys.readouterr().err
+    other = "ab" * 32
+    assert main(["--join", invite_link("127.0.0.1", 5151, FP), "--fingerprint", other]) == 2
+    assert "not the invitation's" in capsys.readouterr().err
