@@ -297,9 +297,13 @@ def test_a_message_whose_echo_was_lost_is_resent_with_the_same_ref(
         window.session.send("#general", "sent as the link died")
         ref = conv.model.pending()[0].ref
         qtbot.waitUntil(lambda: relay.cuts == 1, timeout=TIMEOUT_MS)
+
+        def settled_by_its_echo() -> None:  # says what is missing if it never happens
+            assert settled == [ref], (settled, len(welcomes), relay.connections, echoes)
+
         # The window reconnects through the relay, resumes, and sends it again, same ref:
         # the server's echo of that ref settles it.
-        qtbot.waitUntil(lambda: settled == [ref], timeout=TIMEOUT_MS)
+        qtbot.waitUntil(settled_by_its_echo, timeout=TIMEOUT_MS)
         assert len(welcomes) == 2 and relay.connections == 2
         assert (2, ref) in echoes  # echoed on the second connection, with our ref
         assert conv.model.pending() == []
