@@ -23,6 +23,7 @@ from desktop_chat.ui.account import AccountDialog, AccountMode
 from desktop_chat.ui.chat_model import Entry
 from desktop_chat.ui.columns import ColumnFitter
 from desktop_chat.ui.command_runner import run_command
+from desktop_chat.ui.countdown import Countdown
 from desktop_chat.ui.commands import HELP_TEXT
 from desktop_chat.ui.conversations import Conversation, typing_text
 from desktop_chat.ui.emoji import install_emoji_fallback
@@ -194,6 +195,8 @@ class MainWindow(QMainWindow):
         s.messagesArrived.connect(self._on_messages)
         s.typingChanged.connect(self._on_typing)
         self.reconnect_button.clicked.connect(self.client.retry_now)
+        self.countdown = Countdown(self.banner, self)
+        c.reconnectIn.connect(self.countdown.start)
         self.room_list.conversationSelected.connect(self.show_conversation)
         self.room_list.addRoomRequested.connect(self.open_join_dialog)
         self.user_list.dmRequested.connect(self.open_dm)
@@ -397,6 +400,7 @@ class MainWindow(QMainWindow):
             self._typing_timer.stop()
 
     def _on_state(self, state: str, detail: str) -> None:
+        self.countdown.stop()  # a new state: reconnectIn starts the next countdown
         self.status.set_state(state, detail)
         self._update_status_server()
         # Until we are connected (again), nobody's presence is known: grey the list.
@@ -526,7 +530,10 @@ class MainWindow(QMainWindow):
         if self.hosting_card is not None:
             self.hosting_card.set_icon_colour(self.theme.muted)
         if self.banner.isVisible():
+            counting = self.countdown.timer.isActive()
             self._on_state(self.status.state, self.banner.text())
+            if counting:
+                self.countdown.timer.start()
 
     def _apply_font_size(self) -> None:
         size = self.settings.font_size
@@ -559,6 +566,7 @@ class MainWindow(QMainWindow):
         self.closing.emit()
         self.settings.window_geometry = self.saveGeometry()
         self._typing_timer.stop()
+        self.countdown.stop()
         self.notifier.close()
         QGuiApplication.styleHints().colorSchemeChanged.disconnect(self._on_system_scheme)
         self.session.close()

@@ -126,6 +126,10 @@ def test_a_refused_message_leaves_no_pending_mark(
     assert ann.session.pending_count() == 0
 
 
+def _seconds(banner: str) -> int:
+    return int(banner.rsplit("Reconnecting in ", 1)[1].split(" ", 1)[0])
+
+
 def test_reconnect_now_skips_the_countdown(
     qtbot: QtBot, make_server: Callable[..., Server], window_at: WindowAt
 ) -> None:
@@ -142,6 +146,9 @@ def test_reconnect_now_skips_the_countdown(
     qtbot.waitUntil(lambda: "Reconnecting in" in ann.banner.text(), timeout=TIMEOUT_MS)
     # The server said it was closing: the countdown gives that reason, not a socket error.
     assert ann.banner.text().startswith(HOST_STOPPED)
+    first_count = _seconds(ann.banner.text())
+    assert 30 <= first_count <= 60  # 60 s, times the jitter
+    qtbot.waitUntil(lambda: _seconds(ann.banner.text()) < first_count, timeout=TIMEOUT_MS)
     make_server(port=first.port)
     with qtbot.waitSignal(
         ann.client.stateChanged,

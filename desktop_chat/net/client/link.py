@@ -192,6 +192,7 @@ class ClientLink:
         delay *= random.uniform(0.5, 1.0)  # jitter: a restarted server is not hit all at once
         detail = f"{why}. Reconnecting in {max(1, math.ceil(delay))} s…"
         self.notify("stateChanged", ("reconnecting", detail))
+        self.notify("reconnectIn", (why, delay))
         deadline = time.monotonic() + delay
         while not (self.stop.is_set() or self.quit_requested.is_set()):
             left = deadline - time.monotonic()

@@ -132,6 +132,8 @@ class ChatClient(QObject):
             echoed by the server: it is delivered (its message came in messageReceived,
             or earlier in a resumed backlog). An ``error`` with the ref settles it too (it
             comes in errorReceived). Until then the worker resends it after each reconnect.
+        reconnectIn(str why, float seconds): waiting this long before the next attempt
+            (after stateChanged "reconnecting"), for a countdown; retry_now() cuts it short.
         hostClosing(str reason)     the server said it is shutting down (the host stopped
             the chat); the client keeps trying to reconnect, the countdown says so.
         eventsReceived(object)      a list of the protocol events above (every
@@ -167,6 +169,7 @@ class ChatClient(QObject):
     eventsReceived = Signal(object)
     sendSettled = Signal(object)
     hostClosing = Signal(str)
+    reconnectIn = Signal(str, float)
     # From the worker thread, queued into ours: (link, kind, details); see ClientLink.
     _certificateEvent = Signal(object, str, object)
 
@@ -447,7 +450,7 @@ class ChatClient(QObject):
             self.welcome = payload
             self.name = payload.name
             self.session = payload.session
-        if kind in ("stateChanged", "connectionFailed"):
+        if kind in ("stateChanged", "connectionFailed", "reconnectIn"):
             assert isinstance(payload, tuple)
             if kind == "stateChanged":
                 self.state = payload[0]
