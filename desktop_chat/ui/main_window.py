@@ -23,9 +23,9 @@ from desktop_chat.ui.account import AccountDialog, AccountMode
 from desktop_chat.ui.chat_model import Entry
 from desktop_chat.ui.columns import ColumnFitter
 from desktop_chat.ui.command_runner import run_command
-from desktop_chat.ui.countdown import Countdown
 from desktop_chat.ui.commands import HELP_TEXT
 from desktop_chat.ui.conversations import Conversation, typing_text
+from desktop_chat.ui.countdown import Countdown
 from desktop_chat.ui.emoji import install_emoji_fallback
 from desktop_chat.ui.header import ChatStatusBar
 from desktop_chat.ui.host_control import HostControl
