@@ -12,11 +12,8 @@ turn, the rest a little later, so painting, typing and timers never wait long. C
 messages of a slice go into their conversation's model as one insertion (one layout, one
 repaint), and the window hears one ``messagesArrived`` per conversation per slice.
 
-Reconnect noise: a ``left`` for a dropped connection (``disconnected``, ``timeout``) greys the
-person at once but writes no line; only if they are still gone after :attr:`ChatSession.
-reconnect_grace_s` (about a minute) does "Bob lost the connection" appear, and a return within
-it (``joined``, or a ``users`` list naming them) shows nothing. ``part``, ``quit``, ``kicked``
-and ``slow`` are lines at once.
+Joins and leaves go through :class:`~desktop_chat.ui.presence.Presence`, which keeps a dropped
+connection from writing a line unless the person stays away (reconnect noise).
 """
 
 from __future__ import annotations
@@ -40,6 +37,7 @@ from desktop_chat.ui.conversations import (
     room_key,
 )
 from desktop_chat.ui.message_text import action_text, make_action
+from desktop_chat.ui.presence import Presence
 
 FIRST_HISTORY = 50
 OLDER_HISTORY = 100
@@ -58,19 +56,6 @@ SLICE_MS = 8
 # one (a zero-delay timer ran the next slice before them, two slices and two layouts in one
 # turn), short enough to catch up with a backlog quickly.
 NEXT_SLICE_MS = 10
-
-# How long a dropped person stays listed (greyed) before "lost the connection" is written.
-RECONNECT_GRACE_S = 60.0
-DROPPED = ("disconnected", "timeout")
-
-LEFT_WORDS = {
-    "part": "left",
-    "quit": "left the chat",
-    "disconnected": "lost the connection",
-    "timeout": "timed out",
-    "kicked": "was removed",
-    "slow": "was disconnected (not keeping up)",
-}
 
 
 class ClientLike(Protocol):
@@ -147,10 +132,7 @@ class ChatSession(QObject):
         self._flush_timer.timeout.connect(self._timed_flush)
         self._since_flush = QElapsedTimer()
         self._since_flush.start()
-        self.reconnect_grace_s = RECONNECT_GRACE_S
-        self._grace_timer = QTimer(self)
-        self._grace_timer.setSingleShot(True)
-        self._grace_timer.timeout.connect(self.expire_away)
+        self.presence = Presence(self)
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -288,14 +270,7 @@ class ChatSession(QObject):
         conv = self.ensure_room(u.room)
         if conv.name != u.room:
             conv.name = u.room
-        conv.members = list(u.names)
-        listed = {name_key(n) for n in u.names}
-        for away_key, (name, _reason, _deadline) in list(conv.away.items()):
-            if away_key in listed:
-                del conv.away[away_key]  # back (or never gone): nothing to say
-            else:
-                conv.members.append(name)  # still greyed until the grace period ends
-        conv.members.sort(key=name_key)
+        self.presence.listed(conv, u.names)
         conv.joined = True
         self.conversations.changed(conv.key)
         self.conversationChanged.emit(conv.key)
@@ -309,11 +284,8 @@ class ChatSession(QObject):
         conv = self.find(room_key(j.room))
         if conv is None:
             return
-        if not any(name_key(m) == name_key(j.name) for m in conv.members):
-            conv.members.append(j.name)
-            conv.members.sort(key=name_key)
-        back = conv.away.pop(name_key(j.name), None) is not None
-        if self.show_joins and not self.is_me(j.name) and not back:
+        news = self.presence.joined(conv, j.name)
+        if self.show_joins and not self.is_me(j.name) and news:
             conv.model.add_system(f"{j.name} joined")
         self.conversations.changed(conv.key)
         self.conversationChanged.emit(conv.key)
@@ -328,49 +300,24 @@ class ChatSession(QObject):
                 self.conversations.remove(key)
                 self.conversationRemoved.emit(key)
             return
-        conv.stop_typing(left.name)
-        if left.reason in DROPPED:
-            # Maybe a blip: grey them now, say something only if they stay away.
-            deadline = time.monotonic() + self.reconnect_grace_s
-            conv.away[name_key(left.name)] = (left.name, left.reason, deadline)
-            self._arm_grace()
-        else:
-            self._gone(conv, left.name, left.reason)
+        self.presence.left(conv, left.name, left.reason)
         self.conversations.changed(key)
         self.conversationChanged.emit(key)
         self.typingChanged.emit(key)
 
-    def _gone(self, conv: Conversation, name: str, reason: str) -> None:
-        conv.away.pop(name_key(name), None)
-        conv.members = [m for m in conv.members if name_key(m) != name_key(name)]
-        if self.show_joins:
-            conv.model.add_system(f"{name} {LEFT_WORDS.get(reason, 'left')}")
+    @property
+    def reconnect_grace_s(self) -> float:
+        """How long a dropped person stays greyed before "lost the connection" is written."""
+        return self.presence.grace_s
 
-    def _arm_grace(self) -> None:
-        deadlines = [d for c in self.conversations.conversations() for _, _, d in c.away.values()]
-        if not deadlines:
-            self._grace_timer.stop()
-            return
-        wait = max(0.0, min(deadlines) - time.monotonic())
-        self._grace_timer.start(int(wait * 1000) + 1)
+    @reconnect_grace_s.setter
+    def reconnect_grace_s(self, seconds: float) -> None:
+        self.presence.grace_s = seconds
 
     def close(self) -> None:
         """Stop the timers (the window is closing)."""
-        self._grace_timer.stop()
+        self.presence.stop()
         self._flush_timer.stop()
-
-    def expire_away(self) -> None:
-        """Write the line for everyone whose grace period is over (a timer calls this)."""
-        self.flush()
-        now = time.monotonic()
-        for conv in self.conversations.conversations():
-            expired = [(n, r) for n, r, d in conv.away.values() if d <= now]
-            for name, reason in expired:
-                self._gone(conv, name, reason)
-            if expired:
-                self.conversations.changed(conv.key)
-                self.conversationChanged.emit(conv.key)
-        self._arm_grace()
 
     def _timed_flush(self) -> None:
         """One slice; the next one after the window has shown this one."""
