@@ -40,4 +40,5 @@ class Countdown(QObject):
         if time.monotonic() >= self.deadline:
             self.timer.stop()
             return
-        self.label.setText(f"{self.why}. Reconnecting in {self.seconds_left()} s…")
+        # A no-break space: "8 s…" never wraps apart.
+        self.label.setText(f"{self.why}. Reconnecting in {self.seconds_left()}\u00a0s…")

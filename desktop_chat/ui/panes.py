@@ -80,6 +80,25 @@ class Sidebar(QWidget):
         card.set_compact(room < ROOMS_MIN_HEIGHT or width < card.full_width())
 
 
+class _WrappingLabel(QLabel):
+    """A word-wrapped label that asks for the height its text needs at its width: the
+    splitter above the pane lays out without height-for-width, so a second line would be
+    drawn over the conversation instead of pushing it down."""
+
+    def _fit(self) -> None:
+        needed = self.heightForWidth(self.width())
+        if needed > 0 and needed != self.minimumHeight():
+            self.setMinimumHeight(needed)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def setText(self, text: str) -> None:
+        super().setText(text)
+        self._fit()
+
+
 class ConversationPane(QWidget):
     """Header, connection banner, the conversation, the composer and the typing line.
 
@@ -101,7 +120,10 @@ class ConversationPane(QWidget):
         self.banner_bar.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         bar = QHBoxLayout(self.banner_bar)
         bar.setContentsMargins(8, 2, 8, 2)
-        self.banner = _label("", "connectionBanner", (8, 3, 8, 3))
+        self.banner = _WrappingLabel("")
+        self.banner.setObjectName("connectionBanner")
+        self.banner.setTextFormat(Qt.TextFormat.PlainText)
+        self.banner.setContentsMargins(8, 3, 8, 3)
         self.banner.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         self.banner.setWordWrap(True)
         self.reconnect_button = QPushButton("Reconnect now")
