@@ -22,14 +22,16 @@ from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtWidgets import QApplication, QWidget
 
 from desktop_chat import __version__
-from desktop_chat.net.client.transport import NO_TLS
+from desktop_chat.net.client.transport import NO_TLS, NOT_A_CHAT, UNKNOWN_HOST
 from desktop_chat.net.client.worker import ChatClient, ClientTiming
 from desktop_chat.net.protocol import events as p
-from desktop_chat.net.protocol.names import InvalidName, normalize_name
+from desktop_chat.net.protocol.invite import looks_like_invite, parse_invite
+from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_name
 from desktop_chat.net.protocol.tls import group_for_reading, normalize_fingerprint
 from desktop_chat.net.server.server import DEFAULT_PORT, Server, ServerConfig
-from desktop_chat.settings import Settings
+from desktop_chat.settings import HostedSession, Settings
 from desktop_chat.ui.certificates import CertificatePrompter
+from desktop_chat.ui.emoji import install_emoji_fallback
 from desktop_chat.ui.found_servers import DiscoverySetup
 from desktop_chat.ui.icons import app_icon
 from desktop_chat.ui.main_window import MainWindow
@@ -57,7 +59,7 @@ def failure_field(code: str, mode: str = "join") -> Field:
         return "password"
     if code == "certificate_mismatch" and mode == "join":
         return "fingerprint"
-    if code in ("refused", "unreachable", "timeout", NO_TLS):
+    if code in ("refused", "unreachable", "timeout", NO_TLS, UNKNOWN_HOST, NOT_A_CHAT):
         return "address" if mode == "join" else "port"
     return "general"
 
@@ -180,21 +182,52 @@ class AppController(QObject):
         """
         self.choice = choice
         host, port, owner, fingerprint = choice.host, choice.port, None, choice.fingerprint
+        resume: tuple[str, int] | None = None
+        dms: tuple[str, ...] = ()
         if self.server is not None:
             # Our own server: the host's rights come with its token, and its certificate is
             # known, so the host is never asked to compare a fingerprint with itself.
             host, port, owner = "127.0.0.1", self.server.port, self.server.owner_token
             fingerprint = self.server.fingerprint
+            # Hosting again (same data folder, so same certificate): resume our own session,
+            # as any client does after a restart: same rooms, same DMs.
+            kept = self.settings.hosted_session(fingerprint) if fingerprint else None
+            if kept is not None and name_key(kept.name) == name_key(choice.name):
+                resume, dms = (kept.session, kept.since), kept.dms
         client = ChatClient(timing=self.timing, pins=self.settings)
         self.client = client
-        self._pending_window = MainWindow(client, server=self.server, settings=self.settings)
+        window = MainWindow(client, server=self.server, settings=self.settings)
+        self._pending_window = window
+        if self.server is not None:
+            window.closing.connect(lambda: self._keep_hosted_session(client, window))
+            client.welcomed.connect(lambda _w: self._keep_hosted_session(client, window))
+            for name in dms:
+                window.session.open_dm(name)
         self.prompter = CertificatePrompter(client, self._dialog_parent)
         client.welcomed.connect(self._welcomed)
         client.connectionFailed.connect(self._connection_failed)
         client.connect_to(
-            host, port, choice.name, choice.password, owner=owner, fingerprint=fingerprint
+            host,
+            port,
+            choice.name,
+            choice.password,
+            owner=owner,
+            fingerprint=fingerprint,
+            resume=resume,
         )
         return client
+
+    def _keep_hosted_session(self, client: ChatClient, window: MainWindow) -> None:
+        """Remember the hosting window's session (on each welcome and when it closes)."""
+        server = self.server
+        if server is None or server.fingerprint is None:
+            return
+        if client.session is None or client.name is None:
+            return
+        convs = window.session.conversations.conversations()
+        dms = tuple(c.name for c in convs if c.kind == "dm")
+        kept = HostedSession(client.name, client.session, client.last_id, dms)
+        self.settings.store_hosted_session(server.fingerprint, kept)
 
     def _dialog_parent(self) -> QWidget | None:
         """The window a question belongs to: the chat window once shown, else the start
@@ -257,6 +290,7 @@ class AppController(QObject):
         """
         window, self.window = self.window, None
         if window is not None:
+            window.shutdown()  # the app is quitting: nobody is asked any more
             window.close()
             window.deleteLater()
         self._drop_connection()
@@ -273,7 +307,12 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--host-chat", action="store_true", help="host a chat on this computer at once"
     )
-    mode.add_argument("--join", metavar="HOST[:PORT]", help="join the chat at this address")
+    mode.add_argument(
+        "--join",
+        metavar="HOST[:PORT]|INVITE",
+        help="join the chat at this address, or by the invitation link the host's "
+        "“Invite people…” gives (desktop-chat://…): no fingerprint to compare then",
+    )
     parser.add_argument(
         "--fingerprint",
         metavar="FP",
@@ -315,6 +354,7 @@ def _set_up_application(argv: Sequence[str]) -> QApplication:
     icon = app_icon()
     if not icon.isNull():
         app.setWindowIcon(icon)
+    install_emoji_fallback(app)
     return app
 
 
@@ -333,13 +373,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("desktop-chat: --port must be between 1 and 65535\n")
         return 2
     join_target: tuple[str, int] | None = None
+    invited: str | None = None
     if args.join is not None:
         try:
-            join_target = parse_address(args.join)
+            if looks_like_invite(args.join):
+                invite = parse_invite(args.join)
+                join_target, invited = (invite.host, invite.port), invite.fingerprint
+            else:
+                join_target = parse_address(args.join)
         except ValueError as exc:
             sys.stderr.write(f"desktop-chat: --join: {exc}\n")
             return 2
-    fingerprint: str | None = None
+    fingerprint: str | None = invited
     if args.fingerprint is not None:
         if join_target is None:
             sys.stderr.write("desktop-chat: --fingerprint goes with --join\n")
@@ -348,6 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             fingerprint = normalize_fingerprint(args.fingerprint)
         except ValueError as exc:
             sys.stderr.write(f"desktop-chat: --fingerprint: {exc}\n")
+            return 2
+        if invited is not None and fingerprint != invited:
+            sys.stderr.write("desktop-chat: --fingerprint is not the invitation's\n")
             return 2
 
     app = _set_up_application(args_list)

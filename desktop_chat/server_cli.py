@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import io
 import logging
 import os
 import signal
@@ -17,7 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+import segno
+
 from desktop_chat import __version__
+from desktop_chat.net.protocol.invite import invite_link, web_url
 from desktop_chat.net.server.server import DEFAULT_PORT, Server, ServerConfig
 
 log = logging.getLogger("desktop_chat")
@@ -295,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if server.certificate is not None:
             print(f"TLS {config.tls}; certificate fingerprint (SHA-256), for people to compare:")
             print(f"  {server.certificate.fingerprint_for_reading}")
+            print_invite(server.join_addresses()[0], server.port, server.certificate.fingerprint)
         print(
             f"(from a terminal: nc {server.join_addresses()[0].rsplit(':', 1)[0]} "
             f"{server.port}) \u2014 Ctrl+C stops the server",
@@ -305,6 +310,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         server.close()
     return 0
+
+
+def print_invite(join_address: str, port: int, fingerprint: str) -> None:
+    """The phones' address with the fingerprint in it, as text and as a QR code to scan,
+    and the desktop app's invitation link."""
+    host = join_address.rsplit(":", 1)[0].strip("[]")
+    url = web_url(host, port, fingerprint)
+    print(f"Phones: scan the code, or open {url}")
+    out = io.StringIO()
+    segno.make(url, error="m").terminal(out=out, compact=True)
+    code = out.getvalue()
+    try:
+        code.encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        code = ""  # a console that cannot show block characters: the address will do
+    if code:
+        print(code, end="")
+    print(f"Desktop app invitation (paste it in Join): {invite_link(host, port, fingerprint)}")
 
 
 if __name__ == "__main__":

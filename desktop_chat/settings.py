@@ -7,6 +7,9 @@ getter converts. Tests pass their own ``QSettings`` (an INI file in a temporary 
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+
 from PySide6.QtCore import QByteArray, QSettings
 
 from desktop_chat.net.client.pins import pin_key
@@ -43,6 +46,17 @@ def _as_int(value: object, default: int) -> int:
 
 def _as_str(value: object, default: str = "") -> str:
     return value if isinstance(value, str) else default
+
+
+@dataclass(frozen=True, slots=True)
+class HostedSession:
+    """What the hosting window needs to resume its own session when it hosts again: the
+    server keeps sessions across restarts, the window keeps the token (and the DMs open)."""
+
+    name: str
+    session: str
+    since: int = 0
+    dms: tuple[str, ...] = ()
 
 
 class Settings:
@@ -133,6 +147,35 @@ class Settings:
     def pin_fingerprint(self, host: str, port: int, fingerprint: str) -> None:
         self.qsettings.setValue(f"trust/{pin_key(host, port)}", fingerprint)
         self.qsettings.sync()  # a trust decision is not something to lose in a crash
+
+    # -- the hosting window's own session ------------------------------------------------------
+
+    def hosted_session(self, fingerprint: str) -> HostedSession | None:
+        """The session this app had on the chat it hosts with this certificate, or None."""
+        raw = _as_str(self.qsettings.value(f"hosted/{fingerprint}", ""))
+        try:
+            data = json.loads(raw) if raw else None
+            if not isinstance(data, dict):
+                return None
+            dms = data.get("dms", [])
+            return HostedSession(
+                name=str(data["name"]),
+                session=str(data["session"]),
+                since=int(data.get("since", 0)),
+                dms=tuple(str(d) for d in dms) if isinstance(dms, list) else (),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None  # written by something else: start a fresh session
+
+    def store_hosted_session(self, fingerprint: str, hosted: HostedSession) -> None:
+        data = {
+            "name": hosted.name,
+            "session": hosted.session,
+            "since": hosted.since,
+            "dms": list(hosted.dms),
+        }
+        self.qsettings.setValue(f"hosted/{fingerprint}", json.dumps(data))
+        self.qsettings.sync()  # the app may be killed with the machine: keep it now
 
     # -- the main window -------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import configparser
 import importlib.util
 import os
+import plistlib
 import shutil
 import struct
 import subprocess
@@ -28,6 +29,8 @@ from tests.helpers import T
 ROOT = Path(__file__).resolve().parent.parent
 ICONS = ROOT / "desktop_chat" / "resources" / "icons"
 LINUX = ROOT / "packaging" / "linux"
+SOURCES = ROOT / "resources"  # the source assets (see resources/README.md)
+DESKTOP_ENTRY = SOURCES / "linux" / "desktop-chat.desktop"
 POSIX_ONLY = pytest.mark.skipif(os.name == "nt", reason="a POSIX shell script")
 
 
@@ -96,6 +99,45 @@ def test_server_mode_is_the_headless_server() -> None:
     assert (result.returncode, result.stdout) == (0, f"desktop-chat-server {__version__}\n")
 
 
+def test_installed_command_is_the_launcher(tmp_path: Path) -> None:
+    """pip's ``desktop-chat`` script runs what the bundle runs: --server and --self-test work."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(
+        ROOT / "desktop_chat", source / "desktop_chat", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    target = tmp_path / "installed"
+    pip = subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile"),
+            *("--target", str(target), str(source)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=T(300.0),
+    )
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    script = target / "bin" / "desktop-chat"
+    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
+    env["PYTHONPATH"] = str(target)
+    for args, expected in (
+        (["--server", "--version"], f"desktop-chat-server {__version__}\n"),
+        (["--self-test"], "self-test passed: "),
+    ):
+        run = subprocess.run(
+            [sys.executable, str(script), *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=T(60.0),
+        )
+        assert run.returncode == 0, (args, run.stdout, run.stderr)
+        assert run.stdout.startswith(expected), (args, run.stdout)
+
+
 def test_quit_when_shown_opens_the_start_screen_and_exits(tmp_path: Path) -> None:
     wrap = private_network()
     if wrap is None:
@@ -154,6 +196,16 @@ def test_committed_icons_are_complete() -> None:
     check_icon_folder(ICONS)
 
 
+def test_the_package_data_is_built_from_the_source_assets() -> None:
+    for source, copy in make_icons.COPIED.items():
+        assert source.is_file() and source.is_relative_to(SOURCES), source
+        assert copy.read_bytes() == source.read_bytes(), f"run make_icons: {copy} is stale"
+    info = plistlib.loads((SOURCES / "macos" / "Info.plist").read_bytes())
+    assert info["CFBundleName"] == "Desktop Chat"
+    assert "your network" in info["NSLocalNetworkUsageDescription"]
+    assert info["NSRequiresAquaSystemAppearance"] is False
+
+
 def test_make_icons_renders_every_file_from_the_svg(tmp_path: Path) -> None:
     written = make_icons.make_icons(tmp_path)
     assert len(written) == len(make_icons.PNG_SIZES) + 2
@@ -171,23 +223,21 @@ def read_desktop_entry(path: Path) -> dict[str, str]:
 
 
 def test_desktop_entry_names_the_program_and_icon() -> None:
-    entry = read_desktop_entry(LINUX / "desktop-chat.desktop")
+    entry = read_desktop_entry(DESKTOP_ENTRY)
     assert entry["Type"] == "Application"
     assert (entry["Exec"], entry["Icon"], entry["StartupWMClass"]) == ("desktop-chat",) * 3
     assert entry["Terminal"] == "false"
     assert entry["Categories"].endswith(";")
     validate = shutil.which("desktop-file-validate")
     if validate:
-        result = subprocess.run(
-            [validate, str(LINUX / "desktop-chat.desktop")], capture_output=True
-        )
+        result = subprocess.run([validate, str(DESKTOP_ENTRY)], capture_output=True)
         assert result.returncode == 0, result.stdout
 
 
 def fake_program(folder: Path) -> Path:
     folder.mkdir(parents=True)
-    for name in ("desktop-chat.desktop", "install-desktop-entry.sh"):
-        shutil.copy2(LINUX / name, folder / name)
+    shutil.copy2(DESKTOP_ENTRY, folder / "desktop-chat.desktop")
+    shutil.copy2(LINUX / "install-desktop-entry.sh", folder / "install-desktop-entry.sh")
     shutil.copy2(ICONS / "desktop-chat-256.png", folder / "desktop-chat.png")
     program = folder / "desktop-chat"
     program.write_text("#!/bin/sh\n")

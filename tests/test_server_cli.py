@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from desktop_chat.net.protocol.invite import parse_invite, web_url
 from tests.helpers import LineClient, T
 
 CMD = [sys.executable, "-m", "desktop_chat.server_cli"]
@@ -148,3 +149,31 @@ def test_password_from_a_file_or_the_environment_never_the_command_line(
         build_parser().parse_args(["--password-file", str(tmp_path / "missing")])
     assert exited.value.code == 2
     assert "cannot read the password" in capsys.readouterr().err
+
+
+def test_prints_the_phone_address_as_a_qr_code_and_the_invitation(data_dir: Path) -> None:
+    proc = _start(data_dir)
+    try:
+        address, banner = _banner(proc)
+        link = next(
+            line.split(": ", 1)[1].strip()
+            for line in banner.splitlines()
+            if line.startswith("Desktop app invitation")
+        )
+        invite = parse_invite(link)
+        assert (invite.host, invite.port) == address
+        url = web_url(*address, invite.fingerprint)
+        assert f"open {url}\n" in banner
+        assert invite.fingerprint.upper()[:4] in banner  # the one printed for comparing
+        code = [line for line in banner.splitlines() if line.startswith("████")]
+        # A QR code in block characters, two module rows a line: the smallest (21 modules and
+        # a 4-module border) takes 15 lines.
+        assert len(code) >= 15
+        with LineClient(address) as alice:  # the invitation points at the running chat
+            alice.login("alice")
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=T(10))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

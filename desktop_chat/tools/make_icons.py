@@ -1,9 +1,10 @@
-"""Render the app icon's SVG source into the files platforms and PyInstaller want.
+"""Build the package's icons from the source assets in the top-level ``resources/`` folder.
 
     python -m desktop_chat.tools.make_icons            # rewrite desktop_chat/resources/icons/
-    python -m desktop_chat.tools.make_icons OUT_DIR
+    python -m desktop_chat.tools.make_icons OUT_DIR    #   (and desktop_chat/web/icon.svg)
 
-From ``desktop-chat.svg`` (the one source) it writes ``desktop-chat-<N>.png`` for the usual
+From ``resources/icons/desktop-chat.svg`` (the one source; copied as is for the app to load) it
+writes ``desktop-chat-<N>.png`` for the usual
 sizes (Linux icon themes, the ``.desktop`` entry), ``desktop-chat.ico`` (Windows: the
 executable's icon) and ``desktop-chat.icns`` (macOS: the ``.app`` icon). Qt's SVG renderer
 draws each size from the vector source, so small sizes are not blurry downscales. The ICO and
@@ -21,8 +22,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-ICON_DIR = Path(__file__).resolve().parent.parent / "resources" / "icons"
+PACKAGE = Path(__file__).resolve().parent.parent
+ICON_DIR = PACKAGE / "resources" / "icons"
 SOURCE = "desktop-chat.svg"
+# The source assets (a source checkout has them; an installed package has only the copies).
+SOURCES = PACKAGE.parent / "resources"
+# Files copied unchanged from the sources into the package: source -> package copy.
+COPIED = {
+    SOURCES / "icons" / SOURCE: ICON_DIR / SOURCE,
+    SOURCES / "web" / "icon.svg": PACKAGE / "web" / "icon.svg",
+}
 PNG_SIZES = (16, 24, 32, 48, 64, 128, 256, 512, 1024)
 ICO_SIZES = (16, 24, 32, 48, 64, 128, 256)
 # ICNS element types that hold a PNG, by pixel size (the @2x types reuse the bigger renders).
@@ -89,7 +98,7 @@ def icns_bytes(pngs: dict[int, bytes]) -> bytes:
     return b"icns" + struct.pack(">I", 8 + len(elements)) + elements
 
 
-def make_icons(out_dir: Path, svg: Path = ICON_DIR / SOURCE) -> list[Path]:
+def make_icons(out_dir: Path, svg: Path = SOURCES / "icons" / SOURCE) -> list[Path]:
     """Write every icon file into ``out_dir``; the paths written."""
     from PySide6.QtGui import QGuiApplication
 
@@ -114,9 +123,14 @@ def make_icons(out_dir: Path, svg: Path = ICON_DIR / SOURCE) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Render the app icon files from its SVG.")
-    parser.add_argument("out_dir", nargs="?", type=Path, default=ICON_DIR)
+    parser.add_argument("out_dir", nargs="?", type=Path, default=None)
     args = parser.parse_args(argv)
-    for path in make_icons(args.out_dir):
+    written = make_icons(args.out_dir or ICON_DIR)
+    if args.out_dir is None:  # the package itself: bring its copies up to date too
+        for source, copy in COPIED.items():
+            copy.write_bytes(source.read_bytes())
+            written.append(copy)
+    for path in written:
         print(f"{path} ({path.stat().st_size} bytes)")
     return 0
 

@@ -4,7 +4,9 @@
 
 A real in-process server on 127.0.0.1 and real clients on loopback play a short conversation
 (several people, a second room, a link, a mention, a /me action, a private message); the host's
-window is then captured offscreen in the light theme, with the DM open, and in the dark theme.
+window is then captured offscreen in the light theme, with the DM open, in the dark theme, at
+800×600 and at 1440×900, with its "Invite people…" dialog; then Bob's window during an outage
+(the server stopped: people greyed, a message pending, "Reconnect now").
 """
 
 from __future__ import annotations
@@ -116,6 +118,28 @@ def capture(window: MainWindow, path: Path) -> None:
     print(f"wrote {path}")
 
 
+def capture_outage(server: Server, app: QApplication, path: Path) -> None:
+    """Bob's window while the chat is down: a message typed meanwhile waits, marked."""
+    client = ChatClient(timing=ClientTiming(reconnect_base=8.0, reconnect_max=10.0))
+    window = MainWindow(client, None, MemorySettings(theme="light"))
+    try:
+        window.resize(900, 600)
+        window.show()
+        client.connect_to("127.0.0.1", server.port, "Frank", fingerprint=server.fingerprint)
+        wait_until(lambda: window.current_key == "#general")
+        general = window.session.find("#general")
+        assert general is not None
+        wait_until(lambda: general.model.total >= 9 and not general.history_pending)
+        server.close()
+        wait_until(lambda: "Reconnecting in" in window.banner.text())
+        window.session.send("#general", "Back in 5, grabbing a coffee")
+        capture(window, path)
+    finally:
+        window.shutdown()
+        window.close()
+        window.deleteLater()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for the PNG files")
@@ -158,10 +182,23 @@ def main(argv: list[str] | None = None) -> int:
             window._apply_theme()
             capture(window, args.out / "main-dark.png")
             window.theme = LIGHT
+            window._apply_theme()
+            for width, height in ((800, 600), (1440, 900)):
+                window.resize(width, height)
+                capture(window, args.out / f"main-{width}x{height}.png")
+            window.resize(args.width, args.height)
+            invite = window.host_control.open_invite()
+            assert invite is not None
+            settle()
+            invite.grab().save(str(args.out / "invite.png"))
+            print(f"wrote {args.out / 'invite.png'}")
+            invite.close()
+            capture_outage(server, app, args.out / "outage.png")
             apply_theme(app, LIGHT)
         finally:
             for person in people:
                 person.client.close()
+            window.shutdown()
             window.close()
             window.deleteLater()
             server.close()

@@ -54,7 +54,11 @@ class AccountDialog(QDialog):
         name: str,
         server: str,
         parent: QWidget | None = None,
+        *,
+        not_registered: bool = False,
     ) -> None:
+        """``not_registered``: "change" was asked for a name that has no account here, so
+        this is the register dialog, saying so."""
         super().__init__(parent)
         self.client = client
         self.mode = mode
@@ -66,7 +70,13 @@ class AccountDialog(QDialog):
         self.setWindowTitle("Register your name" if mode == "register" else "Change password")
         self.setMinimumWidth(420)
         layout = QVBoxLayout(self)
-        if mode == "register":
+        if not_registered:
+            intro = (
+                f"“{name}” is not registered on {where} yet, so it has no password to "
+                "change. Register it with a password: nobody else can use this name there "
+                "any more. Each time you join, type the password in the Password field."
+            )
+        elif mode == "register":
             intro = (
                 f"Register “{name}” on {where} with a password: nobody else can use this name "
                 "there any more. Each time you join, type the password in the Password field."

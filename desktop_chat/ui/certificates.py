@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from desktop_chat.net.client.pins import pin_key
 from desktop_chat.net.client.worker import ChatClient
+from desktop_chat.net.protocol.invite import comparison_code
 from desktop_chat.net.protocol.tls import group_for_reading
 
 GROUPS_PER_LINE = 4
@@ -149,12 +150,23 @@ class CertificateDialog(QDialog):
     def _build_first_use(self, layout: QVBoxLayout, where: str, presented: str) -> None:
         layout.addWidget(
             self._text(
-                f"This is the first time you join the chat at {where}. To be sure nobody is "
-                "pretending to be it, compare this fingerprint with the one on the host's "
-                "screen (or read it aloud to each other):"
+                f"This is the first time you join the chat at {where}. Anyone on the network "
+                "could pretend to be it: check that the host's window shows this code "
+                "(read it aloud to each other):"
             )
         )
-        self.fingerprint_view = fingerprint_label(presented, "presentedFingerprint")
+        self.code_view = QLabel(comparison_code(presented))
+        self.code_view.setObjectName("comparisonCode")
+        self.code_view.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.code_view.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        big = self.code_view.font()
+        big.setPointSizeF(big.pointSizeF() * 1.6)
+        big.setBold(True)
+        self.code_view.setFont(big)
+        self.code_view.setAccessibleName("Code to compare")
+        layout.addWidget(self.code_view)
+        layout.addWidget(self._text("or compare the whole fingerprint:", muted=True))
+        self.fingerprint_view = fingerprint_label(presented, "presentedFingerprint", 1.0)
         layout.addWidget(self.fingerprint_view)
         layout.addWidget(
             self._text(

@@ -435,7 +435,7 @@ class ChatDelegate(QStyledItemDelegate):
             else:
                 self._paint_system_mark(painter, row, entry, colour, fonts)
         else:
-            colour = c.text
+            colour = c.muted if entry.pending else c.text
             if kind == Kind.MESSAGE and not entry.grouped:
                 self._paint_header(painter, row, entry, fonts)
             elif kind == Kind.ACTION:

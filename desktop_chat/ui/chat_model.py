@@ -13,6 +13,10 @@ appended at the end then push the oldest shown rows out in the same step (hidden
 inserted), so a batch costs the view one layout of at most ``keep_rows`` rows however large it
 is, instead of a layout of every row inserted followed by another after trimming.
 
+A message the user sent that the server has not echoed yet is a *pending* entry (greyed, "sending…"
+instead of a time), kept after every received entry; its echo (a message with the same ``ref``)
+replaces it, and :meth:`ChatModel.settle` drops one the server refused or had delivered already.
+
 Entries carry the layout facts the delegate needs (grouped with the previous message, first of a
 day, mentions me, link ranges) and a height cache keyed by width.
 """
@@ -35,6 +39,9 @@ from desktop_chat.ui.message_text import Span, action_text, find_links, find_men
 
 # Consecutive messages from one sender within this time share one header.
 GROUP_WINDOW_MS = 5 * 60 * 1000
+# Pending entries sort after every message id the server can give.
+PENDING_ORDER = 2**62
+SENDING = "sending…"
 
 
 class Kind(IntEnum):
@@ -75,6 +82,8 @@ class Entry:
     cache_width: int = -1
     cache_height: int = 0
     clock: str = ""  # local HH:MM, filled in when first painted
+    ref: object = None  # own messages sent from here: the say/dm ref
+    pending: bool = False  # sent, not echoed yet
 
     @property
     def mention(self) -> bool:
@@ -164,7 +173,7 @@ class ChatModel(QAbstractListModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             return entry.local_time.strftime("%A %d %B %Y, %H:%M:%S")
         if role == Qt.ItemDataRole.AccessibleTextRole:
-            when = entry.local_time.strftime("%H:%M")
+            when = SENDING if entry.pending else entry.local_time.strftime("%H:%M")
             if entry.kind in (Kind.SYSTEM, Kind.ERROR):
                 return f"{entry.text}, {when}"
             return f"{entry.sender}, {when}: {entry.text}"
@@ -209,6 +218,10 @@ class ChatModel(QAbstractListModel):
     def has_message(self, msg_id: int) -> bool:
         return msg_id in self._ids
 
+    def pending(self) -> list[Entry]:
+        """Sent and not echoed yet, oldest first."""
+        return [e for e in self._all if e.pending]
+
     # -- adding ------------------------------------------------------------------------------
 
     def set_me(self, me: str | None) -> None:
@@ -251,6 +264,8 @@ class ChatModel(QAbstractListModel):
         """Add messages not held yet (by id), in id order; return the entries added."""
         fresh: list[Entry] = []
         for msg in messages:
+            if msg.ref is not None:
+                self.settle(msg.ref)  # the echo takes the pending entry's place
             if msg.id in self._ids:
                 continue
             self._ids.add(msg.id)
@@ -264,6 +279,58 @@ class ChatModel(QAbstractListModel):
         added = self.add_messages((msg,))
         return added[0] if added else None
 
+    def add_pending(self, text: str, ref: object, *, action: bool = False) -> Entry:
+        """Show a message just sent, marked "sending…" until :meth:`settle` or its echo."""
+        self._seq += 1
+        now = int(time.time() * 1000)
+        sender = self.me or ""
+        entry = Entry(
+            kind=Kind.ACTION if action else Kind.MESSAGE,
+            text=text,
+            sender=sender,
+            ts=now,
+            order_id=PENDING_ORDER,
+            seq=self._seq,
+            own=True,
+            links=find_links(text),
+            day=self._day_of(now),
+            clock=SENDING,
+            ref=ref,
+            pending=True,
+        )
+        self._insert_sorted([entry])
+        return entry
+
+    def settle(self, ref: object) -> bool:
+        """Drop the pending entry with ``ref`` (delivered or refused); False if none."""
+        for i in range(len(self._all) - 1, -1, -1):
+            entry = self._all[i]
+            if not entry.pending:
+                return False  # pending entries are all at the end
+            if entry.ref == ref:
+                self._remove_at(i)
+                return True
+        return False
+
+    def _remove_at(self, i: int) -> None:
+        if i < self._start:
+            del self._all[i]
+            self._start -= 1
+        else:
+            row = i - self._start
+            self.beginRemoveRows(QModelIndex(), row, row)
+            del self._all[i]
+            self.endRemoveRows()
+        if i < len(self._all) and self._refresh_layout_facts(i) and i >= self._start:
+            idx = self.index(i - self._start)
+            self.dataChanged.emit(idx, idx)
+
+    def _newest_order(self) -> int:
+        for entry in reversed(self._all):
+            if not entry.pending:
+                return entry.order_id
+        return 0
+
     def add_system(self, text: str, *, kind: Kind = Kind.SYSTEM, ts: int | None = None) -> Entry:
         """Append a system line (join, leave, notice, error) after the newest message."""
         self._seq += 1
@@ -272,7 +339,7 @@ class ChatModel(QAbstractListModel):
             kind=kind,
             text=text,
             ts=now,
-            order_id=self._all[-1].order_id if self._all else 0,
+            order_id=self._newest_order(),
             seq=self._seq,
             links=find_links(text),
             day=self._day_of(now),
@@ -348,6 +415,8 @@ class ChatModel(QAbstractListModel):
             and not day_break
             and entry.kind == Kind.MESSAGE
             and prev.kind == Kind.MESSAGE
+            and not entry.pending  # its header says "sending…"
+            and not prev.pending
             and prev.sender == entry.sender
             and 0 <= entry.ts - prev.ts < GROUP_WINDOW_MS
         )

@@ -46,6 +46,9 @@ class Conversation:
     history_done: bool = False  # the server has nothing older
     history_started: bool = False
     typing: dict[str, tuple[str, float]] = field(default_factory=dict)  # key -> (name, until)
+    # Members whose connection dropped, still listed (greyed) for a grace period in case they
+    # come straight back: key -> (name, reason, monotonic deadline).
+    away: dict[str, tuple[str, str, float]] = field(default_factory=dict)
 
     @property
     def key(self) -> str:

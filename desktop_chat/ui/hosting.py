@@ -1,12 +1,14 @@
 """The "you are hosting" card: the addresses others can use to join, copied with one click,
-and the certificate fingerprint they compare (or paste) when they join."""
+the short code people who found the chat in their list compare, the certificate fingerprint
+(to compare or paste), and "Invite people…" (a QR code and an invitation link)."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPen, QPixmap
-from PySide6.QtWidgets import QFrame, QLabel, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QLabel, QPushButton, QToolButton, QVBoxLayout, QWidget
 
+from desktop_chat.net.protocol.invite import comparison_code
 from desktop_chat.net.protocol.tls import group_for_reading
 from desktop_chat.ui.certificates import fingerprint_font, fingerprint_lines
 
@@ -37,9 +39,11 @@ class HostingCard(QFrame):
 
     Signals:
         copied(str text): an address or the fingerprint was put on the clipboard.
+        inviteRequested(): "Invite people…" was pressed.
     """
 
     copied = Signal(str)
+    inviteRequested = Signal()
 
     def __init__(
         self,
@@ -67,6 +71,9 @@ class HostingCard(QFrame):
         hint.setProperty("role", "muted")
         hint.setWordWrap(True)
         layout.addWidget(hint)
+        self.addresses_hint = hint
+        self.compact = False
+        self._full_height = 0
         self.buttons: list[QToolButton] = []
         for address in addresses:
             button = QToolButton()
@@ -85,9 +92,34 @@ class HostingCard(QFrame):
         self.fingerprint = fingerprint
         self.fingerprint_hint: QLabel | None = None
         self.fingerprint_button: QToolButton | None = None
+        self.code_label: QLabel | None = None
+        self.invite_button: QPushButton | None = None
         if fingerprint is not None:
+            self._add_code(layout, fingerprint)
             self._add_fingerprint(layout, fingerprint)
+            self.invite_button = QPushButton("&Invite people…")
+            self.invite_button.setObjectName("inviteButton")
+            self.invite_button.setToolTip("A QR code for phones and an invitation link")
+            self.invite_button.clicked.connect(self.inviteRequested)
+            layout.addSpacing(4)
+            layout.addWidget(self.invite_button)
         self.set_title(title)
+
+    def _add_code(self, layout: QVBoxLayout, fingerprint: str) -> None:
+        code = comparison_code(fingerprint)
+        label = QLabel(f"Code to compare:\n{code}")
+        label.setTextFormat(Qt.TextFormat.PlainText)
+        label.setObjectName("hostCode")
+        label.setToolTip(
+            "People who choose this chat from their list are shown this code: "
+            f"it must be the same on their screen.\nFingerprint: {group_for_reading(fingerprint)}"
+        )
+        label.setAccessibleName(f"Code to compare {code}")
+        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        label.setWordWrap(True)
+        layout.addSpacing(4)
+        layout.addWidget(label)
+        self.code_label = label
 
     def _add_fingerprint(self, layout: QVBoxLayout, fingerprint: str) -> None:
         hint = QLabel(FINGERPRINT_HINT)
@@ -118,6 +150,42 @@ class HostingCard(QFrame):
             hint.setText("✓ Fingerprint copied")
             QTimer.singleShot(COPIED_FEEDBACK_MS, hint, lambda: hint.setText(FINGERPRINT_HINT))
         self.copied.emit(readable)
+
+    def full_height(self, width: int) -> int:
+        """The card's height with everything shown, at ``width`` (remembered from when it
+        was last shown whole, while folded)."""
+        if self.compact:
+            return self._full_height
+        layout = self.layout()
+        self._full_height = layout.totalHeightForWidth(width) if layout is not None else 0
+        return self._full_height
+
+    def set_compact(self, compact: bool) -> None:
+        """Fold the card to its title and "Invite people…" (short or narrow windows): the
+        invite dialog has the addresses, the code and the fingerprint."""
+        if compact == self.compact or self.invite_button is None:
+            return
+        self.compact = compact
+        for widget in (
+            self.addresses_hint,
+            *self.buttons,
+            self.code_label,
+            self.fingerprint_hint,
+            self.fingerprint_button,
+        ):
+            if widget is not None:
+                widget.setVisible(not compact)
+        self.updateGeometry()
+
+    def full_width(self) -> int:
+        """The narrowest the card shows the fingerprint uncut."""
+        button = self.fingerprint_button
+        if button is None:
+            return 0
+        margins = self.contentsMargins()
+        layout = self.layout()
+        inner = layout.contentsMargins() if layout is not None else margins
+        return button.sizeHint().width() + inner.left() + inner.right() + 4
 
     def set_icon_colour(self, colour: str) -> None:
         self._icon = copy_icon(QColor(colour))

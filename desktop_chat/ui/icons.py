@@ -1,4 +1,4 @@
-"""Icons shipped in ``desktop_chat/resources/icons`` (SVG sources, rendered by Qt)."""
+"""Files shipped in ``desktop_chat/resources``: the icons (SVG sources, rendered by Qt)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,13 @@ from pathlib import Path
 from PySide6.QtGui import QIcon
 
 
+def resource_path(*parts: str) -> Path:
+    """A file under the package's ``resources`` folder."""
+    return Path(str(resources.files("desktop_chat").joinpath("resources", *parts)))
+
+
 def icon_path(name: str) -> Path:
-    return Path(str(resources.files("desktop_chat") / "resources" / "icons" / name))
+    return resource_path("icons", name)
 
 
 def app_icon() -> QIcon:

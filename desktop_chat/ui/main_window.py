@@ -21,9 +21,13 @@ from PySide6.QtWidgets import (
 from desktop_chat.ui.about import AboutDialog
 from desktop_chat.ui.account import AccountDialog, AccountMode
 from desktop_chat.ui.chat_model import Entry
+from desktop_chat.ui.columns import ColumnFitter
 from desktop_chat.ui.command_runner import HELP_TEXT, run_command
 from desktop_chat.ui.conversations import Conversation, typing_text
+from desktop_chat.ui.countdown import Countdown
+from desktop_chat.ui.emoji import install_emoji_fallback
 from desktop_chat.ui.header import ChatStatusBar
+from desktop_chat.ui.host_control import HostControl
 from desktop_chat.ui.icons import app_icon
 from desktop_chat.ui.join_dialog import JoinRoomDialog
 from desktop_chat.ui.moderation import Moderation
@@ -45,10 +49,12 @@ class MainWindow(QMainWindow):
         notified(str conversation, str title, str text): a notification was given for a
             message nobody was looking at (conversation is ``#room`` or ``@name``).
         conversationShown(str key): the shown conversation changed.
+        closing(): the window is closing; the client is still open (its state is final).
     """
 
     notified = Signal(str, str, str)
     conversationShown = Signal(str)
+    closing = Signal()
 
     def __init__(
         self,
@@ -74,6 +80,9 @@ class MainWindow(QMainWindow):
         self.notifier = Notifier(self, notify_prefs(self.settings), sound, app_icon())
         self.notifier.notified.connect(self.notified)
 
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            install_emoji_fallback(app)  # before any text is laid out
         self.setWindowIcon(app_icon())
         self.setWindowTitle("Desktop Chat")
         self.resize(1100, 720)
@@ -82,6 +91,7 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._connect()
         self.moderation = Moderation(self)
+        self.host_control = HostControl(self)
         self._apply_theme()
         self._apply_font_size()
         geometry = self.settings.window_geometry
@@ -110,17 +120,20 @@ class MainWindow(QMainWindow):
         pane = ConversationPane(t)
         self.header = pane.header
         self.banner = pane.banner
+        self.banner_bar = pane.banner_bar
+        self.reconnect_button = pane.reconnect_button
         self.chat_view = pane.chat_view
         self.composer = pane.composer
         self.input = pane.input
         self.typing_label = pane.typing_label
         self.user_list = UserList(theme=t)
-        self.user_list.setMinimumWidth(170)
         for i, widget in enumerate((self.sidebar, pane, self.user_list)):
             splitter.addWidget(widget)
             splitter.setStretchFactor(i, 1 if widget is pane else 0)
         splitter.setSizes([240, 640, 220])
         self.setCentralWidget(splitter)
+        self.splitter = splitter
+        self.columns = ColumnFitter(self, splitter, self.sidebar, self.user_list)
         self.status = ChatStatusBar(theme=t)
         self.setStatusBar(self.status)
 
@@ -135,13 +148,13 @@ class MainWindow(QMainWindow):
 
     def _build_actions(self) -> None:
         bar = self.menuBar()
-        chat = bar.addMenu("&Chat")
+        chat = self.chat_menu = bar.addMenu("&Chat")
         self._action(chat, "&Join or create a room…", self.open_join_dialog, "Ctrl+J")
         self._action(chat, "&Leave this conversation", self.leave_current, "Ctrl+W")
         chat.addSeparator()
         self._action(chat, "&Settings…", self.open_settings, QKeySequence.StandardKey.Preferences)
         chat.addSeparator()
-        self._action(chat, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.quit_action = self._action(chat, "&Quit", self.close, QKeySequence.StandardKey.Quit)
         view = bar.addMenu("&View")
         self._action(view, "&Next conversation", lambda: self.cycle(1), "Ctrl+Tab", "Ctrl+PgDown")
         self._action(
@@ -154,6 +167,11 @@ class MainWindow(QMainWindow):
         )
         self._action(view, "&Write a message", self.focus_input, "Ctrl+L", "Ctrl+K")
         self._action(view, "Jump to &newest", self.chat_view.scroll_to_newest, "Ctrl+End")
+        view.addSeparator()
+        people = self._action(view, "&People list", self.columns.set_people_visible)
+        people.setCheckable(True)
+        people.setChecked(True)
+        self.people_action = people
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "&Commands", self.show_help, "F1")
         self._action(help_menu, "&About Desktop Chat", self.open_about)
@@ -175,6 +193,9 @@ class MainWindow(QMainWindow):
         s.focusRequested.connect(self.show_conversation)
         s.messagesArrived.connect(self._on_messages)
         s.typingChanged.connect(self._on_typing)
+        self.reconnect_button.clicked.connect(self.client.retry_now)
+        self.countdown = Countdown(self.banner, self)
+        c.reconnectIn.connect(self.countdown.start)
         self.room_list.conversationSelected.connect(self.show_conversation)
         self.room_list.addRoomRequested.connect(self.open_join_dialog)
         self.user_list.dmRequested.connect(self.open_dm)
@@ -219,7 +240,7 @@ class MainWindow(QMainWindow):
             names = [conv.name] + ([self.session.me] if self.session.me else [])
             self.user_list.set_people(names, self.session.me, "In this conversation")
         else:
-            self.user_list.set_people(conv.members, self.session.me)
+            self.user_list.set_people(conv.members, self.session.me, away=frozenset(conv.away))
 
     def cycle(self, step: int) -> None:
         convs = self.session.conversations.conversations()
@@ -378,19 +399,30 @@ class MainWindow(QMainWindow):
             self._typing_timer.stop()
 
     def _on_state(self, state: str, detail: str) -> None:
+        self.countdown.stop()  # a new state: reconnectIn starts the next countdown
         self.status.set_state(state, detail)
         self._update_status_server()
+        # Until we are connected (again), nobody's presence is known: grey the list.
+        self.user_list.set_unknown(state != "connected")
         if state in ("reconnecting", "disconnected"):
             self.banner.setText(detail or "Disconnected from the server")
-            self.banner.setStyleSheet(
-                f"background: {self.theme.mention_row}; color: {self.theme.text};"
+            self.banner_bar.setStyleSheet(
+                f"#connectionBar {{ background: {self.theme.mention_row}; }}"
+                f" #connectionBanner {{ color: {self.theme.text}; }}"
             )
             self.banner.show()
+            self.banner_bar.show()
+            self.reconnect_button.setVisible(state == "reconnecting")
         else:
             self.banner.hide()
+            self.banner_bar.hide()
 
     def _on_failed(self, code: str, message: str) -> None:
         self.status.set_state("disconnected", message)
+
+    def show_stopped(self, detail: str) -> None:
+        """Disconnected for good (the client is closed): say why, and nobody shows online."""
+        self._on_state("disconnected", detail)
 
     # -- what the user types ---------------------------------------------------------------------
 
@@ -430,15 +462,26 @@ class MainWindow(QMainWindow):
         )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
         dialog.accepted.connect(lambda: self.apply_settings(dialog.values()))
+        dialog.themePreviewed.connect(self.preview_theme)
+        dialog.rejected.connect(lambda: self.preview_theme(self.settings.theme))
         dialog.accountRequested.connect(lambda mode: self.open_account(mode, dialog))
         dialog.open()
         return dialog
 
     def open_account(self, mode: AccountMode, parent: Any = None) -> AccountDialog:
-        """Register the name in use on this chat, or change its password."""
+        """Register the name in use on this chat, or change its password (a name joined
+        without any password has no account: changing becomes registering)."""
+        unregistered = mode == "change" and not getattr(self.client, "has_password", True)
         dialog = AccountDialog(
-            self.client, mode, self.session.me or "", self.session.server_title, parent or self
+            self.client,
+            "register" if unregistered else mode,
+            self.session.me or "",
+            self.session.server_title,
+            parent or self,
+            not_registered=unregistered,
         )
+        # The dialog shows its own errors: none of them goes into the conversation.
+        self.session.quiet_refs.add(dialog.ref)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
         dialog.succeeded.connect(lambda text: self.session.add_notice(self.current_key, text))
         dialog.open()
@@ -456,6 +499,13 @@ class MainWindow(QMainWindow):
         self.theme = resolve_theme(values.theme)
         self._apply_theme()
         self._apply_font_size()
+
+    def preview_theme(self, choice: str) -> None:
+        """Show ``choice`` at once, without saving it (the Settings dialog's theme box)."""
+        theme = resolve_theme(choice)
+        if theme != self.theme:
+            self.theme = theme
+            self._apply_theme()
 
     def open_about(self) -> AboutDialog:
         dialog = AboutDialog(self)
@@ -479,7 +529,10 @@ class MainWindow(QMainWindow):
         if self.hosting_card is not None:
             self.hosting_card.set_icon_colour(self.theme.muted)
         if self.banner.isVisible():
+            counting = self.countdown.timer.isActive()
             self._on_state(self.status.state, self.banner.text())
+            if counting:
+                self.countdown.timer.start()
 
     def _apply_font_size(self) -> None:
         size = self.settings.font_size
@@ -493,18 +546,34 @@ class MainWindow(QMainWindow):
     # -- closing ---------------------------------------------------------------------------------
 
     def closeEvent(self, e: QCloseEvent) -> None:
+        if not self._closed and not self.host_control.may_close():
+            e.ignore()  # the host is asked first; close_now() follows a yes
+            return
         self.shutdown()
         super().closeEvent(e)
+
+    def close_now(self) -> None:
+        """Close without asking (the host agreed to stop the chat)."""
+        self.shutdown()
+        self.close()
 
     def shutdown(self) -> None:
         """Close the client (and the server when hosting); idempotent."""
         if self._closed:
             return
         self._closed = True
+        self.closing.emit()
         self.settings.window_geometry = self.saveGeometry()
         self._typing_timer.stop()
+        self.countdown.stop()
         self.notifier.close()
         QGuiApplication.styleHints().colorSchemeChanged.disconnect(self._on_system_scheme)
+        self.session.close()
+        if self.server is None and self.client.state == "connected":
+            # Leaving on purpose: the others read "left the chat" at once, not a dropped
+            # connection. The host says nothing: its server tells everyone it is closing,
+            # and its session is kept, to resume when it hosts again.
+            self.client.quit()
         self.client.close()
         if self.server is not None:
             self.server.close()

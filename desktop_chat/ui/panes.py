@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from desktop_chat.ui.chat_view import ChatView
 from desktop_chat.ui.conversations import ConversationListModel
@@ -20,6 +21,11 @@ def _label(text: str, name: str, margins: tuple[int, int, int, int]) -> QLabel:
     label.setTextFormat(Qt.TextFormat.PlainText)  # names and titles are never markup
     label.setContentsMargins(*margins)
     return label
+
+
+# Below this height for the conversation list, the hosting card folds its fingerprint away
+# (the invite dialog and the code still have it): the list of rooms and DMs comes first.
+ROOMS_MIN_HEIGHT = 150
 
 
 class Sidebar(QWidget):
@@ -62,7 +68,35 @@ class Sidebar(QWidget):
             wrap.setContentsMargins(10, 0, 10, 0)
             wrap.addWidget(self.hosting_card)
             side.addLayout(wrap)
-        self.setMinimumWidth(190)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        card = self.hosting_card
+        if card is None:
+            return
+        top = self.server_title.sizeHint().height() + self.me_label.sizeHint().height() + 30
+        width = self.width() - 20  # the card's side margins
+        room = self.height() - top - card.full_height(width)
+        card.set_compact(room < ROOMS_MIN_HEIGHT or width < card.full_width())
+
+
+class _WrappingLabel(QLabel):
+    """A word-wrapped label that asks for the height its text needs at its width: the
+    splitter above the pane lays out without height-for-width, so a second line would be
+    drawn over the conversation instead of pushing it down."""
+
+    def _fit(self) -> None:
+        needed = self.heightForWidth(self.width())
+        if needed > 0 and needed != self.minimumHeight():
+            self.setMinimumHeight(needed)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def setText(self, text: str) -> None:
+        super().setText(text)
+        self._fit()
 
 
 class ConversationPane(QWidget):
@@ -79,10 +113,27 @@ class ConversationPane(QWidget):
         col.setSpacing(0)
         self.header = ConversationHeader(theme=theme)
         col.addWidget(self.header)
-        self.banner = _label("", "connectionBanner", (8, 5, 8, 5))
-        self.banner.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        # The connection banner: what is wrong, and (while waiting to reconnect) a button to
+        # try at once instead of waiting for the countdown.
+        self.banner_bar = QWidget()
+        self.banner_bar.setObjectName("connectionBar")
+        self.banner_bar.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        bar = QHBoxLayout(self.banner_bar)
+        bar.setContentsMargins(8, 2, 8, 2)
+        self.banner = _WrappingLabel("")
+        self.banner.setObjectName("connectionBanner")
+        self.banner.setTextFormat(Qt.TextFormat.PlainText)
+        self.banner.setContentsMargins(8, 3, 8, 3)
+        self.banner.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        self.banner.setWordWrap(True)
+        self.reconnect_button = QPushButton("Reconnect now")
+        self.reconnect_button.setObjectName("reconnectNow")
+        self.reconnect_button.hide()
+        bar.addWidget(self.banner, 1)
+        bar.addWidget(self.reconnect_button)
         self.banner.hide()
-        col.addWidget(self.banner)
+        self.banner_bar.hide()
+        col.addWidget(self.banner_bar)
         self.chat_view = ChatView(theme=theme)
         col.addWidget(self.chat_view, 1)
         composer_area = QWidget()

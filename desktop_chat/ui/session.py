@@ -11,6 +11,9 @@ slices: at most :data:`FLUSH_SLICE` messages and about :data:`SLICE_MS` of work 
 turn, the rest a little later, so painting, typing and timers never wait long. Consecutive
 messages of a slice go into their conversation's model as one insertion (one layout, one
 repaint), and the window hears one ``messagesArrived`` per conversation per slice.
+
+Joins and leaves go through :class:`~desktop_chat.ui.presence.Presence`, which keeps a dropped
+connection from writing a line unless the person stays away (reconnect noise).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from desktop_chat.ui.conversations import (
     dm_key,
     room_key,
 )
-from desktop_chat.ui.message_text import make_action
+from desktop_chat.ui.message_text import action_text, make_action
+from desktop_chat.ui.presence import Presence
 
 FIRST_HISTORY = 50
 OLDER_HISTORY = 100
@@ -53,23 +57,14 @@ SLICE_MS = 8
 # turn), short enough to catch up with a backlog quickly.
 NEXT_SLICE_MS = 10
 
-LEFT_WORDS = {
-    "part": "left",
-    "quit": "left the chat",
-    "disconnected": "lost the connection",
-    "timeout": "timed out",
-    "kicked": "was removed",
-    "slow": "was disconnected (not keeping up)",
-}
-
 
 class ClientLike(Protocol):
     """The part of ChatClient the session uses (see /docs: the ChatClient interface)."""
 
     name: str | None
 
-    def say(self, room: str, text: str) -> None: ...
-    def dm(self, to: str, text: str) -> None: ...
+    def say(self, room: str, text: str) -> object: ...
+    def dm(self, to: str, text: str) -> object: ...
     def join(self, room: str, password: str | None = None) -> None: ...
     def part(self, room: str) -> None: ...
     def list_rooms(self) -> None: ...
@@ -126,6 +121,9 @@ class ChatSession(QObject):
         self._typing_sent: dict[str, float] = {}
         self._history_asked: dict[str, float] = {}
         self._history_limit: dict[str, int] = {}
+        self._pending: dict[object, str] = {}  # ref of a message sent -> its conversation
+        # Refs of requests whose errors a dialog shows: never a line in the conversation.
+        self.quiet_refs: set[object] = set()
         # Events wait here, in the server's order, for the next slice (see the module
         # docstring): a burst costs one insertion and one layout per slice, not one each.
         self._queue: deque[p.ServerEvent] = deque()
@@ -134,12 +132,14 @@ class ChatSession(QObject):
         self._flush_timer.timeout.connect(self._timed_flush)
         self._since_flush = QElapsedTimer()
         self._since_flush.start()
+        self.presence = Presence(self)
 
     # -- wiring ------------------------------------------------------------------------------
 
     def attach(self, client: QObject) -> None:
         """Listen to a ChatClient: its batches of protocol events (one signal per batch)."""
         client.eventsReceived.connect(self.on_events)  # type: ignore[attr-defined]
+        client.sendSettled.connect(self.on_settled)  # type: ignore[attr-defined]
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -214,6 +214,19 @@ class ChatSession(QObject):
         self.flush()
         self._error(e)
 
+    def on_settled(self, ref: object) -> None:
+        """A message we sent was delivered: its echo (queued before this) replaces the
+        pending entry; if the echo's id was shown already, the pending entry just goes."""
+        self.flush()
+        key = self._pending.pop(ref, None)
+        conv = self.find(key) if key is not None else None
+        if conv is not None:
+            conv.model.settle(ref)
+
+    def pending_count(self) -> int:
+        """Messages sent and not yet delivered, in every conversation."""
+        return len(self._pending)
+
     def on_message(self, m: p.ChatMessage) -> None:
         """One message: queued like a batch of one (see :meth:`on_events`)."""
         self.on_events((m,))
@@ -257,7 +270,7 @@ class ChatSession(QObject):
         conv = self.ensure_room(u.room)
         if conv.name != u.room:
             conv.name = u.room
-        conv.members = list(u.names)
+        self.presence.listed(conv, u.names)
         conv.joined = True
         self.conversations.changed(conv.key)
         self.conversationChanged.emit(conv.key)
@@ -271,10 +284,8 @@ class ChatSession(QObject):
         conv = self.find(room_key(j.room))
         if conv is None:
             return
-        if not any(name_key(m) == name_key(j.name) for m in conv.members):
-            conv.members.append(j.name)
-            conv.members.sort(key=name_key)
-        if self.show_joins and not self.is_me(j.name):
+        news = self.presence.joined(conv, j.name)
+        if self.show_joins and not self.is_me(j.name) and news:
             conv.model.add_system(f"{j.name} joined")
         self.conversations.changed(conv.key)
         self.conversationChanged.emit(conv.key)
@@ -289,14 +300,24 @@ class ChatSession(QObject):
                 self.conversations.remove(key)
                 self.conversationRemoved.emit(key)
             return
-        conv.members = [m for m in conv.members if name_key(m) != name_key(left.name)]
-        conv.stop_typing(left.name)
-        if self.show_joins:
-            words = LEFT_WORDS.get(left.reason, "left")
-            conv.model.add_system(f"{left.name} {words}")
+        self.presence.left(conv, left.name, left.reason)
         self.conversations.changed(key)
         self.conversationChanged.emit(key)
         self.typingChanged.emit(key)
+
+    @property
+    def reconnect_grace_s(self) -> float:
+        """How long a dropped person stays greyed before "lost the connection" is written."""
+        return self.presence.grace_s
+
+    @reconnect_grace_s.setter
+    def reconnect_grace_s(self, seconds: float) -> None:
+        self.presence.grace_s = seconds
+
+    def close(self) -> None:
+        """Stop the timers (the window is closing)."""
+        self.presence.stop()
+        self._flush_timer.stop()
 
     def _timed_flush(self) -> None:
         """One slice; the next one after the window has shown this one."""
@@ -402,8 +423,17 @@ class ChatSession(QObject):
         self.typingChanged.emit(conv.key)
 
     def _error(self, e: p.ErrorReply) -> None:
-        self.errorShown.emit(self.current_key, e.message)
-        conv = self.find(self.current_key)
+        if e.ref is not None and e.ref in self.quiet_refs:
+            return
+        key = self.current_key
+        if e.ref is not None and e.ref in self._pending:
+            # A message we sent was refused: its pending entry goes, the reason shows there.
+            key = self._pending.pop(e.ref)
+            sent_in = self.find(key)
+            if sent_in is not None:
+                sent_in.model.settle(e.ref)
+        self.errorShown.emit(key, e.message)
+        conv = self.find(key)
         if conv is not None:
             conv.model.add_system(e.message, kind=Kind.ERROR)
 
@@ -441,10 +471,19 @@ class ChatSession(QObject):
         if conv is None:
             return
         self._typing_sent.pop(key, None)
+        self._send_to(conv, text)
+
+    def _send_to(self, conv: Conversation, text: str) -> None:
+        """Send, and show the message as pending until the server echoes it."""
         if conv.kind == "room":
-            self.client.say(conv.name, text)
+            ref = self.client.say(conv.name, text)
         else:
-            self.client.dm(conv.name, text)
+            ref = self.client.dm(conv.name, text)
+        if ref is None:
+            return
+        self._pending[ref] = conv.key
+        action = action_text(self.me or "", text) is not None
+        conv.model.add_pending(text, ref, action=action)
 
     def send_action(self, key: str, action: str) -> None:
         """``/me``: sent as the text ``* name action``, which every client can read."""
@@ -454,7 +493,7 @@ class ChatSession(QObject):
         """``/msg``: open (or create) the DM and send; return its key."""
         conv = self.open_dm(name)
         if text.strip():
-            self.client.dm(conv.name, text)
+            self._send_to(conv, text)
         return conv.key
 
     def open_dm(self, name: str) -> Conversation:

@@ -43,10 +43,13 @@ class SettingsDialog(QDialog):
 
     Signals:
         accountRequested(str mode): "register" or "change" (the password) was pressed.
+        themePreviewed(str choice): another theme was picked: show it now (Cancel goes back
+            to the saved one).
         And the standard QDialog signals (accepted, rejected, finished).
     """
 
     accountRequested = Signal(str)
+    themePreviewed = Signal(str)
 
     def __init__(
         self,
@@ -109,6 +112,9 @@ class SettingsDialog(QDialog):
             self.theme_combo.addItem(labels[choice], choice)
         self.theme_combo.setCurrentIndex(max(0, self.theme_combo.findData(values.theme)))
         form.addRow("Theme:", self.theme_combo)
+        self.theme_combo.currentIndexChanged.connect(
+            lambda: self.themePreviewed.emit(str(self.theme_combo.currentData()))
+        )
         self.font_spin = QSpinBox()
         self.font_spin.setAccessibleName("Text size")
         self.font_spin.setRange(0, 24)

@@ -25,8 +25,9 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_chat.net.discovery.advert import FoundServer
+from desktop_chat.net.protocol.invite import looks_like_invite, parse_invite
 from desktop_chat.net.protocol.names import InvalidName, normalize_name
-from desktop_chat.net.protocol.tls import group_for_reading, normalize_fingerprint
+from desktop_chat.net.protocol.tls import normalize_fingerprint
 from desktop_chat.net.server.server import DEFAULT_PORT
 from desktop_chat.settings import Settings
 from desktop_chat.ui.found_servers import DiscoverySetup, FoundServersWidget
@@ -341,6 +342,7 @@ class StartDialog(QDialog):
         self.start_button.setAccessibleName("Start hosting the chat" if host else "Join the chat")
         self._messages.pop("general", None)
         self._refresh_errors()
+        self._fit_height(shrink=True)  # the Host page is much shorter than the Join page
         if not self.name_edit.text():
             self.name_edit.setFocus()
         elif host:
@@ -363,13 +365,10 @@ class StartDialog(QDialog):
         if self._busy:
             return
         self.set_address(server.join_address)
-        # An announcement may pre-fill the fingerprint for a first visit only: anyone on the
-        # network can announce, so it must never override a certificate already trusted.
-        announced = server.fingerprint
-        if announced and self.settings.pinned_fingerprint(server.address, server.port) is None:
-            self.set_fingerprint(group_for_reading(announced))
-        else:
-            self.set_fingerprint("")
+        # The announced fingerprint is never taken as given: anyone on the network can announce
+        # a look-alike chat with their own certificate. A first join from the list is asked
+        # about (a short code the host's window shows); an invitation carries the real one.
+        self.set_fingerprint("")
         self._clear_error("fingerprint")
 
     @Slot(object)
@@ -441,15 +440,18 @@ class StartDialog(QDialog):
             label.setVisible(bool(message) and key not in hidden_fields)
         self._fit_height()
 
-    def _fit_height(self) -> None:
+    def _fit_height(self, *, shrink: bool = False) -> None:
         """Grow to fit wrapped messages: a top-level window does not follow its layout's
-        height-for-width by itself, so a two-line error would be cut off."""
+        height-for-width by itself, so a two-line error would be cut off. With ``shrink``
+        (a change of page), also give back height the page no longer needs; an error that
+        goes away leaves the height alone, so the window does not jump at each keystroke."""
         layout = self.layout()
-        if layout is None or not self.isVisible():
+        if layout is None:
             return
         layout.activate()
         needed = layout.totalHeightForWidth(self.width())
-        if needed > self.height():
+        if needed > self.height() or (shrink and needed < self.height()):
+            self.setMinimumHeight(0)
             self.resize(self.width(), needed)
 
     def set_busy(self, busy: bool, status: str = "") -> None:
@@ -481,6 +483,10 @@ class StartDialog(QDialog):
         """Check every field; on success remember the choice and emit ``submitted``."""
         if self._busy:
             return
+        found = self._found_to_join()
+        if found is not None:
+            self._join_found(found)  # fills in its address, then comes back here
+            return
         self._messages.clear()
         choice = self._validated()
         self._refresh_errors()
@@ -495,6 +501,18 @@ class StartDialog(QDialog):
         )
         self.set_busy(True, what)
         self.submitted.emit(choice)
+
+    def _found_to_join(self) -> FoundServer | None:
+        """Join with no address typed: the chat selected in the list, or the only one."""
+        if self.mode != "join" or self.found_servers is None:
+            return None
+        if self.address_combo.currentText().strip():
+            return None
+        servers = self.found_servers.servers()
+        selected = self.found_servers.selected()
+        if selected is not None:
+            return selected
+        return servers[0] if len(servers) == 1 else None
 
     def _validated(self) -> StartChoice | None:
         """The choice, or None with the reasons put in ``_messages`` (all fields checked)."""
@@ -517,11 +535,18 @@ class StartDialog(QDialog):
             title = self.title_edit.text().strip()
             return StartChoice("host", name, "127.0.0.1", self.port_spin.value(), title)
         address: tuple[str, int] | None = None
+        invited: str | None = None  # the fingerprint an invitation carries
+        typed = self.address_combo.currentText()
         try:
-            address = parse_address(self.address_combo.currentText())
+            if looks_like_invite(typed):
+                invite = parse_invite(typed)
+                address, invited = (invite.host, invite.port), invite.fingerprint
+            else:
+                address = parse_address(typed)
         except ValueError as exc:
-            self._messages["address"] = str(exc)
-        fingerprint: str | None = None
+            reason = str(exc)
+            self._messages["address"] = reason[:1].upper() + reason[1:] + "."
+        fingerprint: str | None = invited
         if self.fingerprint_edit.text().strip():
             try:
                 fingerprint = normalize_fingerprint(self.fingerprint_edit.text())
@@ -529,6 +554,11 @@ class StartDialog(QDialog):
                 self._messages["fingerprint"] = (
                     "A fingerprint has 64 digits and letters A–F. Copy it from the host's "
                     "window, or leave this empty to compare it when you join."
+                )
+            if invited is not None and fingerprint not in (None, invited):
+                self._messages["fingerprint"] = (
+                    "This is not the fingerprint in the invitation. Leave this empty: the "
+                    "invitation has the host's."
                 )
         if name is None:
             self.name_edit.setFocus()

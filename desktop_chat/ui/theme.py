@@ -17,6 +17,7 @@ from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
 from desktop_chat.net.protocol.names import name_key
+from desktop_chat.ui.style import STYLED, ChatStyle
 
 ThemeChoice = Literal["system", "light", "dark"]
 THEME_CHOICES: tuple[ThemeChoice, ...] = ("system", "light", "dark")
@@ -243,13 +244,23 @@ def stylesheet(theme: Theme) -> str:
     QStatusBar {{ background: {t.sidebar}; color: {t.sidebar_muted}; }}
     QStatusBar QLabel {{ color: {t.sidebar_muted}; padding: 0px 6px; }}
     QSplitter::handle {{ background: {t.border}; }}
+    QDialogButtonBox {{ dialogbuttonbox-buttons-have-icons: 0; }}
+    QScrollBar:vertical {{ background: transparent; width: 10px; margin: 0px; }}
+    QScrollBar:horizontal {{ background: transparent; height: 10px; margin: 0px; }}
+    QScrollBar::handle {{ background: {t.border}; border-radius: 4px; margin: 2px; }}
+    QScrollBar::handle:vertical {{ min-height: 28px; }}
+    QScrollBar::handle:horizontal {{ min-width: 28px; }}
+    QScrollBar::handle:hover {{ background: {t.muted}; }}
+    QScrollBar::add-line, QScrollBar::sub-line {{ width: 0px; height: 0px; border: none; }}
+    QScrollBar::add-page, QScrollBar::sub-page {{ background: transparent; }}
     """
 
 
 def apply_theme(app: QApplication, theme: Theme) -> None:
     """Use ``theme`` for the whole application (Fusion style, palette, style sheet)."""
-    if app.style().name().lower() != "fusion":
-        app.setStyle("Fusion")
+    if not app.property(STYLED):
+        app.setStyle(ChatStyle())  # Fusion, with check boxes visible on dark windows
+        app.setProperty(STYLED, True)
     # Re-styling repolishes every widget of every window: skip it when nothing changed.
     palette = _palette(theme)
     if app.palette() != palette:

@@ -36,6 +36,9 @@ from desktop_chat.ui.theme import LIGHT, Theme
 ROW_HEIGHT = 34
 NAME_ROLE = Qt.ItemDataRole.UserRole + 1
 IS_ME_ROLE = Qt.ItemDataRole.UserRole + 2
+# True when this person's presence is not known: their connection dropped a moment ago (they
+# may be back at once), or ours is down, so what the list shows may be out of date.
+AWAY_ROLE = Qt.ItemDataRole.UserRole + 3
 
 
 class PeopleModel(QAbstractListModel):
@@ -45,6 +48,8 @@ class PeopleModel(QAbstractListModel):
         super().__init__(parent)
         self._names: list[str] = []
         self._me = ""
+        self._away: frozenset[str] = frozenset()  # name keys
+        self.unknown = False  # our connection is down: nobody's presence is known
 
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._names)
@@ -52,15 +57,35 @@ class PeopleModel(QAbstractListModel):
     def names(self) -> list[str]:
         return list(self._names)
 
-    def set_names(self, names: list[str], me: str | None) -> None:
+    def set_names(
+        self, names: list[str], me: str | None, away: frozenset[str] = frozenset()
+    ) -> None:
         ordered = sorted(names, key=name_key)
         me_key = name_key(me) if me else ""
+        if ordered == self._names and me_key == self._me and away == self._away:
+            return
         if ordered == self._names and me_key == self._me:
+            self._away = away  # same rows: repaint them, keep the selection and scroll
+            self._repaint_all()
             return
         self.beginResetModel()
         self._names = ordered
         self._me = me_key
+        self._away = away
         self.endResetModel()
+
+    def set_unknown(self, unknown: bool) -> None:
+        if unknown != self.unknown:
+            self.unknown = unknown
+            self._repaint_all()
+
+    def _repaint_all(self) -> None:
+        if self._names:
+            self.dataChanged.emit(self.index(0), self.index(len(self._names) - 1))
+
+    def is_away(self, name: str) -> bool:
+        """Shown greyed: not known to be online."""
+        return self.unknown or name_key(name) in self._away
 
     def data(
         self,
@@ -75,9 +100,19 @@ class PeopleModel(QAbstractListModel):
             return name
         if role == IS_ME_ROLE:
             return is_me
+        if role == AWAY_ROLE:
+            return self.unknown or name_key(name) in self._away
         if role == Qt.ItemDataRole.AccessibleTextRole:
+            if self.unknown:
+                return f"{name}, presence unknown (not connected)"
+            if name_key(name) in self._away:
+                return f"{name}, connection lost"
             return f"{name} (you)" if is_me else name
         if role == Qt.ItemDataRole.ToolTipRole:
+            if self.unknown:
+                return "Not connected: who is online is not known until the chat is back"
+            if name_key(name) in self._away:
+                return f"{name} lost the connection a moment ago"
             return "You" if is_me else f"Double-click to message {name} privately"
         return None
 
@@ -103,23 +138,30 @@ class PeopleDelegate(QStyledItemDelegate):
         t = self.theme
         name = str(index.data(NAME_ROLE))
         is_me = bool(index.data(IS_ME_ROLE))
+        away = bool(index.data(AWAY_ROLE))
         rect = QRect(option.rect)
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        if option.state & (QStyle.StateFlag.State_Selected | QStyle.StateFlag.State_MouseOver):
+        marked = (
+            QStyle.StateFlag.State_Selected
+            | QStyle.StateFlag.State_MouseOver
+            | QStyle.StateFlag.State_HasFocus
+        )
+        if option.state & marked:
             painter.setPen(Qt.PenStyle.NoPen)
-            selected = option.state & QStyle.StateFlag.State_Selected
+            selected = option.state & QStyle.StateFlag.State_HasFocus
             painter.setBrush(QColor(t.sidebar_selected if selected else t.sidebar_hover))
             painter.drawRoundedRect(QRectF(rect.adjusted(8, 1, -8, -1)), 6, 6)
         disc = QRectF(rect.left() + 16, rect.top() + (rect.height() - 24) / 2, 24, 24)
         painter.setPen(Qt.PenStyle.NoPen)
+        painter.setOpacity(0.45 if away else 1.0)
         painter.setBrush(t.name_color(name))
         painter.drawEllipse(disc)
-        # Presence: everyone listed is in the room, so online.
+        # Presence: green when in the room; grey when not known (a drop, or we are offline).
         dot = QRectF(disc.right() - 7, disc.bottom() - 7, 9, 9)
         painter.setBrush(QColor(t.sidebar))
         painter.drawEllipse(dot.adjusted(-1.5, -1.5, 1.5, 1.5))
-        painter.setBrush(QColor(t.online))
+        painter.setBrush(QColor(t.sidebar_muted if away else t.online))
         painter.drawEllipse(dot)
         small = QFont(option.font)
         small.setPointSizeF(small.pointSizeF() * 0.8)
@@ -135,7 +177,7 @@ class PeopleDelegate(QStyledItemDelegate):
         sfm_w = fm.horizontalAdvance(suffix)
         avail = max(rect.right() - 12 - x - sfm_w, 10)
         shown = fm.elidedText(name, Qt.TextElideMode.ElideRight, avail)
-        painter.setPen(QColor(t.sidebar_text))
+        painter.setPen(QColor(t.sidebar_muted if away else t.sidebar_text))
         box = QRect(x, rect.top(), avail, rect.height())
         painter.drawText(box, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, shown)
         if suffix:
@@ -187,6 +229,9 @@ class UserList(QWidget):
         self.view.setItemDelegate(self.delegate)
         self.view.setMouseTracking(True)
         self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        # Nothing stays selected (a highlighted name after a double-click looked chosen for
+        # something); the keyboard's current row is shown while the list has the focus.
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.view.doubleClicked.connect(self._on_double_click)
         self.view.activated.connect(self._on_double_click)
@@ -194,6 +239,7 @@ class UserList(QWidget):
         self.view.customContextMenuRequested.connect(self._menu)
         layout.addWidget(self.view, 1)
         self._me: str | None = None
+        self._label = "People"
         self.admin = False
         self.set_people([], None)
 
@@ -205,11 +251,31 @@ class UserList(QWidget):
         self.delegate.theme = theme
         self.view.viewport().update()
 
-    def set_people(self, names: list[str], me: str | None, label: str = "People") -> None:
+    def set_people(
+        self,
+        names: list[str],
+        me: str | None,
+        label: str = "People",
+        away: frozenset[str] = frozenset(),
+    ) -> None:
+        """Show ``names``; those whose name key is in ``away`` are greyed."""
         self._me = me
-        self.model.set_names(names, me)
-        self.header.setText(f"{label.upper()} — {len(names)}")
-        self.header.setAccessibleName(f"{len(names)} people")
+        self._label = label
+        self.model.set_names(names, me, away)
+        self._update_header()
+
+    def set_unknown(self, unknown: bool) -> None:
+        """Our connection is down (True): grey everyone, presence is not known."""
+        self.model.set_unknown(unknown)
+        if unknown:
+            self.view.clearSelection()
+        self._update_header()
+
+    def _update_header(self) -> None:
+        n = self.model.rowCount()
+        suffix = " · NOT CONNECTED" if self.model.unknown else ""
+        self.header.setText(f"{self._label.upper()} — {n}{suffix}")
+        self.header.setAccessibleName(f"{n} people" + (", not connected" if suffix else ""))
 
     def count(self) -> int:
         return self.model.rowCount()

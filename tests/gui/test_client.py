@@ -178,11 +178,12 @@ def test_refused_port_fails_without_retrying(qtbot: QtBot, make_client: ClientFa
     assert states == ["connecting", "disconnected"]
 
 
-def test_unknown_host_is_unreachable(qtbot: QtBot, make_client: ClientFactory) -> None:
+def test_unknown_host_says_so(qtbot: QtBot, make_client: ClientFactory) -> None:
     client = make_client()
     with qtbot.waitSignal(client.connectionFailed, timeout=TIMEOUT_MS) as failed:
         client.connect_to("no-such-host.invalid", 5151, "alice")
-    assert failed.args[0] == "unreachable"
+    assert failed.args[0] == "unknown_host"
+    assert "No computer called “no-such-host.invalid”" in failed.args[1]
 
 
 def test_silent_peer_times_out(qtbot: QtBot) -> None:

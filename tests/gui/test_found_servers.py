@@ -7,6 +7,7 @@ list must follow them as they start, fill up and stop.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import socket
 import threading
@@ -19,7 +20,7 @@ from pytestqt.qtbot import QtBot
 
 from desktop_chat.app import AppController
 from desktop_chat.net.discovery.advert import FoundServer
-from desktop_chat.net.protocol.tls import normalize_fingerprint
+from desktop_chat.net.protocol.invite import comparison_code
 from desktop_chat.settings import Settings
 from desktop_chat.ui.found_servers import (
     SERVER_ROLE,
@@ -279,7 +280,8 @@ def test_clicking_fills_in_and_double_clicking_joins(
     with qtbot.assertNotEmitted(dialog.submitted):
         qtbot.mouseClick(widget.view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert dialog.address_combo.currentText() == f"127.0.0.1:{server.port}"
-    assert normalize_fingerprint(dialog.fingerprint_edit.text()) == server.fingerprint
+    # The announced fingerprint is not taken as given (anyone can announce): it is asked.
+    assert dialog.fingerprint_edit.text() == ""
 
     # From the keyboard: Enter on a row chooses it, then the default button joins.
     dialog.set_address("10.9.9.9:7000")
@@ -300,7 +302,7 @@ def test_clicking_fills_in_and_double_clicking_joins(
         "127.0.0.1",
         server.port,
     )
-    assert choice.fingerprint == server.fingerprint
+    assert choice.fingerprint is None
     assert dialog.is_busy() and not widget.isEnabled()
 
 
@@ -330,6 +332,13 @@ def test_double_click_joins_and_the_host_is_remembered(
         widget = found_widget(dialog)
         qtbot.waitUntil(lambda: len(listed(widget, title)) == 1, timeout=TIMEOUT_MS)
         double_click(qtbot, widget, title)
+        # First contact from the list: asked, with the code the host's window shows.
+        prompter = controller.prompter
+        assert prompter is not None
+        qtbot.waitUntil(lambda: prompter.dialog is not None, timeout=TIMEOUT_MS)
+        assert prompter.dialog is not None and server.fingerprint is not None
+        assert prompter.dialog.code_view.text() == comparison_code(server.fingerprint)
+        qtbot.mouseClick(prompter.dialog.trust_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: controller.window is not None, timeout=TIMEOUT_MS)
         assert settings.recent_servers[0] == f"127.0.0.1:{server.port}"
         # The start screen went away, and its discovery with it.
@@ -366,3 +375,53 @@ def test_without_discovery_nothing_is_listed(qtbot: QtBot, settings: Settings) -
     dialog.show()
     assert dialog.found_servers is None
     assert "discovery-probes" not in discovery_threads()
+
+
+def test_enter_with_one_chat_listed_and_no_address_joins_it(
+    qtbot: QtBot,
+    settings: Settings,
+    setup: DiscoverySetup,
+    make_server: ServerFactory,
+    broadcast_port: int,
+) -> None:
+    # Broadcasts on this test's own port only: mDNS on loopback would also list the chats
+    # other programs on this machine announce, and this is about exactly one.
+    dialog = StartDialog(settings, discovery=dataclasses.replace(setup, mdns=False))
+    qtbot.addWidget(dialog)
+    dialog.set_mode("join")
+    dialog.show()
+    try:
+        widget = found_widget(dialog)
+        title = unique_title()
+        server = make_server(announce=True, broadcast_port=broadcast_port, title=title)
+        qtbot.waitUntil(lambda: len(widget.servers()) == 1, timeout=TIMEOUT_MS)
+        assert listed(widget, title)
+        dialog.name_edit.setText("Ann")
+        dialog.set_address("")
+        dialog.name_edit.setFocus()
+        with qtbot.waitSignal(dialog.submitted, timeout=TIMEOUT_MS) as submitted:
+            qtbot.keyClick(dialog.name_edit, Qt.Key.Key_Return)
+        assert submitted.args[0].port == server.port
+        assert dialog.error_text("address") == ""
+    finally:
+        dialog.close()  # its discovery threads are joined
+
+
+def test_the_host_page_is_as_tall_as_it_needs_and_errors_do_not_shrink_it(
+    qtbot: QtBot, dialog: StartDialog
+) -> None:
+    layout = dialog.layout()
+    assert layout is not None
+    qtbot.waitExposed(dialog)
+    join_height = dialog.height()
+    dialog.set_mode("host")
+    needed = layout.totalHeightForWidth(dialog.width())
+    assert dialog.height() <= needed + 2 < join_height - 100  # no gap left by the Join page
+    dialog.set_mode("join")
+    assert dialog.height() >= layout.totalHeightForWidth(dialog.width()) - 2
+    dialog.name_edit.setText("")
+    dialog.submit()  # an error under the name
+    assert dialog.error_text("name")
+    with_error = dialog.height()
+    qtbot.keyClicks(dialog.name_edit, "Ann")  # typing clears it: the window stays put
+    assert not dialog.error_text("name") and dialog.height() == with_error

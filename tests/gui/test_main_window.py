@@ -8,8 +8,24 @@ from dataclasses import dataclass
 
 import pytest
 from PySide6.QtCore import QPoint, Qt
-from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontDatabase,
+    QFontInfo,
+    QGuiApplication,
+    QImage,
+    QPainter,
+    QPalette,
+)
+from PySide6.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QDialogButtonBox,
+    QStyle,
+    QStyleOptionButton,
+    QWidget,
+)
 from pytestqt.qtbot import QtBot
 
 from desktop_chat import __version__
@@ -404,7 +420,13 @@ def test_closing_windows_leaves_no_thread(qtbot: QtBot, open_window: WindowFacto
     assert all(w is not None and w.isFinished() for w in workers)
     assert ann.client.is_closed() and ben.client.is_closed()
     ann.close()  # closing twice is harmless
-    assert set(threading.enumerate()) <= before | {t for t in threading.enumerate() if t.daemon}
+
+    def only_old_threads() -> None:
+        # The server's connection threads end a moment after the windows hang up.
+        now = set(threading.enumerate())
+        assert now <= before | {t for t in now if t.daemon}, now - before
+
+    qtbot.waitUntil(only_old_threads, timeout=TIMEOUT_MS)
 
 
 @OFFSCREEN_DIALOG
@@ -445,3 +467,95 @@ def test_widgets_have_object_and_accessible_names(qtbot: QtBot, open_window: Win
         widget = ann.findChild(QWidget, name)
         assert widget is not None, name
         assert widget.accessibleName(), name
+
+
+def test_the_theme_applies_while_choosing_and_cancel_goes_back(
+    qtbot: QtBot, open_window: WindowFactory
+) -> None:
+    ann = open_window("Ann", settings=MemorySettings(theme="light"))
+    dialog = ann.open_settings()
+    combo = dialog.theme_combo
+    combo.setCurrentIndex(combo.findData("dark"))
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    assert ann.theme is DARK  # at once, before OK
+    assert app.palette().color(QPalette.ColorRole.Window) == QColor(DARK.window)
+    dialog.reject()
+    assert ann.theme is LIGHT and ann.settings.theme == "light"
+    assert app.palette().color(QPalette.ColorRole.Window) == QColor(LIGHT.window)
+
+
+def test_dark_theme_check_boxes_show_and_dialog_buttons_have_no_stock_icons(
+    qtbot: QtBot, open_window: WindowFactory
+) -> None:
+    ann = open_window("Ann")
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    apply_theme(app, DARK)
+    dialog = ann.open_settings()
+    ok = dialog.buttons.button(QDialogButtonBox.StandardButton.Ok)
+    assert ok.icon().isNull()
+    for checked in (False, True):
+        box = QCheckBox("Sounds")
+        qtbot.addWidget(box)
+        box.setChecked(checked)
+        box.resize(box.sizeHint())
+        image = box.grab().toImage()
+        indicator = box.style().subElementRect(
+            QStyle.SubElement.SE_CheckBoxIndicator, _option(box), box
+        )
+        background = QColor(DARK.window)
+        # Some pixel of the box's frame (or fill, when checked) stands out from the window.
+        contrast = max(
+            abs(image.pixelColor(x, indicator.center().y()).lightness() - background.lightness())
+            for x in range(indicator.left(), indicator.right() + 1)
+        )
+        assert contrast >= 60, (checked, contrast)
+    dialog.reject()
+
+
+def _option(box: QCheckBox) -> QStyleOptionButton:
+    option = QStyleOptionButton()
+    option.initFrom(box)
+    return option
+
+
+def test_the_people_list_keeps_no_selection(qtbot: QtBot, open_window: WindowFactory) -> None:
+    ann = open_window("Ann")
+    open_window("Ben")
+    qtbot.waitUntil(lambda: ann.user_list.count() == 2, timeout=TIMEOUT_MS)
+    view = ann.user_list.view
+    row = ann.user_list.model.names().index("Ben")
+    pos = view.visualRect(ann.user_list.model.index(row)).center()
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+    assert view.selectionModel().selectedIndexes() == []
+
+
+def test_emoji_are_drawn_not_as_empty_boxes(qtbot: QtBot, open_window: WindowFactory) -> None:
+    open_window("Ann")  # the window makes sure an emoji font backs the app's fonts
+
+    def drawn(text: str) -> QImage:
+        image = QImage(48, 40, QImage.Format.Format_ARGB32)
+        image.fill(QColor("#ffffff"))
+        painter = QPainter(image)
+        painter.setFont(QFont())
+        painter.setPen(QColor("#000000"))
+        painter.drawText(6, 30, text)
+        painter.end()
+        return image
+
+    box = drawn("\U000f0000")  # a private-use character: no font has it, Qt draws a box
+    for emoji in ("\U0001f44d", "\U0001f389", "\U0001f355", "\U0001f600"):
+        assert drawn(emoji) != box, emoji
+
+
+def test_the_emoji_font_backs_the_text_fonts_without_replacing_them(
+    qtbot: QtBot, open_window: WindowFactory
+) -> None:
+    open_window("Ann")
+    for font in (
+        QFont(),
+        QFont("monospace"),
+        QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont),
+    ):
+        assert "emoji" not in QFontInfo(font).family().lower(), font.family()

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QGuiApplication
-from PySide6.QtWidgets import QApplication, QMenu
+from PySide6.QtWidgets import QApplication, QLabel, QMenu
 from pytestqt.qtbot import QtBot
 
 from desktop_chat.net.client.worker import ChatClient
@@ -313,3 +313,33 @@ def test_moderation_and_room_passwords_by_slash_command(
     assert (left.args[0].name, left.args[0].reason) == ("Ben Ray", "kicked")
     qtbot.waitUntil(lambda: ben.client.state == "disconnected", timeout=TIMEOUT_MS)
     assert "Host removed you: too loud" in ben.banner.text()
+
+
+def test_change_password_for_an_unregistered_name_offers_to_register(
+    qtbot: QtBot, open_window: WindowFactory
+) -> None:
+    ben = open_window("Ben")
+    before = lines(ben)
+    dialog = ben.open_account("change")
+    assert dialog.mode == "register" and dialog.old_edit is None
+    assert dialog.submit_button.text() == "&Register"
+    assert any("is not registered" in label.text() for label in dialog.findChildren(QLabel))
+    dialog.new_edit.setText("long enough")
+    dialog.repeat_edit.setText("long enough")
+    with qtbot.waitSignal(dialog.succeeded, timeout=TIMEOUT_MS):
+        dialog.submit()
+    # Registered now (the client logs in with the password): changing asks for the old one,
+    # and a wrong one is said in the dialog only, never as a red line in the conversation.
+    change = ben.open_account("change")
+    assert change.mode == "change" and change.old_edit is not None
+    change.old_edit.setText("not the one")
+    change.new_edit.setText("a new password")
+    change.repeat_edit.setText("a new password")
+    change.submit()
+    qtbot.waitUntil(lambda: change.error.isVisible(), timeout=TIMEOUT_MS)
+    assert "not right" in change.error.text()
+    change.reject()
+    conv = ben.session.find("#general")
+    assert conv is not None
+    assert not [e for e in conv.model.entries() if e.kind == Kind.ERROR]
+    assert all(line in lines(ben) for line in before)

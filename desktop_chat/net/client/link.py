@@ -5,8 +5,18 @@ everything through one ``notify(kind, payload)`` callback. It connects, says ``h
 for ``welcome``, then serves one connection (:class:`_Session`) in a ``select()`` loop over the
 socket and a wake-up socketpair: requests from other threads arrive on a ``queue.Queue`` and a
 byte on the socketpair wakes the loop at once. After a drop it waits (exponential backoff with
-jitter) and resumes the session with ``since`` = the highest message id seen; messages are
-de-duplicated by id, so none is reported twice or out of order within a conversation.
+jitter, at most ``reconnect_max``: about 10 s, a LAN restart is quick) and resumes the session
+with ``since`` = the highest message id seen; messages are de-duplicated by id, so none is
+reported twice or out of order within a conversation.
+
+Sending exactly once (contract revision 2): every ``say``/``dm`` carries a ``ref``; the link
+keeps each one until its echo (a ``message`` from us with that ``ref``) or an ``error`` with that
+``ref`` arrives, and after every welcome it sends again, with the same ``ref``, whatever is
+still unacknowledged. The server answers a repeated ``ref`` with the original message, so a
+message sent just before a drop is delivered once whether or not the first copy got through.
+
+A ``closing`` from the server (it is shutting down) is remembered until the next welcome, so
+the reconnect countdown says "The host stopped the chat" instead of "connection refused".
 
 Every connection is encrypted (``client_transport.py``) and the server's certificate is pinned
 on first use, like SSH: a fingerprint given ahead of time must match; else the one pinned for
@@ -43,6 +53,7 @@ from desktop_chat.net.protocol.tls import group_for_reading
 __all__ = ["CLIENT_ID", "ClientLink", "ClientTiming", "QuitRequest", "Request", "Transport"]
 
 CLIENT_ID = f"desktop-chat/{__version__}"
+HOST_STOPPED = "The host stopped the chat"
 _QUIT_FLUSH_S = 0.4  # flushing a quit, then waiting for the server to close
 _KICK_WAIT_S = 2.0  # after "kicked", for the server to close (it gives us 0.5 s to read)
 
@@ -56,7 +67,8 @@ class ClientTiming:
     connect_timeout: float = 5.0
     handshake_timeout: float = 10.0
     reconnect_base: float = 0.5
-    reconnect_max: float = 30.0
+    # A LAN host restarts within seconds: never make people wait much longer than that.
+    reconnect_max: float = 10.0
     ping_interval: float = 5.0
     # Nothing at all from the server for this long (our pings go unanswered): the link is dead.
     silence_timeout: float = 20.0
@@ -124,6 +136,17 @@ class ClientLink:
         self._session: str | None = None
         self._last_id = 0
         self._last_in_conversation: dict[tuple[str, str], int] = {}
+        # say/dm sent (or to be sent) and not yet echoed, by ref, oldest first.
+        self.unacked: dict[p.Ref, p.Say | p.Dm] = {}
+        self.host_closed = False  # the server said ``closing``; cleared by the next welcome
+
+    @property
+    def last_id(self) -> int:
+        return self._last_id
+
+    def resume_from(self, session: str, since: int) -> None:
+        """Before run(): resume this session (kept from an earlier run of the app)."""
+        self._session, self._last_id = session, since
 
     def run(self) -> None:
         """Connect and serve, reconnecting after drops, until the end; never raises a
@@ -156,7 +179,8 @@ class ClientLink:
                     return
                 welcomed_once = True
                 attempt = 0 if lost.welcomed else attempt + 1
-                if not self._back_off(attempt, lost.message):
+                why = HOST_STOPPED if self.host_closed else lost.message
+                if not self._back_off(attempt, why):
                     if self.quit_requested.is_set():
                         self.notify("stateChanged", ("disconnected", "You left the chat."))
                     return
@@ -168,6 +192,7 @@ class ClientLink:
         delay *= random.uniform(0.5, 1.0)  # jitter: a restarted server is not hit all at once
         detail = f"{why}. Reconnecting in {max(1, math.ceil(delay))} s…"
         self.notify("stateChanged", ("reconnecting", detail))
+        self.notify("reconnectIn", (why, delay))
         deadline = time.monotonic() + delay
         while not (self.stop.is_set() or self.quit_requested.is_set()):
             left = deadline - time.monotonic()
@@ -277,13 +302,34 @@ class ClientLink:
             self._last_id = 0
             self._last_in_conversation.clear()
         self._session = welcome.session
+        self.host_closed = False
         self.name = welcome.name  # resume is honoured for the same name only: use its spelling
         title = f" to {welcome.server}" if welcome.server else ""
         self.notify("stateChanged", ("connected", f"Connected{title}"))
         self.notify("welcomed", welcome)
 
     def on_message(self, msg: p.ChatMessage) -> None:
-        """Report each id once, and never an older one after a newer in one conversation."""
+        """Report each id once, and never an older one after a newer in one conversation.
+
+        The echo of a message we sent settles it (``sendSettled``), even when its id was
+        seen already (the resumed backlog may bring it first, without its ref)."""
+        ref = msg.ref
+        settled = (
+            ref is not None and ref in self.unacked and name_key(msg.from_) == name_key(self.name)
+        )
+        if settled:
+            assert ref is not None
+            del self.unacked[ref]
+        self._report(msg)
+        if settled:
+            self.notify("sendSettled", ref)
+
+    def settle_error(self, error: p.ErrorReply) -> None:
+        """An error answering one of our say/dm: the server will not deliver it."""
+        if error.ref is not None:
+            self.unacked.pop(error.ref, None)
+
+    def _report(self, msg: p.ChatMessage) -> None:
         if msg.room is not None:
             key = ("room", name_key(msg.room))
         else:
@@ -390,15 +436,21 @@ class _Session:
             self.welcomed = True
             self.next_ping = time.monotonic() + link.timing.ping_interval
             link.on_welcome(event)
+            for request in link.unacked.values():  # same ref: the server keeps one copy
+                self.out += self.proto.send(request)
         elif isinstance(event, p.ErrorReply):
             if not self.welcomed:  # an error answering hello: the server closes
                 raise _Failure(event.code, event.message, refused_by_server=True)
+            link.settle_error(event)
             link.notify("errorReceived", event)
             if event.code == KICKED:  # removed by an admin: coming back on our own is wrong
                 # The server closes the line itself; leaving first would make it look to the
                 # others as if we had just dropped.
                 self.await_close(time.monotonic() + _KICK_WAIT_S, or_stop=True)
                 raise _Failure(event.code, event.message, refused_by_server=True, welcomed=True)
+        elif isinstance(event, p.Closing):
+            link.host_closed = True
+            link.notify("hostClosing", event.reason)
         elif type(event) in _FORWARD:
             link.notify(_FORWARD[type(event)], event)
         # A ProtocolError (a line from the server we cannot parse) is skipped: the contract
@@ -434,6 +486,8 @@ class _Session:
                 self.out += self.proto.send(p.Quit(reason=request.reason))
                 self.quit_sent = True
                 return
+            if isinstance(request, p.Say | p.Dm) and request.ref is not None:
+                self.link.unacked[request.ref] = request
             self.out += self.proto.send(request)
 
     def stop(self) -> None:

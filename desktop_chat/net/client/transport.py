@@ -30,6 +30,8 @@ from desktop_chat.net.protocol.tls import client_context, fingerprint_of_der
 RECV_SIZE = 65_536
 _TLS_RECORD = 0x16  # the first byte of a TLS handshake record
 NO_TLS = "no_tls"
+UNKNOWN_HOST = "unknown_host"  # the name does not resolve: nobody was even asked
+NOT_A_CHAT = "not_a_chat"  # something answered, but not a chat server (a web server...)
 
 
 class Failure(Exception):
@@ -247,14 +249,30 @@ _PLAIN_ANSWERS = {
 
 
 def _plain_answer(where: str, raw: bytes) -> Failure:
-    """The server answered our TLS hello in plain text: a known refusal, or not a TLS server."""
+    """The server answered our TLS hello in plain text: a known refusal (in our words: text
+    from before TLS is never shown), a web server, or something that is not a chat."""
     if raw[:1] == b"{":
         events = p.JsonLinesProtocol(role="client").receive_data(raw)
         for event in events:
             if isinstance(event, p.ErrorReply) and event.code in _PLAIN_ANSWERS:
                 message = _PLAIN_ANSWERS[event.code].format(where=where)
                 return Failure(event.code, message, refused_by_server=True)
-    return _no_tls(where, "it answered in plain text")
+        return _no_tls(where, "it answered in plain text")
+    head = raw.lstrip()[:14].lower()
+    # A status line, or (from old servers that take our TLS hello for HTTP/0.9) a bare page.
+    if raw[:5] == b"HTTP/" or head.startswith((b"<!doctype html", b"<html")):
+        return Failure(
+            NOT_A_CHAT,
+            f"{where} is a web server, not a Desktop Chat. Check the port number "
+            "(the host's window shows the address to type).",
+            refused_by_server=True,
+        )
+    return Failure(
+        NOT_A_CHAT,
+        f"Something answered at {where}, but it is not a Desktop Chat. Check the address "
+        "and the port number.",
+        refused_by_server=True,
+    )
 
 
 def open_transport(
@@ -265,7 +283,11 @@ def open_transport(
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise Failure("unreachable", f"Could not find {host}: {exc.strerror}") from exc
+        raise Failure(
+            UNKNOWN_HOST,
+            f"No computer called “{host}” was found on the network. Check the name, or type "
+            "the host's address as its window shows it (like 192.168.1.20:5151).",
+        ) from exc
     failure = Failure("unreachable", f"Nobody answered at {where}")
     deadline = time.monotonic() + timeout
     for family, kind, proto, _canon, addr in infos:

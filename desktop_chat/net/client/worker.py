@@ -26,6 +26,7 @@ they all run back to back in one pass of it).
 from __future__ import annotations
 
 import queue
+import secrets
 import socket
 import threading
 from collections.abc import Callable
@@ -43,6 +44,11 @@ __all__ = ["CLIENT_ID", "ChatClient", "ClientTiming", "State"]
 State = Literal["connecting", "connected", "reconnecting", "disconnected"]
 
 _CLOSE_JOIN_MS = 1_000
+
+
+def new_ref() -> str:
+    """A ref no other message of this session uses, even across runs of the app."""
+    return secrets.token_hex(8)
 
 
 class _Worker(QThread):
@@ -104,8 +110,10 @@ class ChatClient(QObject):
         errorReceived(object)       protocol.ErrorReply (a server error reply to a request)
         connectionFailed(str code, str message)  the FIRST connection attempt failed for good
             (refused/unreachable/name_taken/name_invalid/auth_failed/...): no auto-retry;
-            code is the server's error code or "unreachable"/"refused"/"timeout", "no_tls"
-            (the server offers no encryption: never a plain-text fallback),
+            code is the server's error code or "unreachable"/"refused"/"timeout",
+            "unknown_host" (the name does not resolve), "not_a_chat" (something else answers
+            on that port, a web server...), "no_tls" (the server offers no encryption: never
+            a plain-text fallback),
             "certificate_mismatch" (not the fingerprint given), "certificate_rejected" or
             "certificate_changed" (the person did not trust it). After a welcome, a change of
             certificate or a kick ends the connection with stateChanged "disconnected" instead.
@@ -120,6 +128,14 @@ class ChatClient(QObject):
             longer has the certificate trusted before. Nothing is connected; the default
             answer is reject_certificate() (connectionFailed "certificate_changed" on a first
             attempt); accept_certificate(presented) trusts the new one and connects.
+        sendSettled(object ref)     the say/dm with this ref (say() and dm() return it) was
+            echoed by the server: it is delivered (its message came in messageReceived,
+            or earlier in a resumed backlog). An ``error`` with the ref settles it too (it
+            comes in errorReceived). Until then the worker resends it after each reconnect.
+        reconnectIn(str why, float seconds): waiting this long before the next attempt
+            (after stateChanged "reconnecting"), for a countdown; retry_now() cuts it short.
+        hostClosing(str reason)     the server said it is shutting down (the host stopped
+            the chat); the client keeps trying to reconnect, the countdown says so.
         eventsReceived(object)      a list of the protocol events above (every
             protocol.ServerEvent: Welcome, ChatMessage, Users...), in the order the server
             sent them, for consumers that handle many events (the chat session) with one
@@ -151,6 +167,9 @@ class ChatClient(QObject):
     certificateUnknown = Signal(str, int, str)
     certificateChanged = Signal(str, int, str, str)
     eventsReceived = Signal(object)
+    sendSettled = Signal(object)
+    hostClosing = Signal(str)
+    reconnectIn = Signal(str, float)
     # From the worker thread, queued into ours: (link, kind, details); see ClientLink.
     _certificateEvent = Signal(object, str, object)
 
@@ -190,13 +209,15 @@ class ChatClient(QObject):
         *,
         owner: str | None = None,
         fingerprint: str | None = None,
+        resume: tuple[str, int] | None = None,
     ) -> None:
         """Start connecting; the outcome arrives as welcomed or connectionFailed.
 
         ``owner`` is the hosting app's token (``Server.owner_token``): host rights on it.
         ``fingerprint`` (any form normalize_fingerprint() reads; ValueError if none) is the
         certificate the server must have: given, it is checked and then pinned; else the
-        pinned one is checked; else certificateUnknown asks.
+        pinned one is checked; else certificateUnknown asks. ``resume`` is ``(session,
+        since)`` kept from an earlier run: the first hello resumes that session.
         """
         given = normalize_fingerprint(fingerprint) if fingerprint is not None else None
         expected = given if given is not None else self.pins.pinned_fingerprint(host, port)
@@ -229,15 +250,23 @@ class ChatClient(QObject):
                 notify=worker.notify,
                 certificates=self._certificates_from(worker),
             )
+            if resume is not None:
+                worker.link.resume_from(*resume)
             worker.happened.connect(self._take_events)
             self._worker = worker
             worker.start()
 
-    def say(self, room: str, text: str) -> None:
-        self._submit(p.Say(room=room, text=text))
+    def say(self, room: str, text: str) -> str:
+        """Send ``text`` to ``room``; return its ref (see sendSettled)."""
+        ref = new_ref()
+        self._submit(p.Say(room=room, text=text, ref=ref))
+        return ref
 
-    def dm(self, to: str, text: str) -> None:
-        self._submit(p.Dm(to=to, text=text))
+    def dm(self, to: str, text: str) -> str:
+        """Send ``text`` to ``to``; return its ref (see sendSettled)."""
+        ref = new_ref()
+        self._submit(p.Dm(to=to, text=text, ref=ref))
+        return ref
 
     def join(self, room: str, password: str | None = None) -> None:
         self._submit(p.Join(room=room, password=password))
@@ -279,6 +308,18 @@ class ChatClient(QObject):
             worker = self._worker
             if worker is not None and worker.link is not None:
                 worker.link.password = password
+
+    @property
+    def has_password(self) -> bool:
+        """This connection logs in with a password (an account's, or the chat's own)."""
+        worker = self._worker
+        return worker is not None and worker.link is not None and bool(worker.link.password)
+
+    @property
+    def last_id(self) -> int:
+        """The highest message id seen (``since`` for a later resume)."""
+        worker = self._worker
+        return worker.link.last_id if worker is not None and worker.link else 0
 
     @property
     def fingerprint(self) -> str | None:
@@ -409,7 +450,7 @@ class ChatClient(QObject):
             self.welcome = payload
             self.name = payload.name
             self.session = payload.session
-        if kind in ("stateChanged", "connectionFailed"):
+        if kind in ("stateChanged", "connectionFailed", "reconnectIn"):
             assert isinstance(payload, tuple)
             if kind == "stateChanged":
                 self.state = payload[0]
