@@ -2,10 +2,13 @@
 
 A generator that measures itself reports its own queueing as the server's latency, so the
 benchmark's figures are only trusted when an independent implementation agrees with them.
-This one shares no code with ``loadgen.py``: asyncio (``Protocol.data_received``, one
-coroutine per sender), every received line decoded with ``json.loads``, receipt time read
-from this process's clock once per ``data_received`` chunk, server CPU read straight from
-``/proc/<pid>/stat`` (utime + stime, in clock ticks). Only the server launcher is shared.
+This one shares no code with ``loadgen.py``: asyncio (raw sockets read through
+``loop.add_reader``, one coroutine per sender, senders spread evenly), every received line
+decoded with ``json.loads``, server CPU read straight from ``/proc/<pid>/stat`` (utime +
+stime, in clock ticks). Only the server launcher is shared. Each delivery's arrival is taken
+two ways: the kernel's receive timestamp (``SO_TIMESTAMPNS``: ``p50_ms``/``p99_ms``) and this
+loop's clock when it got round to reading the socket (``p99_user_ms``); on a busy machine the
+second includes the generator's own queueing and scheduling delays. Linux only.
 
     .venv/bin/python bench/crosscheck.py --n 100 --rate 200 --duration 5 --repeat 3
 
@@ -17,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import json
 import os
+import socket
 import statistics
+import struct
 import sys
 import tempfile
 import time
@@ -31,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serverproc import ServerProcess, pin, raise_nofile
 
 TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux's value; this script is Linux-only
+ANC_SIZE = socket.CMSG_SPACE(16)
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -41,48 +47,58 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # fields 14 and 15 of proc(5)
 
 
-class Receiver(asyncio.Protocol):
-    def __init__(self, bench: CrossCheck, name: str) -> None:
+class Receiver:
+    """One client: a raw non-blocking socket read by the asyncio loop (``add_reader``), so
+    that ``recvmsg`` can return the kernel's receive timestamp beside this loop's own clock."""
+
+    def __init__(self, bench: CrossCheck, name: str, sock: socket.socket) -> None:
         self.bench = bench
-        self.name = name
+        self.sock = sock
         self.buf = b""
         self.ready = asyncio.get_running_loop().create_future()
-        self.transport: asyncio.Transport | None = None
+        hello = {"type": "hello", "protocol": 1, "name": name}
+        self.write(json.dumps(hello).encode() + b"\n")
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        hello = {"type": "hello", "protocol": 1, "name": self.name}
-        transport.write(json.dumps(hello).encode() + b"\n")
+    def write(self, data: bytes) -> None:
+        self.sock.sendall(data)  # tiny lines on a socket with room: never blocks here
 
-    def data_received(self, data: bytes) -> None:
-        now = time.time_ns()
+    def on_readable(self) -> None:
+        try:
+            data, anc, _flags, _addr = self.sock.recvmsg(1 << 18, ANC_SIZE)
+        except BlockingIOError:
+            return
+        now = kernel = time.time_ns()
+        for level, kind, payload in anc:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                sec, nsec = struct.unpack("@qq", payload[:16])
+                kernel = sec * 1_000_000_000 + nsec
         lines = (self.buf + data).split(b"\n")
         self.buf = lines.pop()
         for line in lines:
             event = json.loads(line)
             kind = event.get("type")
             if kind == "message":
-                self.bench.on_message(event["text"], now)
+                self.bench.on_message(event["text"], now, kernel)
             elif kind == "users" and not self.ready.done():
                 self.ready.set_result(None)
-            elif kind == "ping" and self.transport is not None:
-                pong = {"type": "pong", "n": event.get("n")}
-                self.transport.write(json.dumps(pong).encode() + b"\n")
+            elif kind == "ping":
+                self.write(json.dumps({"type": "pong", "n": event.get("n")}).encode() + b"\n")
 
 
 class CrossCheck:
     def __init__(self) -> None:
         self.window = (0, 0)  # wall-clock ns: messages sent in [lo, hi) are measured
-        self.lat_ns: list[int] = []
+        self.lat_ns: list[int] = []  # arrival by the kernel's stamp
+        self.user_ns: list[int] = []  # arrival by this loop's clock when it read the socket
         self.deliveries = 0
 
-    def on_message(self, text: str, now: int) -> None:
+    def on_message(self, text: str, now: int, kernel: int) -> None:
         self.deliveries += 1
         if text.startswith("C"):
             sent = int(text[1:].split("-", 1)[0])
             if self.window[0] <= sent < self.window[1]:
-                self.lat_ns.append(now - sent)
+                self.lat_ns.append(kernel - sent)
+                self.user_ns.append(now - sent)
 
 
 async def run_one(host: str, port: int, pid: int, args: argparse.Namespace) -> dict[str, float]:
@@ -90,9 +106,14 @@ async def run_one(host: str, port: int, pid: int, args: argparse.Namespace) -> d
     bench = CrossCheck()
     clients: list[Receiver] = []
     for i in range(args.n):
-        make = functools.partial(Receiver, bench, f"c{i:04d}")
-        _t, proto = await loop.create_connection(make, host, port)
-        clients.append(proto)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (host, port))
+        client = Receiver(bench, f"c{i:04d}", sock)
+        loop.add_reader(sock.fileno(), client.on_readable)
+        clients.append(client)
     await asyncio.wait_for(asyncio.gather(*(c.ready for c in clients)), 60)
     await asyncio.sleep(0.5)  # the join notices settle
     senders = clients[: args.senders]
@@ -111,8 +132,7 @@ async def run_one(host: str, port: int, pid: int, args: argparse.Namespace) -> d
             stamp = time.time_ns()
             text = f"C{stamp}-".ljust(48, "y")
             line = {"type": "say", "room": "general", "text": text}
-            assert proto.transport is not None
-            proto.transport.write(json.dumps(line).encode() + b"\n")
+            proto.write(json.dumps(line).encode() + b"\n")
             if bench.window[0] <= stamp < bench.window[1]:
                 sent += 1
             nxt += interval
@@ -135,18 +155,19 @@ async def run_one(host: str, port: int, pid: int, args: argparse.Namespace) -> d
     while len(bench.lat_ns) < expected and loop.time() < deadline:
         await asyncio.sleep(0.05)
     for c in clients:
-        if c.transport is not None:
-            c.transport.close()
-    lat = sorted(bench.lat_ns)
+        loop.remove_reader(c.sock.fileno())
+        c.sock.close()
+    lat, user = sorted(bench.lat_ns), sorted(bench.user_ns)
     total = max(expected, len(lat))
 
-    def q(x: float) -> float:
+    def q(x: float, samples: list[int]) -> float:
         rank = max(0, int(x * total + 0.999999) - 1)
-        return lat[rank] / 1e6 if rank < len(lat) else float("inf")
+        return samples[rank] / 1e6 if rank < len(samples) else float("inf")
 
     return {
-        "p50_ms": q(0.50),
-        "p99_ms": q(0.99),
+        "p50_ms": q(0.50, lat),
+        "p99_ms": q(0.99, lat),
+        "p99_user_ms": q(0.99, user),
         "received": len(lat) / expected if expected else 0.0,
         "cpu_us_per_delivery": cpu / delivered * 1e6 if delivered else float("nan"),
         "server_cores": cpu / span,

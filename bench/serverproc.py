@@ -19,7 +19,9 @@ from pathlib import Path
 import psutil
 
 REPO = Path(__file__).resolve().parent.parent
-KINDS = ("ours", "original")
+# original-nodelay: the original design with the one setsockopt (TCP_NODELAY) it lacked, so that
+# CPU per delivery is compared with Nagle's batching of small writes out of the picture.
+KINDS = ("ours", "original", "original-nodelay")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -103,10 +105,11 @@ class ServerProcess:
         self._ps: psutil.Process | None = None
 
     def command(self, port: int) -> list[str]:
-        if self.kind == "original":
+        if self.kind.startswith("original"):
             cmd = [sys.executable, str(REPO / "bench" / "original_server.py")]
             cmd += ["--host", self.host, "--port", str(port)]
-            return [*cmd, "--nodelay"] if self.original_nodelay else cmd
+            nodelay = self.original_nodelay or self.kind == "original-nodelay"
+            return [*cmd, "--nodelay"] if nodelay else cmd
         base = [sys.executable, "-m", "desktop_chat.server_cli"]
         if self.profile is not None:
             base = [sys.executable, str(REPO / "bench" / "profile_server.py"), str(self.profile)]
