@@ -186,10 +186,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--servers", default="ours,original")
     ap.add_argument("--original-nodelay", action="store_true")
     ap.add_argument("--no-pin", action="store_true")
+    ap.add_argument(
+        "--attach", metavar="PORT:PID", help="measure a server already running on 127.0.0.1"
+    )
     args = ap.parse_args(argv)
     raise_nofile()
     pinned = not args.no_pin and pin(0, 1)
     print(f"crosscheck: N={args.n}, {args.rate:g} msg/s, pinned={pinned}", flush=True)
+    if args.attach:
+        port, pid = (int(x) for x in args.attach.split(":"))
+        one = asyncio.run(run_one("127.0.0.1", port, pid, args))
+        print("attached: " + ", ".join(f"{k} {v:.3g}" for k, v in one.items()), flush=True)
+        return 0
     figures: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="crosscheck-") as tmp:
         for i in range(args.repeat):
