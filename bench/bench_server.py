@@ -183,7 +183,7 @@ def report(results: dict[int, dict[str, list[Run]]], args: argparse.Namespace) -
         extra = [k for k in by_kind if k not in ("ours", "original")]
         heads = ["ours", "original", "ours/orig"]
         for k in extra:
-            tag = (Path(k.partition("@")[2]).name if "@" in k else k)[:8]
+            tag = (Path(k.partition("@")[2]).name if "@" in k else k.split("-")[-1])[:8]
             heads += [f"@{tag}", f"ours/@{tag}"[:10]]
         lines.append(f"{'figure':38} " + " ".join(f"{h:>10}" for h in heads))
         for key, label, fmt in ROWS:
