@@ -6,10 +6,12 @@ This one shares no code with ``loadgen.py``: asyncio (raw sockets read through
 ``loop.add_reader``, one coroutine per sender, senders spread evenly), every received line
 decoded with ``json.loads``, server CPU read straight from ``/proc/<pid>/stat`` (utime +
 stime, in clock ticks). Only the server launcher is shared. Each delivery's arrival is taken
-two ways: the kernel's receive timestamp (``SO_TIMESTAMPNS``: ``p50_ms``/``p99_ms``), with one
-line per read so that every line has its own segment's stamp, and this loop's clock when it got
-round to reading the socket (``p99_user_ms``); on a busy machine the second includes the
-generator's own queueing and scheduling delays. Linux only.
+two ways: the kernel's receive timestamp (``SO_TIMESTAMPNS``: ``p50_ms``/``p99_ms``) and this
+loop's clock when it got round to reading the socket (``p99_user_ms``); on a busy machine the
+second includes the generator's own queueing and scheduling delays. The kernel's stamp is exact
+only while this loop reads each socket before the next line for it arrives: TCP merges queued
+data, and the merged data carries the newest stamp (lines read one at a time, even after a
+``MSG_PEEK``, were measured to get it too). Linux only.
 
     .venv/bin/python bench/crosscheck.py --n 100 --rate 200 --duration 5 --repeat 3
 
@@ -64,39 +66,26 @@ class Receiver:
         self.sock.sendall(data)  # tiny lines on a socket with room: never blocks here
 
     def on_readable(self) -> None:
-        # One line per read, cut at its newline (found with MSG_PEEK): TCP reports the stamp of
-        # the newest segment a read touched, so a read taking several lines would date them all
-        # by the last one, and a generator that fell behind would measure itself again.
-        for _ in range(64):
-            try:
-                peek = self.sock.recv(1 << 16, socket.MSG_PEEK)
-            except BlockingIOError:
-                return
-            if not peek:
-                asyncio.get_running_loop().remove_reader(self.sock.fileno())
-                return
-            cut = peek.find(b"\n") + 1
-            data, anc, _flags, _addr = self.sock.recvmsg(cut or len(peek), ANC_SIZE)
-            if not cut:
-                self.buf += data
-                continue
-            now = kernel = time.time_ns()
-            for level, kind, payload in anc:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                    sec, nsec = struct.unpack("@qq", payload[:16])
-                    kernel = sec * 1_000_000_000 + nsec
-            line, self.buf = self.buf + data, b""
-            self.on_line(line, now, kernel)
-
-    def on_line(self, line: bytes, now: int, kernel: int) -> None:
-        event = json.loads(line)
-        kind = event.get("type")
-        if kind == "message":
-            self.bench.on_message(event["text"], now, kernel)
-        elif kind == "users" and not self.ready.done():
-            self.ready.set_result(None)
-        elif kind == "ping":
-            self.write(json.dumps({"type": "pong", "n": event.get("n")}).encode() + b"\n")
+        try:
+            data, anc, _flags, _addr = self.sock.recvmsg(1 << 18, ANC_SIZE)
+        except BlockingIOError:
+            return
+        now = kernel = time.time_ns()
+        for level, kind, payload in anc:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                sec, nsec = struct.unpack("@qq", payload[:16])
+                kernel = sec * 1_000_000_000 + nsec
+        lines = (self.buf + data).split(b"\n")
+        self.buf = lines.pop()
+        for line in lines:
+            event = json.loads(line)
+            kind = event.get("type")
+            if kind == "message":
+                self.bench.on_message(event["text"], now, kernel)
+            elif kind == "users" and not self.ready.done():
+                self.ready.set_result(None)
+            elif kind == "ping":
+                self.write(json.dumps({"type": "pong", "n": event.get("n")}).encode() + b"\n")
 
 
 class CrossCheck:

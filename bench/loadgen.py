@@ -47,7 +47,9 @@ _SEND_NS = re.compile(rb'"Z\d+\.(\d+)\.')
 _RECV_SIZE = 262_144
 # Receipt times come from the kernel (SO_TIMESTAMPNS: when the segment reached the socket), not
 # from this process's clock after ``recv``: one loop reading N sockets in turn would otherwise
-# add its own queueing (and any time it was descheduled) to every latency it measures.
+# add its own queueing to every latency it measures. (Data that waited in a socket behind a
+# later segment carries that segment's stamp: a stall longer than the gap between lines still
+# overstates; see bench/README.md.)
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else 0)
 _ANC_SIZE = socket.CMSG_SPACE(16) if _SO_TIMESTAMPNS else 0
 _TIMESPEC = struct.Struct("@qq")
@@ -472,7 +474,8 @@ class LoadGenerator:
         self._last_rx_ns = now
         wall = stamp = time.time_ns()
         if anc:
-            # The newest segment's arrival: every line of this read counts as arrived then.
+            # The newest segment's arrival: every line of this read counts as arrived then
+            # (TCP merges queued data under the newest stamp anyway: exact while we keep up).
             sec, nsec = _TIMESPEC.unpack_from(anc[0][2])
             stamp = sec * 1_000_000_000 + nsec
             self.kernel_stamps = True
