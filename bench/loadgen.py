@@ -3,9 +3,12 @@
 One ``selectors`` event loop (epoll on Linux) drives every client, so a thousand clients cost one
 thread and the generator stays cheaper than the server it measures. It never parses a received
 line as JSON on the hot path: every benchmark message's ``text`` starts with ``Z<sender>.<ns>.``
-(the sender's index and its ``perf_counter_ns`` at send time), so a delivery is one occurrence of
-``"Z`` in the received bytes, a sender's own echo is one occurrence of ``"Z<sender>.``, and a
-latency is ``now - ns`` found with one regular expression over a whole ``recv``. Only the rare
+(the sender's index and its wall-clock ``time_ns`` at send time), so a delivery is one occurrence
+of ``"Z`` in the received bytes, a sender's own echo is one occurrence of ``"Z<sender>.``, and a
+latency is ``arrival - ns`` found with one regular expression over a whole ``recv``. ``arrival``
+is the kernel's receive timestamp of the read (``SO_TIMESTAMPNS``), not this loop's clock: a
+single loop serving N sockets reads the last one long after its data arrived, and timing it
+then measured the generator (see ``RateResult.p99_user_ms``). Only the rare
 lines that need an answer (``ping``) or a count (``error``) are decoded.
 
 Phases, each bounded in time:
@@ -29,6 +32,8 @@ import math
 import re
 import selectors
 import socket
+import struct
+import sys
 import time
 from array import array
 from collections import Counter
@@ -40,6 +45,14 @@ TEXT_SIZE = 48
 MARK = b'"Z'
 _SEND_NS = re.compile(rb'"Z\d+\.(\d+)\.')
 _RECV_SIZE = 262_144
+# Receipt times come from the kernel (SO_TIMESTAMPNS: when the segment reached the socket), not
+# from this process's clock after ``recv``: one loop reading N sockets in turn would otherwise
+# add its own queueing to every latency it measures. (Data that waited in a socket behind a
+# later segment carries that segment's stamp: a stall longer than the gap between lines still
+# overstates; see bench/README.md.)
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else 0)
+_ANC_SIZE = socket.CMSG_SPACE(16) if _SO_TIMESTAMPNS else 0
+_TIMESPEC = struct.Struct("@qq")
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
 
@@ -79,6 +92,10 @@ class RateResult:
     server_cpu_s: float
     generator_cpu: float  # fraction of one core the generator used
     progressing: bool  # deliveries were still arriving at the end of the drain
+    # The same latencies timed on this process's clock when it got round to each recv: the
+    # difference from p99_ms is the generator's own delay (kernel stamps: 0 when unavailable).
+    p99_user_ms: float = math.nan
+    kernel_stamps: bool = False
     errors: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -154,6 +171,8 @@ class LoadGenerator:
         self._rec_lo = 0
         self._rec_hi = 0
         self._lat = array("q")
+        self._lat_user = array("q")
+        self.kernel_stamps = False  # set once a kernel receive timestamp was seen
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -187,6 +206,8 @@ class LoadGenerator:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if _SO_TIMESTAMPNS:
+                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
             sock.connect_ex(self.address)
             c = Client(i, sock, f"b{i:04d}")
             self._sel.register(sock, _WRITE, c)
@@ -247,8 +268,10 @@ class LoadGenerator:
         start = time.perf_counter_ns()
         lo = start + int(warmup * 1e9)
         hi = lo + int(duration * 1e9)
-        self._lat = array("q")
-        self._rec_lo, self._rec_hi, self._recording = lo, hi, True
+        self._lat, self._lat_user = array("q"), array("q")
+        # Send times travel in the text on the wall clock (kernel receive stamps use it).
+        wall = time.time_ns() - time.perf_counter_ns()
+        self._rec_lo, self._rec_hi, self._recording = lo + wall, hi + wall, True
         k = 0
         next_t = float(start)
         sent = 0
@@ -268,7 +291,7 @@ class LoadGenerator:
                 ns = time.perf_counter_ns()
                 if ns >= hi:
                     break
-                self._say(senders[k % len(senders)], ns)
+                self._say(senders[k % len(senders)])
                 if ns >= lo:
                     sent += 1
                 k += 1
@@ -282,7 +305,8 @@ class LoadGenerator:
         self._recording = False
         self.text_size = size
         samples = sorted(self._lat)
-        self._lat = array("q")
+        user = sorted(self._lat_user)
+        self._lat, self._lat_user = array("q"), array("q")
         span = (hi - lo) / 1e9
         return RateResult(
             rate=rate,
@@ -296,6 +320,8 @@ class LoadGenerator:
             server_cpu_s=cpu1 - cpu0,
             generator_cpu=(g1 - g0) / span,
             progressing=progressing,
+            p99_user_ms=percentile(user, 0.99, max(expected, len(user))) / 1e6,
+            kernel_stamps=self.kernel_stamps,
             errors=dict(self.errors - errors0),
         )
 
@@ -414,9 +440,9 @@ class LoadGenerator:
             c.out += data[n:]
             self._sel.modify(c.sock, _READ | _WRITE, c)
 
-    def _say(self, c: Client, ns: int) -> None:
+    def _say(self, c: Client) -> None:
         c.sent += 1
-        self._send(c, self._say_line(c.index, ns))
+        self._send(c, self._say_line(c.index, time.time_ns()))
 
     def _say_line(self, index: int, ns: int) -> bytes:
         prefix = f"Z{index}.{ns}."
@@ -427,22 +453,32 @@ class LoadGenerator:
         room = self._window - (c.sent - c.acked)
         if room <= 0 or c.closed:
             return
-        ns = time.perf_counter_ns()
+        ns = time.time_ns()
         c.sent += room
         self._send(c, b"".join(self._say_line(c.index, ns) for _ in range(room)))
 
     def _on_readable(self, c: Client) -> None:
         try:
-            data = c.sock.recv(_RECV_SIZE)
+            if _ANC_SIZE:
+                data, anc, _flags, _addr = c.sock.recvmsg(_RECV_SIZE, _ANC_SIZE)
+            else:
+                data, anc = c.sock.recv(_RECV_SIZE), []
         except BlockingIOError:
             return
         except OSError:
-            data = b""
+            data, anc = b"", []
         if not data:
             self._drop(c)
             return
         now = time.perf_counter_ns()
         self._last_rx_ns = now
+        wall = stamp = time.time_ns()
+        if anc:
+            # The newest segment's arrival: every line of this read counts as arrived then
+            # (TCP merges queued data under the newest stamp anyway: exact while we keep up).
+            sec, nsec = _TIMESPEC.unpack_from(anc[0][2])
+            stamp = sec * 1_000_000_000 + nsec
+            self.kernel_stamps = True
         if c.tail:
             data = c.tail + data
         cut = data.rfind(b"\n") + 1
@@ -462,11 +498,12 @@ class LoadGenerator:
                 if self._window:
                     self._fill(c)
             if self._recording:
-                lo, hi, lat = self._rec_lo, self._rec_hi, self._lat
+                lo, hi, lat, user = self._rec_lo, self._rec_hi, self._lat, self._lat_user
                 for s in _SEND_NS.findall(data):
                     t = int(s)
                     if lo <= t < hi:
-                        lat.append(now - t)
+                        lat.append(stamp - t)
+                        user.append(wall - t)
         if not c.ready:
             if not c.welcomed and b'"welcome"' in data:
                 c.welcomed = True

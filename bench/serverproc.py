@@ -19,7 +19,9 @@ from pathlib import Path
 import psutil
 
 REPO = Path(__file__).resolve().parent.parent
-KINDS = ("ours", "original")
+# original-nodelay: the original design with the one setsockopt (TCP_NODELAY) it lacked, so that
+# CPU per delivery is compared with Nagle's batching of small writes out of the picture.
+KINDS = ("ours", "original", "original-nodelay")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -60,10 +62,19 @@ def _supported_flags(cmd: tuple[str, ...]) -> str:
     return out.stdout
 
 
-def _env() -> dict[str, str]:
+def _env(tree: Path = REPO) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
     return env
+
+
+def split_kind(kind: str) -> tuple[str, Path]:
+    """``ours``, ``original`` or ``ours@TREE`` (our server from another checkout, e.g. the
+    code before a change, for a before/after comparison in the same run)."""
+    base, _, tree = kind.partition("@")
+    if base not in KINDS or (tree and base != "ours"):
+        raise ValueError(f"unknown server kind {kind!r}")
+    return base, Path(tree).resolve() if tree else REPO
 
 
 class ServerProcess:
@@ -80,9 +91,7 @@ class ServerProcess:
         profile: Path | None = None,
         startup_timeout: float = 30.0,
     ) -> None:
-        if kind not in KINDS:
-            raise ValueError(f"unknown server kind {kind!r}")
-        self.kind = kind
+        self.kind, self.tree = split_kind(kind)
         self.data_dir = data_dir
         self.cpu = cpu
         self.max_clients = max_clients
@@ -91,15 +100,16 @@ class ServerProcess:
         self.startup_timeout = startup_timeout
         self.host = "127.0.0.1"
         self.port = 0
-        self.log_path = data_dir / f"{kind}-server.log"
+        self.log_path = data_dir / f"{self.kind}-server.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self._ps: psutil.Process | None = None
 
     def command(self, port: int) -> list[str]:
-        if self.kind == "original":
+        if self.kind.startswith("original"):
             cmd = [sys.executable, str(REPO / "bench" / "original_server.py")]
             cmd += ["--host", self.host, "--port", str(port)]
-            return [*cmd, "--nodelay"] if self.original_nodelay else cmd
+            nodelay = self.original_nodelay or self.kind == "original-nodelay"
+            return [*cmd, "--nodelay"] if nodelay else cmd
         base = [sys.executable, "-m", "desktop_chat.server_cli"]
         if self.profile is not None:
             base = [sys.executable, str(REPO / "bench" / "profile_server.py"), str(self.profile)]
@@ -125,7 +135,7 @@ class ServerProcess:
         cmd = self.command(self.port)
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(
-                cmd, cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT
+                cmd, cwd=self.tree, env=_env(self.tree), stdout=log, stderr=subprocess.STDOUT
             )
         pin(self._proc.pid, self.cpu)
         self._ps = psutil.Process(self._proc.pid)
@@ -143,6 +153,11 @@ class ServerProcess:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"{self.kind} server did not listen in time:\n{self.log_tail()}")
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

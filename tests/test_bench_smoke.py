@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -39,7 +41,25 @@ def test_bench_server_tiny_run_produces_sane_figures(tmp_path: Path) -> None:
         assert run["rate"]["expected"] == 3 * run["rate"]["sent"] > 0
         assert run["rate"]["received"] == run["rate"]["expected"]
         assert 0 < run["p50_ms"] <= run["p99_ms"] < 10_000
+        if sys.platform == "linux":
+            # Arrival times are the kernel's receive stamps, never later than the loop's clock.
+            assert run["rate"]["kernel_stamps"]
+            assert run["p99_ms"] <= run["p99_user_ms"]
         assert math.isfinite(run["rss_kib"])
         assert run["cpu_us_sat"] > 0
         assert run["fairness"]["with"]["sent"] > 0
         assert run["fairness"]["without"]["received"] == run["fairness"]["without"]["expected"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="crosscheck.py reads /proc and kernel stamps")
+def test_crosscheck_tiny_run_reports_latency_and_cpu() -> None:
+    cmd = [sys.executable, str(REPO / "bench" / "crosscheck.py"), "--n", "3", "--senders", "2"]
+    cmd += ["--duration", "0.3", "--warmup", "0.1", "--rate", "50", "--no-pin"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
+    for kind in ("ours", "original"):
+        (line,) = [x for x in done.stdout.splitlines() if x.startswith(f"{kind} ")]
+        figures = dict(pair.rsplit(" ", 1) for pair in line.split(": ", 1)[1].split(", "))
+        assert float(figures["received"]) == 1.0, line
+        assert 0 < float(figures["p50_ms"]) <= float(figures["p99_ms"]) < 10_000, line
+        assert float(figures["cpu_us_per_delivery"]) >= 0, line

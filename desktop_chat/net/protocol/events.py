@@ -378,10 +378,12 @@ def encode(event: _Record) -> bytes:
     return encode_dict(event.to_dict())
 
 
+# One encoder for every line: json.dumps with non-default options builds a new one per call.
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def encode_dict(obj: Mapping[str, Any]) -> bytes:
-    return (
-        json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n"
-    ).encode("utf-8")
+    return (_ENCODER.encode(obj) + "\n").encode("utf-8")
 
 
 # ---------------------------------------------------------------------------------------------

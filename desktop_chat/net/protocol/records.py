@@ -85,6 +85,32 @@ def _check_object(value: object, key: str) -> Mapping[str, Any]:
     return value
 
 
+# Each class's fields as (attribute, JSON key, kind, required), worked out once: reading them
+# from dataclasses.fields() on every message cost more than the JSON parse itself.
+_Plan: TypeAlias = tuple[tuple[str, str, str, bool], ...]
+_PLANS: dict[type, _Plan] = {}
+
+
+def _plan(cls: type) -> _Plan:
+    plan = _PLANS.get(cls)
+    if plan is None:
+        plan = tuple(
+            (
+                f.name,
+                f.metadata.get("key") or f.name,
+                f.metadata["kind"],
+                f.default is MISSING and f.default_factory is MISSING,
+            )
+            for f in fields(cls)
+        )
+        _PLANS[cls] = plan
+    return plan
+
+
+# Values written to JSON as they are (anything else goes through _to_json).
+_PLAIN: Final = frozenset({str, int, bool})
+
+
 @dataclass(frozen=True, slots=True)
 class _Record:
     """Base of every JSON object we read or write; fields declare their kind."""
@@ -92,14 +118,13 @@ class _Record:
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> Any:
         kwargs: dict[str, Any] = {}
-        for f in fields(cls):
-            key = f.metadata.get("key") or f.name
+        for name, key, kind, required in _plan(cls):
             value = obj.get(key)
             if value is None:
-                if f.default is MISSING and f.default_factory is MISSING:  # required
+                if required:
                     raise Invalid(BAD_MESSAGE, f"missing field {key!r}")
                 continue
-            kwargs[f.name] = READERS[f.metadata["kind"]](value, key)
+            kwargs[name] = READERS[kind](value, key)
         record = cls(**kwargs)
         record.validate()
         return record
@@ -112,11 +137,11 @@ class _Record:
         type_name = getattr(self, "TYPE", None)
         if type_name is not None:
             out["type"] = type_name
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for name, key, _kind, _required in _plan(type(self)):
+            value = getattr(self, name)
             if value is None:
                 continue
-            out[f.metadata.get("key") or f.name] = _to_json(value)
+            out[key] = value if type(value) in _PLAIN else _to_json(value)
         return out
 
 
