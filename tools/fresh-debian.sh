@@ -43,6 +43,7 @@ done
 
 mkdir -p "$OUT"
 ROOT=$(mktemp -d /var/tmp/fresh-debian.XXXXXX)
+chmod 755 "$ROOT" # it becomes /, which everyone must be able to enter
 LOG=$OUT/steps.log
 : >"$LOG"
 MOUNTS=()
@@ -102,9 +103,11 @@ table() {
 
 in_root() { # in_root USER COMMAND: a login-like shell in the root, clean environment
   local user=$1 home=/root
+  local path=/usr/local/bin:/usr/bin:/bin
+  [ "$user" = root ] && path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
   [ "$user" = root ] || home=/home/$user
   chroot --userspec="$user:$user" "$ROOT" /usr/bin/env -i HOME="$home" USER="$user" \
-    LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin TERM=dumb $PIP_ENV ${EXTRA_ENV:-} \
+    LANG=C.UTF-8 PATH=$path TERM=dumb $PIP_ENV ${EXTRA_ENV:-} \
     /bin/bash -c "cd ~ && $2"
 }
 
