@@ -23,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -48,17 +50,36 @@ def run(*cmd: str | Path, env: dict[str, str] | None = None) -> None:
         sys.exit(result.returncode)
 
 
-def quiet_step(what: str, *cmd: str | Path) -> None:
-    """Run a setup step showing one line and its time; its output only if it fails."""
-    say(f"{what} ...")
+def pip_install(what: str, *args: str) -> None:
+    """``pip install`` showing a few short progress lines; pip's own output only if it fails."""
+    say(f"installing {what} into .venv (a minute the first time) ...")
     started = time.monotonic()
-    result = subprocess.run(
-        [str(c) for c in cmd], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    if result.returncode != 0:
-        sys.stdout.write(result.stdout.decode(errors="replace"))
-        sys.exit(f"dev.py: {what} failed (exit status {result.returncode}); its output is above")
-    say(f"{what}: done in {time.monotonic() - started:.0f} s")
+    command = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar"]
+    with subprocess.Popen(
+        [*command, "off", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    ) as pip:
+        assert pip.stdout is not None
+        output: list[str] = []
+        collected = 0
+        for line in pip.stdout:
+            output.append(line)
+            if line.startswith("Collecting "):
+                collected += 1
+                if collected in (1, 10) or collected % 25 == 0:
+                    name = re.split(r"[<>=!~\[;( ]", line.split()[1])[0]
+                    say(f"  collecting {name} ({collected} so far) ...")
+            elif line.startswith("Installing collected packages:"):
+                names = line.split(":", 1)[1].split(",")
+                say(f"  unpacking {len(names)} packages into .venv ...")
+    if pip.returncode != 0:
+        sys.stdout.write("".join(output))
+        sys.exit(f"dev.py: pip failed (exit status {pip.returncode}); its output is above")
+    say(f"  done in {time.monotonic() - started:.0f} s")
 
 
 def installed() -> tuple[str, set[str]] | None:
@@ -90,19 +111,19 @@ def setup(extras: set[str], purposes: list[str]) -> None:
         try:
             venv.create(VENV, with_pip=True)
         except subprocess.CalledProcessError:
+            shutil.rmtree(VENV)  # half made: without pip; the next run starts over
             sys.exit(
-                "dev.py: Python could not create .venv (ensurepip failed); "
+                "dev.py: Python could not create .venv (its ensurepip failed); "
                 "on Debian/Ubuntu: sudo apt-get install python3-venv"
             )
-    target = f".[{','.join(sorted(extras))}]" if extras else "."
-    what = "the runtime dependencies" + (
-        f" and the {', '.join(sorted(extras))} extras" * bool(extras)
-    )
-    quiet_step(
-        f"installing Desktop Chat with {what} into .venv (a minute the first time)",
-        *(PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"),
-        *("--progress-bar", "off", "-e", target),
-    )
+    if extras:
+        pip_install(
+            f"Desktop Chat with the {' and '.join(sorted(extras))} extras",
+            "-e",
+            f".[{','.join(sorted(extras))}]",
+        )
+    else:
+        pip_install("Desktop Chat and what it needs to run", "-e", ".")
     STAMP.write_text(json.dumps({"pyproject": wanted, "extras": sorted(extras)}))
 
 
