@@ -140,7 +140,9 @@ EOF
     env | sed -n 's/^PIP_[A-Z_]*=//p') | tr ' =' '\n\n' | sed -n 's|^\(file://\)\{0,1\}\(/[^ ]*\)$|\2|p' |
     sort -u); do
     case $dir in /etc/* | /dev* | /proc* | /sys* | /root* | /home*) continue ;; esac
-    if [ -d "$dir" ]; then bind "$dir" ro; fi
+    # A file:// index's pages (.../simple) link to files beside it: mount its parent.
+    [ "$(basename "$dir")" = simple ] && dir=$(dirname "$dir")
+    if [ -d "$dir" ] && ! grep -qs " $ROOT$dir " /proc/mounts; then bind "$dir" ro; fi
   done
   # CA certificates of this machine (an intercepting proxy's, for pip and apt over https).
   mkdir -p "$ROOT/usr/local/share/ca-certificates"
