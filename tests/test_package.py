@@ -76,7 +76,10 @@ def python_library_problem() -> str | None:
     try:
         get_python_library_path()
     except PythonLibraryNotFoundError as exc:
-        return f"PyInstaller cannot build the bundle with this Python: {exc.code}"
+        said = str(exc.code)
+        while said.startswith("ERROR: "):  # PyInstaller prefixes it twice
+            said = said.removeprefix("ERROR: ")
+        return f"PyInstaller cannot build the bundle with this Python: {said}"
     return None
 
 

@@ -157,10 +157,10 @@ def _driver_failure(exc: Exception) -> str:
         said = " ".join(result.stderr.split()) or f"exit status {result.returncode}, no message"
     except OSError as error:
         said = str(error)
-    hint = " (on Debian/Ubuntu: apt-get install libatomic1)" if "libatomic" in said else ""
+    hint = "on Debian/Ubuntu: apt-get install libatomic1; " if "libatomic" in said else ""
     return (
-        f"Playwright's driver does not start ({type(exc).__name__}: {exc}): "
-        f"{command[0]} says: {said}{hint}; README.md lists the system packages the tests need"
+        f"Playwright's driver does not start: {said} ({hint}README.md lists the system "
+        f"packages the tests need; Playwright said: {type(exc).__name__}: {exc})"
     )
 
 
