@@ -16,7 +16,7 @@
 #   sudo tools/fresh-debian.sh [--keep] [--out DIR] [--mirror URL]
 #
 # --keep leaves the root (its path is printed) instead of deleting it; --out (default
-# ./fresh-debian-out) receives the logs and the screenshot. The apps runs in a network
+# ./fresh-debian-out) receives the logs and the screenshot. The app runs in a network
 # namespace with only loopback (the start screen looks for chats on the LAN); pip reaches the
 # package index the way this machine does: its pip configuration, PIP_* variables and CA
 # certificates are copied into the root, and local folders that configuration names
