@@ -30,6 +30,7 @@ from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_nam
 from desktop_chat.net.protocol.tls import group_for_reading, normalize_fingerprint
 from desktop_chat.net.server.server import DEFAULT_PORT, Server, ServerConfig
 from desktop_chat.settings import HostedSession, Settings
+from desktop_chat.system_packages import platform_plugin_problem
 from desktop_chat.ui.certificates import CertificatePrompter
 from desktop_chat.ui.emoji import install_emoji_fallback
 from desktop_chat.ui.found_servers import DiscoverySetup
@@ -398,6 +399,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write("desktop-chat: --fingerprint is not the invitation's\n")
             return 2
 
+    # Qt aborts with a misleading hint when its platform plugin's libraries are missing.
+    if QApplication.instance() is None and (problem := platform_plugin_problem()):
+        sys.stderr.write(problem)
+        return 1
     app = _set_up_application(args_list)
     settings = Settings()
     controller = AppController(

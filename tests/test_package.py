@@ -66,6 +66,26 @@ def bundle_test_wanted() -> bool:
     return asked == "1" if asked else os.environ.get("CI") == "true"
 
 
+def python_library_problem() -> str | None:
+    """One line if PyInstaller cannot find this Python's shared library, which it bundles.
+
+    Asked before the build, with PyInstaller's own search: after it, the reason would be one
+    line in a few thousand of build output. Debian's python3 has the library built in; the
+    bundle needs the separate ``libpython3.X`` package.
+    """
+    from PyInstaller.depend.bindepend import get_python_library_path
+    from PyInstaller.exceptions import PythonLibraryNotFoundError
+
+    try:
+        get_python_library_path()
+    except PythonLibraryNotFoundError as exc:
+        said = str(exc.code)
+        while said.startswith("ERROR: "):  # PyInstaller prefixes it twice
+            said = said.removeprefix("ERROR: ")
+        return f"PyInstaller cannot build the bundle with this Python: {said}"
+    return None
+
+
 # -- the launcher and the self-test, from source -------------------------------------------------
 
 
@@ -291,6 +311,8 @@ def test_install_desktop_entry_refuses_a_path_it_cannot_quote(tmp_path: Path) ->
 )
 def test_built_bundles_run_their_self_test(tmp_path: Path) -> None:
     assert importlib.util.find_spec("PyInstaller"), "python3 dev.py test installs it when asked"
+    if problem := python_library_problem():
+        pytest.fail(problem, pytrace=False)
     dist, work = tmp_path / "dist", tmp_path / "work"
     started = time.monotonic()
     build = subprocess.run(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -137,7 +138,12 @@ def browser() -> Iterator[Browser]:
     except ImportError:
         pytest.fail("playwright is missing: pip install -e '.[dev]' (never `playwright install`)")
     executable = _chromium()
-    with sync_playwright() as pw:
+    manager = sync_playwright()
+    try:
+        pw = manager.start()
+    except Exception as exc:  # noqa: BLE001 - whatever it is, the driver says why on stderr
+        pytest.fail(_driver_failure(exc), pytrace=False)
+    try:
         chromium = pw.chromium.launch(
             executable_path=executable, args=CHROMIUM_ARGS, timeout=T(30) * 1000
         )
@@ -145,6 +151,32 @@ def browser() -> Iterator[Browser]:
             yield chromium
         finally:
             chromium.close()
+    finally:
+        manager.__exit__(None, None, None)
+
+
+def _driver_failure(exc: Exception) -> str:
+    """One line on why Playwright's driver (a Node.js program) did not start: its own stderr.
+
+    Playwright itself only says "Connection closed while reading from the driver"; the reason
+    (a missing shared library, usually) went to stderr, so run the driver again to read it.
+    """
+    from playwright._impl._driver import compute_driver_executable
+
+    driver = compute_driver_executable()
+    command = [str(part) for part in (driver if isinstance(driver, tuple) else (driver,))]
+    try:
+        result = subprocess.run(
+            [*command, "--version"], capture_output=True, text=True, timeout=T(30)
+        )
+        said = " ".join(result.stderr.split()) or f"exit status {result.returncode}, no message"
+    except OSError as error:
+        said = str(error)
+    hint = "on Debian/Ubuntu: apt-get install libatomic1; " if "libatomic" in said else ""
+    return (
+        f"Playwright's driver does not start: {said} ({hint}README.md lists the system "
+        f"packages the tests need; Playwright said: {type(exc).__name__}: {exc})"
+    )
 
 
 @pytest.fixture
