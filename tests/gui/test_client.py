@@ -384,3 +384,10 @@ def test_connect_again_after_a_failure(
         client.connect_to("127.0.0.1", server.port, "alice", fingerprint=server.fingerprint)
     assert client.state == "connected"
     assert client.welcome is not None and client.welcome.name == "alice"
+
+
+def test_every_notice_of_the_link_has_a_signal(make_client: ClientFactory) -> None:
+    from desktop_chat.net.client.link import Notice
+
+    client = make_client()
+    assert set(client.notice_signals()) == set(Notice)

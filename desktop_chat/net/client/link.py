@@ -1,7 +1,7 @@
 """The desktop client's connection logic, without Qt: socket, handshake, reconnect, resume.
 
 :class:`ClientLink` runs on the client's worker thread (see ``client.py``) and reports
-everything through one ``notify(kind, payload)`` callback. It connects, says ``hello``, waits
+everything through one ``notify(notice, payload)`` callback (a :class:`Notice`). It connects, says ``hello``, waits
 for ``welcome``, then serves one connection (:class:`_Session`) in a ``select()`` loop over the
 socket and a wake-up socketpair: requests from other threads arrive on a ``queue.Queue`` and a
 byte on the socketpair wakes the loop at once. After a drop it waits (exponential backoff with
@@ -27,6 +27,7 @@ closed, for :meth:`ClientLink.answer_certificate` (the server would not wait for
 
 from __future__ import annotations
 
+import enum
 import math
 import queue
 import random
@@ -57,7 +58,33 @@ HOST_STOPPED = "The host stopped the chat"
 _QUIT_FLUSH_S = 0.4  # flushing a quit, then waiting for the server to close
 _KICK_WAIT_S = 2.0  # after "kicked", for the server to close (it gives us 0.5 s to read)
 
-Notify = Callable[[str, object], None]
+
+class Notice(enum.Enum):
+    """What the link tells the GUI side; the Qt worker maps each to one signal (a table, so a
+    new notice without a signal fails its test, not at run time)."""
+
+    CONNECTION_FAILED = "connectionFailed"
+    ERROR_RECEIVED = "errorReceived"
+    HISTORY_RECEIVED = "historyReceived"
+    HOST_CLOSING = "hostClosing"
+    JOINED = "joined"
+    LATENCY_CHANGED = "latencyChanged"
+    LEFT = "left"
+    MESSAGE_RECEIVED = "messageReceived"
+    NOTICE_RECEIVED = "noticeReceived"
+    RECONNECT_IN = "reconnectIn"
+    REQUEST_DONE = "requestDone"
+    ROOMS_LISTED = "roomsListed"
+    SEND_SETTLED = "sendSettled"
+    STATE_CHANGED = "stateChanged"
+    TOPIC_CHANGED = "topicChanged"
+    TYPING_RECEIVED = "typingReceived"
+    USERS_CHANGED = "usersChanged"
+    WELCOMED = "welcomed"
+
+
+Notify = Callable[[Notice, object], None]
+CertificateNotify = Callable[[str, object], None]  # "pinned", "unknown" or "changed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +137,7 @@ class ClientLink:
         wake: socket.socket,
         timing: ClientTiming,
         notify: Notify,
-        certificates: Notify,
+        certificates: CertificateNotify,
     ) -> None:
         """``fingerprint``: the certificate to require (lowercase hex), typed by the person
         when ``fingerprint_given`` (a mismatch is their mistake or an impostor: no question),
@@ -157,9 +184,9 @@ class ClientLink:
         attempt = 0
         while True:
             if welcomed_once:
-                self.notify("stateChanged", ("reconnecting", f"Reconnecting to {where}…"))
+                self.notify(Notice.STATE_CHANGED, ("reconnecting", f"Reconnecting to {where}…"))
             else:
-                self.notify("stateChanged", ("connecting", f"Connecting to {where}…"))
+                self.notify(Notice.STATE_CHANGED, ("connecting", f"Connecting to {where}…"))
             self.retry_requested.clear()
             try:
                 self._connection()
@@ -167,22 +194,22 @@ class ClientLink:
                 continue
             except _Stop:
                 if self.quit_requested.is_set():
-                    self.notify("stateChanged", ("disconnected", "You left the chat."))
+                    self.notify(Notice.STATE_CHANGED, ("disconnected", "You left the chat."))
                 return
             except _Failure as lost:
                 if lost.refused_by_server or not (welcomed_once or lost.welcomed):
                     # The server refused our hello (name_taken, banned, ...), or the very first
                     # attempt failed: retrying on our own would not help the person.
-                    self.notify("stateChanged", ("disconnected", lost.message))
+                    self.notify(Notice.STATE_CHANGED, ("disconnected", lost.message))
                     if not (welcomed_once or lost.welcomed):
-                        self.notify("connectionFailed", (lost.code, lost.message))
+                        self.notify(Notice.CONNECTION_FAILED, (lost.code, lost.message))
                     return
                 welcomed_once = True
                 attempt = 0 if lost.welcomed else attempt + 1
                 why = HOST_STOPPED if self.host_closed else lost.message
                 if not self._back_off(attempt, why):
                     if self.quit_requested.is_set():
-                        self.notify("stateChanged", ("disconnected", "You left the chat."))
+                        self.notify(Notice.STATE_CHANGED, ("disconnected", "You left the chat."))
                     return
 
     def _back_off(self, attempt: int, why: str) -> bool:
@@ -191,8 +218,8 @@ class ClientLink:
         delay = min(t.reconnect_max, t.reconnect_base * 2 ** min(attempt, 30))
         delay *= random.uniform(0.5, 1.0)  # jitter: a restarted server is not hit all at once
         detail = f"{why}. Reconnecting in {max(1, math.ceil(delay))} s…"
-        self.notify("stateChanged", ("reconnecting", detail))
-        self.notify("reconnectIn", (why, delay))
+        self.notify(Notice.STATE_CHANGED, ("reconnecting", detail))
+        self.notify(Notice.RECONNECT_IN, (why, delay))
         deadline = time.monotonic() + delay
         while not (self.stop.is_set() or self.quit_requested.is_set()):
             left = deadline - time.monotonic()
@@ -248,7 +275,7 @@ class ClientLink:
         else:
             self.certificates("changed", (self.host, self.port, pinned, presented))
         state = "reconnecting" if self._session is not None else "connecting"
-        self.notify("stateChanged", (state, "Waiting for you to check the chat's identity…"))
+        self.notify(Notice.STATE_CHANGED, (state, "Waiting for you to check the chat's identity…"))
         if self._await_answer() != presented:
             if pinned is None:
                 raise _Failure(
@@ -305,8 +332,8 @@ class ClientLink:
         self.host_closed = False
         self.name = welcome.name  # resume is honoured for the same name only: use its spelling
         title = f" to {welcome.server}" if welcome.server else ""
-        self.notify("stateChanged", ("connected", f"Connected{title}"))
-        self.notify("welcomed", welcome)
+        self.notify(Notice.STATE_CHANGED, ("connected", f"Connected{title}"))
+        self.notify(Notice.WELCOMED, welcome)
 
     def on_message(self, msg: p.ChatMessage) -> None:
         """Report each id once, and never an older one after a newer in one conversation.
@@ -322,7 +349,7 @@ class ClientLink:
             del self.unacked[ref]
         self._report(msg)
         if settled:
-            self.notify("sendSettled", ref)
+            self.notify(Notice.SEND_SETTLED, ref)
 
     def settle_error(self, error: p.ErrorReply) -> None:
         """An error answering one of our say/dm: the server will not deliver it."""
@@ -339,19 +366,19 @@ class ClientLink:
             return
         self._last_in_conversation[key] = msg.id
         self._last_id = max(self._last_id, msg.id)
-        self.notify("messageReceived", msg)
+        self.notify(Notice.MESSAGE_RECEIVED, msg)
 
 
-_FORWARD: dict[type[p.ServerEvent], str] = {
-    p.Joined: "joined",
-    p.Left: "left",
-    p.Users: "usersChanged",
-    p.TypingNotice: "typingReceived",
-    p.RoomList: "roomsListed",
-    p.HistoryReply: "historyReceived",
-    pa.Ok: "requestDone",
-    pa.TopicChanged: "topicChanged",
-    pa.Notice: "noticeReceived",
+_FORWARD: dict[type[p.ServerEvent], Notice] = {
+    p.Joined: Notice.JOINED,
+    p.Left: Notice.LEFT,
+    p.Users: Notice.USERS_CHANGED,
+    p.TypingNotice: Notice.TYPING_RECEIVED,
+    p.RoomList: Notice.ROOMS_LISTED,
+    p.HistoryReply: Notice.HISTORY_RECEIVED,
+    pa.Ok: Notice.REQUEST_DONE,
+    pa.TopicChanged: Notice.TOPIC_CHANGED,
+    pa.Notice: Notice.NOTICE_RECEIVED,
 }
 
 
@@ -442,7 +469,7 @@ class _Session:
             if not self.welcomed:  # an error answering hello: the server closes
                 raise _Failure(event.code, event.message, refused_by_server=True)
             link.settle_error(event)
-            link.notify("errorReceived", event)
+            link.notify(Notice.ERROR_RECEIVED, event)
             if event.code == KICKED:  # removed by an admin: coming back on our own is wrong
                 # The server closes the line itself; leaving first would make it look to the
                 # others as if we had just dropped.
@@ -450,7 +477,7 @@ class _Session:
                 raise _Failure(event.code, event.message, refused_by_server=True, welcomed=True)
         elif isinstance(event, p.Closing):
             link.host_closed = True
-            link.notify("hostClosing", event.reason)
+            link.notify(Notice.HOST_CLOSING, event.reason)
         elif type(event) in _FORWARD:
             link.notify(_FORWARD[type(event)], event)
         # A ProtocolError (a line from the server we cannot parse) is skipped: the contract
@@ -462,7 +489,7 @@ class _Session:
         sent = self.pings.pop(pong.n)
         for n in [n for n in self.pings if n < pong.n]:  # lost answers: forget them
             del self.pings[n]
-        self.link.notify("latencyChanged", (time.monotonic() - sent) * 1000.0)
+        self.link.notify(Notice.LATENCY_CHANGED, (time.monotonic() - sent) * 1000.0)
 
     def timers(self) -> None:
         now = time.monotonic()

@@ -32,9 +32,16 @@ import threading
 from collections.abc import Callable
 from typing import Literal
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, SignalInstance, Slot
 
-from desktop_chat.net.client.link import CLIENT_ID, ClientLink, ClientTiming, QuitRequest, Request
+from desktop_chat.net.client.link import (
+    CLIENT_ID,
+    ClientLink,
+    ClientTiming,
+    Notice,
+    QuitRequest,
+    Request,
+)
 from desktop_chat.net.client.pins import MemoryPins, PinStore
 from desktop_chat.net.protocol import events as p
 from desktop_chat.net.protocol.tls import normalize_fingerprint
@@ -67,7 +74,7 @@ class _Worker(QThread):
         super().__init__(parent)
         self.setObjectName("ChatClientWorker")
         self.link: ClientLink | None = None
-        self._outbox: list[tuple[str, object]] = []
+        self._outbox: list[tuple[Notice, object]] = []
         self._outbox_lock = threading.Lock()
 
     @property
@@ -78,18 +85,22 @@ class _Worker(QThread):
         assert self.link is not None
         self.link.run()
 
-    def notify(self, kind: str, payload: object) -> None:
+    def notify(self, kind: Notice, payload: object) -> None:
         with self._outbox_lock:
             self._outbox.append((kind, payload))
             first = len(self._outbox) == 1
         if first:  # otherwise a queued call is on its way and will take this item too
             self.happened.emit()
 
-    def take(self) -> list[tuple[str, object]]:
+    def take(self) -> list[tuple[Notice, object]]:
         """Everything notified since the last take, oldest first (any thread)."""
         with self._outbox_lock:
             items, self._outbox = self._outbox, []
         return items
+
+
+# Notices whose payload is a tuple of the signal's arguments.
+_SPREAD = frozenset({Notice.STATE_CHANGED, Notice.CONNECTION_FAILED, Notice.RECONNECT_IN})
 
 
 class ChatClient(QObject):
@@ -181,6 +192,7 @@ class ChatClient(QObject):
         pins: PinStore | None = None,
     ) -> None:
         super().__init__(parent)
+        self._signal_for = self.notice_signals()
         self.timing = timing or ClientTiming()
         self.pins: PinStore = pins if pins is not None else MemoryPins()
         self.name: str | None = None  # own name (the server's spelling) once welcomed
@@ -444,17 +456,40 @@ class ChatClient(QObject):
         if events:
             self.eventsReceived.emit(events)
 
-    def _relay(self, kind: str, payload: object) -> None:
-        if kind == "welcomed":
+    def notice_signals(self) -> dict[Notice, SignalInstance]:
+        """The signal each notice of the link is emitted as."""
+        return {
+            Notice.CONNECTION_FAILED: self.connectionFailed,
+            Notice.ERROR_RECEIVED: self.errorReceived,
+            Notice.HISTORY_RECEIVED: self.historyReceived,
+            Notice.HOST_CLOSING: self.hostClosing,
+            Notice.JOINED: self.joined,
+            Notice.LATENCY_CHANGED: self.latencyChanged,
+            Notice.LEFT: self.left,
+            Notice.MESSAGE_RECEIVED: self.messageReceived,
+            Notice.NOTICE_RECEIVED: self.noticeReceived,
+            Notice.RECONNECT_IN: self.reconnectIn,
+            Notice.REQUEST_DONE: self.requestDone,
+            Notice.ROOMS_LISTED: self.roomsListed,
+            Notice.SEND_SETTLED: self.sendSettled,
+            Notice.STATE_CHANGED: self.stateChanged,
+            Notice.TOPIC_CHANGED: self.topicChanged,
+            Notice.TYPING_RECEIVED: self.typingReceived,
+            Notice.USERS_CHANGED: self.usersChanged,
+            Notice.WELCOMED: self.welcomed,
+        }
+
+    def _relay(self, kind: Notice, payload: object) -> None:
+        if kind is Notice.WELCOMED:
             assert isinstance(payload, p.Welcome)
             self.welcome = payload
             self.name = payload.name
             self.session = payload.session
-        if kind in ("stateChanged", "connectionFailed", "reconnectIn"):
+        signal = self._signal_for[kind]
+        if kind in _SPREAD:
             assert isinstance(payload, tuple)
-            if kind == "stateChanged":
+            if kind is Notice.STATE_CHANGED:
                 self.state = payload[0]
-            signal: Callable[..., None] = getattr(self, kind).emit
-            signal(*payload)
-            return
-        getattr(self, kind).emit(payload)
+            signal.emit(*payload)
+        else:
+            signal.emit(payload)
