@@ -355,7 +355,9 @@ def test_files_over_tls(server: Any) -> None:
         data = png(32, 16, extra=2_000_000)
         tls = FilesClient(server.address, alice.welcome_session, tls=client_context())
         _, message_id = tls.upload(data, filename="t.png", room="general")
-        f = alice.expect("message")["file"]
+        msg = alice.expect("message")
+        assert msg["id"] == message_id
+        f = msg["file"]
         got = tls.request("GET", f"/files/{f['id']}")
         assert got.body == data and got.headers["content-type"] == "image/png"
         part = tls.request("GET", f"/files/{f['id']}", headers={"Range": "bytes=100-"})
