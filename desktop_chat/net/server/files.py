@@ -133,6 +133,7 @@ class FileStore:
     def start_sweeping(self) -> None:
         """Remove abandoned uploads now and then in a thread of their own (see close)."""
         self.sweep()
+        self._remove_orphan_blobs()
         self._sweeper = threading.Thread(target=self._sweep_loop, name="dc-file-sweeper")
         self._sweeper.start()
 
@@ -347,6 +348,17 @@ class FileStore:
             if part.stem not in known:
                 part.unlink(missing_ok=True)
         return len(stale)
+
+    def _remove_orphan_blobs(self) -> None:
+        """Blobs no live file uses (a crash between storing a blob and its record)."""
+        with self._lock:
+            live = {
+                str(r[0]) for r in self._db.execute("SELECT sha256 FROM files WHERE expired = 0")
+            }
+            for blob in self._blobs.iterdir():
+                if blob.name not in live:
+                    log.info("removing an unused blob %s", blob.name[:12])
+                    blob.unlink(missing_ok=True)
 
     def _part(self, upload_id: str) -> Path:
         return self._uploads / f"{upload_id}.part"

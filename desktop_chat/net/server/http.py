@@ -232,6 +232,11 @@ class HttpExchange:
         if out is not None:
             self.transport.send_file(out, fd, offset, length, _BODY_IDLE)
 
+    @property
+    def request_complete(self) -> bool:
+        """Has the whole request (its body too) been read?"""
+        return self._h.their_state is h11.DONE
+
     def body(self) -> Iterator[bytes]:
         """The request body as it arrives, never held whole. Raises PeerGone when the peer
         breaks HTTP or sends nothing for a while (what arrived before stays with the caller)."""

@@ -38,6 +38,7 @@ from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_nam
 from desktop_chat.net.server.frames import text_frame
 from desktop_chat.net.server.moderation import ModerationMixin
 from desktop_chat.net.server.outbox import MARK, OVERFLOW, Flusher, Outbox
+from desktop_chat.net.server.sharing import Reader, SharingMixin
 from desktop_chat.net.server.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ class LoginRefused(Exception):
         self.message = message
 
 
-class Hub(ModerationMixin):
+class Hub(ModerationMixin, SharingMixin):
     """Rooms, members and routing. Thread-safe; methods are called from connection threads.
 
     ``storage`` is the open database, ``flusher`` the writer loop that sends what fan-outs
@@ -532,56 +533,27 @@ class Hub(ModerationMixin):
             reply = p.HistoryReply(messages=tuple(msgs), with_=other, more=more, ref=req.ref)
         self._reply(member, reply)
 
-    # -- files ------------------------------------------------------------------------------
-
-    def identify(self, session: str) -> Reader | None:
-        """Who holds session token ``session``: the online member, else the stored session."""
-        with self._lock:
-            for member in self._users.values():
-                if member.session == session:
-                    return Reader(member.name, member.key, session, dict(member.rooms))
-        stored = self.storage.load_session(session) if session else None
-        if stored is None:
-            return None
-        rooms = {name_key(r): r for r in stored.rooms}
-        return Reader(stored.name, stored.name_key, session, rooms)
-
-    def online_name(self, key: str) -> str | None:
-        """The name of the user online under name key ``key``, if any."""
-        with self._lock:
-            member = self._users.get(key)
-            return None if member is None else member.name
+    # -- files (who may upload and read them: sharing.py) ----------------------------------
 
     def share_file(
-        self, reader: Reader, file: p.FileInfo, *, room_key: str | None, to_key: str | None,
-        to_name: str | None,
-    ) -> p.ChatMessage | None:  # fmt: skip
-        """Send a finished upload as a message, stored and fanned out exactly like ``say`` or
-        ``dm``. None if the sender has left that room meanwhile."""
+        self, reader: Reader, file: p.FileInfo, *, room: str | None, to: str | None
+    ) -> p.ChatMessage:
+        """A finished upload as a message, stored and fanned out like ``say`` (``room``: one
+        the reader is in) or ``dm`` (``to``: a name, delivered if online)."""
+        rkey, to_key = (None if n is None else name_key(n) for n in (room, to))
         batch = _Batch(self.flusher)
         with self._lock:
-            if room_key is not None:
-                room_name = reader.rooms.get(room_key)
-                if room_name is None:
-                    return None
-                room = self._rooms.get(room_key)
-                if room is not None:
-                    room_name = room.name
-                msg = self.storage.add_message(
-                    sender=reader.name, text="", room=room_name, room_key=room_key, file=file
-                )
-                if room is not None:
-                    batch.send_all(room.members.values(), Outgoing(msg))
-            else:
-                msg = self.storage.add_message(
-                    sender=reader.name, text="", dm_from=reader.key, dm_to=to_key,
-                    to_name=to_name, file=file,
-                )  # fmt: skip
-                out = Outgoing(msg)
-                for key in {reader.key, to_key}:
-                    member = self._users.get(key or "")
-                    if member is not None:
-                        batch.send(member, out)
+            live = self._rooms.get(rkey or "")
+            msg = self.storage.add_message(
+                sender=reader.name, text="", room=room if live is None else live.name,
+                room_key=rkey, dm_from=reader.key if to else None, dm_to=to_key, to_name=to,
+                file=file,
+            )  # fmt: skip
+            if live is not None:
+                batch.send_all(list(live.members.values()), Outgoing(msg))
+            elif to_key is not None:
+                users = (self._users.get(k) for k in {reader.key, to_key})
+                batch.send_all([m for m in users if m is not None], Outgoing(msg))
         batch.finish()
         return msg
 
@@ -615,29 +587,6 @@ class Hub(ModerationMixin):
 
     def _error(self, member: Member, code: str, message: str, ref: p.Ref | None) -> None:
         self._reply(member, p.ErrorReply(code=code, message=message, ref=ref))
-
-
-@dataclass(frozen=True, slots=True)
-class Reader:
-    """Whoever holds a session (online or not), as the file endpoint sees them."""
-
-    name: str
-    key: str
-    session: str
-    rooms: dict[str, str]  # room key -> room name
-
-
-def may_read(
-    reader: Reader, *, room_key: str | None, dm_from: str | None, dm_to: str | None
-) -> bool:
-    """May ``reader`` read the history of this room or DM (and so its files)?
-
-    The one place that says so for files; :meth:`Hub.history` applies the same rule (the
-    rooms one is in, one's own DMs).
-    """
-    if room_key is not None:
-        return room_key in reader.rooms
-    return reader.key in (dm_from, dm_to)
 
 
 def _sort_key(name: str) -> tuple[str, str]:

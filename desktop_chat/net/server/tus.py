@@ -31,7 +31,7 @@ import h11
 from desktop_chat.net.protocol import events as p
 from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_name
 from desktop_chat.net.server.files import StoredFile, StoreFull, TooLarge, Upload
-from desktop_chat.net.server.hub import Reader, may_read
+from desktop_chat.net.server.sharing import Reader, may_read
 from desktop_chat.net.server.sniff_media import INLINE_TYPES, safe_label
 
 if TYPE_CHECKING:
@@ -71,14 +71,15 @@ class FilesEndpoint:
         self.ctx = exchange.ctx
         self.store = exchange.ctx.files
         self.method = request.method.decode("ascii", "replace")
-        self._body_read = False
 
     def handle(self) -> None:
         try:
             self._dispatch()
         except _Refused as refused:
             self._answer(refused.status, refused.text, refused.extra)
-            if not self._body_read and self.method in ("POST", "PATCH"):
+            if not self.exchange.request_complete:
+                # Closing with unread input would reset the connection, and the answer with
+                # it: read (and drop) what is still coming for a moment first.
                 self.exchange.transport.finish_reading(_LINGER)
 
     def _dispatch(self) -> None:
@@ -175,7 +176,9 @@ class FilesEndpoint:
         if not self.store.claim(upload.id):
             raise _Refused(423, "another request is writing this upload", [("Retry-After", "1")])
         try:
-            self._body_read = True
+            current = self.store.upload(upload.id)
+            if current is None or current.offset != upload.offset:  # swept or written meanwhile
+                raise _Refused(409, "the upload changed; ask its offset again")
             try:
                 new_offset = self.store.write(upload, self.exchange.body())
             except TooLarge as exc:
@@ -192,6 +195,8 @@ class FilesEndpoint:
 
     def _complete(self, reader: Reader, upload: Upload) -> int:
         """The last byte arrived: store the file and send its message; the message's id."""
+        if upload.room_key is not None and upload.room_key not in reader.rooms:
+            raise _Refused(403, "you left that room before the upload finished")
         dm_from = reader.key if upload.to_key is not None else None
         stored = self.store.finish(
             upload, room_key=upload.room_key, dm_from=dm_from, dm_to=upload.to_key
@@ -200,11 +205,8 @@ class FilesEndpoint:
             id=stored.id, name=stored.name, size=stored.size, sha256=stored.sha256,
             mime=stored.mime, width=stored.width, height=stored.height,
         )  # fmt: skip
-        msg = self.ctx.hub.share_file(
-            reader, info, room_key=upload.room_key, to_key=upload.to_key, to_name=upload.to_name
-        )
-        if msg is None:
-            raise _Refused(403, "you left that room before the upload finished")
+        room = None if upload.room_key is None else reader.rooms[upload.room_key]
+        msg = self.ctx.hub.share_file(reader, info, room=room, to=upload.to_name)
         self.store.set_message(stored.id, msg.id)
         return msg.id
 
