@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import LineClient, T
 
 CMD = [sys.executable, "-m", "desktop_chat.server_cli"]
@@ -126,3 +128,16 @@ def test_network_check_on_loopback_says_what_to_do(data_dir: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "port" in result.stdout.lower()
+
+
+def test_file_flags_take_sizes() -> None:
+    from desktop_chat.server_cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["--max-file-size", "500M", "--files-quota", "1.5GiB"])
+    config = config_from_args(args)
+    assert config.max_file_size == 500 << 20
+    assert config.files_quota == int(1.5 * (1 << 30))
+    default = config_from_args(build_parser().parse_args([]))
+    assert default.max_file_size == 2 << 30 and default.files_quota is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--max-file-size", "lots"])
