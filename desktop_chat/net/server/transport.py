@@ -15,6 +15,8 @@ import os
 import select
 import socket
 import ssl
+import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 
 _RECV_SIZE = 65_536
 _SENDFILE_CHUNK = 1 << 22  # bytes per os.sendfile call (the kernel sends what fits)
+_BULK_NICE = 10  # the nice value of a thread that moves a file (chat threads have 0)
 _TLS_CHUNK = 1 << 18  # plaintext bytes per TLS write of a file (bounds memory per download)
 
 
@@ -56,6 +59,7 @@ class Transport:
         if self._poller is not None:
             self._poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
         self.close_reason: str | None = None
+        self._bulk = False
         self.accepted_at = time.monotonic()
         self.last_heard = self.accepted_at  # any input is a sign of life (keepalive)
 
@@ -160,6 +164,25 @@ class Transport:
         """Give the peer its last replies (an error, a goodbye) before the connection closes."""
         self.outbox.kick()
         return self.outbox.wait_drained(timeout)
+
+    def mark_bulk(self) -> None:
+        """This connection's thread is about to move a file: let chat threads go first.
+
+        On Linux a thread has its own nice value, so only this (connection) thread is lowered;
+        the CPU the kernel spends copying for it (``sendfile``, TLS, hashing) is then given to
+        it only when chat threads do not need it. The thread ends with its connection (one
+        request per connection), so the value is never restored. Elsewhere: nothing.
+        """
+        if self._bulk or not sys.platform.startswith("linux"):
+            return
+        self._bulk = True
+        try:
+            tid = threading.get_native_id()
+            os.setpriority(
+                os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), _BULK_NICE)
+            )
+        except OSError as exc:
+            log.debug("could not lower a file transfer's priority: %s", exc)
 
     def send_file(self, head: bytes, fd: int, offset: int, count: int, idle: float) -> None:
         """Write ``head`` and then ``count`` bytes of the open file ``fd`` from ``offset``,

@@ -179,6 +179,7 @@ class FilesEndpoint:
             current = self.store.upload(upload.id)
             if current is None or current.offset != upload.offset:  # swept or written meanwhile
                 raise _Refused(409, "the upload changed; ask its offset again")
+            self.exchange.transport.mark_bulk()
             try:
                 new_offset = self.store.write(upload, self.exchange.body())
             except TooLarge as exc:
@@ -262,6 +263,7 @@ class FilesEndpoint:
                 security=FILE_SECURITY,
             )  # fmt: skip
             return
+        self.exchange.transport.mark_bulk()
         self.exchange.respond_file(
             status, stored.mime, fd, start, length, extra=extra, security=FILE_SECURITY
         )
