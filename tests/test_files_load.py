@@ -1,10 +1,10 @@
-"""A 1 GiB file moving while 50 clients chat: their fan-out p99 stays within 2× of the same run
-without the transfer.
+"""A 512 MiB file moving while 50 clients chat: their fan-out p99 stays within 2× of the same
+run without the transfer (``bench/bench_files.py`` does the same with 1 GiB).
 
 The server runs as its own process (``bench/serverproc.py``), as in production, so the load
 generator and the transfer client in this process do not share its interpreter lock. The
-1 GiB is uploaded from a generated stream (one 1 MiB block, sent 1024 times: never 1 GiB in
-memory) and then downloaded by ``curl`` in a loop while the chat runs.
+file is uploaded from a generated stream (one 1 MiB block, sent again and again: never the
+file in memory) and then downloaded by ``curl`` in a loop while the chat runs.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -31,11 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from loadgen import LoadGenerator
 from serverproc import ServerProcess
 
-SIZE = 1 << 30
+SIZE = 512 << 20  # sized to keep this test near 20 s; the benchmark moves 1 GiB
 BLOCK = 1 << 20
 CLIENTS = 50
 RATE = 100.0  # messages/s in total, from 10 senders
-SECONDS = 4.0
+SECONDS = 2.0
+PAIRS = 3  # quiet/busy runs, alternated: the machine's own noise hits both
 
 
 def _session(host: str, port: int) -> tuple[socket.socket, str]:
@@ -62,17 +64,47 @@ def _file_message(sock: socket.socket) -> dict[str, Any]:
             return dict(obj)
 
 
-def _chat_p99(host: str, port: int) -> float:
+def _download(curl: list[str], stop: threading.Event, sizes: list[int]) -> None:
+    while not stop.is_set():
+        out = subprocess.run(curl, capture_output=True, text=True, check=True)
+        sizes.append(int(out.stdout))
+
+
+def _chat_runs(
+    host: str, port: int, token: str, file_id: str
+) -> tuple[list[float], list[float], list[int]]:
+    """Chat p99s of the same 50 clients without and during downloads, alternated; and the
+    sizes of the downloads made."""
+    quiets: list[float] = []
+    busys: list[float] = []
+    downloads: list[int] = []
+    url = f"http://{host}:{port}/files/{file_id}"
+    curl = ["curl", "-sS", "--fail", "-o", "/dev/null", "-w", "%{size_download}"]
+    curl += ["-H", f"Authorization: Bearer {token}", url]
     with LoadGenerator(host, port) as gen:
         assert gen.join(CLIENTS, timeout=T(30)).ready == CLIENTS
         gen.settle()
-        result = gen.run_rate(gen.live[:10], RATE, SECONDS)
-        assert result.received == result.expected, result
-        return result.p99_ms
+        for _ in range(PAIRS):
+            quiet = gen.run_rate(gen.live[:10], RATE, SECONDS)
+            stop = threading.Event()
+            mover = threading.Thread(
+                target=_download, args=(curl, stop, downloads), name="test-download"
+            )
+            mover.start()
+            try:
+                busy = gen.run_rate(gen.live[:10], RATE, SECONDS)
+            finally:
+                stop.set()
+                mover.join()
+            for result in (quiet, busy):
+                assert result.received == result.expected, result
+            quiets.append(quiet.p99_ms)
+            busys.append(busy.p99_ms)
+    return quiets, busys, downloads
 
 
 @pytest.mark.slow
-def test_chat_p99_during_a_1_gib_transfer(tmp_path: Path) -> None:
+def test_chat_p99_during_a_big_transfer(tmp_path: Path) -> None:
     block = os.urandom(BLOCK)
     with ServerProcess("ours", tmp_path / "data") as srv:
         host, port = srv.host, srv.port
@@ -105,30 +137,11 @@ def test_chat_p99_during_a_1_gib_transfer(tmp_path: Path) -> None:
                 expected.update(block)
             assert msg["file"]["sha256"] == expected.hexdigest()
 
-            quiet = _chat_p99(host, port)
-            stop = threading.Event()
-            downloads: list[int] = []
-
-            def download() -> None:
-                url = f"http://{host}:{port}/files/{msg['file']['id']}"
-                while not stop.is_set():
-                    out = subprocess.run(
-                        ["curl", "-sS", "--fail", "-o", "/dev/null", "-w", "%{size_download}",
-                         "-H", f"Authorization: Bearer {token}", url],
-                        capture_output=True, text=True, check=True,
-                    )  # fmt: skip
-                    downloads.append(int(out.stdout))
-
-            mover = threading.Thread(target=download, name="test-download")
-            mover.start()
-            try:
-                busy = _chat_p99(host, port)
-            finally:
-                stop.set()
-                mover.join()
+            quiets, busys, downloads = _chat_runs(host, port, token, msg["file"]["id"])
         finally:
             keep.close()
     assert downloads and all(n == SIZE for n in downloads)
-    # Within 2× of the quiet run; a 5 ms floor keeps scheduler noise on a busy shared
-    # machine from failing a run whose quiet p99 was a fraction of a millisecond.
-    assert busy <= 2 * max(quiet, 5.0), (quiet, busy)
+    # Medians of alternated runs, within 2×; a 5 ms floor keeps scheduler noise on a busy
+    # shared machine from failing a run whose quiet p99 was a fraction of a millisecond.
+    quiet, busy = statistics.median(quiets), statistics.median(busys)
+    assert busy <= 2 * max(quiet, 5.0), (quiets, busys)
