@@ -232,10 +232,17 @@ class HttpExchange:
         if out is not None:
             self.transport.send_file(out, fd, offset, length, _BODY_IDLE)
 
-    @property
     def request_complete(self) -> bool:
-        """Has the whole request (its body too) been read?"""
-        return self._h.their_state is h11.DONE
+        """Has the whole request (its body too) arrived? What is already here is consumed."""
+        h = self._h
+        try:
+            while h.their_state is h11.SEND_BODY:
+                event = h.next_event()
+                if event is h11.NEED_DATA or event is h11.PAUSED:
+                    break
+        except h11.RemoteProtocolError:
+            return False
+        return h.their_state is h11.DONE
 
     def body(self) -> Iterator[bytes]:
         """The request body as it arrives, never held whole. Raises PeerGone when the peer

@@ -77,7 +77,7 @@ class FilesEndpoint:
             self._dispatch()
         except _Refused as refused:
             self._answer(refused.status, refused.text, refused.extra)
-            if not self.exchange.request_complete:
+            if not self.exchange.request_complete():
                 # Closing with unread input would reset the connection, and the answer with
                 # it: read (and drop) what is still coming for a moment first.
                 self.exchange.transport.finish_reading(_LINGER)
