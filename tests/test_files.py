@@ -398,3 +398,34 @@ def test_a_full_disk_is_a_clear_error(make_server: Any, connect: Any, small_disk
     files.upload(small, filename="ok.bin", room="general")
     f = alice.expect("message")["file"]
     assert files.request("GET", f"/files/{f['id']}").body == small
+
+
+def test_an_upload_resumes_across_a_server_restart(make_server: Any, data_dir: Path) -> None:
+    from tests.helpers import LineClient
+
+    data = os.urandom(2_500_000)
+    first = make_server()
+    with LineClient(first.address) as alice:
+        alice.login("alice")
+        token = alice.welcome_session
+        files = FilesClient(first.address, token)
+        location = files.create(len(data), filename="r.bin", room="general").headers["location"]
+        assert files.patch(location, 0, data[:1_000_000]).status == 204
+    first.close()
+    second = make_server()  # same data folder: the upload and the session were kept
+    files = FilesClient(second.address, token)  # alice is not even online: her session is
+    assert files.request("HEAD", location).headers["upload-offset"] == "1000000"
+    done = files.patch(location, 1_000_000, data[1_000_000:])
+    assert done.status == 204
+    with LineClient(second.address) as bob:
+        bob.login("bob")
+        bob.send_json(type="history", room="general")
+        msg = bob.expect("history")["messages"][-1]
+        assert msg["id"] == int(done.headers["upload-message-id"]) and msg["from"] == "alice"
+        assert msg["file"]["sha256"] == hashlib.sha256(data).hexdigest()
+        assert (
+            FilesClient(second.address, bob.welcome_session)
+            .request("GET", f"/files/{msg['file']['id']}")
+            .body
+            == data
+        )

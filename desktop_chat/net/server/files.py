@@ -27,7 +27,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -228,7 +228,7 @@ class FileStore:
         pending: list[bytes] = []
         pending_size = 0
         try:
-            with path.open("r+b") as out:
+            with path.open("r+b", buffering=0) as out:
                 out.truncate(offset)  # a crash may have left bytes past the recorded offset
                 out.seek(offset)
                 try:
@@ -247,25 +247,31 @@ class FileStore:
                         offset = self._flush(out, pending, hasher, offset)
         finally:
             self._hashers[upload.id] = (offset, hasher)
-            with self._lock:
-                self._db.execute(
-                    "UPDATE uploads SET offset = ?, touched = ? WHERE id = ?",
-                    (offset, time.time(), upload.id),
-                )
+            try:
+                with self._lock:
+                    self._db.execute(
+                        "UPDATE uploads SET offset = ?, touched = ? WHERE id = ?",
+                        (offset, time.time(), upload.id),
+                    )
+            except sqlite3.Error as exc:  # e.g. the disk is full: the next PATCH cuts back
+                log.warning("could not record an upload's offset: %s", exc)
         return offset
 
     def _flush(
         self, out: BinaryIO, pending: list[bytes], hasher: hashlib._Hash, offset: int
     ) -> int:
-        data = b"".join(pending)
+        """Write what is pending at ``offset`` (``out`` is unbuffered: what write() accepted
+        is in the file); on failure cut the file back to ``offset``, never a torn chunk."""
+        data = memoryview(b"".join(pending))
         pending.clear()
         try:
-            out.write(data)
-            out.flush()
+            done = 0
+            while done < len(data):
+                done += out.write(data[done:]) or 0
         except OSError as exc:
-            out.seek(0)
             try:
-                os.truncate(out.fileno(), offset)  # never a partial chunk on disk
+                os.truncate(out.fileno(), offset)
+                out.seek(offset)
             except OSError:
                 log.warning("could not cut back a failed upload write")
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
@@ -300,8 +306,8 @@ class FileStore:
         """Turn a complete upload into a file: its blob (one per content) and its record."""
         known = self._hashers.pop(upload.id, None)
         hasher = known[1] if known is not None and known[0] == upload.length else None
-        if hasher is None:
-            hasher = self._hasher(upload)
+        if hasher is None:  # restarted server: hash the whole file again
+            hasher = self._hasher(replace(upload, offset=upload.length))
         sha = hasher.hexdigest()
         part = self._part(upload.id)
         with part.open("rb") as f:
