@@ -27,73 +27,25 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
+from desktop_chat.net.server.file_records import (
+    FILE_COLUMNS,
+    SCHEMA,
+    UPLOAD_COLUMNS,
+    StoredFile,
+    StoreFull,
+    TooLarge,
+    Upload,
+    file_row,
+)
 from desktop_chat.net.server.sniff_media import HEAD_BYTES, detect
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS uploads (
-    id TEXT PRIMARY KEY, session TEXT NOT NULL, name TEXT NOT NULL,
-    room_key TEXT, to_key TEXT, to_name TEXT,
-    length INTEGER NOT NULL, offset INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL, touched REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS files (
-    id TEXT PRIMARY KEY, sha256 TEXT NOT NULL, name TEXT NOT NULL, size INTEGER NOT NULL,
-    mime TEXT NOT NULL, width INTEGER, height INTEGER,
-    room_key TEXT, dm_from TEXT, dm_to TEXT, message_id INTEGER,
-    created REAL NOT NULL, expired INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS files_sha ON files (sha256) WHERE expired = 0;
-CREATE INDEX IF NOT EXISTS files_age ON files (created) WHERE expired = 0;
-"""
-_UPLOAD_COLUMNS = "id, session, name, room_key, to_key, to_name, length, offset, created, touched"
-_FILE_COLUMNS = (
-    "id, sha256, name, size, mime, width, height, room_key, dm_from, dm_to, message_id, expired"
-)
 _WRITE_SIZE = 1 << 20  # bytes gathered before one write() to the temporary file
-
-
-class TooLarge(Exception):
-    """Over the per-file limit, or more bytes than the upload declared."""
-
-
-class StoreFull(Exception):
-    """The quota (or the disk) has no room for this; nothing partial is kept as a file."""
-
-
-@dataclass(frozen=True, slots=True)
-class Upload:
-    id: str
-    session: str  # the uploader's session token
-    name: str  # the label, already made safe
-    room_key: str | None
-    to_key: str | None
-    to_name: str | None
-    length: int
-    offset: int
-    created: float
-    touched: float
-
-
-@dataclass(frozen=True, slots=True)
-class StoredFile:
-    id: str
-    sha256: str
-    name: str
-    size: int
-    mime: str
-    width: int | None
-    height: int | None
-    room_key: str | None
-    dm_from: str | None
-    dm_to: str | None
-    message_id: int | None
-    expired: bool
 
 
 class FileStore:
@@ -126,7 +78,7 @@ class FileStore:
             str(folder / "files.sqlite3"), check_same_thread=False, isolation_level=None
         )
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(SCHEMA)
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
 
@@ -187,8 +139,7 @@ class FileStore:
                     if message_id > 0:
                         expired.append(message_id)
                 self._db.execute(
-                    f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (upload.id, session, name, room_key, to_key, to_name, length, 0, now, now),
                 )
         finally:
@@ -199,7 +150,7 @@ class FileStore:
     def upload(self, upload_id: str) -> Upload | None:
         with self._lock:
             row = self._db.execute(
-                f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE id = ?", (upload_id,)
+                f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?", (upload_id,)
             ).fetchone()
         return None if row is None else Upload(*row)
 
@@ -326,9 +277,9 @@ class FileStore:
                 os.replace(part, blob)
             self._db.execute("DELETE FROM uploads WHERE id = ?", (upload.id,))
             self._db.execute(
-                f"INSERT INTO files ({_FILE_COLUMNS}, created) "
+                f"INSERT INTO files ({FILE_COLUMNS}, created) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*_file_row(stored), time.time()),
+                (*file_row(stored), time.time()),
             )
         return stored
 
@@ -378,7 +329,7 @@ class FileStore:
     def file(self, file_id: str) -> StoredFile | None:
         with self._lock:
             row = self._db.execute(
-                f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ?", (file_id,)
+                f"SELECT {FILE_COLUMNS} FROM files WHERE id = ?", (file_id,)
             ).fetchone()
         if row is None:
             return None
@@ -425,13 +376,6 @@ class FileStore:
         if self.on_expired is not None:
             for message_id in message_ids:
                 self.on_expired(message_id)
-
-
-def _file_row(f: StoredFile) -> tuple[object, ...]:
-    return (
-        f.id, f.sha256, f.name, f.size, f.mime, f.width, f.height,
-        f.room_key, f.dm_from, f.dm_to, f.message_id, int(f.expired),
-    )  # fmt: skip
 
 
 def default_quota(folder: Path) -> int:

@@ -30,7 +30,7 @@ import h11
 
 from desktop_chat.net.protocol import events as p
 from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_name
-from desktop_chat.net.server.files import StoredFile, StoreFull, TooLarge, Upload
+from desktop_chat.net.server.file_records import StoredFile, StoreFull, TooLarge, Upload
 from desktop_chat.net.server.sharing import Reader, may_read
 from desktop_chat.net.server.sniff_media import INLINE_TYPES, safe_label
 
