@@ -42,7 +42,10 @@ log = logging.getLogger(__name__)
 TUS_VERSION = "1.0.0"
 _ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _UPLOADS = "/files/uploads/"
-_LINGER = 1.0  # seconds to read (and drop) a body we refused, so the answer is not reset
+# A body we refused is read (and dropped) for up to this long / this much, so that closing
+# does not reset the connection before the client has read the answer.
+_LINGER = 2.0
+_LINGER_BYTES = 64 << 20
 FILE_SECURITY = [
     ("Content-Security-Policy", "default-src 'none'; sandbox; frame-ancestors 'none'"),
     ("Referrer-Policy", "no-referrer"),
@@ -80,7 +83,7 @@ class FilesEndpoint:
             if not self.exchange.request_complete():
                 # Closing with unread input would reset the connection, and the answer with
                 # it: read (and drop) what is still coming for a moment first.
-                self.exchange.transport.finish_reading(_LINGER)
+                self.exchange.transport.finish_reading(_LINGER, _LINGER_BYTES)
 
     def _dispatch(self) -> None:
         if self.method == "OPTIONS" and self.target == "/files":
