@@ -125,6 +125,7 @@ class HttpExchange:
         self.upgraded: WebSocketSession | None = None
         self._h = h11.Connection(h11.SERVER, max_incomplete_event_size=16_384)
         self._head = False  # answering a HEAD request: headers only, whatever the answer
+        self._body_left: int | None = None  # body bytes still unread, once read past h11
 
     def run(self, first: bytes) -> None:
         h = self._h
@@ -234,6 +235,8 @@ class HttpExchange:
 
     def request_complete(self) -> bool:
         """Has the whole request (its body too) arrived? What is already here is consumed."""
+        if self._body_left is not None:
+            return self._body_left == 0
         h = self._h
         try:
             while h.their_state is h11.SEND_BODY:
@@ -244,30 +247,53 @@ class HttpExchange:
             return False
         return h.their_state is h11.DONE
 
-    def body(self) -> Iterator[bytes]:
-        """The request body as it arrives, never held whole. Raises PeerGone when the peer
-        breaks HTTP or sends nothing for a while (what arrived before stays with the caller)."""
+    def body(self, request: h11.Request) -> Iterator[bytes]:
+        """The body of ``request`` as it arrives, never held whole. Raises PeerGone when the
+        peer breaks HTTP or sends nothing for a while (what arrived before stays with the
+        caller)."""
         h = self._h
         if h.they_are_waiting_for_100_continue:  # curl asks before sending a large body
             go_on = h11.InformationalResponse(status_code=100, headers=[])
             self.transport.send(h.send(go_on) or b"")
+        declared = header(request, b"content-length")
+        known = declared is not None and header(request, b"transfer-encoding") is None
+        seen = 0
         while True:
             try:
                 event = h.next_event()
             except h11.RemoteProtocolError as exc:
                 raise PeerGone from exc
             if event is h11.NEED_DATA:
+                if known and declared is not None:
+                    # h11's buffer is empty: the rest of a body of known length is read
+                    # straight from the transport, about twice as fast for a big upload as
+                    # copying it through h11's buffer (h11 validated the number).
+                    yield from self._raw_body(int(declared) - seen)
+                    return
                 data = self.transport.recv(_BODY_IDLE, _BODY_READ)
                 if data is None:
                     raise PeerGone
                 h.receive_data(data)
                 continue
             if isinstance(event, h11.Data):
+                seen += len(event.data)
                 yield bytes(event.data)
             elif isinstance(event, h11.EndOfMessage):
                 return
             else:
                 raise PeerGone  # the stream ended, or something that is no body
+
+    def _raw_body(self, left: int) -> Iterator[bytes]:
+        """``left`` more body bytes from the transport; h11 is then only used to answer."""
+        self._body_left = left
+        while left > 0:
+            data = self.transport.recv(_BODY_IDLE, min(left, _BODY_READ))
+            if data is None:
+                raise PeerGone
+            data = data[:left]  # anything after the body is not ours to read (we close)
+            left -= len(data)
+            self._body_left = left
+            yield data
 
     def _head_bytes(
         self,

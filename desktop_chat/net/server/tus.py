@@ -184,7 +184,7 @@ class FilesEndpoint:
                 raise _Refused(409, "the upload changed; ask its offset again")
             self.exchange.transport.mark_bulk()
             try:
-                new_offset = self.store.write(upload, self.exchange.body())
+                new_offset = self.store.write(upload, self.exchange.body(self.request))
             except TooLarge as exc:
                 raise _Refused(413, str(exc)) from exc
             except StoreFull as exc:
