@@ -14,7 +14,8 @@ In one run, on 127.0.0.1:
 3. Download: ``curl`` fetches the file from our server and from nginx (plain, then TLS); MB/s
    and the ratio ours / nginx.
 4. Chat: 50 clients (``loadgen.py``) at a fixed total rate; fan-out p99 without a transfer,
-   then while ``curl`` downloads the file (plain) in a loop. The ratio with / without.
+   while ``curl`` downloads the file (plain) in a loop, and while it uploads it in a loop (to
+   the uploader's own DMs). The ratios with / without.
 
 Throughput is a best of ``--repeat`` (the machine is shared: the best is the least
 disturbed); the chat p99s are medians of ``--chat-repeat`` quiet/busy pairs, run alternately
@@ -36,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -76,12 +78,14 @@ def curl(*args: str) -> float:
     return time.perf_counter() - t0
 
 
-def upload(base: str, token: str, path: Path, tls: bool) -> float:
-    """One tus upload of ``path`` (POST, then one streamed PATCH); the PATCH's seconds."""
+def upload(base: str, token: str, path: Path, tls: bool, dest: str = "room general") -> float:
+    """One tus upload of ``path`` (POST, then one streamed PATCH); the PATCH's seconds.
+    ``dest`` is ``room <name>`` or ``to <name>``."""
     size = path.stat().st_size
     auth = f"Authorization: Bearer {token}"
     b64 = base64.b64encode
-    meta = f"filename {b64(b'bench.bin').decode()},room {b64(b'general').decode()}"
+    key, _, value = dest.partition(" ")
+    meta = f"filename {b64(b'bench.bin').decode()},{key} {b64(value.encode()).decode()}"
     extra = ["-k"] if tls else []
     out = subprocess.run(
         ["curl", "-sS", "--fail", "-D", "-", "-o", "/dev/null", *extra, "-X", "POST",
@@ -163,37 +167,44 @@ http {{
 
 
 def chat_runs(
-    args: argparse.Namespace, host: str, port: int, token: str, file_id: str
-) -> tuple[list[float], list[float]]:
-    """Chat p99s without and during downloads, alternated (the machine's noise hits both)."""
-    quiets: list[float] = []
-    busys: list[float] = []
+    args: argparse.Namespace, host: str, port: int, token: str, file_id: str, src: Path
+) -> dict[str, list[float]]:
+    """Chat p99s without a transfer, during downloads and during uploads, alternated (the
+    machine's noise hits all three)."""
+    p99s: dict[str, list[float]] = {"quiet": [], "downloads": [], "uploads": []}
+    auth = ["-H", f"Authorization: Bearer {token}"]
+    url = f"http://{host}:{port}/files/{file_id}"
+    # Uploads go to the uploader's own DMs: the 50 clients see only the chat they measure.
+    loops: dict[str, Callable[[], object]] = {
+        "downloads": lambda: curl(*auth, url),
+        "uploads": lambda: upload(f"http://{host}:{port}", token, src, False, "to uploader"),
+    }
     with LoadGenerator(host, port) as gen:
         joined = gen.join(args.clients, timeout=30)
         if joined.ready != args.clients:
             raise RuntimeError(f"only {joined.ready} of {args.clients} clients joined")
         gen.settle()
         for _ in range(args.chat_repeat):
-            quiets.append(gen.run_rate(gen.live[:10], args.rate, args.chat_seconds).p99_ms)
-            with Downloads(host, port, token, file_id):
-                busys.append(gen.run_rate(gen.live[:10], args.rate, args.chat_seconds).p99_ms)
-    return quiets, busys
+            for what in p99s:
+                with Transfers(loops.get(what)):
+                    result = gen.run_rate(gen.live[:10], args.rate, args.chat_seconds)
+                p99s[what].append(result.p99_ms)
+    return p99s
 
 
-class Downloads:
-    """``curl`` downloading a file in a loop, in a thread, while the block runs."""
+class Transfers:
+    """``transfer`` called in a loop, in a thread, while the block runs (None: nothing)."""
 
-    def __init__(self, host: str, port: int, token: str, file_id: str) -> None:
-        self.args = ["-H", f"Authorization: Bearer {token}"]
-        self.url = f"http://{host}:{port}/files/{file_id}"
+    def __init__(self, transfer: Callable[[], object] | None) -> None:
+        self.transfer = transfer
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="bench-download")
+        self.thread = threading.Thread(target=self._loop, name="bench-transfer")
 
     def _loop(self) -> None:
-        while not self.stop.is_set():
-            curl(*self.args, self.url)
+        while self.transfer is not None and not self.stop.is_set():
+            self.transfer()
 
-    def __enter__(self) -> Downloads:
+    def __enter__(self) -> Transfers:
         self.thread.start()
         return self
 
@@ -232,8 +243,7 @@ def main() -> int:
             keep, token = login(host, port, "uploader")
             try:
                 file_id = measure(args, host, port, token, src, nginx, rows)
-                quiets, busys = chat_runs(args, host, port, token, file_id)
-                quiet, busy = statistics.median(quiets), statistics.median(busys)
+                p99s = chat_runs(args, host, port, token, file_id, src)
             finally:
                 keep.close()
                 nginx.stop()
@@ -248,8 +258,13 @@ def main() -> int:
             print(f"{what:<22}{mb / ours:>12.0f}{their_text:>12}{ratio:>8}")
         runs = args.chat_repeat
         print(f"\nchat p99 ({args.clients} clients, {args.rate:.0f} msg/s; median of {runs} runs):")
-        print(f"  without a transfer   {quiet:8.2f} ms   {_ms(quiets)}")
-        print(f"  during downloads     {busy:8.2f} ms   {_ms(busys)}   ratio {busy / quiet:.2f}")
+        quiet = statistics.median(p99s["quiet"])
+        print(f"  without a transfer   {quiet:8.2f} ms   {_ms(p99s['quiet'])}")
+        for what in ("downloads", "uploads"):
+            busy = statistics.median(p99s[what])
+            print(
+                f"  during {what:<13} {busy:8.2f} ms   {_ms(p99s[what])}   ratio {busy / quiet:.2f}"
+            )
     return 0
 
 
