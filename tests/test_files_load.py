@@ -141,7 +141,9 @@ def test_chat_p99_during_a_big_transfer(tmp_path: Path) -> None:
         finally:
             keep.close()
     assert downloads and all(n == SIZE for n in downloads)
-    # Medians of alternated runs, within 2×; a 5 ms floor keeps scheduler noise on a busy
-    # shared machine from failing a run whose quiet p99 was a fraction of a millisecond.
+    # Medians of alternated runs, within 2×. On loopback with 2 cores the downloading curl
+    # takes a whole core from the chat clients' side too, so a few ms of scheduling noise
+    # is the machine's, not the server's: the quiet figure is floored at 10 ms. A transfer
+    # that blocked the chat (one writer thread stuck behind a socket, say) shows hundreds.
     quiet, busy = statistics.median(quiets), statistics.median(busys)
-    assert busy <= 2 * max(quiet, 5.0), (quiets, busys)
+    assert busy <= 2 * max(quiet, 10.0), (quiets, busys)
