@@ -68,7 +68,19 @@ def login(host: str, port: int, name: str) -> tuple[socket.socket, str]:
     while b"\n" not in data:
         data += sock.recv(65536)
     welcome = json.loads(data.split(b"\n", 1)[0])
+    # Read (and drop) what comes, or the chat of the 50 clients would fill this connection's
+    # buffer, the server would cut it off as slow, and DMs to it would be refused.
+    threading.Thread(target=_drain, args=(sock,), name="bench-uploader").start()
     return sock, str(welcome["session"])
+
+
+def _drain(sock: socket.socket) -> None:
+    sock.settimeout(None)
+    try:
+        while sock.recv(65536):
+            pass
+    except OSError:
+        return  # closed by main()
 
 
 def curl(*args: str) -> float:
@@ -245,6 +257,7 @@ def main() -> int:
                 file_id = measure(args, host, port, token, src, nginx, rows)
                 p99s = chat_runs(args, host, port, token, file_id, src)
             finally:
+                keep.shutdown(socket.SHUT_RDWR)  # ends the drain thread's recv
                 keep.close()
                 nginx.stop()
         mb = size / 1e6
