@@ -75,10 +75,17 @@ def login(host: str, port: int, name: str) -> tuple[socket.socket, str]:
 
 
 def _drain(sock: socket.socket) -> None:
+    """Read (and drop) everything but pings, which are answered: the server closes a
+    connection that does not answer them, and DMs to the uploader would then be refused."""
     sock.settimeout(None)
+    buf = b""
     try:
-        while sock.recv(65536):
-            pass
+        while chunk := sock.recv(65536):
+            *lines, buf = (buf + chunk).split(b"\n")
+            for line in lines:
+                if line.startswith(b'{"type":"ping"'):
+                    n = json.loads(line)["n"]
+                    sock.sendall(json.dumps({"type": "pong", "n": n}).encode() + b"\n")
     except OSError:
         return  # closed by main()
 
