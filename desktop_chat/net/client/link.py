@@ -1,13 +1,13 @@
 """The desktop client's connection logic, without Qt: socket, handshake, reconnect, resume.
 
-:class:`ClientLink` runs on the client's worker thread (see ``client.py``) and reports
-everything through one ``notify(notice, payload)`` callback (a :class:`Notice`). It connects, says ``hello``, waits
-for ``welcome``, then serves one connection (:class:`_Session`) in a ``select()`` loop over the
-socket and a wake-up socketpair: requests from other threads arrive on a ``queue.Queue`` and a
+:class:`ClientLink` runs on the client's worker thread (see ``client.py``) and reports everything
+through one ``notify(notice, payload)`` callback (a :class:`Notice`). It connects, says ``hello``,
+waits for ``welcome``, then serves one connection (:class:`_Session`) in a ``select()`` loop over
+the socket and a wake-up socketpair: requests from other threads arrive on a ``queue.Queue`` and a
 byte on the socketpair wakes the loop at once. After a drop it waits (exponential backoff with
-jitter, at most ``reconnect_max``: about 10 s, a LAN restart is quick) and resumes the session
-with ``since`` = the highest message id seen; messages are de-duplicated by id, so none is
-reported twice or out of order within a conversation.
+jitter, at most ``reconnect_max``: about 10 s, a LAN restart is quick) and resumes the session with
+``since`` = the highest message id seen; messages are de-duplicated by id, so none is reported
+twice or out of order within a conversation.
 
 Sending exactly once (contract revision 2): every ``say``/``dm`` carries a ``ref``; the link
 keeps each one until its echo (a ``message`` from us with that ``ref``) or an ``error`` with that

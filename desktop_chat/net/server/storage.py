@@ -346,6 +346,20 @@ class Storage:
             me=True if me else None,
         )
 
+    def mark_file_expired(self, message_id: int) -> None:
+        """The file of message ``message_id`` was removed: its ``file`` now says ``expired``."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT file FROM messages WHERE id = ?", (message_id,)
+            ).fetchone()
+            if row is None or not isinstance(row[0], str):
+                return
+            file = json.loads(row[0])
+            file["expired"] = True
+            self._db.execute(
+                "UPDATE messages SET file = ? WHERE id = ?", (json.dumps(file), message_id)
+            )
+
     def commit(self) -> None:
         """Make every stored message durable (group commit: one per round of writes)."""
         with self._lock:
@@ -358,6 +372,16 @@ class Storage:
         """Up to ``limit`` messages of a room before id ``before``, oldest first; and more?"""
         sql = f"SELECT {_COLUMNS} FROM messages WHERE room_key = :room"
         return self._page(sql, {"room": room_key}, before, limit)
+
+    def dm_readable(self, message_id: int, me: Identity) -> bool:
+        """Is message ``message_id`` a DM that ``me`` took part in (its file may be read)?"""
+        sql = (
+            "SELECT 1 FROM messages WHERE id = :id AND dm_from IS NOT NULL AND "
+            f"((dm_from = :key AND {_MINE_SENT}) OR (dm_to = :key AND {_MINE_RECEIVED}))"
+        )
+        args = {"id": message_id, "key": me.key, "session": me.session, "account": me.account}
+        with self._lock:
+            return self._db.execute(sql, args).fetchone() is not None
 
     def dm_history(
         self, me: Identity, other_key: str, *, before: int | None, limit: int
