@@ -376,3 +376,16 @@ def test_sasl_plain_logs_into_a_registered_account(server: Any, connect: Any) ->
         assert bad.expect("433")  # the registered name needs its password
     finally:
         bad.close()
+
+
+def test_admins_are_marked_in_names_as_isupport_says(raw_irc: Any, server: Any) -> None:
+    with LineClient(server.address) as host:
+        host.send_json(type="hello", protocol=1, name="host", owner=server.owner_token)
+        host.expect("welcome")
+        bob = raw_irc()
+        burst = bob.register("bob")
+        names = " ".join(m.params[-1] for m in burst if m.command == "353")
+        assert sorted(names.split()) == ["@host", "bob"]
+        bob.send("NAMES #general")
+        again = [m for m in bob.until("366") if m.command == "353"]
+        assert sorted(" ".join(m.params[-1] for m in again).split()) == ["@host", "bob"]

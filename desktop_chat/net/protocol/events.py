@@ -266,6 +266,7 @@ class Users(ServerEvent):
     room: str = _req("str")
     names: tuple[str, ...] = _req("strlist")
     topic: str | None = _opt("str")
+    admins: tuple[str, ...] | None = _opt("strlist")  # addition: who of them may moderate
 
 
 @dataclass(frozen=True, slots=True)

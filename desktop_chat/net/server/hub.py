@@ -195,6 +195,12 @@ class Hub(ModerationMixin, SharingMixin):
             room = self._rooms.get(key)
             return [] if room is None else _sorted_names(room)
 
+    def room_users(self, key: str) -> p.Users | None:
+        """Who is in the room (and who of them may moderate), as its ``users`` event."""
+        with self._lock:
+            room = self._rooms.get(key)
+            return None if room is None else self._users_event(room)
+
     def members(self) -> list[Member]:
         with self._lock:
             return list(self._users.values())
@@ -369,7 +375,13 @@ class Hub(ModerationMixin, SharingMixin):
             del self._rooms[key]
 
     def _users_event(self, room: Room) -> p.Users:
-        return p.Users(room=room.name, names=tuple(_sorted_names(room)), topic=room.topic)
+        admins = sorted((m.key, m.name) for m in room.members.values() if m.is_admin)
+        return p.Users(
+            room=room.name,
+            names=tuple(_sorted_names(room)),
+            topic=room.topic,
+            admins=tuple(name for _key, name in admins) or None,
+        )
 
     def join(self, member: Member, req: p.Join) -> None:
         ref = req.ref

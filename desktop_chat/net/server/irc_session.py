@@ -314,8 +314,9 @@ class IrcSession(Session):
     def _names(self, msg: IrcMessage) -> None:
         for channel in targets(msg.param(0)) or [to_channel(r) for r in self.view.channels()]:
             room = from_escaped(channel.removeprefix("#"))
-            names = self.hub.room_names(name_key(room)) if name_key(room) in self.rooms else []
-            self.write(b"".join(self.view.names_lines(room, names)))
+            users = self.hub.room_users(name_key(room)) if name_key(room) in self.rooms else None
+            names, admins = (users.names, users.admins or ()) if users else ((), ())
+            self.write(b"".join(self.view.names_lines(room, names, admins)))
 
     def _who(self, msg: IrcMessage) -> None:
         target = msg.param(0)

@@ -162,12 +162,16 @@ class IrcView:
             out.append(self.line("JOIN", channel, source=mask(self.name)))
             if event.topic:
                 out.append(self.numeric("332", channel, event.topic))
-        out += self.names_lines(event.room, event.names)
+        out += self.names_lines(event.room, event.names, event.admins or ())
         return b"".join(out)
 
-    def names_lines(self, room: str, names: Iterable[str]) -> list[bytes]:
+    def names_lines(
+        self, room: str, names: Iterable[str], admins: Iterable[str] = ()
+    ) -> list[bytes]:
+        """RPL_NAMREPLY lines (admins marked ``@``, as ISUPPORT's PREFIX says) and the end."""
         channel = to_channel(room)
-        nicks = [to_nick(n) for n in names]
+        ops = {name_key(a) for a in admins}
+        nicks = [("@" if name_key(n) in ops else "") + to_nick(n) for n in names]
         out: list[bytes] = []
         budget = MAX_LINE - 100 - len(channel)
         batch: list[str] = []
