@@ -54,6 +54,22 @@ def _non_negative(text: str) -> float:
     return value
 
 
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def _size(text: str) -> int:
+    """A byte count: ``500000``, ``200M``, ``2G``, ``1.5GiB`` (binary units)."""
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = t[-1:] if t[-1:] in _UNITS else ""
+    try:
+        value = float(t[: len(t) - len(unit)])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 500M, 2G)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 byte, not {text!r}")
+    return int(value * _UNITS[unit])
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = ServerConfig()
     ap = _Parser(
@@ -178,6 +194,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="a registered account that may moderate (kick, ban, topics); repeatable",
     )
     ap.add_argument(
+        "--max-file-size",
+        type=_size,
+        default=d.max_file_size,
+        metavar="SIZE",
+        help="largest file people may share, e.g. 500M (default 2G)",
+    )
+    ap.add_argument(
+        "--files-quota",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="room for all shared files; the oldest are removed first when it is full "
+        "(default: the smaller of 20G and half the free disk)",
+    )
+    ap.add_argument(
         "--check",
         action="store_true",
         help="do not serve: check this machine's network (interfaces, the port, discovery) "
@@ -233,6 +264,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         or None,
         allow_plain_passwords=args.allow_plain_passwords,
         admins=tuple(args.admin),
+        max_file_size=args.max_file_size,
+        files_quota=args.files_quota,
     )
 
 

@@ -177,3 +177,16 @@ def test_prints_the_phone_address_as_a_qr_code_and_the_invitation(data_dir: Path
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_file_flags_take_sizes() -> None:
+    from desktop_chat.server_cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["--max-file-size", "500M", "--files-quota", "1.5GiB"])
+    config = config_from_args(args)
+    assert config.max_file_size == 500 << 20
+    assert config.files_quota == int(1.5 * (1 << 30))
+    default = config_from_args(build_parser().parse_args([]))
+    assert default.max_file_size == 2 << 30 and default.files_quota is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--max-file-size", "lots"])

@@ -105,13 +105,15 @@ def test_head_and_paths_outside_the_allow_list(server: Any) -> None:
         "/app.js/",
         "/APP.JS",
         "/index.html%00.js",
-        "/files/1",
     ):
         status, headers, _ = _http(server, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         assert status == b"HTTP/1.1 404 Not Found", path
         assert headers["content-security-policy"] == CSP
     status, _, _ = _http(server, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
     assert status.startswith(b"HTTP/1.1 405")
+    # /files is served now (tests/test_files.py), to this server's own Host only.
+    status, _, _ = _http(server, b"GET /files/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 403")
 
 
 # ---- the page, in chromium ------------------------------------------------------------------

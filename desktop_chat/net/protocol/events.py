@@ -79,6 +79,10 @@ class FileInfo(_Record):
     name: str = _req("str")
     size: int = _req("int")
     sha256: str = _req("str")
+    mime: str | None = _opt("str")  # detected from the bytes by the server
+    width: int | None = _opt("int")  # images only
+    height: int | None = _opt("int")
+    expired: bool | None = _opt("bool")  # removed by the server's retention rule
 
 
 @dataclass(frozen=True, slots=True)

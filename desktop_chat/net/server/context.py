@@ -14,6 +14,7 @@ from desktop_chat.net.protocol import events as p
 
 if TYPE_CHECKING:
     from desktop_chat.net.server.connection import Connection
+    from desktop_chat.net.server.files import FileStore
     from desktop_chat.net.server.hub import Hub, Member
     from desktop_chat.net.server.server import ServerConfig
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 class ServerContext(Protocol):
     config: ServerConfig
     hub: Hub
+    files: FileStore
     tls_context: ssl.SSLContext | None
 
     @property

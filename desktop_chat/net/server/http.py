@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import re
 import time
+from collections.abc import Iterator
 from http import HTTPStatus
 from importlib import resources
 from urllib.parse import urlsplit
@@ -23,10 +24,13 @@ import h11
 
 from desktop_chat import __version__
 from desktop_chat.net.server.context import ServerContext
-from desktop_chat.net.server.transport import Transport
+from desktop_chat.net.server.transport import PeerGone, Transport
+from desktop_chat.net.server.tus import FilesEndpoint
 from desktop_chat.net.server.websocket import WebSocketSession, accept_websocket
 
 _REQUEST_TIMEOUT = 10.0
+_BODY_IDLE = 30.0  # seconds a request body or a download may make no progress
+_BODY_READ = 1 << 18  # bytes per read of a request body
 
 # URL path -> (file in desktop_chat/web, Content-Type). Nothing outside this table is served.
 WEB_FILES: dict[str, tuple[str, str]] = {
@@ -91,7 +95,8 @@ def web_file(path: str, title: str, port: int) -> tuple[bytes, str] | None:
     return body, ctype
 
 
-def _header(request: h11.Request, name: bytes) -> str | None:
+def header(request: h11.Request, name: bytes) -> str | None:
+    """The first value of header ``name`` (lowercase bytes), or None."""
     for key, value in request.headers:
         if key == name:
             return value.decode("latin-1")
@@ -100,10 +105,10 @@ def _header(request: h11.Request, name: bytes) -> str | None:
 
 def same_origin(request: h11.Request, ctx: ServerContext, local_host: str) -> bool:
     """Does the request name this server in ``Host`` and come from its own origin (if any)?"""
-    host = _header(request, b"host")
+    host = header(request, b"host")
     if host is None or not ctx.is_own_host(host, local_host):
         return False
-    origin = _header(request, b"origin")
+    origin = header(request, b"origin")
     if origin is None:
         return True  # not a browser page: nothing to check
     try:
@@ -125,6 +130,8 @@ class HttpExchange:
         self.refuse_status = refuse_status
         self.upgraded: WebSocketSession | None = None
         self._h = h11.Connection(h11.SERVER, max_incomplete_event_size=16_384)
+        self._head = False  # answering a HEAD request: headers only, whatever the answer
+        self._body_left: int | None = None  # body bytes still unread, once read past h11
 
     def run(self, first: bytes) -> None:
         h = self._h
@@ -135,7 +142,7 @@ class HttpExchange:
             try:
                 event = h.next_event()
             except h11.RemoteProtocolError:
-                self._respond(400, b"Bad request\n", "text/plain")
+                self.respond(400, b"Bad request\n", "text/plain")
                 return
             if event is h11.NEED_DATA:
                 remaining = deadline - time.monotonic()
@@ -153,9 +160,9 @@ class HttpExchange:
 
     def _route(self, request: h11.Request, raw: bytes) -> None:
         target = request.target.decode("ascii", "replace").split("?", 1)[0]
-        head = request.method == b"HEAD"
+        head = self._head = request.method == b"HEAD"
         if self.refuse_status is not None:
-            self._respond(
+            self.respond(
                 self.refuse_status,
                 b"This server accepts only TLS (https).\n",
                 "text/plain; charset=utf-8",
@@ -163,17 +170,22 @@ class HttpExchange:
             )
         elif target == "/ws":
             self._websocket(request, raw)
+        elif target == "/files" or target.startswith("/files/"):
+            if not same_origin(request, self.ctx, self.transport.local_host):
+                self.respond(403, b"Forbidden: not this server's own page\n", "text/plain")
+                return
+            FilesEndpoint(self, request, target).handle()
         elif request.method not in (b"GET", b"HEAD"):
-            self._respond(405, b"Method not allowed\n", "text/plain")
+            self.respond(405, b"Method not allowed\n", "text/plain")
         elif (found := web_file(target, self.ctx.hub.title, self.ctx.port)) is not None:
             body, ctype = found
-            self._respond(200, body, ctype, head=head)
+            self.respond(200, body, ctype, head=head)
         else:
-            self._respond(404, b"Not found\n", "text/plain", head=head)
+            self.respond(404, b"Not found\n", "text/plain", head=head)
 
     def _websocket(self, request: h11.Request, raw: bytes) -> None:
         if not same_origin(request, self.ctx, self.transport.local_host):
-            self._respond(403, b"Forbidden: not this server's own page\n", "text/plain")
+            self.respond(403, b"Forbidden: not this server's own page\n", "text/plain")
             return
         session = accept_websocket(self.transport, self.ctx, raw)
         if session is not None:
@@ -184,7 +196,7 @@ class HttpExchange:
         if self.upgraded is not None:
             self.upgraded.finish()
 
-    def _respond(
+    def respond(
         self,
         status: int,
         body: bytes,
@@ -192,23 +204,121 @@ class HttpExchange:
         *,
         head: bool = False,
         extra: list[tuple[str, str]] | None = None,
+        security: list[tuple[str, str]] = _SECURITY_HEADERS,
+        length: int | None = None,
     ) -> None:
-        headers = [
-            *(extra or []),
-            *_SECURITY_HEADERS,
-            ("Content-Type", ctype),
-            ("Content-Length", str(len(body))),
-            ("Connection", "close"),
-            ("X-Content-Type-Options", "nosniff"),
-        ]
-        h = self._h
+        """Answer the request with ``body`` and close. For HEAD only the headers are sent,
+        with ``length`` (default: the body's) as Content-Length."""
+        size = len(body) if length is None else length
+        out = self._head_bytes(status, ctype, size, extra, security)
+        if out is None:
+            return
         try:
-            reason = HTTPStatus(status).phrase.encode()
-            out = h.send(h11.Response(status_code=status, headers=headers, reason=reason))
-            if not head:
-                out += h.send(h11.Data(data=body))
-            out += h.send(h11.EndOfMessage())
+            if not (head or self._head):
+                out += self._h.send(h11.Data(data=body))
+            out += self._h.send(h11.EndOfMessage())
         except h11.LocalProtocolError:
             return
         self.transport.send(out)
         self.transport.drain()
+
+    def respond_file(
+        self,
+        status: int,
+        ctype: str,
+        fd: int,
+        offset: int,
+        length: int,
+        *,
+        extra: list[tuple[str, str]],
+        security: list[tuple[str, str]],
+    ) -> None:
+        """Answer with ``length`` bytes of the open file ``fd`` from ``offset``, written
+        straight to the socket (see :meth:`Transport.send_file`)."""
+        out = self._head_bytes(status, ctype, length, extra, security)
+        if out is not None:
+            self.transport.send_file(out, fd, offset, length, _BODY_IDLE)
+
+    def request_complete(self) -> bool:
+        """Has the whole request (its body too) arrived? What is already here is consumed."""
+        if self._body_left is not None:
+            return self._body_left == 0
+        h = self._h
+        try:
+            while h.their_state is h11.SEND_BODY:
+                event = h.next_event()
+                if event is h11.NEED_DATA or event is h11.PAUSED:
+                    break
+        except h11.RemoteProtocolError:
+            return False
+        return h.their_state is h11.DONE
+
+    def body(self, request: h11.Request) -> Iterator[bytes]:
+        """The body of ``request`` as it arrives, never held whole. Raises PeerGone when the
+        peer breaks HTTP or sends nothing for a while (what arrived before stays with the
+        caller)."""
+        h = self._h
+        if h.they_are_waiting_for_100_continue:  # curl asks before sending a large body
+            go_on = h11.InformationalResponse(status_code=100, headers=[])
+            self.transport.send(h.send(go_on) or b"")
+        declared = header(request, b"content-length")
+        known = declared is not None and header(request, b"transfer-encoding") is None
+        seen = 0
+        while True:
+            try:
+                event = h.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise PeerGone from exc
+            if event is h11.NEED_DATA:
+                if known and declared is not None:
+                    # h11's buffer is empty: the rest of a body of known length is read
+                    # straight from the transport, about twice as fast for a big upload as
+                    # copying it through h11's buffer (h11 validated the number).
+                    yield from self._raw_body(int(declared) - seen)
+                    return
+                data = self.transport.recv(_BODY_IDLE, _BODY_READ)
+                if data is None:
+                    raise PeerGone
+                h.receive_data(data)
+                continue
+            if isinstance(event, h11.Data):
+                seen += len(event.data)
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return
+            else:
+                raise PeerGone  # the stream ended, or something that is no body
+
+    def _raw_body(self, left: int) -> Iterator[bytes]:
+        """``left`` more body bytes from the transport; h11 is then only used to answer."""
+        self._body_left = left
+        while left > 0:
+            data = self.transport.recv(_BODY_IDLE, min(left, _BODY_READ))
+            if data is None:
+                raise PeerGone
+            data = data[:left]  # anything after the body is not ours to read (we close)
+            left -= len(data)
+            self._body_left = left
+            yield data
+
+    def _head_bytes(
+        self,
+        status: int,
+        ctype: str,
+        length: int,
+        extra: list[tuple[str, str]] | None,
+        security: list[tuple[str, str]],
+    ) -> bytes | None:
+        headers = [
+            *(extra or []),
+            *security,
+            ("Content-Type", ctype),
+            ("Content-Length", str(length)),
+            ("Connection", "close"),
+            ("X-Content-Type-Options", "nosniff"),
+        ]
+        try:
+            reason = HTTPStatus(status).phrase.encode()
+            return self._h.send(h11.Response(status_code=status, headers=headers, reason=reason))
+        except h11.LocalProtocolError:
+            return None

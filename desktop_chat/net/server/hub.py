@@ -40,6 +40,7 @@ from desktop_chat.net.server.guard import Guard
 from desktop_chat.net.server.guard import LoginRefused as LoginRefused
 from desktop_chat.net.server.moderation import ModerationMixin
 from desktop_chat.net.server.outbox import MARK, OVERFLOW, Flusher, Outbox
+from desktop_chat.net.server.sharing import Reader, SharingMixin
 from desktop_chat.net.server.storage import Identity, Storage, token_hash
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ class _Batch:
             member.abort("slow")
 
 
-class Hub(ModerationMixin):
+class Hub(ModerationMixin, SharingMixin):
     """Rooms, members and routing. Thread-safe; methods are called from connection threads.
 
     ``storage`` is the open database, ``flusher`` the writer loop that sends what fan-outs
@@ -552,6 +553,30 @@ class Hub(ModerationMixin):
             )
             reply = p.HistoryReply(messages=tuple(msgs), with_=other, more=more, ref=req.ref)
         self._reply(member, reply)
+
+    # -- files (who may upload and read them: sharing.py) ----------------------------------
+
+    def share_file(
+        self, reader: Reader, file: p.FileInfo, *, room: str | None, to: str | None
+    ) -> p.ChatMessage:
+        """A finished upload as a message, stored and fanned out like ``say`` (``room``: one
+        the reader is in) or ``dm`` (``to``: a name, delivered if online)."""
+        rkey, to_key = (None if n is None else name_key(n) for n in (room, to))
+        batch = _Batch(self.flusher)
+        with self._lock:
+            live = self._rooms.get(rkey or "")
+            msg = self.storage.add_message(
+                sender=reader.name, text="", room=room if live is None else live.name,
+                room_key=rkey, dm_from=reader.key if to else None, dm_to=to_key, to_name=to,
+                file=file,
+            )  # fmt: skip
+            if live is not None:
+                batch.send_all(list(live.members.values()), Outgoing(msg))
+            elif to_key is not None:
+                users = (self._users.get(k) for k in {reader.key, to_key})
+                batch.send_all([m for m in users if m is not None], Outgoing(msg))
+        batch.finish()
+        return msg
 
     # -- shutdown ---------------------------------------------------------------------------
 

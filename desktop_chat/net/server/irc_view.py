@@ -19,6 +19,7 @@ from desktop_chat.net.protocol import admin as pa
 from desktop_chat.net.protocol import events as p
 from desktop_chat.net.protocol.irc import MAX_LINE, format_message, split_text, to_channel, to_nick
 from desktop_chat.net.protocol.names import MAX_NAME_LENGTH, name_key
+from desktop_chat.net.server.plaintext import file_line
 
 SERVER_NAME = "desktop-chat"
 CAPABILITIES = ("batch", "echo-message", "message-tags", "sasl", "server-time")
@@ -241,12 +242,14 @@ class IrcView:
         if batch is not None:
             tags["batch"] = batch
         text = msg.text
-        if msg.file is not None:
-            text = f"shared {msg.file.name} ({msg.file.size} bytes) {text}".rstrip()
+        command = "PRIVMSG"
+        if msg.file is not None:  # a NOTICE: clients never answer one automatically
+            command = "NOTICE"
+            text = f"* {file_line(msg)}"
         overhead = len(source) + len(target) + 30  # ":", " PRIVMSG ", " :", ACTION, CR LF
         out: list[bytes] = []
         for piece in split_text(text, MAX_LINE - overhead) if text else [""]:
-            body = f"\x01ACTION {piece}\x01" if msg.me else piece
-            out.append(format_message("PRIVMSG", target, body, source=source, tags=tags))
+            body = f"\x01ACTION {piece}\x01" if msg.me and command == "PRIVMSG" else piece
+            out.append(format_message(command, target, body, source=source, tags=tags))
             tags.pop("msgid", None)  # the id belongs to the first line only
         return b"".join(out)

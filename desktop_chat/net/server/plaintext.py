@@ -49,6 +49,29 @@ def _body(text: str) -> str:
     return "\n    ".join(lines)
 
 
+def human_size(size: int) -> str:
+    """``812 bytes``, ``1.4 KB``, ``3.0 MB``, ``2.0 GB`` (powers of 1024, one decimal)."""
+    if size < 1024:
+        return f"{size} byte" + ("" if size == 1 else "s")
+    value = float(size)
+    for unit in ("KB", "MB", "GB", "TB"):
+        value /= 1024
+        if value < 1024 or unit == "TB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def file_line(msg: p.ChatMessage) -> str:
+    """``<name> shared <file> (<size>)``, safe for a terminal (the file name is a label)."""
+    assert msg.file is not None
+    line = f"{clean(msg.from_)} shared {clean(msg.file.name)} ({human_size(msg.file.size)})"
+    if msg.file.expired:
+        line += " [expired]"
+    if msg.text:
+        line += f": {_body(msg.text)}"
+    return line
+
+
 def render(event: p.ServerEvent, *, me: str, room: str) -> str:
     """Lines (each ending in a newline) showing ``event`` to user ``me`` whose room is ``room``."""
     if isinstance(event, p.ChatMessage):
@@ -101,6 +124,8 @@ def _render_message(msg: p.ChatMessage, *, me: str, room: str) -> str:
         prefix = f"[{clean(msg.room)}] "
     else:
         prefix = ""
+    if msg.file is not None:
+        return f"{prefix}* {file_line(msg)}"
     if msg.me:
         return f"{prefix}* {sender} {_body(msg.text)}"
     return f"{prefix}{sender}: {_body(msg.text)}"

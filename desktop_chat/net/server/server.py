@@ -30,6 +30,7 @@ from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_nam
 from desktop_chat.net.protocol.tls import TLS_MODES
 from desktop_chat.net.server.accounts import hash_password
 from desktop_chat.net.server.connection import Connection
+from desktop_chat.net.server.files import FileStore, default_quota
 from desktop_chat.net.server.guard import ArgonPool, Guard, PlainPasswordRule
 from desktop_chat.net.server.hub import Hub, LoginRefused, Member
 from desktop_chat.net.server.outbox import Flusher
@@ -80,6 +81,10 @@ class ServerConfig:
     argon_workers: int | None = None  # argon2 checks at once (None: one per core)
     argon_queue: int | None = None  # argon2 checks waiting (None: 4 per worker)
 
+    max_file_size: int = 2 << 30  # bytes per shared file
+    files_quota: int | None = None  # bytes for all files; None: min(20 GiB, half the free disk)
+    upload_ttl: float = 6 * 3600.0  # seconds an unfinished upload is kept without progress
+
 
 class Server:
     """A chat server. ``with Server(config) as server:`` starts it; leaving the block stops it."""
@@ -90,6 +95,8 @@ class Server:
         self.storage: Storage | None = None
         self.flusher = Flusher()
         self.hub: Hub  # made by start(), once the storage it needs is open
+        self.files: FileStore  # made by start(), beside the storage
+        self._file_store: FileStore | None = None
         self._lock = threading.Lock()
         self._connections: dict[Connection, threading.Thread] = {}
         self._per_address: Counter[str] = Counter()
@@ -131,6 +138,7 @@ class Server:
             self.storage.expire_sessions(self.storage.session_ttl)
             self.hub = Hub(self.config.title, self.storage, self.flusher, guard=self.guard)
             self.flusher.before_send = self.storage.commit
+            self.files = self._open_files(self.storage)
             self.hub.load_registered()  # also builds the look-alike table, before any login
             if self.config.password:
                 self._password_hash = hash_password(self.config.password)
@@ -196,6 +204,20 @@ class Server:
         sock.setblocking(False)
         return sock
 
+    def _open_files(self, storage: Storage) -> FileStore:
+        folder = self.data_dir / "files"
+        quota = self.config.files_quota
+        files = FileStore(
+            folder,
+            max_file_size=self.config.max_file_size,
+            quota=default_quota(folder) if quota is None else quota,
+            upload_ttl=self.config.upload_ttl,
+            on_expired=storage.mark_file_expired,
+        )
+        self._file_store = files
+        files.start_sweeping()
+        return files
+
     def __enter__(self) -> Server:
         return self.start()
 
@@ -255,6 +277,10 @@ class Server:
         for s in (self._listener, self._wake_r, self._wake_w):
             if s is not None:
                 s.close()
+        if self._file_store is not None:
+            self._file_store.stop_sweeping()
+            if not self.stuck_threads:
+                self._file_store.close()
         if self.storage is not None:
             if self.stuck_threads:
                 # Never close the database under a running thread; stop its own background

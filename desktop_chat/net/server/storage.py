@@ -346,6 +346,20 @@ class Storage:
             me=True if me else None,
         )
 
+    def mark_file_expired(self, message_id: int) -> None:
+        """The file of message ``message_id`` was removed: its ``file`` now says ``expired``."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT file FROM messages WHERE id = ?", (message_id,)
+            ).fetchone()
+            if row is None or not isinstance(row[0], str):
+                return
+            file = json.loads(row[0])
+            file["expired"] = True
+            self._db.execute(
+                "UPDATE messages SET file = ? WHERE id = ?", (json.dumps(file), message_id)
+            )
+
     def commit(self) -> None:
         """Make every stored message durable (group commit: one per round of writes)."""
         with self._lock:

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import select
 import socket
 import ssl
+import sys
+import threading
 import time
+from collections.abc import Callable
 
 from desktop_chat.net.server.outbox import Flusher, Outbox
 from desktop_chat.net.server.tls import TlsChannel, TlsClosed
@@ -22,6 +26,9 @@ from desktop_chat.net.server.tls import TlsChannel, TlsClosed
 log = logging.getLogger(__name__)
 
 _RECV_SIZE = 65_536
+_SENDFILE_CHUNK = 1 << 22  # bytes per os.sendfile call (the kernel sends what fits)
+_BULK_NICE = 10  # the nice value of a thread that moves a file (chat threads have 0)
+_TLS_CHUNK = 1 << 18  # plaintext bytes per TLS write of a file (bounds memory per download)
 
 
 class PeerGone(Exception):
@@ -52,6 +59,7 @@ class Transport:
         if self._poller is not None:
             self._poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
         self.close_reason: str | None = None
+        self._bulk = False
         self.accepted_at = time.monotonic()
         self.last_heard = self.accepted_at  # any input is a sign of life (keepalive)
 
@@ -106,12 +114,13 @@ class Transport:
             log.info("%s: TLS handshake failed: %s", self.peer, exc)
             raise PeerGone from exc
 
-    def recv(self, timeout: float) -> bytes | None:
+    def recv(self, timeout: float, size: int = _RECV_SIZE) -> bytes | None:
         """Bytes (decrypted under TLS), or None when ``timeout`` passed with nothing.
 
-        Raises :class:`PeerGone` at the end of the stream or once the connection is aborted.
+        ``size`` bounds one read (bulk transfers ask for more than chat lines need). Raises
+        :class:`PeerGone` at the end of the stream or once the connection is aborted.
         """
-        data = self._recv_raw(timeout)
+        data = self._recv_raw(timeout, size)
         if data is None or self._tls is None:
             return data
         try:
@@ -122,13 +131,13 @@ class Transport:
             self.outbox.kick()  # the read produced records to send (a TLS alert, a ticket)
         return plain or None
 
-    def _recv_raw(self, timeout: float) -> bytes | None:
+    def _recv_raw(self, timeout: float, size: int = _RECV_SIZE) -> bytes | None:
         if self.close_reason is not None:
             raise PeerGone
         if not self._wait_readable(timeout):
             return None
         try:
-            data = self.sock.recv(_RECV_SIZE)
+            data = self.sock.recv(size)
         except (BlockingIOError, InterruptedError):
             return None
         except OSError as exc:
@@ -155,6 +164,115 @@ class Transport:
         """Give the peer its last replies (an error, a goodbye) before the connection closes."""
         self.outbox.kick()
         return self.outbox.wait_drained(timeout)
+
+    def mark_bulk(self) -> None:
+        """This connection's thread is about to move a file: let chat threads go first.
+
+        On Linux a thread has its own nice value, so only this (connection) thread is lowered;
+        the CPU the kernel spends copying for it (``sendfile``, TLS, hashing) is then given to
+        it only when chat threads do not need it. The thread ends with its connection (one
+        request per connection), so the value is never restored. Elsewhere: nothing.
+        """
+        if self._bulk or not sys.platform.startswith("linux"):
+            return
+        self._bulk = True
+        try:
+            tid = threading.get_native_id()
+            os.setpriority(
+                os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), _BULK_NICE)
+            )
+        except OSError as exc:
+            log.debug("could not lower a file transfer's priority: %s", exc)
+
+    def send_file(self, head: bytes, fd: int, offset: int, count: int, idle: float) -> None:
+        """Write ``head`` and then ``count`` bytes of the open file ``fd`` from ``offset``,
+        straight to the socket from the calling (connection) thread, not through the outbox.
+
+        Plain sockets use ``os.sendfile`` (the kernel copies; no bytes pass through Python);
+        under TLS the file goes through the TLS channel in bounded chunks. Waiting for a slow
+        reader blocks only this connection's thread; ``idle`` seconds without progress raise
+        :class:`PeerGone`. Call it only when nothing else is queued for this connection.
+        """
+        self.drain(idle)  # whatever the outbox holds goes first (nothing, for HTTP)
+        if self._tls is not None:
+            self._send_file_tls(head, fd, offset, count, idle)
+            return
+        view = memoryview(head)
+        while view:
+            view = view[self._retry_write(idle, self.sock.send, view) :]
+        end = offset + count
+        out = self.sock.fileno()
+        while offset < end:
+            chunk = min(end - offset, _SENDFILE_CHUNK)
+            sent = self._retry_write(idle, os.sendfile, out, fd, offset, chunk)
+            if sent == 0:
+                raise PeerGone  # the file is shorter than promised: end the response here
+            offset += sent
+
+    def _send_file_tls(self, head: bytes, fd: int, offset: int, count: int, idle: float) -> None:
+        tls = self._tls
+        assert tls is not None
+        pending = head
+        end = offset + count
+        while pending or offset < end:
+            if not pending:
+                pending = os.pread(fd, min(end - offset, _TLS_CHUNK), offset)
+                if not pending:
+                    raise PeerGone
+                offset += len(pending)
+            self._retry_write(idle, tls.send, pending)
+            pending = b""
+        deadline = time.monotonic() + idle
+        while tls.backlogged:  # the last ciphertext still waits for the socket
+            if time.monotonic() > deadline or self.close_reason is not None:
+                raise PeerGone
+            self._wait_writable(1.0)
+            tls.send(b"")
+
+    def _retry_write(self, idle: float, write: Callable[..., int], *args: object) -> int:
+        """Call ``write(*args)`` until the socket takes something; wait for POLLOUT between.
+
+        ``write`` raising BlockingIOError means "not now"; ``idle`` seconds of that → PeerGone.
+        """
+        deadline = time.monotonic() + idle
+        while True:
+            if self.close_reason is not None:
+                raise PeerGone
+            try:
+                written = write(*args)
+            except (BlockingIOError, InterruptedError):
+                written = -1
+            except OSError as exc:
+                raise PeerGone from exc
+            if written >= 0:
+                return written
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.info("%s: a download stalled; closing", self.peer)
+                raise PeerGone
+            self._wait_writable(min(remaining, 1.0))
+
+    def _wait_writable(self, timeout: float) -> None:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(self.sock.fileno(), select.POLLOUT)
+            poller.poll(int(timeout * 1000) + 1)
+        else:
+            select.select([], [self.sock], [], timeout)
+
+    def finish_reading(self, timeout: float, limit: int = 1 << 20) -> None:
+        """After an early answer: send it, stop writing, and read (and drop) what the peer
+        still sends for a moment, so closing does not reset the answer away."""
+        self.drain(timeout)
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        deadline = time.monotonic() + timeout
+        dropped = 0
+        while dropped < limit and (remaining := deadline - time.monotonic()) > 0:
+            data = self._recv_raw(remaining)  # PeerGone at the end of the stream
+            dropped += len(data or b"")
 
     def _send_now(self, data: bytes) -> int:
         if self._tls is None:
