@@ -22,17 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from desktop_chat.net.protocol.invite import comparison_code
 from desktop_chat.net.server.http import CSP
+from tests import test_web_client as web
 from tests.helpers import T, wait_until
-from tests.test_web_client import (  # noqa: F401
-    CHROMIUM_ARGS,
-    DESKTOP,
-    PHONE,
-    _log_in,
-    browser,
-    make_server,
-    phone,
-)
 from tests.tus_client import FilesClient
+
+# The browser fixtures of the page's tests (Debian's chromium), shared.
+browser, phone, make_server = web.browser, web.phone, web.make_server
+PHONE, DESKTOP, _log_in = web.PHONE, web.DESKTOP, web._log_in
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page, Route
@@ -64,7 +60,7 @@ def _files(srv: Any, client: Any) -> FilesClient:
 
 
 def _card(page: Page, name: str) -> Any:
-    return page.locator("#messages .filecard:visible").filter(
+    return page.locator("#messages .filecard:not(.uploading):visible").filter(
         has=page.locator(".file-name", has_text=name)
     )
 
@@ -194,6 +190,44 @@ def test_an_interrupted_upload_goes_on_after_a_reload(
     assert offsets[0] == str(3 * chunk)
 
 
+def test_an_upload_waits_out_a_lost_network_and_goes_on(
+    phone: Page, server: Any, connect: Any
+) -> None:
+    """The phone goes offline mid-upload (asleep, out of range, a cable pulled): the page
+    waits, and when the network is back it asks the server's offset and finishes."""
+    from playwright.sync_api import expect
+
+    alice = connect("alice")
+    _log_in(phone, server, "phone")
+    alice.expect("joined")
+    chunk = 64 * 1024
+    _small_chunks(phone, chunk)
+    data = os.urandom(12 * chunk)
+    offsets: list[int] = []
+
+    def unplug_at_the_fourth(route: Route) -> None:
+        if route.request.method == "PATCH":
+            offsets.append(int(route.request.headers["upload-offset"]))
+            if len(offsets) == 4:
+                phone.context.set_offline(True)
+                route.abort("internetdisconnected")
+                return
+        route.continue_()
+
+    phone.route("**/files/uploads/*", unplug_at_the_fourth)
+    phone.set_input_files(
+        "#file-input", files=[{"name": "away.bin", "mimeType": "", "buffer": data}]
+    )
+    row = phone.locator(".msg.upload")
+    expect(row.locator(".file-meta")).to_contain_text("Connection lost at 25%")
+    phone.context.set_offline(False)  # the page hears "online" and tries at once
+    expect(_card(phone, "away.bin")).to_have_count(1)
+    msg = alice.expect("message")
+    assert msg["file"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert offsets[4] == 3 * chunk  # from the server's offset, nothing sent twice after it
+    assert sorted(set(offsets)) == [i * chunk for i in range(12)]
+
+
 # ---- cards, thumbnails and downloads --------------------------------------------------------
 
 
@@ -311,6 +345,7 @@ def test_an_http_invitation_says_it_is_not_encrypted(phone: Page, server: Any) -
     fp = server.certificate.fingerprint
     phone.goto(f"http://{host}:{port}/#fp={fp}")
     box = phone.locator("#invite")
+    expect(box).to_be_visible()
     expect(box).to_contain_text("This connection is not encrypted")
     expect(box).to_contain_text(comparison_code(fp))
     expect(box).to_contain_text(server.certificate.fingerprint_colons)
@@ -331,6 +366,7 @@ def test_an_https_invitation_shows_the_fingerprint_to_compare(
         fp = server.certificate.fingerprint
         page.goto(f"https://{host}:{port}/#fp={fp.upper()}")
         box = page.locator("#invite")
+        expect(box).to_be_visible()
         expect(box).to_contain_text("You were invited to the chat whose comparison code is")
         expect(box).to_contain_text(comparison_code(fp))
         expect(box).to_contain_text(server.certificate.fingerprint_colons)

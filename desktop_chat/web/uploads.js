@@ -146,7 +146,8 @@ async function restore() {
     if (!e || e.session !== state.session || typeof e.location !== "string" ||
         !e.location.startsWith("/files/uploads/") || typeof e.name !== "string" ||
         typeof e.conv !== "string" || !e.target || uploads.has(e.uid)) continue;
-    const entry = { ...e, offset: Number(e.offset) || 0, size: Number(e.size) || 0, file: null };
+    const entry = { ...e, offset: Number(e.offset) || 0, size: Number(e.size) || 0, file: null,
+      ask: true }; // the saved offset may be behind the server's: HEAD says
     uploads.set(entry.uid, entry);
     row(entry);
     entry.file = await keptFile(entry.uid);
