@@ -109,6 +109,72 @@ def test_page_uploads_a_picked_file_intact(phone: Page, server: Any, connect: An
     assert phone.evaluate("localStorage.getItem('desktop-chat:uploads')") is None
 
 
+def test_dropped_pasted_and_photographed_files_are_sent(
+    phone: Page, server: Any, connect: Any
+) -> None:
+    """Dropped on the conversation (a desktop browser), pasted into the message box (in a
+    private conversation), and taken with the camera button."""
+    from playwright.sync_api import expect
+
+    alice = connect("alice")
+    _log_in(phone, server, "phone")
+    alice.expect("joined")
+    make = "([name, text]) => { const d = new DataTransfer(); "
+    make += "d.items.add(new File([text], name, {type: 'text/plain'})); return d; }"
+    dropped = phone.evaluate_handle(make, ["dropped.txt", "dropped on the page"])
+    phone.dispatch_event("#conversation", "dragenter", {"dataTransfer": dropped})
+    expect(phone.locator("#drop-hint")).to_be_visible()
+    phone.dispatch_event("#conversation", "drop", {"dataTransfer": dropped})
+    expect(phone.locator("#drop-hint")).to_be_hidden()
+    msg = alice.expect("message")
+    assert msg["room"] == "general" and msg["file"]["name"] == "dropped.txt"
+    assert msg["file"]["sha256"] == hashlib.sha256(b"dropped on the page").hexdigest()
+
+    phone.get_by_role("button", name="People in this room").click()
+    phone.get_by_role("button", name="Message alice privately").click()
+    expect(phone.get_by_role("heading", name="alice", exact=True)).to_be_visible()
+    phone.evaluate(
+        "async () => { const png = await (await fetch('icon-192.png')).blob(); "
+        "const d = new DataTransfer(); d.items.add(new File([png], 'image.png', "
+        "{type: 'image/png'})); document.getElementById('text').dispatchEvent("
+        "new ClipboardEvent('paste', {clipboardData: d, bubbles: true, cancelable: true})); }"
+    )
+    dm = alice.expect("message", where=lambda m: m.get("to") == "alice")
+    assert dm["from"] == "phone" and dm["file"]["mime"] == "image/png"
+    expect(_card(phone, "image.png").locator("img")).to_have_attribute("src", _starts("blob:"))
+
+    camera = phone.locator("#camera-input")
+    assert camera.get_attribute("accept") == "image/*"
+    assert camera.get_attribute("capture") == "environment"
+    photo = real_png(40, 30)
+    with phone.expect_file_chooser() as chooser:
+        phone.get_by_role("button", name="Take a photo").click()
+    chooser.value.set_files(files=[{"name": "photo.png", "mimeType": "image/png", "buffer": photo}])
+    shot = alice.expect("message", where=lambda m: m.get("to") == "alice")
+    assert shot["file"]["sha256"] == hashlib.sha256(photo).hexdigest()
+    assert (shot["file"]["width"], shot["file"]["height"]) == (40, 30)
+
+
+def test_a_refused_upload_says_why_until_dismissed(
+    phone: Page, make_server: Any, connect: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    srv = make_server(max_file_size=1000)
+    connect("alice", srv=srv)
+    _log_in(phone, srv, "phone")
+    phone.set_input_files(
+        "#file-input", files=[{"name": "huge.bin", "mimeType": "", "buffer": b"x" * 1001}]
+    )
+    row = phone.locator(".msg.upload")
+    expect(row.locator(".file-meta")).to_have_text(
+        "This file is too large for this chat (files may have up to 1000 bytes)."
+    )
+    assert phone.evaluate("localStorage.getItem('desktop-chat:uploads')") is None
+    row.get_by_role("button", name="Dismiss huge.bin").click()
+    expect(row).to_have_count(0)
+
+
 def test_cancelling_an_upload_removes_it_on_the_server(
     phone: Page, server: Any, connect: Any, data_dir: Path
 ) -> None:
