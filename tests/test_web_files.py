@@ -348,6 +348,36 @@ def test_download_from_the_page_is_saved_intact_under_a_safe_name(
     expect(card.locator(".file-meta")).to_contain_text("saved")
 
 
+def test_a_download_cut_off_half_way_goes_on_from_where_it_stopped(
+    phone: Page, server: Any, connect: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    alice = connect("alice")
+    _log_in(phone, server, "phone")
+    alice.expect("joined")
+    data = os.urandom(400_000)
+    _files(server, alice).upload(data, filename="cut.bin", room="general")
+    asked: list[str | None] = []
+
+    def cut_the_first(route: Route) -> None:
+        asked.append(route.request.headers.get("range"))
+        if len(asked) == 1:  # the connection breaks after 150 000 bytes
+            route.fulfill(status=200, body=data[:150_000], content_type="application/octet-stream")
+        else:
+            route.continue_()
+
+    card = _card(phone, "cut.bin")
+    expect(card).to_have_count(1)
+    phone.route("**/files/*", cut_the_first)
+    with phone.expect_download() as started:
+        card.get_by_role("button", name="Download cut.bin").click()
+    saved = tmp_path / "cut.bin"
+    started.value.save_as(saved)
+    assert saved.read_bytes() == data
+    assert asked == [None, "bytes=150000-"]
+
+
 def test_an_svg_with_script_is_a_file_and_never_runs(
     phone: Page, server: Any, connect: Any, tmp_path: Path
 ) -> None:
