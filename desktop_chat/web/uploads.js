@@ -9,7 +9,7 @@
 // when the last byte arrives the server sends the file's message, which becomes its card.
 
 import {
-  CROSS, authorization, fileIcon, formatSize, roundButton, setButton,
+  CROSS, fileIcon, formatSize, roundButton, setButton,
 } from "./filecards.js";
 import { conv, dmKey, recall, remember, roomKey, state, ui } from "./state.js";
 
@@ -225,7 +225,8 @@ function request(entry, method, url, headers, body, progress) {
     const xhr = new XMLHttpRequest();
     entry.xhr = xhr;
     xhr.open(method, url);
-    const all = { "Tus-Resumable": "1.0.0", ...authorization(), ...headers };
+    // An upload belongs to the session that created it (the server says 404 to any other).
+    const all = { "Tus-Resumable": "1.0.0", Authorization: `Bearer ${entry.session}`, ...headers };
     for (const [name, value] of Object.entries(all)) xhr.setRequestHeader(name, value);
     let stall = 0;
     const watch = () => {
