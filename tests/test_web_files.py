@@ -424,6 +424,30 @@ def test_a_file_the_server_no_longer_has_says_so(
     expect(card.get_by_role("button", name="Download old.zip")).to_have_count(0)
 
 
+def test_a_file_removed_to_make_room_shows_as_expired_in_history(
+    phone: Page, make_server: Any, connect: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    srv = make_server(files_quota=8000)
+    alice = connect("alice", srv=srv)
+    _log_in(phone, srv, "phone")
+    alice.expect("joined")
+    _files(srv, alice).upload(
+        real_png(20, 20) + os.urandom(4000), filename="first.png", room="general"
+    )
+    expect(_card(phone, "first.png").locator("img")).to_have_attribute("src", _starts("blob:"))
+    _files(srv, alice).upload(os.urandom(5000), filename="second.bin", room="general")
+    expect(_card(phone, "second.bin")).to_have_count(1)
+    phone.reload()  # history now says the first one expired
+    first = _card(phone, "first.png")
+    expect(first.locator(".file-meta")).to_have_text(
+        "Expired: the server no longer keeps this file"
+    )
+    expect(first.locator("img")).to_have_count(0)
+    expect(first.get_by_role("button")).to_have_count(0)
+
+
 def test_the_policy_allows_blob_images_and_nothing_wider() -> None:
     assert CSP == (
         "default-src 'self'; connect-src 'self'; img-src 'self' data: blob:; "
