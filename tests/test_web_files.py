@@ -168,7 +168,7 @@ def test_a_refused_upload_says_why_until_dismissed(
     )
     row = phone.locator(".msg.upload")
     expect(row.locator(".file-meta")).to_have_text(
-        "This file is too large for this chat (files may have up to 1000 bytes)."
+        "This file is too large for this chat (the limit is 1000 B)."
     )
     assert phone.evaluate("localStorage.getItem('desktop-chat:uploads')") is None
     row.get_by_role("button", name="Dismiss huge.bin").click()
@@ -292,6 +292,38 @@ def test_an_upload_waits_out_a_lost_network_and_goes_on(
     assert msg["file"]["sha256"] == hashlib.sha256(data).hexdigest()
     assert offsets[4] == 3 * chunk  # from the server's offset, nothing sent twice after it
     assert sorted(set(offsets)) == [i * chunk for i in range(12)]
+
+
+def test_an_upload_whose_last_answer_is_lost_is_not_called_failed(
+    phone: Page, server: Any, connect: Any
+) -> None:
+    """The last PATCH reaches the server, its answer never reaches the page: HEAD then finds
+    no upload (it became a file), and the file's message says it went through."""
+    from playwright.sync_api import expect
+
+    alice = connect("alice")
+    _log_in(phone, server, "phone")
+    alice.expect("joined")
+    chunk = 64 * 1024
+    _small_chunks(phone, chunk)
+    data = os.urandom(2 * chunk)
+
+    def lose_the_last_answer(route: Route) -> None:
+        if route.request.method == "PATCH" and route.request.headers["upload-offset"] == str(chunk):
+            route.fetch()  # the server gets it all...
+            route.abort()  # ...and the page hears nothing back
+            return
+        route.continue_()
+
+    phone.route("**/files/uploads/*", lose_the_last_answer)
+    with phone.expect_response(lambda r: r.request.method == "HEAD") as asked:
+        phone.set_input_files(
+            "#file-input", files=[{"name": "last.bin", "mimeType": "", "buffer": data}]
+        )
+    assert asked.value.status == 404
+    expect(_card(phone, "last.bin")).to_have_count(1)
+    expect(phone.locator(".msg.upload")).to_have_count(0)
+    assert alice.expect("message")["file"]["sha256"] == hashlib.sha256(data).hexdigest()
 
 
 # ---- cards, thumbnails and downloads --------------------------------------------------------

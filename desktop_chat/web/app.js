@@ -164,6 +164,7 @@ function onMessage(msg, live) {
   }
   const mine = isMe(msg.from);
   if (mine && msg.ref !== undefined) outbox.settle(msg.ref); // confirmed: no longer pending
+  if (mine && msg.file) uploads.noticeShared(msg);
   const c = typeof msg.to === "string"
     ? conv(dmKey(mine ? msg.to : msg.from), mine ? msg.to : msg.from, "dm")
     : conv(roomKey(msg.room), msg.room, "room");

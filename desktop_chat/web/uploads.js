@@ -82,6 +82,7 @@ function save() {
   const list = [...uploads.values()].filter((e) => e.location).map((e) => ({
     uid: e.uid, location: e.location, name: e.name, size: e.size, type: e.type,
     modified: e.modified, target: e.target, conv: e.conv, offset: e.offset, session: e.session,
+    since: e.since,
   }));
   remember("uploads", list.length ? JSON.stringify(list) : null);
 }
@@ -110,7 +111,7 @@ export function send(files, c) {
       size: file.size, type: file.type, modified: file.lastModified || 0,
       target: c.kind === "room" ? { room: c.label } : { to: c.label },
       conv: c.kind === "room" ? roomKey(c.label) : dmKey(c.label),
-      offset: 0, session: state.session, file,
+      offset: 0, session: state.session, since: state.lastId, file,
     };
     uploads.set(entry.uid, entry);
     row(entry);
@@ -287,9 +288,16 @@ async function create(entry) {
     401: "Your session has ended. Sign in again, then send the file again.",
     403: "You are not in that room any more.",
     404: `${entry.target.to} is not online, so they can’t get files right now.`,
-    413: `This file is too large for this chat (${String(xhr.responseText || "").trim()}).`,
+    413: `This file is too large for this chat (${limitOf(xhr)}).`,
     507: "The server has no room for this file right now.",
   });
+}
+
+// "files may have up to 2147483648 bytes" -> "the limit is 2.00 GB".
+function limitOf(xhr) {
+  const told = String(xhr.responseText || "").trim();
+  const bytes = /(\d+) bytes/.exec(told);
+  return bytes ? `the limit is ${formatSize(Number(bytes[1]))}` : told;
 }
 
 async function head(entry) {
@@ -298,8 +306,32 @@ async function head(entry) {
     entry.offset = Number(xhr.getResponseHeader("Upload-Offset")) || 0;
     return;
   }
+  if (xhr.status === 404) entry.gone = true; // finished unseen, or swept: see noticeShared
   throw fault(xhr, GONE);
 }
+
+// When the connection breaks just as the last PATCH is answered, the server has finished the
+// upload and shared the file, and HEAD finds no upload any more. The file's message (mine, in
+// that conversation, that size, newer than the upload) says it went through: the row goes.
+function sharedAs(entry, msg) {
+  const f = msg.file;
+  const where = typeof msg.to === "string" ? dmKey(msg.to) : roomKey(String(msg.room));
+  return where === entry.conv && Number(f.size) === entry.size && msg.id > (entry.since || 0);
+}
+
+// A message of mine with a file (live, backlog or history).
+export function noticeShared(msg) {
+  seen.push(msg);
+  if (seen.length > 50) seen.shift();
+  for (const entry of [...uploads.values(), ...gone]) {
+    if (entry.gone && sharedAs(entry, msg)) {
+      gone.delete(entry);
+      forgetEntry(entry);
+    }
+  }
+}
+const gone = new Set(); // refused with 404: perhaps finished after all
+const seen = [];        // my recent file messages, for an upload that fails after them
 
 const GONE = {
   401: "Your session has ended: this upload cannot go on. Send the file again.",
@@ -344,6 +376,11 @@ function finished(entry) {
 
 // Refused: not kept any more; the row stays, saying why, until it is dismissed.
 function failed(entry, words) {
+  if (entry.gone && seen.some((msg) => sharedAs(entry, msg))) {
+    forgetEntry(entry); // its message came already: it did go through
+    return;
+  }
+  if (entry.gone) gone.add(entry);
   uploads.delete(entry.uid);
   dropFile(entry.uid);
   save();
@@ -367,6 +404,7 @@ function cancel(entry) {
 
 function forgetEntry(entry) {
   uploads.delete(entry.uid);
+  gone.delete(entry);
   dropFile(entry.uid);
   save();
   if (entry.row) entry.row.remove();
