@@ -57,7 +57,8 @@ export function notifyMessage(c, msg, mention) {
   let title = `${msg.from} in # ${c.label}`;
   if (c.kind === "dm") title = `${msg.from} (private)`;
   else if (mention) title = `${msg.from} mentioned you in # ${c.label}`;
-  const body = msg.me ? `${msg.from} ${preview(msg.text)}` : preview(msg.text);
+  let body = msg.me ? `${msg.from} ${preview(msg.text)}` : preview(msg.text);
+  if (msg.file && typeof msg.file.name === "string") body = `shared ${preview(msg.file.name)}`;
   show(title, { body, tag: c.key, icon: "icon-192.png", data: { conv: c.key } });
 }
 

@@ -2,17 +2,21 @@
 // the server that served this page (see docs/protocol.md). No framework, no build step; the
 // modules are: state.js (what we know), connection.js (the socket), messages.js (the
 // conversation), panels.js (drawer, top bar, banners), presence.js (who is here, join/leave
-// lines), outbox.js (messages on their way), alerts.js (notifications), sw.js (the service
-// worker: the page's files offline). This one reacts to the server and to the user.
+// lines), outbox.js (messages on their way), alerts.js (notifications), uploads.js (sending
+// files), filecards.js (shared files in the conversation), invite.js (the invitation's
+// fingerprint), sw.js (the service worker: the page's files offline). This one reacts to the
+// server and to the user.
 
 import { listenToWorker, looking, notifyMessage, renderNotifyToggle } from "./alerts.js";
 import { ChatConnection, serverIsFull } from "./connection.js";
 import {
   addEvent, addIntro, insertMessage, mentionsMe, nearBottom, paintName, initial, scrollToBottom,
 } from "./messages.js";
+import { secureAdvice, showInvitation } from "./invite.js";
 import * as outbox from "./outbox.js";
+import * as uploads from "./uploads.js";
 import {
-  askRoomPassword, closeDrawer, currentRoom, hideBanner, openDrawer, renderDirectory,
+  ERRORS, askRoomPassword, closeDrawer, currentRoom, hideBanner, openDrawer, renderDirectory,
   renderHeader, renderLists, renderTyping, showBanner, toast,
 } from "./panels.js";
 import {
@@ -40,16 +44,6 @@ const LOGIN_ERRORS = {
   timeout: "The server waited too long. Try again.",
 };
 
-const ERRORS = {
-  rate_limited: "You’re sending too fast. Wait a moment and try again.",
-  not_in_room: "You are not in that room.",
-  no_such_user: "That person is not online, so they can’t get private messages right now.",
-  name_invalid: "That room name can’t be used (1 to 32 characters).",
-  too_long: "That message is too long.",
-  forbidden: "Only moderators can do that.",
-  auth_failed: "That room needs a password.",
-  bad_message: "The server did not understand that.",
-};
 const FULL = "The chat is full right now.";
 
 const connection = new ChatConnection({
@@ -143,7 +137,9 @@ function onWelcome(msg) {
   }
   store();
   outbox.flush(send); // what was typed while away, or not yet confirmed: with the same refs
+  uploads.restoreOnce();
 }
+
 
 function onUsers(msg) {
   const k = roomKey(msg.room);
@@ -168,6 +164,7 @@ function onMessage(msg, live) {
   }
   const mine = isMe(msg.from);
   if (mine && msg.ref !== undefined) outbox.settle(msg.ref); // confirmed: no longer pending
+  if (mine && msg.file) uploads.noticeShared(msg);
   const c = typeof msg.to === "string"
     ? conv(dmKey(mine ? msg.to : msg.from), mine ? msg.to : msg.from, "dm")
     : conv(roomKey(msg.room), msg.room, "room");
@@ -290,19 +287,6 @@ function onError(msg) {
   toast(code === "tls_required" ? secureAdvice(text)
     : ERRORS[code] || text || "Something went wrong.");
 }
-
-// Passwords travel only over an encrypted connection: say where that is, and which fingerprint
-// the browser's certificate warning must show (the server puts it in its message).
-function secureAdvice(text) {
-  const fp = /fingerprint ((?:[0-9A-F]{2}:){31}[0-9A-F]{2})/i.exec(text);
-  const check = fp
-    ? ` If the browser warns about the certificate, accept it only if its SHA-256 ` +
-      `fingerprint is ${fp[1]}.`
-    : "";
-  return "Passwords are sent only over a secure connection: open this chat at " +
-    `https://${location.host}/ instead.${check}`;
-}
-
 
 // ---- what the user does ---------------------------------------------------------------------
 
@@ -451,6 +435,7 @@ function signOut() {
   state.lastId = 0;
   state.password = "";
   outbox.clear();
+  uploads.clear();
   store(); // forgets the session, its outbox and its join/leave lines
   for (const k of [...state.convs.keys()]) {
     forgetRoom(k);
@@ -562,9 +547,12 @@ window.addEventListener("focus", seen);
 window.addEventListener("online", () => connection.retryNow());
 listenToWorker();
 
+uploads.init(toast);
+
 // ---- start ----------------------------------------------------------------------------------
 
 function start() {
+  showInvitation();
   const remembered = rememberedName();
   const saved = loadSession();
   ui.name.value = remembered;
@@ -594,6 +582,7 @@ function start() {
     else renderLists();
     renderNotifyToggle();
     showBanner("Connecting…", false);
+    uploads.restoreOnce(); // the server takes a stored session's token before the socket is up
     // A refusal shows the name form (onError); no server: "not connected", and keep trying.
     connection.start(true);
     return;

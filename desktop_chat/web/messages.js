@@ -4,6 +4,7 @@
 // Safety rule: text from the network goes into the page only as text nodes (textContent) or as
 // an http(s) link's address, never as HTML.
 
+import { fileCard } from "./filecards.js";
 import { isMe, key, state, ui } from "./state.js";
 
 const GROUP_GAP = 5 * 60 * 1000;
@@ -116,12 +117,6 @@ function formatTime(ts) {
   return d.toLocaleDateString([], { month: "short", day: "numeric" }) + " " + time;
 }
 
-function formatSize(n) {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
-  return `${(n / 1024 / 1024).toFixed(1)} MB`;
-}
-
 function messageNode(msg) {
   const mine = isMe(msg.from);
   const mention = mentionsMe(msg);
@@ -150,13 +145,13 @@ function messageNode(msg) {
     who.textContent = msg.from + " ";
     text.append(who);
   }
-  richText(text, String(msg.text), mention);
-  bubble.append(text);
-  if (msg.file && typeof msg.file.name === "string") {
-    const file = document.createElement("p");
-    file.className = "file";
-    file.textContent = `📎 ${msg.file.name} (${formatSize(Number(msg.file.size) || 0)})`;
-    bubble.append(file);
+  richText(text, String(msg.text || ""), mention);
+  const shared = msg.file && typeof msg.file === "object" && typeof msg.file.name === "string" &&
+    typeof msg.file.id === "string";
+  if (!shared || msg.text) bubble.append(text);
+  if (shared) {
+    li.classList.add("has-file");
+    bubble.append(fileCard(msg));
   }
   const stamp = document.createElement("time");
   stamp.className = "stamp";

@@ -182,6 +182,18 @@ export function renderTyping() {
   ui.typing.textContent = words;
 }
 
+// What the server's refusals mean, for a toast.
+export const ERRORS = {
+  rate_limited: "You’re sending too fast. Wait a moment and try again.",
+  not_in_room: "You are not in that room.",
+  no_such_user: "That person is not online, so they can’t get private messages right now.",
+  name_invalid: "That room name can’t be used (1 to 32 characters).",
+  too_long: "That message is too long.",
+  forbidden: "Only moderators can do that.",
+  auth_failed: "That room needs a password.",
+  bad_message: "The server did not understand that.",
+};
+
 let toastTimer = 0;
 export function toast(words) {
   ui.toast.textContent = words;

@@ -25,7 +25,9 @@ export const ui = {
   roomPass: $("room-pass"), roomPassForm: $("room-pass-form"), roomPassName: $("room-pass-name"),
   roomPassword: $("room-password"), roomPassError: $("room-pass-error"),
   roomPassCancel: $("room-pass-cancel"), notifyButton: $("notify-button"),
-  notifyNote: $("notify-note"),
+  notifyNote: $("notify-note"), invite: $("invite"), securityNote: $("security-note"),
+  attach: $("attach"), camera: $("camera"), fileInput: $("file-input"),
+  cameraInput: $("camera-input"), dropHint: $("drop-hint"),
 };
 
 export const state = {
@@ -89,6 +91,9 @@ function write(name, value) {
     console.warn("cannot remember", name, err);
   }
 }
+
+// Other modules' own keys (uploads on their way, the invitation's fingerprint).
+export { read as recall, write as remember };
 
 export const notifyChoice = () => read("notify");
 export const setNotifyChoice = (on) => write("notify", on ? "on" : "off");

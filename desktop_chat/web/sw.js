@@ -6,8 +6,8 @@
 const CACHE = "desktop-chat-shell";
 const SHELL = [
   "./", "app.js", "state.js", "connection.js", "messages.js", "panels.js", "presence.js",
-  "outbox.js", "alerts.js", "style.css", "icon.svg", "icon-192.png", "icon-512.png",
-  "manifest.webmanifest",
+  "outbox.js", "alerts.js", "uploads.js", "filecards.js", "invite.js", "style.css", "files.css",
+  "icon.svg", "icon-192.png", "icon-512.png", "manifest.webmanifest",
 ];
 const scope = new URL(self.registration.scope);
 const SHELL_PATHS = new Set(SHELL.map((p) => new URL(p, scope).pathname));

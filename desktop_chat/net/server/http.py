@@ -44,7 +44,11 @@ WEB_FILES: dict[str, tuple[str, str]] = {
     "/presence.js": ("presence.js", "text/javascript; charset=utf-8"),
     "/outbox.js": ("outbox.js", "text/javascript; charset=utf-8"),
     "/alerts.js": ("alerts.js", "text/javascript; charset=utf-8"),
+    "/uploads.js": ("uploads.js", "text/javascript; charset=utf-8"),
+    "/filecards.js": ("filecards.js", "text/javascript; charset=utf-8"),
+    "/invite.js": ("invite.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
+    "/files.css": ("files.css", "text/css; charset=utf-8"),
     "/icon.svg": ("icon.svg", "image/svg+xml"),
     "/manifest.webmanifest": ("manifest.webmanifest", "application/manifest+json"),
     "/sw.js": ("sw.js", "text/javascript; charset=utf-8"),  # at the root: its scope is the page
@@ -52,8 +56,10 @@ WEB_FILES: dict[str, tuple[str, str]] = {
     "/icon-512.png": ("icon-512.png", "image/png"),
 }
 
+# img-src blob: is for the thumbnails of shared images: the page fetches them with its session
+# token and shows them from a blob: URL it made itself (nothing else may be an image source).
 CSP = (
-    "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
+    "default-src 'self'; connect-src 'self'; img-src 'self' data: blob:; "
     "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 _PLACEHOLDER = re.compile(rb"\{\{(title|version|port)\}\}")
