@@ -21,7 +21,7 @@ from desktop_chat.net.protocol.framing import TOO_LONG, LineBuffer
 from desktop_chat.net.protocol.names import name_key as _key
 from desktop_chat.net.server.http import serve_http
 from desktop_chat.net.server.hub import Hub, LoginRefused, Outgoing
-from desktop_chat.net.server.outbox import MARK, QUEUED, Outbox
+from desktop_chat.net.server.outbox import MARK, OVERFLOW, QUEUED, Outbox
 from desktop_chat.net.server.plaintext import HELP, PROMPT, decode_line, parse_command, render
 from desktop_chat.net.server.ratelimit import TokenBucket
 from desktop_chat.net.server.tls import TlsChannel, TlsClosed
@@ -94,16 +94,16 @@ class Connection:
 
     # -- Member interface -------------------------------------------------------------------
 
-    def deliver(self, out: Outgoing, *, force: bool = False, urgent: bool = True) -> int:
+    def deliver(self, out: Outgoing, *, urgent: bool = True) -> int:
         mode = self.mode
         if mode == "plain":
             text = render(out.event, me=self.name, room=self.current_room)  # type: ignore[arg-type]
             if not text:
                 return QUEUED
-            return self.outbox.enqueue(text.encode("utf-8"), force=force, urgent=urgent)
+            return self.outbox.enqueue(text.encode("utf-8"), urgent=urgent)
         if mode == "ws":
-            return self.outbox.enqueue(out.ws_frame, force=force, urgent=urgent)
-        return self.outbox.enqueue(out.json, force=force, urgent=urgent)
+            return self.outbox.enqueue(out.ws_frame, urgent=urgent)
+        return self.outbox.enqueue(out.json, urgent=urgent)
 
     def abort(self, reason: str) -> None:
         if self.close_reason is None:
@@ -282,8 +282,11 @@ class Connection:
 
     def send_event(self, event: p.ServerEvent) -> None:
         """A reply to this connection alone, written by the flusher soon."""
-        if self.deliver(Outgoing(event), force=True) == MARK:
+        status = self.deliver(Outgoing(event))
+        if status == MARK:
             self.server.flusher.mark(self.outbox)
+        elif status == OVERFLOW:  # replies count against the limit too
+            self.abort("slow")
 
     # -- native JSON Lines ------------------------------------------------------------------
 
@@ -406,7 +409,8 @@ class Connection:
             data = self._recv(self._next_timeout())
 
     def _write_text(self, text: str) -> None:
-        self.outbox.send(text.encode("utf-8"))
+        if not self.outbox.send(text.encode("utf-8")) and self.outbox.overflowed:
+            self.abort("slow")
 
     def _handle_plain(self, line: str) -> None:
         if not self.logged_in:

@@ -10,6 +10,10 @@ recipient sees events in the same order and message ids arrive strictly increasi
 buffers are flushed after the lock is released; a recipient whose buffer overflowed is cut
 off with reason ``slow`` afterwards, never delaying anyone else. The lock also covers the short
 SQLite write of each message (it must be written, with its id, before anyone sees it).
+
+Resuming (see :mod:`desktop_chat.net.server.resume`) replays what a session missed in chunks
+that fit its buffer, and switches it to live delivery under the lock in the same step as the
+last chunk: no gap, no overlap.
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ from desktop_chat.net.protocol import events as p
 from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_name, skeleton
 from desktop_chat.net.server.moderation import ModerationMixin
 from desktop_chat.net.server.outbox import MARK, OVERFLOW, Flusher, Outbox
-from desktop_chat.net.server.storage import Storage
+from desktop_chat.net.server.refs import RecentRefs
+from desktop_chat.net.server.resume import Resume, ResumeMixin, fit_page
+from desktop_chat.net.server.roomlooks import RoomLooks
+from desktop_chat.net.server.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +80,7 @@ class Member(Protocol):
 
     outbox: Outbox
 
-    def deliver(self, out: Outgoing, *, force: bool = False, urgent: bool = True) -> int:
+    def deliver(self, out: Outgoing, *, urgent: bool = True) -> int:
         """Buffer an event (no I/O); an :meth:`Outbox.enqueue` status (MARK, OVERFLOW...)."""
 
     def send_event(self, event: p.ServerEvent) -> None:
@@ -104,8 +111,8 @@ class _Batch:
         self.lazy: list[Outbox] = []
         self.overflowed: list[Member] = []
 
-    def send(self, member: Member, out: Outgoing, *, force: bool = False) -> None:
-        status = member.deliver(out, force=force)
+    def send(self, member: Member, out: Outgoing) -> None:
+        status = member.deliver(out)
         if status == MARK:
             self.marked.append(member.outbox)
         elif status == OVERFLOW:
@@ -137,7 +144,7 @@ class LoginRefused(Exception):
         self.message = message
 
 
-class Hub(ModerationMixin):
+class Hub(ResumeMixin, ModerationMixin):
     """Rooms, members and routing. Thread-safe; methods are called from connection threads."""
 
     storage: Storage  # set by the server before the first connection
@@ -152,6 +159,9 @@ class Hub(ModerationMixin):
         self._rooms: dict[str, Room] = {}
         self._skeletons: dict[str, str] = {}  # look-alike skeleton -> key, of people online
         self._registered_skeletons = {}
+        self._refs = RecentRefs()  # each live session's recent `ref`s (sending exactly once)
+        self._replaying: set[Member] = set()  # resuming, not yet live: DMs wait in storage
+        self._looks = RoomLooks(lambda: self.storage.room_names())  # look-alike room names
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -220,8 +230,10 @@ class Hub(ModerationMixin):
             member.is_admin = admin
             if replacing and current is not None:
                 self._detach(current)
+                self._replaying.discard(current)
             self._users[key] = member
             self._skeletons[look] = key
+            self._refs.start(session, fresh=stored is None)
             batch.send(
                 member,
                 Outgoing(
@@ -234,27 +246,28 @@ class Hub(ModerationMixin):
                         admin=True if admin else None,
                     )
                 ),
-                force=True,
             )
+            since = None if stored is None or hello.resume is None else hello.resume.since
+            resume = Resume(since=since, replacing=replacing)
             for room_name in room_names:
                 room = self._room_for(room_name)
-                others = list(room.members.values())
-                room.members[key] = member
-                member.rooms[name_key(room.name)] = room.name
-                batch.send(member, Outgoing(self._users_event(room)), force=True)
-                if not replacing:
-                    joined = Outgoing(p.Joined(room=room.name, name=name))
-                    batch.send_all(others, joined, urgent=False)
-            if stored is not None and hello.resume is not None:
-                for msg in self.storage.messages_since(
-                    hello.resume.since, member.rooms.keys(), key
-                ):
-                    batch.send(member, Outgoing(msg), force=True)
+                rkey = name_key(room.name)
+                member.rooms[rkey] = room.name
+                users = self._users_with(room, member)
+                resume.users[rkey] = users.names
+                batch.send(member, Outgoing(users))
+            live = self._replay_step(batch, member, resume)
+            if live:
+                self._go_live(batch, member, resume)
+            else:
+                self._replaying.add(member)
             rooms_now = list(member.rooms.values())
         batch.finish()
         self.storage.save_session(session, name, key, rooms_now)
         if replacing and current is not None:
             current.abort("replaced")
+        if not live:
+            self._finish_replay(member, resume)
         self._people_changed()
         log.info("%s %s (%d online)", name, "resumed" if stored else "logged in", len(self._users))
 
@@ -273,6 +286,8 @@ class Hub(ModerationMixin):
                 return  # never logged in, or replaced by a resumed connection
             del self._users[member.key]
             self._skeletons.pop(skeleton(member.name), None)
+            self._replaying.discard(member)
+            self._refs.forget(member.session)
             for rkey, rname in member.rooms.items() if not self.closing else ():
                 room = self._rooms.get(rkey)
                 if room is None or room.members.get(member.key) is not member:
@@ -296,15 +311,21 @@ class Hub(ModerationMixin):
 
     # -- rooms ------------------------------------------------------------------------------
 
+    def _room_key(self, requested: str) -> str:
+        """The key of the room ``requested`` names (a new look-alike names the old room)."""
+        key = name_key(requested)
+        return key if key in self._rooms else self._looks.key_for(requested)
+
     def _room_for(self, requested: str) -> Room:
         """The live room for a (valid) name, created if needed (lock held)."""
-        key = name_key(requested)
+        key = self._room_key(requested)
         room = self._rooms.get(key)
         if room is None:
             stored = self.storage.room(key)
             if stored is None:
                 name = self.storage.ensure_room(key, requested)
                 room = Room(name=name)
+                self._looks.add(key)
             else:
                 pw_hash, slow = self.storage.room_settings(key)
                 room = Room(name=stored[0], topic=stored[1], slow=slow, locked=pw_hash is not None)
@@ -325,7 +346,7 @@ class Hub(ModerationMixin):
         except InvalidName as exc:
             self._error(member, p.NAME_INVALID, f"invalid room name: {exc}", ref)
             return
-        if not self.may_join(member, req, name_key(valid)):
+        if not self.may_join(member, req, self._room_key(valid)):
             return
         batch = _Batch(self.flusher)
         with self._lock:
@@ -337,13 +358,13 @@ class Hub(ModerationMixin):
                 member.rooms[key] = room.name
                 joined = Outgoing(p.Joined(room=room.name, name=member.name))
                 batch.send_all(others, joined, urgent=False)
-            batch.send(member, Outgoing(self._users_event(room)), force=True)
+            batch.send(member, Outgoing(self._users_event(room)))
             rooms = list(member.rooms.values())
         self.storage.save_session(member.session, member.name, member.key, rooms)
         batch.finish()
 
     def part(self, member: Member, requested: str, ref: p.Ref | None = None) -> None:
-        key = name_key(requested)
+        key = self._room_key(requested)
         batch = _Batch(self.flusher)
         refused = False
         with self._lock:
@@ -386,33 +407,42 @@ class Hub(ModerationMixin):
         *,
         me: bool = False,
     ) -> None:
-        key = name_key(room_name)
+        key = self._room_key(room_name)
         batch = _Batch(self.flusher)
-        refused = False
+        error: tuple[str, str] | None = None
         with self._lock:
+            original = self._original(member, ref)
             room = self._rooms.get(key)
             wait = 0.0
-            if (
-                room is None
-                or room.members.get(member.key) is not member
-                or (wait := self.slow_mode_wait(member, room, key)) > 0
-            ):
-                refused = True
+            if original is not None:
+                batch.send(member, Outgoing(original))  # a resend: answered, not stored again
+            elif room is None or room.members.get(member.key) is not member:
+                error = (p.NOT_IN_ROOM, f"you are not in {room_name!r}")
+            elif (wait := self.slow_mode_wait(member, room, key)) > 0:
+                error = (p.RATE_LIMITED, f"slow mode: wait {wait:.0f} s")
             else:
-                msg = self.storage.add_message(
-                    sender=member.name, text=text, room=room.name, room_key=key, me=me
-                )
-                out = Outgoing(msg)
-                if ref is None:
-                    batch.send_all(room.members.values(), out)
+                try:
+                    msg = self.storage.add_message(
+                        sender=member.name,
+                        text=text,
+                        room=room.name,
+                        room_key=key,
+                        me=me,
+                        session=member.session,
+                        ref=ref,
+                    )
+                except StorageError as exc:
+                    error = _storage_failed(exc)
                 else:
-                    batch.send_all((m for m in room.members.values() if m is not member), out)
-                    batch.send(member, Outgoing(replace(msg, ref=ref)), force=True)
-        if refused and wait > 0:
-            self._error(member, p.RATE_LIMITED, f"slow mode: wait {wait:.0f} s", ref)
-            return
-        if refused:
-            self._error(member, p.NOT_IN_ROOM, f"you are not in {room_name!r}", ref)
+                    out = Outgoing(msg)
+                    if ref is None:
+                        batch.send_all(room.members.values(), out)
+                    else:
+                        self._refs.add(member.session, ref, msg.id)
+                        batch.send_all((m for m in room.members.values() if m is not member), out)
+                        batch.send(member, Outgoing(replace(msg, ref=ref)))
+        if error is not None:
+            self._error(member, *error, ref)
             return
         batch.finish()
 
@@ -421,27 +451,37 @@ class Hub(ModerationMixin):
     ) -> None:
         to_key = name_key(to)
         batch = _Batch(self.flusher)
-        refused = False
+        error: tuple[str, str] | None = None
         with self._lock:
+            original = self._original(member, ref)
             target = self._users.get(to_key)
-            if target is None:
-                refused = True
+            if original is not None:
+                batch.send(member, Outgoing(original))  # a resend: answered, not stored again
+            elif target is None:
+                error = (p.NO_SUCH_USER, f"nobody called {to!r} is online")
             else:
-                msg = self.storage.add_message(
-                    sender=member.name,
-                    text=text,
-                    dm_from=member.key,
-                    dm_to=to_key,
-                    to_name=target.name,
-                    me=me,
-                )
-                if target is not member:
-                    batch.send(target, Outgoing(msg))
-                batch.send(
-                    member, Outgoing(msg if ref is None else replace(msg, ref=ref)), force=True
-                )
-        if refused:
-            self._error(member, p.NO_SUCH_USER, f"nobody called {to!r} is online", ref)
+                try:
+                    msg = self.storage.add_message(
+                        sender=member.name,
+                        text=text,
+                        dm_from=member.key,
+                        dm_to=to_key,
+                        to_name=target.name,
+                        me=me,
+                        session=member.session,
+                        ref=ref,
+                    )
+                except StorageError as exc:
+                    error = _storage_failed(exc)
+                else:
+                    # A target still replaying its backlog gets this from storage, in order.
+                    if target is not member and target not in self._replaying:
+                        batch.send(target, Outgoing(msg))
+                    if ref is not None:
+                        self._refs.add(member.session, ref, msg.id)
+                    batch.send(member, Outgoing(msg if ref is None else replace(msg, ref=ref)))
+        if error is not None:
+            self._error(member, *error, ref)
             return
         batch.finish()
 
@@ -451,7 +491,7 @@ class Hub(ModerationMixin):
         batch = _Batch(self.flusher)
         with self._lock:
             if room is not None:
-                r = self._rooms.get(name_key(room))
+                r = self._rooms.get(self._room_key(room))
                 if r is None or r.members.get(member.key) is not member:
                     error = (p.NOT_IN_ROOM, f"you are not in {room!r}")
                 else:
@@ -465,7 +505,7 @@ class Hub(ModerationMixin):
                     error = (p.NO_SUCH_USER, f"nobody called {to!r} is online")
                 else:
                     error = None
-                    if target is not member:
+                    if target is not member and target not in self._replaying:
                         batch.send(
                             target, Outgoing(p.TypingNotice(name=member.name, to=target.name))
                         )
@@ -477,18 +517,20 @@ class Hub(ModerationMixin):
     def history(self, member: Member, req: p.GetHistory) -> None:
         limit = req.effective_limit
         if req.room is not None:
-            key = name_key(req.room)
+            key = self._room_key(req.room)
             room_name = member.rooms.get(key)
             if room_name is None:
                 self._error(member, p.NOT_IN_ROOM, f"you are not in {req.room!r}", req.ref)
                 return
             msgs, more = self.storage.room_history(key, before=req.before, limit=limit)
+            msgs, more = fit_page(msgs, more, member.outbox.limit)
             reply = p.HistoryReply(messages=tuple(msgs), room=room_name, more=more, ref=req.ref)
         else:
             other = req.with_ or ""
             msgs, more = self.storage.dm_history(
                 member.key, name_key(other), before=req.before, limit=limit
             )
+            msgs, more = fit_page(msgs, more, member.outbox.limit)
             reply = p.HistoryReply(messages=tuple(msgs), with_=other, more=more, ref=req.ref)
         self._reply(member, reply)
 
@@ -501,7 +543,7 @@ class Hub(ModerationMixin):
         batch = _Batch(self.flusher)
         out = Outgoing(p.Closing(reason="shutdown"))
         for m in members:
-            batch.send(m, out, force=True)
+            batch.send(m, out)
         batch.finish()
         return members
 
@@ -517,11 +559,31 @@ class Hub(ModerationMixin):
             batch.send_all(list(room.members.values()), Outgoing(event))
         batch.finish()
 
+    def _original(self, member: Member, ref: p.Ref | None) -> p.ChatMessage | None:
+        """The message this session already sent with ``ref`` (lock held), else None."""
+        if ref is None or not self._refs.may_be_used(member.session, ref):
+            return None
+        return self.storage.message_for_ref(member.session, ref)
+
+    def _users_with(self, room: Room, member: Member) -> p.Users:
+        """The ``users`` list of ``room`` with ``member`` in it (it joins when it goes live)."""
+        pairs = [(m.key, m.name) for m in room.members.values() if m.key != member.key]
+        pairs.append((member.key, member.name))
+        return p.Users(room=room.name, names=tuple(n for _k, n in sorted(pairs)), topic=room.topic)
+
+    def _new_batch(self) -> _Batch:
+        return _Batch(self.flusher)
+
     def _reply(self, member: Member, event: p.ServerEvent) -> None:
         member.send_event(event)
 
     def _error(self, member: Member, code: str, message: str, ref: p.Ref | None) -> None:
         self._reply(member, p.ErrorReply(code=code, message=message, ref=ref))
+
+
+def _storage_failed(exc: Exception) -> tuple[str, str]:
+    log.error("a message could not be stored: %s", exc)
+    return (p.STORAGE_FAILED, f"the server could not store your message ({exc}); send it again")
 
 
 def _sort_key(name: str) -> tuple[str, str]:

@@ -24,18 +24,22 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from desktop_chat.net.protocol.events import ChatMessage, FileInfo
+from desktop_chat.net.protocol.events import ChatMessage, FileInfo, Ref
 
-SCHEMA_VERSION = 1
 CHECKPOINT_EVERY = 2.0  # seconds between background WAL checkpoints
+BUSY_TIMEOUT_MS = 500  # how long a write waits for another process's lock before it fails
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
+StorageError = sqlite3.Error  # what a failed write raises (disk full, locked by someone else)
+
+# Version 1: the schema as it stood before migrations were numbered (databases made by 0.1 and
+# 0.2 have user_version 0 and these tables already: every statement tolerates that).
+_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -83,6 +87,59 @@ CREATE TABLE IF NOT EXISTS sessions (
     last_seen INTEGER NOT NULL
 );
 """
+
+
+def _v1_base(db: sqlite3.Connection) -> None:
+    for statement in _SCHEMA_V1.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    columns = {r[1] for r in db.execute("PRAGMA table_info(rooms)")}
+    if "pw_hash" not in columns:  # databases made before room settings existed
+        db.execute("ALTER TABLE rooms ADD COLUMN pw_hash TEXT")
+        db.execute("ALTER TABLE rooms ADD COLUMN slow INTEGER NOT NULL DEFAULT 0")
+
+
+def _v2_message_refs(db: sqlite3.Connection) -> None:
+    # Sending exactly once: each accepted `ref` is kept with its message (in the same row, so
+    # in the same transaction), keyed by the sending session.
+    db.execute("ALTER TABLE messages ADD COLUMN session TEXT")
+    db.execute("ALTER TABLE messages ADD COLUMN ref TEXT")
+    db.execute("CREATE INDEX messages_session_ref ON messages (session, ref) WHERE ref IS NOT NULL")
+
+
+# The schema's history, oldest first: step N (1-based) brings a database from user_version
+# N-1 to N. Steps are only ever appended; a released step is never edited. Each runs in one
+# transaction together with its user_version bump.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _v1_base,
+    _v2_message_refs,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Apply the steps a database lacks (``PRAGMA user_version``); return the version it had.
+
+    ``db`` is in autocommit mode (``isolation_level=None``). A database newer than this code
+    is refused rather than misread.
+    """
+    had = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if had > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"the database has schema version {had}; this program knows up to {SCHEMA_VERSION}"
+        )
+    for version in range(had + 1, SCHEMA_VERSION + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[version - 1](db)
+            db.execute(f"PRAGMA user_version = {version}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        log.info("database schema upgraded to version %d", version)
+    return had
+
 
 _COLUMNS = "id, ts, sender, room, to_name, text, file, me"
 
@@ -134,15 +191,10 @@ class Storage:
             target=self._checkpoint_loop, name="dc-checkpoint", daemon=True
         )
         with self._lock:
-            self._db.executescript(_SCHEMA)
-            columns = {r[1] for r in self._db.execute("PRAGMA table_info(rooms)")}
-            if "pw_hash" not in columns:  # databases made before room settings existed
-                self._db.execute("ALTER TABLE rooms ADD COLUMN pw_hash TEXT")
-                self._db.execute("ALTER TABLE rooms ADD COLUMN slow INTEGER NOT NULL DEFAULT 0")
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
-                (str(SCHEMA_VERSION),),
-            )
+            migrate(self._db)
+            # After the migrations (which may wait for a lock): from now on a write that
+            # meets another process's lock fails soon, since the hub's lock is held meanwhile.
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self._closed = False
         self._checkpointer.start()
 
@@ -187,19 +239,41 @@ class Storage:
         file: FileInfo | None = None,
         me: bool = False,
         ts: int | None = None,
+        session: str | None = None,
+        ref: Ref | None = None,
     ) -> ChatMessage:
-        """Store (and commit) a message; return it with its server-wide id."""
+        """Store a message; return it with its server-wide id (without ``ref``: the hub adds
+        it to the sender's copy only).
+
+        Raises :data:`StorageError` when it cannot be written (disk full, database locked by
+        another process): then nothing of it was stored.
+        """
         when = int(time.time() * 1000) if ts is None else ts
         file_json = None if file is None else json.dumps(file.to_dict())
+        ref_json = None if ref is None else json.dumps(ref)
         with self._lock:
             # Not committed here: the server's writer loop commits (see commit()) before it
-            # puts anything on the wire, so one commit covers every message of a round.
+            # puts anything on the wire, so one commit covers every message of a round. A
+            # failed INSERT undoes itself (statement rollback) and leaves the others in place.
             if not self._db.in_transaction:
                 self._db.execute("BEGIN")
             cur = self._db.execute(
                 "INSERT INTO messages (ts, sender, room_key, room, dm_from, dm_to, to_name, "
-                "text, file, me) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (when, sender, room_key, room, dm_from, dm_to, to_name, text, file_json, int(me)),
+                "text, file, me, session, ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    when,
+                    sender,
+                    room_key,
+                    room,
+                    dm_from,
+                    dm_to,
+                    to_name,
+                    text,
+                    file_json,
+                    int(me),
+                    session,
+                    ref_json,
+                ),
             )
             msg_id = cur.lastrowid
         assert msg_id is not None
@@ -218,7 +292,22 @@ class Storage:
         """Make every stored message durable (group commit: one per round of writes)."""
         with self._lock:
             if not self._closed and self._db.in_transaction:
-                self._db.execute("COMMIT")
+                try:
+                    self._db.execute("COMMIT")
+                except sqlite3.Error:
+                    # The writer loop must survive a full disk; the transaction stays open
+                    # (SQLite keeps it unless it had to roll back) and the next round retries.
+                    log.exception("commit failed; retrying on the next round")
+
+    def message_for_ref(self, session: str, ref: Ref) -> ChatMessage | None:
+        """The message this session already sent with this ``ref`` (its echo), else None."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE session = ? AND ref = ? "
+                "ORDER BY id LIMIT 1",
+                (session, json.dumps(ref)),
+            ).fetchone()
+        return None if row is None else replace(_row_to_message(row), ref=ref)
 
     def room_history(
         self, room_key: str, *, before: int | None, limit: int
@@ -252,21 +341,37 @@ class Storage:
         return [_row_to_message(r) for r in reversed(rows[:limit])], more
 
     def messages_since(
-        self, since: int, room_keys: Iterable[str], user_key: str
+        self,
+        since: int,
+        room_keys: Iterable[str],
+        user_key: str,
+        *,
+        limit: int = -1,
+        session: str | None = None,
     ) -> list[ChatMessage]:
-        """Every message of these rooms and of the user's DMs with id > since, in id order."""
+        """Messages of these rooms and of the user's DMs with id > since, in id order (the
+        first ``limit`` of them). Those that ``session`` sent carry their ``ref`` again, so a
+        resuming client sees which of its sends arrived."""
         keys = list(room_keys)
         marks = ",".join("?" * len(keys))
+        cols = f"{_COLUMNS}, CASE WHEN session = ? THEN ref END"
         parts = [
-            f"SELECT {_COLUMNS} FROM messages WHERE id > ? AND room_key IN ({marks})",
-            f"SELECT {_COLUMNS} FROM messages WHERE id > ? AND dm_from = ?",
-            f"SELECT {_COLUMNS} FROM messages WHERE id > ? AND dm_to = ?",
+            f"SELECT {cols} FROM messages WHERE id > ? AND room_key IN ({marks})",
+            f"SELECT {cols} FROM messages WHERE id > ? AND dm_from = ?",
+            f"SELECT {cols} FROM messages WHERE id > ? AND dm_to = ?",
         ]
-        sql = " UNION ".join(parts) + " ORDER BY id"
-        args: list[object] = [since, *keys, since, user_key, since, user_key]
+        sql = " UNION ".join(parts) + " ORDER BY id LIMIT ?"
+        args: list[object] = [session, since, *keys]
+        args += [session, since, user_key, session, since, user_key, limit]
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
-        return [_row_to_message(r) for r in rows]
+        out = []
+        for row in rows:
+            msg = _row_to_message(row[:-1])
+            if row[-1] is not None:
+                msg = replace(msg, ref=json.loads(row[-1]))
+            out.append(msg)
+        return out
 
     def last_message_id(self) -> int:
         with self._lock:
@@ -288,6 +393,11 @@ class Storage:
             row = self._db.execute("SELECT name FROM rooms WHERE key = ?", (key,)).fetchone()
         return str(row[0])
 
+    def room_names(self) -> list[tuple[str, str]]:
+        """(key, name as first given) of every room ever created."""
+        with self._lock:
+            return [(str(k), str(n)) for k, n in self._db.execute("SELECT key, name FROM rooms")]
+
     def set_topic(self, key: str, topic: str | None) -> None:
         with self._lock:
             self._db.execute("UPDATE rooms SET topic = ? WHERE key = ?", (topic, key))
@@ -295,14 +405,19 @@ class Storage:
     # -- sessions ---------------------------------------------------------------------------
 
     def save_session(self, token: str, name: str, name_key: str, rooms: Sequence[str]) -> None:
+        """Remember a session's rooms. Best effort: with the disk full or the database locked
+        by another process it is logged, and the session lives on in memory meanwhile."""
         now = int(time.time())
         with self._lock:
-            self._db.execute(
-                "INSERT INTO sessions (token, name_key, name, rooms, created, last_seen) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(token) DO UPDATE SET "
-                "name = excluded.name, rooms = excluded.rooms, last_seen = excluded.last_seen",
-                (token, name_key, name, json.dumps(list(rooms)), now, now),
-            )
+            try:
+                self._db.execute(
+                    "INSERT INTO sessions (token, name_key, name, rooms, created, last_seen) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(token) DO UPDATE SET "
+                    "name = excluded.name, rooms = excluded.rooms, last_seen = excluded.last_seen",
+                    (token, name_key, name, json.dumps(list(rooms)), now, now),
+                )
+            except sqlite3.Error as exc:
+                log.warning("session %s… not saved: %s", token[:6], exc)
 
     def load_session(self, token: str) -> StoredSession | None:
         with self._lock:

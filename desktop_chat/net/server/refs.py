@@ -1,0 +1,66 @@
+"""Sending exactly once: which ``ref`` each live session already used, and for which message.
+
+The contract makes ``ref`` on ``say``/``dm`` an idempotency key per session: a repeated ``ref``
+is answered with the original ``message`` and stores nothing. The durable record is the
+``ref`` column of the stored message (so it survives a crash with the message itself); this
+module keeps a bounded in-memory index of the recent ones, so that the common case — a new
+``ref`` — costs a dictionary lookup and no query.
+
+A session whose index is *complete* (every ``ref`` it used is in memory: it began in this
+process and never passed the cap) needs no query on a miss. Otherwise (a resumed session, or
+one past the cap) a miss is checked against the database's index.
+"""
+
+from __future__ import annotations
+
+import json
+
+from desktop_chat.net.protocol.events import Ref
+
+KEEP = 1000  # refs remembered per session in memory (the contract asks for at least 1,000)
+
+
+def ref_key(ref: Ref) -> str:
+    """``1`` and ``"1"`` are different refs: key by their JSON, as the database stores them."""
+    return json.dumps(ref)
+
+
+class _SessionRefs:
+    __slots__ = ("complete", "ids")
+
+    def __init__(self, *, complete: bool) -> None:
+        self.ids: dict[str, int] = {}  # ref key -> message id, oldest first
+        self.complete = complete
+
+
+class RecentRefs:
+    """Per-session ``ref`` -> message id. Not thread-safe: used under the hub's lock."""
+
+    def __init__(self, keep: int = KEEP) -> None:
+        self._keep = keep
+        self._sessions: dict[str, _SessionRefs] = {}
+
+    def start(self, session: str, *, fresh: bool) -> None:
+        """A session logged in; ``fresh``: it is new, so nothing of it is stored yet."""
+        if session not in self._sessions:
+            self._sessions[session] = _SessionRefs(complete=fresh)
+
+    def forget(self, session: str) -> None:
+        """Its connection ended: the database keeps answering for it."""
+        self._sessions.pop(session, None)
+
+    def may_be_used(self, session: str, ref: Ref) -> bool:
+        """False only when ``ref`` is certainly new for this session (no query needed)."""
+        known = self._sessions.get(session)
+        if known is None:
+            return True
+        return ref_key(ref) in known.ids or not known.complete
+
+    def add(self, session: str, ref: Ref, msg_id: int) -> None:
+        known = self._sessions.get(session)
+        if known is None:
+            return
+        known.ids[ref_key(ref)] = msg_id
+        if len(known.ids) > self._keep:
+            del known.ids[next(iter(known.ids))]
+            known.complete = False  # the oldest now lives only in the database
