@@ -141,6 +141,10 @@ def migrate(db: sqlite3.Connection) -> int:
     return had
 
 
+_INSERT = (
+    "INSERT INTO messages (id, ts, sender, room_key, room, dm_from, dm_to, to_name, text, file, "
+    "me, session, ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _COLUMNS = "id, ts, sender, room, to_name, text, file, me"
 
 
@@ -186,12 +190,17 @@ class Storage:
         # server's writer loop makes before sending: measured, an automatic checkpoint there
         # stalled every delivery for 10-20 ms every ~300 commits.
         self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self._pending: list[tuple[object, ...]] = []  # rows written since the last commit
         self._stop = threading.Event()
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop, name="dc-checkpoint", daemon=True
         )
         with self._lock:
-            migrate(self._db)
+            try:
+                migrate(self._db)
+            except BaseException:
+                self._db.close()
+                raise
             # After the migrations (which may wait for a lock): from now on a write that
             # meets another process's lock fails soon, since the hub's lock is held meanwhile.
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -257,26 +266,28 @@ class Storage:
             # failed INSERT undoes itself (statement rollback) and leaves the others in place.
             if not self._db.in_transaction:
                 self._db.execute("BEGIN")
-            cur = self._db.execute(
-                "INSERT INTO messages (ts, sender, room_key, room, dm_from, dm_to, to_name, "
-                "text, file, me, session, ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    when,
-                    sender,
-                    room_key,
-                    room,
-                    dm_from,
-                    dm_to,
-                    to_name,
-                    text,
-                    file_json,
-                    int(me),
-                    session,
-                    ref_json,
-                ),
+            row = (
+                when,
+                sender,
+                room_key,
+                room,
+                dm_from,
+                dm_to,
+                to_name,
+                text,
+                file_json,
+                int(me),
+                session,
+                ref_json,
             )
+            try:
+                cur = self._db.execute(_INSERT, (None, *row))
+            except sqlite3.Error:
+                self._recover()
+                raise
             msg_id = cur.lastrowid
-        assert msg_id is not None
+            assert msg_id is not None
+            self._pending.append((msg_id, *row))
         return ChatMessage(
             id=msg_id,
             ts=when,
@@ -295,9 +306,38 @@ class Storage:
                 try:
                     self._db.execute("COMMIT")
                 except sqlite3.Error:
-                    # The writer loop must survive a full disk; the transaction stays open
-                    # (SQLite keeps it unless it had to roll back) and the next round retries.
-                    log.exception("commit failed; retrying on the next round")
+                    # The writer loop must survive a full disk: put back what SQLite rolled
+                    # back, or keep the transaction for the next round.
+                    log.exception("commit failed")
+                    self._recover()
+                else:
+                    self._pending.clear()
+
+    def _recover(self) -> None:
+        """After a failed write (lock held): SQLite rolls back the *whole* open transaction on
+        a full disk, taking with it messages already handed out (and maybe on the wire): write
+        them again, with their ids, in a transaction of their own."""
+        if self._db.in_transaction or not self._pending:
+            return
+        rows, self._pending = self._pending, []
+        try:
+            self._db.execute("BEGIN")
+            self._db.executemany(_INSERT, rows)
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            self._pending = rows  # kept for the next attempt
+            log.exception("%d messages could not be written again yet", len(rows))
+
+    def cap_pages(self, pages: int) -> int:
+        """Cap the database at ``pages`` pages (``PRAGMA max_page_count``; 0: no cap beyond
+        SQLite's own); return the cap in force. A full disk on demand, for the fault tests."""
+        with self._lock:
+            if pages <= 0:
+                pages = 0xFFFFFFFE
+            pages = max(pages, int(self._db.execute("PRAGMA page_count").fetchone()[0]))
+            return int(self._db.execute(f"PRAGMA max_page_count = {pages}").fetchone()[0])
 
     def message_for_ref(self, session: str, ref: Ref) -> ChatMessage | None:
         """The message this session already sent with this ``ref`` (its echo), else None."""
@@ -417,6 +457,7 @@ class Storage:
                     (token, name_key, name, json.dumps(list(rooms)), now, now),
                 )
             except sqlite3.Error as exc:
+                self._recover()
                 log.warning("session %s… not saved: %s", token[:6], exc)
 
     def load_session(self, token: str) -> StoredSession | None:
