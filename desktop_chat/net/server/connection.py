@@ -300,6 +300,8 @@ class Connection:
             data = self._recv(self._next_timeout())
 
     def _handle_json(self, event: object) -> None:
+        if self.close_reason is not None:
+            return  # cut off (slow, replaced...): the rest of what it sent is not acted on
         if isinstance(event, p.ProtocolError):
             self.send_event(event.reply())
             return
@@ -413,6 +415,8 @@ class Connection:
             self.abort("slow")
 
     def _handle_plain(self, line: str) -> None:
+        if self.close_reason is not None:
+            return  # cut off: the rest of what it sent is not acted on
         if not self.logged_in:
             self._plain_login(line)
             return
