@@ -262,8 +262,10 @@ class Hub(ResumeMixin, ModerationMixin):
             else:
                 self._replaying.add(member)
             rooms_now = list(member.rooms.values())
-        batch.finish()
+        # Stored before the welcome is on the wire (the flusher commits first): a client that
+        # got its session can resume it even if the server is killed a moment later.
         self.storage.save_session(session, name, key, rooms_now)
+        batch.finish()
         if replacing and current is not None:
             current.abort("replaced")
         if not live:
