@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from desktop_chat.net.server.refs import RecentRefs, ref_key
 from desktop_chat.net.server.storage import SCHEMA_VERSION, Storage
 from tests.helpers import LineClient
 
@@ -137,3 +138,20 @@ def test_refs_are_per_session(connect: Any) -> None:
     bob.send_json(type="say", room="general", text="from bob", ref="same")
     b = bob.expect("message", where=lambda m: m.get("ref") == "same")
     assert b["id"] != a["id"] and b["text"] == "from bob"
+
+
+def test_recent_refs_know_when_a_query_is_needed() -> None:
+    refs = RecentRefs(keep=3)
+    refs.start("new")
+    assert not refs.may_be_used("new", "a")  # a new session: certainly unused, no query
+    for i in range(3):
+        refs.add("new", i, 100 + i)
+    assert refs.may_be_used("new", 0) and not refs.may_be_used("new", "0")
+    refs.add("new", 3, 103)  # past the cap: the oldest lives only in the database now
+    assert refs.may_be_used("new", "anything")
+    refs.start("few", [(ref_key("x"), 1), (ref_key("y"), 2)])  # resumed, all loaded
+    assert refs.may_be_used("few", "x") and not refs.may_be_used("few", "z")
+    refs.start("many", [(ref_key(i), i) for i in range(4)])  # resumed with more than kept
+    assert refs.may_be_used("many", "z")
+    refs.forget("few")
+    assert refs.may_be_used("few", "z")  # not live: the database answers

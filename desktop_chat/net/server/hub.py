@@ -11,9 +11,8 @@ buffers are flushed after the lock is released; a recipient whose buffer overflo
 off with reason ``slow`` afterwards, never delaying anyone else. The lock also covers the short
 SQLite write of each message (it must be written, with its id, before anyone sees it).
 
-Resuming (see :mod:`desktop_chat.net.server.resume`) replays what a session missed in chunks
-that fit its buffer, and switches it to live delivery under the lock in the same step as the
-last chunk: no gap, no overlap.
+Resuming (:mod:`~desktop_chat.net.server.resume`) replays a backlog in chunks that fit the
+buffer, and goes live under the lock in the step of the last chunk: no gap, no overlap.
 """
 
 from __future__ import annotations
@@ -204,6 +203,9 @@ class Hub(ResumeMixin, ModerationMixin):
             stored = self.storage.load_session(hello.resume.session)
             if stored is not None and stored.name_key != key:
                 stored = None  # resume is honoured only for the same name
+        known_refs = None  # a resumed session's refs, so that a new one needs no query
+        if stored is not None:
+            known_refs = self.storage.session_refs(stored.token, self._refs.keep + 1)
         look = skeleton(name)
         batch = _Batch(self.flusher)
         with self._lock:
@@ -233,7 +235,7 @@ class Hub(ResumeMixin, ModerationMixin):
                 self._replaying.discard(current)
             self._users[key] = member
             self._skeletons[look] = key
-            self._refs.start(session, fresh=stored is None)
+            self._refs.start(session, known_refs)
             batch.send(
                 member,
                 Outgoing(

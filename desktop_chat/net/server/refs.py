@@ -6,9 +6,9 @@ is answered with the original ``message`` and stores nothing. The durable record
 module keeps a bounded in-memory index of the recent ones, so that the common case — a new
 ``ref`` — costs a dictionary lookup and no query.
 
-A session whose index is *complete* (every ``ref`` it used is in memory: it began in this
-process and never passed the cap) needs no query on a miss. Otherwise (a resumed session, or
-one past the cap) a miss is checked against the database's index.
+A session whose index is *complete* (every ``ref`` it ever used is in memory: it is new, or it
+resumed with at most :data:`KEEP` stored, which login loads, and never passed the cap since)
+needs no query on a miss. Otherwise a miss is checked against the database's index.
 """
 
 from __future__ import annotations
@@ -40,10 +40,20 @@ class RecentRefs:
         self._keep = keep
         self._sessions: dict[str, _SessionRefs] = {}
 
-    def start(self, session: str, *, fresh: bool) -> None:
-        """A session logged in; ``fresh``: it is new, so nothing of it is stored yet."""
-        if session not in self._sessions:
-            self._sessions[session] = _SessionRefs(complete=fresh)
+    def start(self, session: str, stored: list[tuple[str, int]] | None = None) -> None:
+        """A session logged in. ``stored``: the (ref key, id) pairs the database holds for it,
+        oldest first (None or empty for a new session); more than :data:`KEEP` of them and
+        only the newest are kept here, the database answering for the rest."""
+        if session in self._sessions:
+            return
+        stored = stored or []
+        known = _SessionRefs(complete=len(stored) <= self._keep)
+        known.ids.update(stored[-self._keep :])
+        self._sessions[session] = known
+
+    @property
+    def keep(self) -> int:
+        return self._keep
 
     def forget(self, session: str) -> None:
         """Its connection ended: the database keeps answering for it."""
