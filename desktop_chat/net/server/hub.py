@@ -569,12 +569,6 @@ class Hub(ResumeMixin, ModerationMixin):
             return None
         return self.storage.message_for_ref(member.session, ref)
 
-    def _users_with(self, room: Room, member: Member) -> p.Users:
-        """The ``users`` list of ``room`` with ``member`` in it (it joins when it goes live)."""
-        pairs = [(m.key, m.name) for m in room.members.values() if m.key != member.key]
-        pairs.append((member.key, member.name))
-        return p.Users(room=room.name, names=tuple(n for _k, n in sorted(pairs)), topic=room.topic)
-
     def _new_batch(self) -> _Batch:
         return _Batch(self.flusher)
 

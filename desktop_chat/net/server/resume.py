@@ -58,6 +58,12 @@ class ResumeMixin:
         def _users_event(self, room: Room) -> p.Users: ...
         def _new_batch(self) -> _Batch: ...
 
+    def _users_with(self, room: Room, member: Member) -> p.Users:
+        """The ``users`` list of ``room`` with ``member`` in it (it joins when it goes live)."""
+        pairs = [(m.key, m.name) for m in room.members.values() if m.key != member.key]
+        pairs.append((member.key, member.name))
+        return p.Users(room=room.name, names=tuple(n for _k, n in sorted(pairs)), topic=room.topic)
+
     def _replay_step(self, batch: _Batch, member: Member, resume: Resume) -> bool:
         """Queue the next chunk of the backlog (lock held); True when nothing is left."""
         from desktop_chat.net.server.hub import Outgoing
