@@ -403,7 +403,11 @@ async def _history(port: int) -> list[dict[str, Any]]:
                 req["before"] = before
             await conn.send(req)
             while (page := await conn.recv())["type"] != "history":
-                pass
+                if page["type"] == "ping":
+                    await conn.send({"type": "pong", "n": page["n"]})
+                elif page["type"] == "error" and page["code"] == "rate_limited":
+                    await asyncio.sleep(0.5)  # flood control counts history requests too
+                    await conn.send(req)
             out = page["messages"] + out
             if not page.get("more"):
                 return out
