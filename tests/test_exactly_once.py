@@ -145,13 +145,13 @@ def test_recent_refs_know_when_a_query_is_needed() -> None:
     refs.start("new")
     assert not refs.may_be_used("new", "a")  # a new session: certainly unused, no query
     for i in range(3):
-        refs.add("new", i, 100 + i)
+        refs.add("new", i)
     assert refs.may_be_used("new", 0) and not refs.may_be_used("new", "0")
-    refs.add("new", 3, 103)  # past the cap: the oldest lives only in the database now
+    refs.add("new", 3)  # past the cap: the oldest lives only in the database now
     assert refs.may_be_used("new", "anything")
-    refs.start("few", [(ref_key("x"), 1), (ref_key("y"), 2)])  # resumed, all loaded
+    refs.start("few", [ref_key("x"), ref_key("y")])  # resumed, all loaded
     assert refs.may_be_used("few", "x") and not refs.may_be_used("few", "z")
-    refs.start("many", [(ref_key(i), i) for i in range(4)])  # resumed with more than kept
+    refs.start("many", [ref_key(i) for i in range(4)])  # resumed with more than kept
     assert refs.may_be_used("many", "z")
     refs.forget("few")
     assert refs.may_be_used("few", "z")  # not live: the database answers

@@ -442,7 +442,7 @@ class Hub(ResumeMixin, ModerationMixin):
                     if ref is None:
                         batch.send_all(room.members.values(), out)
                     else:
-                        self._refs.add(member.session, ref, msg.id)
+                        self._refs.add(member.session, ref)
                         batch.send_all((m for m in room.members.values() if m is not member), out)
                         batch.send(member, Outgoing(replace(msg, ref=ref)))
         if error is not None:
@@ -482,7 +482,7 @@ class Hub(ResumeMixin, ModerationMixin):
                     if target is not member and target not in self._replaying:
                         batch.send(target, Outgoing(msg))
                     if ref is not None:
-                        self._refs.add(member.session, ref, msg.id)
+                        self._refs.add(member.session, ref)
                     batch.send(member, Outgoing(msg if ref is None else replace(msg, ref=ref)))
         if error is not None:
             self._error(member, *error, ref)

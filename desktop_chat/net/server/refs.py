@@ -4,7 +4,8 @@ The contract makes ``ref`` on ``say``/``dm`` an idempotency key per session: a r
 is answered with the original ``message`` and stores nothing. The durable record is the
 ``ref`` column of the stored message (so it survives a crash with the message itself); this
 module keeps a bounded in-memory index of the recent ones, so that the common case — a new
-``ref`` — costs a dictionary lookup and no query.
+``ref`` — costs a dictionary lookup and no query. It holds only a hash of each ``ref`` (about
+70 bytes an entry): it is a filter, and a collision merely costs one indexed query.
 
 A session whose index is *complete* (every ``ref`` it ever used is in memory: it is new, or it
 resumed with at most :data:`KEEP` stored, which login loads, and never passed the cap since)
@@ -26,29 +27,29 @@ def ref_key(ref: Ref) -> str:
 
 
 class _SessionRefs:
-    __slots__ = ("complete", "ids")
+    __slots__ = ("complete", "seen")
 
     def __init__(self, *, complete: bool) -> None:
-        self.ids: dict[str, int] = {}  # ref key -> message id, oldest first
+        self.seen: dict[int, None] = {}  # hashes of ref keys, oldest first
         self.complete = complete
 
 
 class RecentRefs:
-    """Per-session ``ref`` -> message id. Not thread-safe: used under the hub's lock."""
+    """Per session, the ``ref``s it used lately. Not thread-safe: used under the hub's lock."""
 
     def __init__(self, keep: int = KEEP) -> None:
         self._keep = keep
         self._sessions: dict[str, _SessionRefs] = {}
 
-    def start(self, session: str, stored: list[tuple[str, int]] | None = None) -> None:
-        """A session logged in. ``stored``: the (ref key, id) pairs the database holds for it,
-        oldest first (None or empty for a new session); more than :data:`KEEP` of them and
-        only the newest are kept here, the database answering for the rest."""
+    def start(self, session: str, stored: list[str] | None = None) -> None:
+        """A session logged in. ``stored``: the ref keys the database holds for it, oldest
+        first (None or empty for a new session); more than :data:`KEEP` of them and only the
+        newest are kept here, the database answering for the rest."""
         if session in self._sessions:
             return
         stored = stored or []
         known = _SessionRefs(complete=len(stored) <= self._keep)
-        known.ids.update(stored[-self._keep :])
+        known.seen.update((hash(key), None) for key in stored[-self._keep :])
         self._sessions[session] = known
 
     @property
@@ -64,13 +65,14 @@ class RecentRefs:
         known = self._sessions.get(session)
         if known is None:
             return True
-        return ref_key(ref) in known.ids or not known.complete
+        return hash(ref_key(ref)) in known.seen or not known.complete
 
-    def add(self, session: str, ref: Ref, msg_id: int) -> None:
+    def add(self, session: str, ref: Ref) -> None:
+        """The session's message with ``ref`` was accepted."""
         known = self._sessions.get(session)
         if known is None:
             return
-        known.ids[ref_key(ref)] = msg_id
-        if len(known.ids) > self._keep:
-            del known.ids[next(iter(known.ids))]
+        known.seen[hash(ref_key(ref))] = None
+        if len(known.seen) > self._keep:
+            del known.seen[next(iter(known.seen))]
             known.complete = False  # the oldest now lives only in the database

@@ -339,15 +339,15 @@ class Storage:
             pages = max(pages, int(self._db.execute("PRAGMA page_count").fetchone()[0]))
             return int(self._db.execute(f"PRAGMA max_page_count = {pages}").fetchone()[0])
 
-    def session_refs(self, session: str, newest: int) -> list[tuple[str, int]]:
-        """(ref as stored, message id) of the session's last ``newest`` refs, oldest first."""
+    def session_refs(self, session: str, newest: int) -> list[str]:
+        """The session's last ``newest`` refs (as stored: JSON), oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT ref, id FROM messages WHERE session = ? AND ref IS NOT NULL "
+                "SELECT ref FROM messages WHERE session = ? AND ref IS NOT NULL "
                 "ORDER BY id DESC LIMIT ?",
                 (session, newest),
             ).fetchall()
-        return [(str(r), int(i)) for r, i in reversed(rows)]
+        return [str(r[0]) for r in reversed(rows)]
 
     def message_for_ref(self, session: str, ref: Ref) -> ChatMessage | None:
         """The message this session already sent with this ``ref`` (its echo), else None."""
