@@ -15,6 +15,15 @@ checkpoints. Hence:
 
 This is SQLite's own group commit: no fsync per message. One connection, guarded by a lock,
 serves all threads; callers keep each call short.
+
+Failures: a write that meets a full disk or another process's lock (after ``BUSY_TIMEOUT_MS``)
+raises :data:`StorageError` and stores nothing of that message. SQLite then rolls back the
+*whole* open transaction, so the messages of the round already handed out are written again
+(``_recover``): nothing anyone may have received is lost to a full disk.
+
+Schema: :data:`MIGRATIONS` is the numbered history of the schema (``PRAGMA user_version``);
+opening a database applies the steps it lacks, in order, each in its own transaction. A schema
+change is a new step appended to that list, never an edit of a released one.
 """
 
 from __future__ import annotations
