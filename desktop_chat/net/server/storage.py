@@ -311,16 +311,20 @@ class Storage:
     def commit(self) -> None:
         """Make every stored message durable (group commit: one per round of writes)."""
         with self._lock:
-            if not self._closed and self._db.in_transaction:
-                try:
-                    self._db.execute("COMMIT")
-                except sqlite3.Error:
-                    # The writer loop must survive a full disk: put back what SQLite rolled
-                    # back, or keep the transaction for the next round.
-                    log.exception("commit failed")
-                    self._recover()
-                else:
-                    self._pending.clear()
+            if self._closed:
+                return
+            if not self._db.in_transaction:
+                self._recover()  # rows a failed write could not put back yet, if any
+                return
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                # The writer loop must survive a full disk: put back what SQLite rolled
+                # back, or keep the transaction for the next round.
+                log.exception("commit failed")
+                self._recover()
+            else:
+                self._pending.clear()
 
     def _recover(self) -> None:
         """After a failed write (lock held): SQLite rolls back the *whole* open transaction on
