@@ -20,6 +20,17 @@ from tests.helpers import T
 
 pytest_plugins = ("pytester",)  # tests/gui/test_qt_leaks.py runs a leaking test in a test
 
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The long fuzzing runs (marked ``fuzz``) only when ``-m`` names them."""
+    if "fuzz" in (config.getoption("markexpr", "") or ""):
+        return
+    keep = [item for item in items if item.get_closest_marker("fuzz") is None]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        items[:] = keep
+
+
 # Threads started by libraries for the whole process, not by a test.
 _PROCESS_THREADS = ("pydevd", "QDBusConnection", "ThreadPoolExecutor", "asyncio_")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from desktop_chat.net.server.storage import Identity, Storage, token_hash
+from desktop_chat.net.server.storage_schema import SCHEMA_VERSION
 from tests.helpers import LineClient, T
 
 
@@ -160,7 +161,7 @@ def test_an_old_database_keeps_working_and_old_dms_go_only_to_accounts(tmp_path:
     try:
         assert again.load_session("old-token") is not None
         version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
-        assert version == 2
+        assert version == SCHEMA_VERSION
     finally:
         again.close()
 

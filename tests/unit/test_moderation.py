@@ -81,7 +81,10 @@ def test_a_topic_is_told_to_the_room_and_kept(hub: Hub, flusher: Flusher, storag
     assert storage.room("general") == ("general", "Friday lunch")
     late = FakeMember(flusher)
     hub.login(late, p.Hello(name="Cy"))
-    assert p.Users(room="general", names=("Ben", "Cy", "Host"), topic="Friday lunch") in late.got
+    users = p.Users(
+        room="general", names=("Ben", "Cy", "Host"), topic="Friday lunch", admins=("Host",)
+    )
+    assert users in late.got
 
 
 def test_a_topic_for_an_invalid_room_name_is_an_error_not_a_crash(

@@ -57,9 +57,9 @@ def test_enqueue_statuses_and_limit() -> None:
         assert box.enqueue(b"12345") == MARK
         assert box.enqueue(b"678") == QUEUED
         assert box.pending == 8
-        assert box.enqueue(b"ok", force=True) == QUEUED  # a reply of its own: over the limit
-        assert box.enqueue(b"x") == OVERFLOW and box.overflowed and box.closed
-        assert box.enqueue(b"y", force=True) == CLOSED
+        assert box.enqueue(b"ok") == QUEUED  # exactly at the limit
+        assert box.enqueue(b"x") == OVERFLOW and box.overflowed and box.closed  # replies count
+        assert box.enqueue(b"y") == CLOSED
         lazy = Outbox(lambda data: len(data), -1, flusher, limit=10)
         assert lazy.enqueue(b"joined", urgent=False) == LAZY
         assert lazy.enqueue(b"left", urgent=False) == QUEUED

@@ -60,6 +60,7 @@ NOT_IN_ROOM: Final = "not_in_room"
 NO_SUCH_USER: Final = "no_such_user"
 RATE_LIMITED: Final = "rate_limited"
 TLS_REQUIRED: Final = "tls_required"
+STORAGE_FAILED: Final = "storage_failed"  # the message could not be stored: nothing was sent
 
 LEFT_REASONS: Final = frozenset({"part", "quit", "disconnected", "timeout", "kicked", "slow"})
 

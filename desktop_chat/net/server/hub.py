@@ -21,6 +21,11 @@ settings, history, loading a room that is not live — runs before or after it):
   queued before any live message can reach the member, or one could be lost or repeated.
 - loading a room in :meth:`Hub._room_for`, only when a room that was live when checked
   emptied and was dropped before the lock was taken again (rare; see :meth:`_prepare_room`).
+- :meth:`Storage.message_for_ref`, only for a ``say``/``dm`` whose ``ref`` this session may
+  have used before (sending exactly once): the answer must be decided in the same step.
+
+Resuming (:mod:`~desktop_chat.net.server.resume`) replays a backlog in chunks that fit the
+buffer, and goes live under the lock in the step of the last chunk: no gap, no overlap.
 """
 
 from __future__ import annotations
@@ -40,8 +45,11 @@ from desktop_chat.net.server.guard import Guard
 from desktop_chat.net.server.guard import LoginRefused as LoginRefused
 from desktop_chat.net.server.moderation import ModerationMixin
 from desktop_chat.net.server.outbox import MARK, OVERFLOW, Flusher, Outbox
+from desktop_chat.net.server.refs import RecentRefs
+from desktop_chat.net.server.resume import Resume, ResumeMixin, fit_page
+from desktop_chat.net.server.roomlooks import RoomLooks
 from desktop_chat.net.server.sharing import Reader, SharingMixin
-from desktop_chat.net.server.storage import Identity, Storage, token_hash
+from desktop_chat.net.server.storage import Identity, Storage, StorageError, token_hash
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +100,7 @@ class Member(Protocol):
     def secure(self) -> bool:
         """The connection is encrypted (TLS, a WebSocket over TLS too)."""
 
-    def deliver(self, out: Outgoing, *, force: bool = False, urgent: bool = True) -> int:
+    def deliver(self, out: Outgoing, *, urgent: bool = True) -> int:
         """Buffer an event (no I/O); an :meth:`Outbox.enqueue` status (MARK, OVERFLOW...)."""
 
     def send_event(self, event: p.ServerEvent) -> None:
@@ -123,8 +131,8 @@ class _Batch:
         self.lazy: list[Outbox] = []
         self.overflowed: list[Member] = []
 
-    def send(self, member: Member, out: Outgoing, *, force: bool = False) -> None:
-        status = member.deliver(out, force=force)
+    def send(self, member: Member, out: Outgoing) -> None:
+        status = member.deliver(out)
         if status == MARK:
             self.marked.append(member.outbox)
         elif status == OVERFLOW:
@@ -149,7 +157,7 @@ class _Batch:
             member.abort("slow")
 
 
-class Hub(ModerationMixin, SharingMixin):
+class Hub(ResumeMixin, ModerationMixin, SharingMixin):
     """Rooms, members and routing. Thread-safe; methods are called from connection threads.
 
     ``storage`` is the open database, ``flusher`` the writer loop that sends what fan-outs
@@ -179,6 +187,9 @@ class Hub(ModerationMixin, SharingMixin):
         self._skeletons: dict[str, str] = {}  # look-alike skeleton -> key, of people online
         self._registered_skeletons: dict[str, str] = {}
         self._registered_keys: set[str] = set()  # name keys with an account
+        self._refs = RecentRefs()  # each live session's recent `ref`s (sending exactly once)
+        self._replaying: set[Member] = set()  # resuming, not yet live: DMs wait in storage
+        self._looks = RoomLooks(lambda: self.storage.room_names())  # look-alike room names
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -234,6 +245,9 @@ class Hub(ModerationMixin, SharingMixin):
                     "this session was started over an encrypted (TLS) connection and can be "
                     "resumed only over one",
                 )
+        known_refs = None  # a resumed session's refs, so that a new one needs no query
+        if stored is not None:
+            known_refs = self.storage.session_refs(token_hash(stored.token), self._refs.keep + 1)
         look = skeleton(name)
         wanted: Sequence[str] = stored.rooms if stored is not None else (DEFAULT_ROOM,)
         prepared = {name_key(r): self._prepare_room(r) for r in wanted}
@@ -260,8 +274,10 @@ class Hub(ModerationMixin, SharingMixin):
             member.is_admin = admin
             if replacing and current is not None:
                 self._detach(current)
+                self._replaying.discard(current)
             self._users[key] = member
             self._skeletons[look] = key
+            self._refs.start(session, known_refs)
             batch.send(
                 member,
                 Outgoing(
@@ -274,27 +290,30 @@ class Hub(ModerationMixin, SharingMixin):
                         admin=True if admin else None,
                     )
                 ),
-                force=True,
             )
+            since = None if stored is None or hello.resume is None else hello.resume.since
+            resume = Resume(since=since, replacing=replacing)
             for room_name in wanted:
                 room = self._room_for(room_name, prepared[name_key(room_name)])
-                others = list(room.members.values())
-                room.members[key] = member
-                member.rooms[name_key(room.name)] = room.name
-                batch.send(member, Outgoing(self._users_event(room)), force=True)
-                if not replacing:
-                    joined = Outgoing(p.Joined(room=room.name, name=name))
-                    batch.send_all(others, joined, urgent=False)
-            if stored is not None and hello.resume is not None:
-                for msg in self.storage.messages_since(
-                    hello.resume.since, member.rooms.keys(), self.identity(member)
-                ):
-                    batch.send(member, Outgoing(msg), force=True)
+                rkey = name_key(room.name)
+                member.rooms[rkey] = room.name
+                users = self._users_with(room, member)
+                resume.users[rkey] = users.names
+                batch.send(member, Outgoing(users))
+            live = self._replay_step(batch, member, resume)
+            if live:
+                self._go_live(batch, member, resume)
+            else:
+                self._replaying.add(member)
             rooms_now = list(member.rooms.values())
-        batch.finish()
+        # Stored before the welcome is on the wire (the flusher commits first): a client that
+        # got its session can resume it even if the server is killed a moment later.
         self.storage.save_session(session, name, key, rooms_now, tls=member.secure)
+        batch.finish()
         if replacing and current is not None:
             current.abort("replaced")
+        if not live:
+            self._finish_replay(member, resume)
         self._people_changed()
         log.info("%s %s (%d online)", name, "resumed" if stored else "logged in", len(self._users))
 
@@ -313,6 +332,8 @@ class Hub(ModerationMixin, SharingMixin):
                 return  # never logged in, or replaced by a resumed connection
             del self._users[member.key]
             self._skeletons.pop(skeleton(member.name), None)
+            self._replaying.discard(member)
+            self._refs.forget(member.session)
             for rkey, rname in member.rooms.items() if not self.closing else ():
                 room = self._rooms.get(rkey)
                 if room is None or room.members.get(member.key) is not member:
@@ -340,10 +361,15 @@ class Hub(ModerationMixin, SharingMixin):
 
     # -- rooms ------------------------------------------------------------------------------
 
+    def _room_key(self, requested: str) -> str:
+        """The key of the room ``requested`` names (a new look-alike names the old room)."""
+        key = name_key(requested)
+        return key if key in self._rooms else self._looks.key_for(requested)
+
     def _prepare_room(self, requested: str) -> Room | None:
         """A room that is not live, loaded (or created) in storage before taking the lock;
         None if it is live already. Call without the lock; hand the result to _room_for."""
-        key = name_key(requested)
+        key = self._room_key(requested)
         with self._lock:
             if key in self._rooms:
                 return None
@@ -352,7 +378,9 @@ class Hub(ModerationMixin, SharingMixin):
     def _load_room(self, key: str, requested: str) -> Room:
         stored = self.storage.room(key)
         if stored is None:
-            return Room(name=self.storage.ensure_room(key, requested))
+            room = Room(name=self.storage.ensure_room(key, requested))
+            self._looks.add(key)
+            return room
         pw_hash, slow = self.storage.room_settings(key)
         return Room(name=stored[0], topic=stored[1], slow=slow, locked=pw_hash is not None)
 
@@ -363,7 +391,7 @@ class Hub(ModerationMixin, SharingMixin):
         meanwhile, theirs wins. Only if the room was live then and has been dropped since is
         it loaded here, under the lock.
         """
-        key = name_key(requested)
+        key = self._room_key(requested)
         room = self._rooms.get(key)
         if room is None:
             room = prepared if prepared is not None else self._load_room(key, requested)
@@ -390,7 +418,7 @@ class Hub(ModerationMixin, SharingMixin):
         except InvalidName as exc:
             self._error(member, p.NAME_INVALID, f"invalid room name: {exc}", ref)
             return
-        if not self.may_join(member, req, name_key(valid)):
+        if not self.may_join(member, req, self._room_key(valid)):
             return
         prepared = self._prepare_room(valid)
         batch = _Batch(self.flusher)
@@ -403,13 +431,13 @@ class Hub(ModerationMixin, SharingMixin):
                 member.rooms[key] = room.name
                 joined = Outgoing(p.Joined(room=room.name, name=member.name))
                 batch.send_all(others, joined, urgent=False)
-            batch.send(member, Outgoing(self._users_event(room)), force=True)
+            batch.send(member, Outgoing(self._users_event(room)))
             rooms = list(member.rooms.values())
         self.storage.save_session(member.session, member.name, member.key, rooms, tls=member.secure)
         batch.finish()
 
     def part(self, member: Member, requested: str, ref: p.Ref | None = None) -> None:
-        key = name_key(requested)
+        key = self._room_key(requested)
         batch = _Batch(self.flusher)
         refused = False
         with self._lock:
@@ -453,38 +481,42 @@ class Hub(ModerationMixin, SharingMixin):
         *,
         me: bool = False,
     ) -> None:
-        key = name_key(room_name)
+        key = self._room_key(room_name)
         batch = _Batch(self.flusher)
-        refused = False
+        error: tuple[str, str] | None = None
         with self._lock:
+            original = self._original(member, ref)
             room = self._rooms.get(key)
             wait = 0.0
-            if (
-                room is None
-                or room.members.get(member.key) is not member
-                or (wait := self.slow_mode_wait(member, room, key)) > 0
-            ):
-                refused = True
+            if original is not None:
+                batch.send(member, Outgoing(original))  # a resend: answered, not stored again
+            elif room is None or room.members.get(member.key) is not member:
+                error = (p.NOT_IN_ROOM, f"you are not in {room_name!r}")
+            elif (wait := self.slow_mode_wait(member, room, key)) > 0:
+                error = (p.RATE_LIMITED, f"slow mode: wait {wait:.0f} s")
             else:
-                msg = self.storage.add_message(
-                    sender=member.name,
-                    text=text,
-                    room=room.name,
-                    room_key=key,
-                    me=me,
-                    by=self.identity(member),
-                )
-                out = Outgoing(msg)
-                if ref is None:
-                    batch.send_all(room.members.values(), out)
+                try:
+                    msg = self.storage.add_message(
+                        sender=member.name,
+                        text=text,
+                        room=room.name,
+                        room_key=key,
+                        me=me,
+                        by=self.identity(member),
+                        ref=ref,
+                    )
+                except StorageError as exc:
+                    error = _storage_failed(exc)
                 else:
-                    batch.send_all((m for m in room.members.values() if m is not member), out)
-                    batch.send(member, Outgoing(replace(msg, ref=ref)), force=True)
-        if refused and wait > 0:
-            self._error(member, p.RATE_LIMITED, f"slow mode: wait {wait:.0f} s", ref)
-            return
-        if refused:
-            self._error(member, p.NOT_IN_ROOM, f"you are not in {room_name!r}", ref)
+                    out = Outgoing(msg)
+                    if ref is None:
+                        batch.send_all(room.members.values(), out)
+                    else:
+                        self._refs.add(member.session, ref)
+                        batch.send_all((m for m in room.members.values() if m is not member), out)
+                        batch.send(member, Outgoing(replace(msg, ref=ref)))
+        if error is not None:
+            self._error(member, *error, ref)
             return
         batch.finish()
 
@@ -493,29 +525,38 @@ class Hub(ModerationMixin, SharingMixin):
     ) -> None:
         to_key = name_key(to)
         batch = _Batch(self.flusher)
-        refused = False
+        error: tuple[str, str] | None = None
         with self._lock:
+            original = self._original(member, ref)
             target = self._users.get(to_key)
-            if target is None:
-                refused = True
+            if original is not None:
+                batch.send(member, Outgoing(original))  # a resend: answered, not stored again
+            elif target is None:
+                error = (p.NO_SUCH_USER, f"nobody called {to!r} is online")
             else:
-                msg = self.storage.add_message(
-                    sender=member.name,
-                    text=text,
-                    dm_from=member.key,
-                    dm_to=to_key,
-                    to_name=target.name,
-                    me=me,
-                    by=self.identity(member),
-                    to=self.identity(target),
-                )
-                if target is not member:
-                    batch.send(target, Outgoing(msg))
-                batch.send(
-                    member, Outgoing(msg if ref is None else replace(msg, ref=ref)), force=True
-                )
-        if refused:
-            self._error(member, p.NO_SUCH_USER, f"nobody called {to!r} is online", ref)
+                try:
+                    msg = self.storage.add_message(
+                        sender=member.name,
+                        text=text,
+                        dm_from=member.key,
+                        dm_to=to_key,
+                        to_name=target.name,
+                        me=me,
+                        by=self.identity(member),
+                        to=self.identity(target),
+                        ref=ref,
+                    )
+                except StorageError as exc:
+                    error = _storage_failed(exc)
+                else:
+                    # A target still replaying its backlog gets this from storage, in order.
+                    if target is not member and target not in self._replaying:
+                        batch.send(target, Outgoing(msg))
+                    if ref is not None:
+                        self._refs.add(member.session, ref)
+                    batch.send(member, Outgoing(msg if ref is None else replace(msg, ref=ref)))
+        if error is not None:
+            self._error(member, *error, ref)
             return
         batch.finish()
 
@@ -525,7 +566,7 @@ class Hub(ModerationMixin, SharingMixin):
         batch = _Batch(self.flusher)
         with self._lock:
             if room is not None:
-                r = self._rooms.get(name_key(room))
+                r = self._rooms.get(self._room_key(room))
                 if r is None or r.members.get(member.key) is not member:
                     error = (p.NOT_IN_ROOM, f"you are not in {room!r}")
                 else:
@@ -539,7 +580,7 @@ class Hub(ModerationMixin, SharingMixin):
                     error = (p.NO_SUCH_USER, f"nobody called {to!r} is online")
                 else:
                     error = None
-                    if target is not member:
+                    if target is not member and target not in self._replaying:
                         batch.send(
                             target, Outgoing(p.TypingNotice(name=member.name, to=target.name))
                         )
@@ -551,18 +592,20 @@ class Hub(ModerationMixin, SharingMixin):
     def history(self, member: Member, req: p.GetHistory) -> None:
         limit = req.effective_limit
         if req.room is not None:
-            key = name_key(req.room)
+            key = self._room_key(req.room)
             room_name = member.rooms.get(key)
             if room_name is None:
                 self._error(member, p.NOT_IN_ROOM, f"you are not in {req.room!r}", req.ref)
                 return
             msgs, more = self.storage.room_history(key, before=req.before, limit=limit)
+            msgs, more = fit_page(msgs, more, member.outbox.limit)
             reply = p.HistoryReply(messages=tuple(msgs), room=room_name, more=more, ref=req.ref)
         else:
             other = req.with_ or ""
             msgs, more = self.storage.dm_history(
                 self.identity(member), name_key(other), before=req.before, limit=limit
             )
+            msgs, more = fit_page(msgs, more, member.outbox.limit)
             reply = p.HistoryReply(messages=tuple(msgs), with_=other, more=more, ref=req.ref)
         self._reply(member, reply)
 
@@ -573,7 +616,8 @@ class Hub(ModerationMixin, SharingMixin):
     ) -> p.ChatMessage:
         """A finished upload as a message, stored and fanned out like ``say`` (``room``: one
         the reader is in) or ``dm`` (``to``: a name, delivered if online)."""
-        rkey, to_key = (None if n is None else name_key(n) for n in (room, to))
+        rkey = None if room is None else self._room_key(room)
+        to_key = None if to is None else name_key(to)
         batch = _Batch(self.flusher)
         with self._lock:
             live = self._rooms.get(rkey or "")
@@ -608,7 +652,7 @@ class Hub(ModerationMixin, SharingMixin):
         batch = _Batch(self.flusher)
         out = Outgoing(p.Closing(reason="shutdown"))
         for m in members:
-            batch.send(m, out, force=True)
+            batch.send(m, out)
         batch.finish()
         return members
 
@@ -631,11 +675,25 @@ class Hub(ModerationMixin, SharingMixin):
             batch.send_all(list(room.members.values()), Outgoing(event))
         batch.finish()
 
+    def _original(self, member: Member, ref: p.Ref | None) -> p.ChatMessage | None:
+        """The message this session already sent with ``ref`` (lock held), else None."""
+        if ref is None or not self._refs.may_be_used(member.session, ref):
+            return None
+        return self.storage.message_for_ref(token_hash(member.session), ref)
+
+    def _new_batch(self) -> _Batch:
+        return _Batch(self.flusher)
+
     def _reply(self, member: Member, event: p.ServerEvent) -> None:
         member.send_event(event)
 
     def _error(self, member: Member, code: str, message: str, ref: p.Ref | None) -> None:
         self._reply(member, p.ErrorReply(code=code, message=message, ref=ref))
+
+
+def _storage_failed(exc: Exception) -> tuple[str, str]:
+    log.error("a message could not be stored: %s", exc)
+    return (p.STORAGE_FAILED, f"the server could not store your message ({exc}); send it again")
 
 
 def _sort_key(name: str) -> tuple[str, str]:

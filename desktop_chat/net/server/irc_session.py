@@ -109,6 +109,8 @@ class IrcSession(Session):
         self.transport.send(data)
 
     def handle_line(self, line: str) -> None:
+        if self.cut_off:
+            return
         try:
             msg = parse(line)
         except IrcSyntaxError:

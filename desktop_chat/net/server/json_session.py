@@ -73,6 +73,8 @@ class JsonSession(Session):
 
     def handle(self, event: object) -> None:
         """Act on one parsed event (or answer one protocol error)."""
+        if self.cut_off:
+            return
         if isinstance(event, p.ProtocolError):
             self.send_event(event.reply())
         elif not self.logged_in:

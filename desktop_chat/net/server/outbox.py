@@ -10,7 +10,10 @@ flusher wakes (a few tens of microseconds).
 
 A socket whose kernel buffer is full stays registered for writability, and everything for it
 waits in its outbox; past ``limit`` bytes the connection is cut off (reason ``slow``), so a
-client that never reads costs bounded memory and delays nobody.
+client that never reads costs bounded memory and delays nobody. *Every* byte counts: broadcasts,
+replies, errors, pongs, history pages and a resume's backlog alike (a client that never reads
+but keeps asking for history must hit the limit too). Whoever queues a large answer keeps it
+well under the limit by construction (history pages and resume chunks are cut by size).
 """
 
 from __future__ import annotations
@@ -96,19 +99,18 @@ class Outbox:
         """Bytes not yet handed to the kernel (1 if only the transport holds some)."""
         return self._size or (1 if self._sending or self._backlog() else 0)
 
-    def enqueue(self, data: bytes, *, force: bool = False, urgent: bool = True) -> int:
+    def enqueue(self, data: bytes, *, urgent: bool = True) -> int:
         """Buffer ``data`` (no I/O); returns QUEUED, MARK, OVERFLOW or CLOSED.
 
         On MARK the caller hands the outbox to the flusher (:meth:`Flusher.mark`), after
-        releasing any lock of its own. ``force`` skips the limit: for a connection's own
-        replies and resume backlog, which it asked for and which are bounded by what is stored.
+        releasing any lock of its own; on OVERFLOW it cuts the connection off (``slow``).
         Not ``urgent`` (joins, leaves, typing): LAZY, written within LAZY_DELAY, so that a join
         storm costs one ``send`` per recipient per round rather than one per join.
         """
         with self._lock:
             if self.closed:
                 return CLOSED
-            if not force and self._size + len(data) > self.limit:
+            if self._size + len(data) > self.limit:
                 self.overflowed = self.closed = True
                 self._buf.clear()
                 self._size = 0
@@ -129,9 +131,10 @@ class Outbox:
         """Hand this outbox to the flusher (what to do when :meth:`enqueue` said MARK)."""
         self._flusher.mark(self)
 
-    def send(self, data: bytes, *, force: bool = True) -> bool:
-        """Enqueue and have it written: for replies to this connection alone."""
-        status = self.enqueue(data, force=force)
+    def send(self, data: bytes) -> bool:
+        """Enqueue and have it written: for replies to this connection alone. False when the
+        connection is gone or this passed its limit (the caller then cuts it off)."""
+        status = self.enqueue(data)
         if status == MARK:
             self._flusher.mark(self)
         return status >= 0

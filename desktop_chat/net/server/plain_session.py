@@ -48,6 +48,8 @@ class PlainSession(Session):
                 self.handle_line(decode_line(line))
 
     def handle_line(self, line: str) -> None:
+        if self.cut_off:
+            return
         if not self.logged_in:
             self._login_line(line)
             return

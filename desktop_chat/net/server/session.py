@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from desktop_chat.net.protocol import events as p
 from desktop_chat.net.server.hub import LoginRefused, Outgoing
-from desktop_chat.net.server.outbox import MARK, QUEUED
+from desktop_chat.net.server.outbox import MARK, OVERFLOW, QUEUED
 from desktop_chat.net.server.ratelimit import TokenBucket
 from desktop_chat.net.server.transport import PeerGone, Transport
 
@@ -71,16 +71,19 @@ class Session:
         """The bytes that show ``out`` to this peer (None: nothing to show)."""
         return out.json
 
-    def deliver(self, out: Outgoing, *, force: bool = False, urgent: bool = True) -> int:
+    def deliver(self, out: Outgoing, *, urgent: bool = True) -> int:
         data = self.encode(out)
         if not data:
             return QUEUED
-        return self.outbox.enqueue(data, force=force, urgent=urgent)
+        return self.outbox.enqueue(data, urgent=urgent)
 
     def send_event(self, event: p.ServerEvent) -> None:
         """A reply to this connection alone, written by the flusher soon."""
-        if self.deliver(Outgoing(event), force=True) == MARK:
+        status = self.deliver(Outgoing(event))
+        if status == MARK:
             self.outbox.mark()
+        elif status == OVERFLOW:  # replies count against the limit too
+            self.abort("slow")
 
     def abort(self, reason: str) -> None:
         self.transport.abort(reason)
@@ -94,6 +97,11 @@ class Session:
             if data:
                 self.receive(data)
             data = self.transport.recv(self.next_timeout())
+
+    @property
+    def cut_off(self) -> bool:
+        """Closed from our side (slow, replaced, kicked…): what it sent after is not acted on."""
+        return self.transport.close_reason is not None
 
     def receive(self, data: bytes) -> None:
         raise NotImplementedError  # every way in defines what its bytes mean

@@ -19,125 +19,48 @@ serves all threads; callers keep each call short.
 Privacy: the database file (and its ``-wal``/``-shm`` companions) is readable by its owner only,
 session tokens are stored as their SHA-256, and every DM records who took part (the sending and
 receiving sessions, and the account when the name was registered), so a DM is served only to
-those identities (see :class:`Identity`). Schema changes are ordered steps in
-:data:`MIGRATIONS`, counted by ``PRAGMA user_version``.
+those identities (see :class:`Identity`). The schema and its numbered history of steps live
+in ``storage_schema.py``.
+
+Failures: a write that meets a full disk or another process's lock (after ``BUSY_TIMEOUT_MS``)
+raises :data:`StorageError` and stores nothing of that message. SQLite then rolls back the
+*whole* open transaction, so the messages of the round already handed out are written again
+(``_recover``): nothing anyone may have received is lost to a full disk.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from desktop_chat.net.protocol.events import ChatMessage, FileInfo
-from desktop_chat.net.protocol.names import name_key
+from desktop_chat.net.protocol.events import ChatMessage, FileInfo, Ref
+from desktop_chat.net.server.storage_schema import migrate
+from desktop_chat.net.server.storage_schema import token_hash as token_hash
 
-SCHEMA_VERSION = 1
 CHECKPOINT_EVERY = 2.0  # seconds between background WAL checkpoints
+BUSY_TIMEOUT_MS = 500  # how long a write waits for another process's lock before it fails
 EXPIRE_EVERY = 600.0  # seconds between sweeps of expired sessions
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    ts INTEGER NOT NULL,
-    sender TEXT NOT NULL,
-    room_key TEXT,
-    room TEXT,
-    dm_from TEXT,
-    dm_to TEXT,
-    to_name TEXT,
-    text TEXT NOT NULL,
-    file TEXT,
-    me INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS messages_room ON messages (room_key, id) WHERE room_key IS NOT NULL;
-CREATE INDEX IF NOT EXISTS messages_dm_from ON messages (dm_from, id) WHERE dm_from IS NOT NULL;
-CREATE INDEX IF NOT EXISTS messages_dm_to ON messages (dm_to, id) WHERE dm_to IS NOT NULL;
-CREATE TABLE IF NOT EXISTS rooms (
-    key TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    topic TEXT,
-    pw_hash TEXT,
-    slow INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS accounts (
-    name_key TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    pw_hash TEXT NOT NULL,
-    role TEXT NOT NULL DEFAULT 'user',
-    created INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS bans (
-    kind TEXT NOT NULL,
-    value TEXT NOT NULL,
-    by_name TEXT,
-    created INTEGER NOT NULL,
-    PRIMARY KEY (kind, value)
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    token TEXT PRIMARY KEY,
-    name_key TEXT NOT NULL,
-    name TEXT NOT NULL,
-    rooms TEXT NOT NULL,
-    created INTEGER NOT NULL,
-    last_seen INTEGER NOT NULL
-);
-"""
+StorageError = sqlite3.Error  # what a failed write raises (disk full, locked by someone else)
 
 _COLUMNS = "id, ts, sender, room, to_name, text, file, me"
+_INSERT = (
+    "INSERT INTO messages (id, ts, sender, room_key, room, dm_from, dm_to, to_name, text, file, "
+    "me, sender_key, from_session, to_session, from_account, to_account, ref) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 # The DMs an Identity took part in (named parameters :session and :account).
 _MINE_SENT = "(from_session = :session OR from_account = :account)"
 _MINE_RECEIVED = "(to_session = :session OR to_account = :account)"
-
-
-def token_hash(token: str) -> str:
-    """What the database keeps of a session token: its SHA-256 (hex). A stolen database file
-    (or backup) does not let anyone resume someone else's session."""
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-# -- schema migrations: ordered steps, each run once; PRAGMA user_version counts them --------
-
-
-def _privacy_dm_owners(db: sqlite3.Connection) -> None:
-    """privacy 1: who took part in each message, and whether a session began over TLS.
-
-    Old DMs have no session: each side is given to the registered account of its name only if
-    that account already existed when the DM was written (a registered name could then only be
-    used with its password); every other old DM is served to nobody.
-    """
-    for column in ("sender_key", "from_session", "to_session", "from_account", "to_account"):
-        db.execute(f"ALTER TABLE messages ADD COLUMN {column} TEXT")
-    db.execute("UPDATE messages SET sender_key = dc_name_key(sender)")
-    for side, key in (("from_account", "dm_from"), ("to_account", "dm_to")):
-        db.execute(
-            f"UPDATE messages SET {side} = {key} WHERE {key} IS NOT NULL AND EXISTS "
-            f"(SELECT 1 FROM accounts a WHERE a.name_key = messages.{key} "
-            "AND a.created * 1000 <= messages.ts)"
-        )
-    db.execute("CREATE INDEX IF NOT EXISTS messages_sender ON messages (sender_key)")
-    db.execute("ALTER TABLE sessions ADD COLUMN tls INTEGER NOT NULL DEFAULT 0")
-
-
-def _privacy_hashed_tokens(db: sqlite3.Connection) -> None:
-    """privacy 2: session tokens are kept as their SHA-256 only."""
-    db.execute("UPDATE sessions SET token = dc_sha256(token)")
-
-
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
-    _privacy_dm_owners,
-    _privacy_hashed_tokens,
-]
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,35 +135,18 @@ class Storage:
         self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._stop = threading.Event()
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="dc-checkpoint")
+        self._pending: list[tuple[object, ...]] = []  # rows written since the last commit
         with self._lock:
-            self._db.executescript(_SCHEMA)
-            columns = {r[1] for r in self._db.execute("PRAGMA table_info(rooms)")}
-            if "pw_hash" not in columns:  # databases made before room settings existed
-                self._db.execute("ALTER TABLE rooms ADD COLUMN pw_hash TEXT")
-                self._db.execute("ALTER TABLE rooms ADD COLUMN slow INTEGER NOT NULL DEFAULT 0")
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
-                (str(SCHEMA_VERSION),),
-            )
-            self._migrate()
+            try:
+                migrate(self._db)
+            except BaseException:
+                self._db.close()
+                raise
+            # After the migrations (which may wait for a lock): from now on a write that
+            # meets another process's lock fails soon, since the hub's lock is held meanwhile.
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self._closed = False
         self._checkpointer.start()
-
-    def _migrate(self) -> None:
-        """Run the steps of :data:`MIGRATIONS` this database has not had yet (lock held)."""
-        self._db.create_function("dc_name_key", 1, name_key, deterministic=True)
-        self._db.create_function("dc_sha256", 1, token_hash, deterministic=True)
-        done = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-        for number, step in enumerate(MIGRATIONS[done:], start=done + 1):
-            self._db.execute("BEGIN")
-            try:
-                step(self._db)
-                self._db.execute(f"PRAGMA user_version = {number}")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            log.info("database migrated: %s", step.__name__)
 
     def _checkpoint_loop(self) -> None:
         db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=5.0)
@@ -296,11 +202,16 @@ class Storage:
         ts: int | None = None,
         by: Identity | None = None,
         to: Identity | None = None,
+        ref: Ref | None = None,
     ) -> ChatMessage:
-        """Store (and commit) a message; return it with its server-wide id.
+        """Store a message; return it with its server-wide id (without ``ref``: the hub adds
+        it to the sender's copy only).
 
         ``by`` and ``to`` are the identities that took part (``to`` for DMs): only they are
-        ever served the DM again (see :meth:`dm_history`)."""
+        ever served the DM again (see :meth:`dm_history`). ``ref`` is kept with the message,
+        found again by ``by``'s session (sending exactly once). Raises :data:`StorageError`
+        when it cannot be written (disk full, database locked by another process): then
+        nothing of it was stored."""
         when = int(time.time() * 1000) if ts is None else ts
         file_json = None if file is None else json.dumps(file.to_dict())
         owners = (
@@ -310,31 +221,26 @@ class Storage:
             None if by is None else by.account,
             None if to is None else to.account,
         )
+        ref_json = None if ref is None else json.dumps(ref)
+        row: tuple[object, ...] = (
+            *(when, sender, room_key, room, dm_from, dm_to, to_name, text, file_json, int(me)),
+            *owners,
+            ref_json,
+        )
         with self._lock:
             # Not committed here: the server's writer loop commits (see commit()) before it
-            # puts anything on the wire, so one commit covers every message of a round.
+            # puts anything on the wire, so one commit covers every message of a round. A
+            # failed INSERT undoes itself (statement rollback) and leaves the others in place.
             if not self._db.in_transaction:
                 self._db.execute("BEGIN")
-            cur = self._db.execute(
-                "INSERT INTO messages (ts, sender, room_key, room, dm_from, dm_to, to_name, "
-                "text, file, me, sender_key, from_session, to_session, from_account, "
-                "to_account) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    when,
-                    sender,
-                    room_key,
-                    room,
-                    dm_from,
-                    dm_to,
-                    to_name,
-                    text,
-                    file_json,
-                    int(me),
-                    *owners,
-                ),
-            )
+            try:
+                cur = self._db.execute(_INSERT, (None, *row))
+            except sqlite3.Error:
+                self._recover()
+                raise
             msg_id = cur.lastrowid
-        assert msg_id is not None
+            assert msg_id is not None
+            self._pending.append((msg_id, *row))
         return ChatMessage(
             id=msg_id,
             ts=when,
@@ -363,8 +269,68 @@ class Storage:
     def commit(self) -> None:
         """Make every stored message durable (group commit: one per round of writes)."""
         with self._lock:
-            if not self._closed and self._db.in_transaction:
+            if self._closed:
+                return
+            if not self._db.in_transaction:
+                self._recover()  # rows a failed write could not put back yet, if any
+                return
+            try:
                 self._db.execute("COMMIT")
+            except sqlite3.Error:
+                # The writer loop must survive a full disk: put back what SQLite rolled
+                # back, or keep the transaction for the next round.
+                log.exception("commit failed")
+                self._recover()
+            else:
+                self._pending.clear()
+
+    def _recover(self) -> None:
+        """After a failed write (lock held): SQLite rolls back the *whole* open transaction on
+        a full disk, taking with it messages already handed out (and maybe on the wire): write
+        them again, with their ids, in a transaction of their own."""
+        if self._db.in_transaction or not self._pending:
+            return
+        rows, self._pending = self._pending, []
+        try:
+            self._db.execute("BEGIN")
+            self._db.executemany(_INSERT, rows)
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            self._pending = rows  # kept for the next attempt
+            log.exception("%d messages could not be written again yet", len(rows))
+
+    def cap_pages(self, pages: int) -> int:
+        """Cap the database at ``pages`` pages (``PRAGMA max_page_count``; 0: no cap beyond
+        SQLite's own); return the cap in force. A full disk on demand, for the fault tests."""
+        with self._lock:
+            if pages <= 0:
+                pages = 0xFFFFFFFE
+            pages = max(pages, int(self._db.execute("PRAGMA page_count").fetchone()[0]))
+            return int(self._db.execute(f"PRAGMA max_page_count = {pages}").fetchone()[0])
+
+    def session_refs(self, session: str, newest: int) -> list[str]:
+        """The last ``newest`` refs (as stored: JSON) of the session whose token hashes to
+        ``session``, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT ref FROM messages WHERE from_session = ? AND ref IS NOT NULL "
+                "ORDER BY id DESC LIMIT ?",
+                (session, newest),
+            ).fetchall()
+        return [str(r[0]) for r in reversed(rows)]
+
+    def message_for_ref(self, session: str, ref: Ref) -> ChatMessage | None:
+        """The message the session (token hash ``session``) already sent with this ``ref``
+        (its echo), else None."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE from_session = ? AND ref = ? "
+                "ORDER BY id LIMIT 1",
+                (session, json.dumps(ref)),
+            ).fetchone()
+        return None if row is None else replace(_row_to_message(row), ref=ref)
 
     def room_history(
         self, room_key: str, *, before: int | None, limit: int
@@ -415,30 +381,37 @@ class Storage:
         return [_row_to_message(r) for r in reversed(rows[:limit])], more
 
     def messages_since(
-        self, since: int, room_keys: Iterable[str], me: Identity
+        self, since: int, room_keys: Iterable[str], me: Identity, *, limit: int = -1
     ) -> list[ChatMessage]:
-        """Every message of these rooms and of the DMs ``me`` took part in with id > since, in
-        id order."""
+        """Messages of these rooms and of the DMs ``me`` took part in with id > since, in id
+        order (the first ``limit`` of them). Those that ``me``'s session sent carry their
+        ``ref`` again, so a resuming client sees which of its sends arrived."""
         rooms = {f"r{i}": k for i, k in enumerate(room_keys)}
         marks = ",".join(f":{name}" for name in rooms)
+        cols = f"{_COLUMNS}, CASE WHEN from_session = :session THEN ref END"
         parts = [
-            f"SELECT {_COLUMNS} FROM messages WHERE id > :since AND room_key IN ({marks})",
-            f"SELECT {_COLUMNS} FROM messages WHERE id > :since AND dm_from = :key "
-            f"AND {_MINE_SENT}",
-            f"SELECT {_COLUMNS} FROM messages WHERE id > :since AND dm_to = :key "
-            f"AND {_MINE_RECEIVED}",
+            f"SELECT {cols} FROM messages WHERE id > :since AND room_key IN ({marks})",
+            f"SELECT {cols} FROM messages WHERE id > :since AND dm_from = :key AND {_MINE_SENT}",
+            f"SELECT {cols} FROM messages WHERE id > :since AND dm_to = :key AND {_MINE_RECEIVED}",
         ]
-        sql = " UNION ".join(parts) + " ORDER BY id"
+        sql = " UNION ".join(parts) + " ORDER BY id LIMIT :limit"
         args: dict[str, object] = {
             "since": since,
             "key": me.key,
             "session": me.session,
             "account": me.account,
+            "limit": limit,
             **rooms,
         }
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
-        return [_row_to_message(r) for r in rows]
+        out = []
+        for row in rows:
+            msg = _row_to_message(row[:-1])
+            if row[-1] is not None:
+                msg = replace(msg, ref=json.loads(row[-1]))
+            out.append(msg)
+        return out
 
     def name_used_by_others(self, key: str, session: str) -> bool:
         """Has anyone but session ``session`` (a token hash) used the name ``key``: a stored
@@ -487,6 +460,11 @@ class Storage:
             row = self._db.execute("SELECT name FROM rooms WHERE key = ?", (key,)).fetchone()
         return str(row[0])
 
+    def room_names(self) -> list[tuple[str, str]]:
+        """(key, name as first given) of every room ever created."""
+        with self._lock:
+            return [(str(k), str(n)) for k, n in self._db.execute("SELECT key, name FROM rooms")]
+
     def set_topic(self, key: str, topic: str | None) -> None:
         with self._lock:
             self._db.execute("UPDATE rooms SET topic = ? WHERE key = ?", (topic, key))
@@ -497,15 +475,29 @@ class Storage:
         self, token: str, name: str, name_key: str, rooms: Sequence[str], *, tls: bool = False
     ) -> None:
         """Create or update a session (kept as the token's hash); ``tls`` counts only when the
-        session is created: a session begun over TLS stays TLS-only."""
+        session is created: a session begun over TLS stays TLS-only. Best effort: with the disk
+        full or the database locked by another process it is logged, and the session lives on
+        in memory meanwhile."""
         now = int(time.time())
         with self._lock:
-            self._db.execute(
-                "INSERT INTO sessions (token, name_key, name, rooms, created, last_seen, tls) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(token) DO UPDATE SET "
-                "name = excluded.name, rooms = excluded.rooms, last_seen = excluded.last_seen",
-                (token_hash(token), name_key, name, json.dumps(list(rooms)), now, now, int(tls)),
-            )
+            try:
+                self._db.execute(
+                    "INSERT INTO sessions (token, name_key, name, rooms, created, last_seen, tls) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(token) DO UPDATE SET "
+                    "name = excluded.name, rooms = excluded.rooms, last_seen = excluded.last_seen",
+                    (
+                        token_hash(token),
+                        name_key,
+                        name,
+                        json.dumps(list(rooms)),
+                        now,
+                        now,
+                        int(tls),
+                    ),
+                )
+            except sqlite3.Error as exc:
+                self._recover()
+                log.warning("a session was not saved: %s", exc)
 
     def load_session(self, token: str) -> StoredSession | None:
         """The session of ``token``; None if unknown or unused for longer than

@@ -157,8 +157,13 @@ class Transport:
     # -- writing ----------------------------------------------------------------------------
 
     def send(self, data: bytes) -> bool:
-        """Queue a reply to this connection alone; the flusher writes it soon."""
-        return self.outbox.send(data)
+        """Queue a reply to this connection alone; the flusher writes it soon. Past the
+        outbox's limit (a peer that does not read) the connection is cut off as ``slow``."""
+        if self.outbox.send(data):
+            return True
+        if self.outbox.overflowed:
+            self.abort("slow")
+        return False
 
     def drain(self, timeout: float = 1.0) -> bool:
         """Give the peer its last replies (an error, a goodbye) before the connection closes."""
