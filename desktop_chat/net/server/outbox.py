@@ -379,11 +379,16 @@ class Flusher:
         """One round of writes: take (done), commit, send."""
         if not taken:
             return
-        if any(data for _ob, data in taken):
-            self.before_send()
+        for _ob, data in taken:
+            if data:
+                self.before_send()
+                break
+        # The per-delivery hot loop: one send and one flag update per outbox; the selector is
+        # touched only when an outbox becomes full or stops being full.
         for ob, data in taken:
             full = ob._write(data) if data is not None else ob._waiting and not ob.closed
-            self._watch(watched, ob, full)
+            if full or ob.fileno in watched:
+                self._watch(watched, ob, full)
 
     def _watch(self, watched: dict[int, Outbox], ob: Outbox, full: bool) -> None:
         if full and watched.get(ob.fileno) is not ob:
@@ -406,8 +411,9 @@ class Flusher:
             pass
 
     def _drain_wake(self) -> None:
+        # One read: a wake-up is sent only when none is pending, so there is at most a byte or
+        # two (a second read, to see EAGAIN, cost a system call per message).
         try:
-            while self._wake_r.recv(4096):
-                pass
+            self._wake_r.recv(4096)
         except (BlockingIOError, InterruptedError):
             pass
