@@ -380,3 +380,20 @@ def test_answers_reach_a_peer_that_half_closed(server: Any, kind: str) -> None:
             want = b"Rooms:"
         peer.sock.shutdown(socket.SHUT_WR)
         assert want in peer.read_until_text(want)
+
+
+@pytest.mark.parametrize(
+    "first_line",
+    [b"GET /ws HTTP/1.1\r\n", b"NICK bob\r\n", b'{"type":"hello","protocol":1,"name":"x"}\n'],
+)
+def test_a_request_that_comes_after_the_silence_never_becomes_a_user(
+    server: Any, connect: Any, first_line: bytes
+) -> None:
+    watcher = connect("watcher")
+    with LineClient(server.address) as late:
+        late.read_until_text("username")  # silence chose plain text; then the request arrives
+        late.send(first_line + b"Host: x\r\nUpgrade: websocket\r\n\r\n")
+        late.assert_closed()
+    watcher.send_json(type="history", room="general")
+    assert watcher.expect("history")["messages"] == []
+    assert server.hub.online_names() == ["watcher"]

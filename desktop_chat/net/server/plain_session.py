@@ -16,6 +16,7 @@ from desktop_chat.net.server.context import ServerContext
 from desktop_chat.net.server.hub import LoginRefused, Outgoing
 from desktop_chat.net.server.plaintext import HELP, PROMPT, decode_line, render
 from desktop_chat.net.server.session import Mode, Session
+from desktop_chat.net.server.sniff import Kind, classify
 from desktop_chat.net.server.transport import Transport
 
 
@@ -99,6 +100,11 @@ class PlainSession(Session):
             if not line.strip():
                 self.write(PROMPT)
                 return
+            if classify(line.encode("utf-8", "replace") + b"\n") is not Kind.PLAIN:
+                # A browser's or an IRC client's first line, sent after the silence that chose
+                # plain text (a busy machine, a preconnected socket): never a chat user, and
+                # its headers are never said in a room.
+                self.close("refused")
             if self.ctx.needs_password(line):
                 if (refusal := self.ctx.plain_password_refusal(self)) is not None:
                     self.write(f"! {refusal}\n{PROMPT}")
