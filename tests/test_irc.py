@@ -389,3 +389,53 @@ def test_admins_are_marked_in_names_as_isupport_says(raw_irc: Any, server: Any) 
         bob.send("NAMES #general")
         again = [m for m in bob.until("366") if m.command == "353"]
         assert sorted(" ".join(m.params[-1] for m in again).split()) == ["@host", "bob"]
+
+
+def test_a_registered_irc_user_gets_what_it_missed_once_after_a_drop(
+    server: Any, connect: Any
+) -> None:
+    import base64
+
+    owner = connect("acct")
+    owner.send_json(type="register", password="correct horse battery")
+    owner.expect("ok")
+    owner.send_json(type="quit")
+    owner.assert_closed()
+    ann = connect("ann")
+    secret = base64.b64encode(b"\0acct\0correct horse battery").decode()
+
+    def sign_in() -> RawIrc:
+        irc = RawIrc(server.address)
+        irc.send("CAP LS 302", "CAP REQ :sasl message-tags", "AUTHENTICATE PLAIN")
+        irc.expect("AUTHENTICATE")
+        irc.send(f"AUTHENTICATE {secret}", "NICK acct", "USER a 0 * :a", "CAP END")
+        irc.until("001")
+        return irc
+
+    first = sign_in()
+    try:
+        first.until("366")
+        assert ann.expect("joined")["name"] == "acct"
+        ann.send_json(type="say", room="general", text="seen before the drop")
+        assert ann.expect("message")["text"] == "seen before the drop"
+        assert first.expect("PRIVMSG").params[-1] == "seen before the drop"
+        ack = first.expect("PING")  # "have you read up to here?"
+        assert ack.params[-1].startswith("ack-")
+        first.send(f"PONG :{ack.params[-1]}")
+        first.send("PING :sync")  # answered in order: the server has read our PONG
+        first.expect("PONG")
+    finally:
+        first.close()  # a drop: no QUIT
+    assert ann.expect("left")["reason"] == "disconnected"
+    for text in ("missed one", "missed two"):
+        ann.send_json(type="say", room="general", text=text)
+        assert ann.expect("message")["text"] == text
+    second = sign_in()
+    try:
+        replayed = [m.params[-1] for m in second.until("366") if m.command == "PRIVMSG"]
+        ann.send_json(type="say", room="general", text="live again")
+        while (msg := second.expect("PRIVMSG")).params[-1] != "live again":
+            replayed.append(msg.params[-1])
+        assert replayed == ["missed one", "missed two"]  # in order, each once, nothing older
+    finally:
+        second.close()

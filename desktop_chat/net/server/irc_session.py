@@ -7,7 +7,17 @@ rooms, storage, flood control, bans, look-alike rules and keepalive apply unchan
 
 Registration: ``CAP LS 302`` / ``REQ`` / ``END`` (server-time, message-tags, echo-message,
 batch, sasl), ``PASS`` (the server's or the account's password), ``NICK``, ``USER`` and SASL
-``PLAIN`` for registered names. Requests carry a ``ref`` of their own so that the hub's
+``PLAIN`` for registered names.
+
+Missed messages: an IRC client has no session token to resume with, so for a registered account
+(SASL or PASS) the server keeps the account's last IRC session and how far its client is known to
+have read: the id shown before the last ``PING :ack-N`` that the client answered (a ``PING :ack-N``
+follows the first message shown after the last answer). A client that comes back after a drop
+resumes that session: the hub replays every stored message after that id, in order, before any live
+one. Only what was shown in the last moment before a drop can come twice, with the same ``msgid``
+tag; nothing is lost. ``QUIT`` ends the session, as in every client.
+
+Requests carry a ``ref`` of their own so that the hub's
 ``error`` answers become the numerics IRC clients expect (401, 403, 404, 442, 475, 482 …).
 """
 
@@ -16,6 +26,8 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
+import json
+import threading
 from collections.abc import Callable
 from typing import Final
 
@@ -42,6 +54,7 @@ from desktop_chat.net.server.transport import Transport
 
 _REGISTRATION_COMMANDS = frozenset({"CAP", "PASS", "NICK", "USER", "AUTHENTICATE", "PING", "QUIT"})
 _PENDING_REFS: Final = 256  # requests whose answer we still expect (errors map to numerics)
+_RESUME_KEY = "irc-resume:"  # + account key, in storage's meta table: {"session", "since"}
 
 # (hub error code, IRC command) -> numeric; the default per code below.
 _ERROR_NUMERICS: Final[dict[tuple[str, str], str]] = {
@@ -74,6 +87,10 @@ class IrcSession(Session):
         self._sasl_started = False
         self._next_ref = 0
         self._pending: collections.OrderedDict[str, tuple[str, str]] = collections.OrderedDict()
+        self._account: str | None = None  # the registered account logged in, if any
+        self._acked = 0  # the newest message id the client is known to have read
+        self._ack_lock = threading.Lock()  # encode() runs in other threads, _pong() in ours
+        self._ack_asked: int | None = None  # the id a PING :ack-N asks about, unanswered
 
     def _motd(self) -> list[str]:
         lines = [f"Welcome to {self.hub.title}."]
@@ -91,7 +108,13 @@ class IrcSession(Session):
             return self._error_lines(event)
         if isinstance(event, p.ChatMessage) and event.ref is not None:
             self._pending.pop(str(event.ref), None)
-        return self.view.render(event) or None  # type: ignore[arg-type]
+        data = self.view.render(event)  # type: ignore[arg-type]
+        if self._account is not None and isinstance(event, p.ChatMessage):
+            with self._ack_lock:
+                if self._ack_asked is None:  # ask the client to confirm it read up to here
+                    self._ack_asked = event.id
+                    data += self.view.line("PING", f"ack-{event.id}")
+        return data or None
 
     # -- input ------------------------------------------------------------------------------
 
@@ -242,16 +265,55 @@ class IrcSession(Session):
         if self.logged_in or self._cap_negotiating or self._nick is None or not self._user_given:
             return
         name, password = self._sasl or (self._nick, self._password)
-        if password is None and self.ctx.is_registered(name):
+        registered = self.ctx.is_registered(name)
+        if password is None and registered:
             wanted = to_nick(name)
             why = "is registered: log in with SASL (or PASS), or choose another nick"
             self.write(self.view.numeric("433", wanted, f"{wanted} {why}"))
             self._nick = None
             return
+        resume = self._saved_resume(name) if registered and password is not None else None
+        if registered:
+            self._account = name_key(name)  # before login: the replay asks for acks too
+            self._acked = resume.since if resume else 0
         try:
-            self.login(p.Hello(name=name, password=password, client="irc"))
+            self.login(p.Hello(name=name, password=password, client="irc", resume=resume))
         except LoginRefused as exc:
+            self._account = None
             self._refused(exc)
+
+    def _saved_resume(self, name: str) -> p.Resume | None:
+        """The account's last IRC session and how far its client read, if kept."""
+        raw = self.hub.storage.get_meta(_RESUME_KEY + name_key(name))
+        if not raw:
+            return None
+        try:
+            saved = json.loads(raw)
+            return p.Resume(session=str(saved["session"]), since=int(saved["since"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def _pong(self, msg: IrcMessage) -> None:
+        token = msg.params[-1] if msg.params else ""
+        if not token.startswith("ack-"):
+            return
+        with self._ack_lock:
+            if self._ack_asked is not None and token == f"ack-{self._ack_asked}":
+                self._acked = max(self._acked, self._ack_asked)
+                self._ack_asked = None
+
+    def finish(self) -> None:
+        reason = self.transport.close_reason
+        ended = reason == "quit" or self.end_session
+        super().finish()
+        if self._account is None or reason == "replaced":
+            return  # the connection that replaced this one keeps the account's place
+        key = _RESUME_KEY + self._account
+        if ended:
+            self.hub.storage.set_meta(key, None)
+        else:
+            saved = {"session": self.session, "since": self._acked}
+            self.hub.storage.set_meta(key, json.dumps(saved))
 
     def _refused(self, exc: LoginRefused) -> None:
         wanted = to_nick(self._nick or "*")
@@ -431,7 +493,7 @@ _COMMANDS: Final[dict[str, _Command]] = {
     "USER": _Command(IrcSession._user, 4),
     "AUTHENTICATE": _Command(IrcSession._authenticate, 1),
     "PING": _Command(IrcSession._ping, 1),
-    "PONG": _Command(_nothing),  # any input is a sign of life
+    "PONG": _Command(IrcSession._pong),  # any input is a sign of life; ack-N confirms reading
     "QUIT": _Command(IrcSession._quit_cmd),
     "JOIN": _Command(IrcSession._join, 1, metered=True),
     "PART": _Command(IrcSession._part, 1, metered=True),

@@ -55,6 +55,7 @@ class IrcView:
         self._channels: dict[str, str] = {}  # room key -> room name, as the client knows them
         self._members: dict[str, dict[str, str]] = {}  # room key -> name key -> name
         self._topics: dict[str, str] = {}
+        self.last_id = 0  # the newest message id shown (or known to be the client's own)
 
     # -- lines ------------------------------------------------------------------------------
 
@@ -224,6 +225,7 @@ class IrcView:
         return b"".join(out)
 
     def _message(self, msg: p.ChatMessage) -> bytes:
+        self.last_id = max(self.last_id, msg.id)
         mine = name_key(msg.from_) == name_key(self.name)
         if mine and "echo-message" not in self.caps:
             return b""  # the client showed it when it was typed

@@ -460,6 +460,23 @@ class Storage:
             row = self._db.execute("SELECT name FROM rooms WHERE key = ?", (key,)).fetchone()
         return str(row[0])
 
+    def get_meta(self, key: str) -> str | None:
+        """A small value the server keeps for itself (the ``meta`` table)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        with self._lock:
+            if value is None:
+                self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                self._db.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (key, value),
+                )
+
     def room_names(self) -> list[tuple[str, str]]:
         """(key, name as first given) of every room ever created."""
         with self._lock:
