@@ -489,7 +489,11 @@ def _report(
         dup_received += len(r.received) - len(got)
         upto = r.end_id if r.end_id is not None else (end_id or stored_ids[-1])
         missed += sum(1 for i in stored_ids if r.received[0] <= i <= upto and i not in got)
-    dup_stored = len(stored_texts) - len(set(stored_texts))
+    ours = [t for t in stored_texts if t in shared.sent_texts]
+    dup_stored = len(ours) - len(set(ours))
+    # Stored lines no client said: e.g. a WebSocket handshake that reached the server more
+    # than the sniff timeout after connecting, so that its lines were taken for plain text.
+    foreign = [t for t in stored_texts if t not in shared.sent_texts and t != "END"]
     rss = [kib for _t, kib, _f in server.samples]
     fds = [f for _t, _kib, f in server.samples]
     return {
@@ -504,6 +508,8 @@ def _report(
         "lost_acknowledged": lost_acked,
         "missed_by_readers": missed,
         "duplicated": dup_stored + dup_received,
+        "foreign_stored": len(foreign),
+        "foreign_examples": sorted(set(foreign))[:5],
         "out_of_order": sum(r.out_of_order for r in resumers),
         "readers_without_end": sum(1 for r in resumers if r.end_id is None),
         "latency_live_ms": {
@@ -536,6 +542,7 @@ def print_report(r: dict[str, Any]) -> None:
         ("stored (not acknowledged: sent just before a drop)", r["stored_unacknowledged"]),
         ("lost", f"{r['lost']} ({r['lost_acknowledged']} acked, {r['missed_by_readers']} missed)"),
         ("duplicated", r["duplicated"]),
+        ("stored lines nobody said (see foreign_examples)", r["foreign_stored"]),
         ("out of order", r["out_of_order"]),
         ("readers that never saw END", r["readers_without_end"]),
         ("delivery p50 / p99 (live)", _ms(r["latency_live_ms"])),
