@@ -42,4 +42,6 @@ def test_soak_one_minute(tmp_path: Path) -> None:
     assert report["acknowledged"] > 500, summary
     assert (report["lost"], report["duplicated"], report["out_of_order"]) == (0, 0, 0), summary
     assert report["readers_without_end"] == 0, summary
+    # Nothing a client did not say was stored: a late WebSocket handshake never became a user.
+    assert report["foreign_stored"] == 0, report.get("foreign_examples")
     assert result.returncode == 0, result.stdout[-3000:]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from desktop_chat.net.protocol import events as p
-from desktop_chat.net.server.hub import Hub, Outgoing
+from desktop_chat.net.server.fanout import Outgoing
+from desktop_chat.net.server.hub import Hub
 from desktop_chat.net.server.outbox import OVERFLOW, QUEUED, Flusher, Outbox
 
 Event = p.ServerEvent | p.ClientEvent

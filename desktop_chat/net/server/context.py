@@ -14,8 +14,9 @@ from desktop_chat.net.protocol import events as p
 
 if TYPE_CHECKING:
     from desktop_chat.net.server.connection import Connection
+    from desktop_chat.net.server.fanout import Member
     from desktop_chat.net.server.files import FileStore
-    from desktop_chat.net.server.hub import Hub, Member
+    from desktop_chat.net.server.hub import Hub
     from desktop_chat.net.server.server import ServerConfig
 
 

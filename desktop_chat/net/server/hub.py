@@ -34,127 +34,25 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from desktop_chat.net.protocol import events as p
 from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_name, skeleton
-from desktop_chat.net.server.frames import text_frame
+from desktop_chat.net.server.fanout import Batch, Member, Outgoing, Room
 from desktop_chat.net.server.guard import Guard
 from desktop_chat.net.server.guard import LoginRefused as LoginRefused
 from desktop_chat.net.server.moderation import ModerationMixin
-from desktop_chat.net.server.outbox import MARK, OVERFLOW, Flusher, Outbox
+from desktop_chat.net.server.outbox import Flusher
 from desktop_chat.net.server.refs import RecentRefs
 from desktop_chat.net.server.resume import Resume, ResumeMixin, fit_page
 from desktop_chat.net.server.roomlooks import RoomLooks
-from desktop_chat.net.server.sharing import Reader, SharingMixin
+from desktop_chat.net.server.sharing import SharingMixin
 from desktop_chat.net.server.storage import Identity, Storage, StorageError, token_hash
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ROOM = "general"
-
-
-class Outgoing:
-    """One event to deliver to many; its JSON line is encoded once, on first use."""
-
-    __slots__ = ("_json", "_ws", "event")
-
-    def __init__(self, event: p.ServerEvent | p.ClientEvent) -> None:
-        self.event = event
-        self._json: bytes | None = None
-        self._ws: bytes | None = None
-
-    @property
-    def json(self) -> bytes:
-        if self._json is None:
-            self._json = p.encode(self.event)
-        return self._json
-
-    @property
-    def ws_frame(self) -> bytes:
-        """The same JSON as one WebSocket text frame (servers send frames unmasked, so one
-        frame serves every WebSocket recipient)."""
-        if self._ws is None:
-            self._ws = text_frame(self.json[:-1])
-        return self._ws
-
-
-class Member(Protocol):
-    """A logged-in connection, as the hub sees it."""
-
-    name: str
-    key: str
-    session: str
-    rooms: dict[str, str]  # room key -> room name, in join order
-    is_admin: bool
-    is_owner: bool  # logged in with the hosting app's owner token: the highest rank
-    address: tuple[str, int]
-    last_said: dict[str, float]  # room key -> when it last spoke (slow mode)
-    end_session: bool  # kicked or banned: the session ends with the connection
-
-    outbox: Outbox
-
-    @property
-    def secure(self) -> bool:
-        """The connection is encrypted (TLS, a WebSocket over TLS too)."""
-
-    def deliver(self, out: Outgoing, *, urgent: bool = True) -> int:
-        """Buffer an event (no I/O); an :meth:`Outbox.enqueue` status (MARK, OVERFLOW...)."""
-
-    def send_event(self, event: p.ServerEvent) -> None:
-        """A reply to this connection alone (no lock needed), written soon."""
-
-    def abort(self, reason: str) -> None:
-        """Close the connection; its thread then calls :meth:`Hub.leave` with ``reason``."""
-
-
-@dataclass
-class Room:
-    name: str
-    topic: str | None = None
-    members: dict[str, Member] = field(default_factory=dict)
-    slow: int = 0  # seconds between messages of one person (0: off)
-    locked: bool = False  # joining needs the room's password
-
-
-class _Batch:
-    """What a fan-out touched while holding the lock: handed to the flusher (or cut off for
-    overflowing) once the lock is released."""
-
-    __slots__ = ("flusher", "lazy", "marked", "overflowed")
-
-    def __init__(self, flusher: Flusher) -> None:
-        self.flusher = flusher
-        self.marked: list[Outbox] = []
-        self.lazy: list[Outbox] = []
-        self.overflowed: list[Member] = []
-
-    def send(self, member: Member, out: Outgoing) -> None:
-        status = member.deliver(out)
-        if status == MARK:
-            self.marked.append(member.outbox)
-        elif status == OVERFLOW:
-            self.overflowed.append(member)
-
-    def send_all(self, members: Iterable[Member], out: Outgoing, *, urgent: bool = True) -> None:
-        # The hot loop of every broadcast: one append per recipient, nothing more.
-        marked = self.marked if urgent else self.lazy
-        for member in members:
-            status = member.deliver(out, urgent=urgent)
-            if status > 0:
-                marked.append(member.outbox)
-            elif status == OVERFLOW:
-                self.overflowed.append(member)
-
-    def finish(self) -> None:
-        if self.marked:
-            self.flusher.mark_many(self.marked)
-        if self.lazy:
-            self.flusher.mark_lazy_many(self.lazy)
-        for member in self.overflowed:
-            member.abort("slow")
 
 
 class Hub(ResumeMixin, ModerationMixin, SharingMixin):
@@ -251,7 +149,7 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
         look = skeleton(name)
         wanted: Sequence[str] = stored.rooms if stored is not None else (DEFAULT_ROOM,)
         prepared = {name_key(r): self._prepare_room(r) for r in wanted}
-        batch = _Batch(self.flusher)
+        batch = Batch(self.flusher)
         with self._lock:
             current = self._users.get(key)
             replacing = False
@@ -326,7 +224,7 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
 
     def leave(self, member: Member, reason: str) -> None:
         """The member's connection ended (``quit`` ends its session too)."""
-        batch = _Batch(self.flusher)
+        batch = Batch(self.flusher)
         with self._lock:
             if self._users.get(getattr(member, "key", "")) is not member:
                 return  # never logged in, or replaced by a resumed connection
@@ -361,7 +259,7 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
 
     # -- rooms ------------------------------------------------------------------------------
 
-    def _room_key(self, requested: str) -> str:
+    def room_key(self, requested: str) -> str:
         """The key of the room ``requested`` names (a new look-alike names the old room)."""
         key = name_key(requested)
         return key if key in self._rooms else self._looks.key_for(requested)
@@ -369,7 +267,7 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
     def _prepare_room(self, requested: str) -> Room | None:
         """A room that is not live, loaded (or created) in storage before taking the lock;
         None if it is live already. Call without the lock; hand the result to _room_for."""
-        key = self._room_key(requested)
+        key = self.room_key(requested)
         with self._lock:
             if key in self._rooms:
                 return None
@@ -391,7 +289,7 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
         meanwhile, theirs wins. Only if the room was live then and has been dropped since is
         it loaded here, under the lock.
         """
-        key = self._room_key(requested)
+        key = self.room_key(requested)
         room = self._rooms.get(key)
         if room is None:
             room = prepared if prepared is not None else self._load_room(key, requested)
@@ -418,10 +316,10 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
         except InvalidName as exc:
             self._error(member, p.NAME_INVALID, f"invalid room name: {exc}", ref)
             return
-        if not self.may_join(member, req, self._room_key(valid)):
+        if not self.may_join(member, req, self.room_key(valid)):
             return
         prepared = self._prepare_room(valid)
-        batch = _Batch(self.flusher)
+        batch = Batch(self.flusher)
         with self._lock:
             room = self._room_for(valid, prepared)
             key = name_key(room.name)
@@ -437,8 +335,8 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
         batch.finish()
 
     def part(self, member: Member, requested: str, ref: p.Ref | None = None) -> None:
-        key = self._room_key(requested)
-        batch = _Batch(self.flusher)
+        key = self.room_key(requested)
+        batch = Batch(self.flusher)
         refused = False
         with self._lock:
             room = self._rooms.get(key)
@@ -481,8 +379,8 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
         *,
         me: bool = False,
     ) -> None:
-        key = self._room_key(room_name)
-        batch = _Batch(self.flusher)
+        key = self.room_key(room_name)
+        batch = Batch(self.flusher)
         error: tuple[str, str] | None = None
         with self._lock:
             original = self._original(member, ref)
@@ -524,7 +422,7 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
         self, member: Member, to: str, text: str, ref: p.Ref | None = None, *, me: bool = False
     ) -> None:
         to_key = name_key(to)
-        batch = _Batch(self.flusher)
+        batch = Batch(self.flusher)
         error: tuple[str, str] | None = None
         with self._lock:
             original = self._original(member, ref)
@@ -563,10 +461,10 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
     def typing(
         self, member: Member, *, room: str | None, to: str | None, ref: p.Ref | None = None
     ) -> None:
-        batch = _Batch(self.flusher)
+        batch = Batch(self.flusher)
         with self._lock:
             if room is not None:
-                r = self._rooms.get(self._room_key(room))
+                r = self._rooms.get(self.room_key(room))
                 if r is None or r.members.get(member.key) is not member:
                     error = (p.NOT_IN_ROOM, f"you are not in {room!r}")
                 else:
@@ -592,7 +490,7 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
     def history(self, member: Member, req: p.GetHistory) -> None:
         limit = req.effective_limit
         if req.room is not None:
-            key = self._room_key(req.room)
+            key = self.room_key(req.room)
             room_name = member.rooms.get(key)
             if room_name is None:
                 self._error(member, p.NOT_IN_ROOM, f"you are not in {req.room!r}", req.ref)
@@ -609,47 +507,13 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
             reply = p.HistoryReply(messages=tuple(msgs), with_=other, more=more, ref=req.ref)
         self._reply(member, reply)
 
-    # -- files (who may upload and read them: sharing.py) ----------------------------------
-
-    def share_file(
-        self, reader: Reader, file: p.FileInfo, *, room: str | None, to: str | None
-    ) -> p.ChatMessage:
-        """A finished upload as a message, stored and fanned out like ``say`` (``room``: one
-        the reader is in) or ``dm`` (``to``: a name, delivered if online)."""
-        rkey = None if room is None else self._room_key(room)
-        to_key = None if to is None else name_key(to)
-        batch = _Batch(self.flusher)
-        with self._lock:
-            live = self._rooms.get(rkey or "")
-            target = self._users.get(to_key) if to_key is not None else None
-            by = self.reader_identity(reader) if to_key is not None else None
-            if target is not None:
-                to_id: Identity | None = self.identity(target)
-            elif to_key is not None:  # gone since the upload began: its account may read it
-                account = to_key if to_key in self._registered_keys else None
-                to_id = Identity(to_key, "", account)
-            else:
-                to_id = None
-            msg = self.storage.add_message(
-                sender=reader.name, text="", room=room if live is None else live.name,
-                room_key=rkey, dm_from=reader.key if to else None, dm_to=to_key, to_name=to,
-                file=file, by=by, to=to_id,
-            )  # fmt: skip
-            if live is not None:
-                batch.send_all(list(live.members.values()), Outgoing(msg))
-            elif to_key is not None:
-                users = (self._users.get(k) for k in {reader.key, to_key})
-                batch.send_all([m for m in users if m is not None], Outgoing(msg))
-        batch.finish()
-        return msg
-
     # -- shutdown ---------------------------------------------------------------------------
 
     def announce_shutdown(self) -> list[Member]:
         """Tell everyone the server is closing; return the members (sessions are kept)."""
         with self._lock:
             members = list(self._users.values())
-        batch = _Batch(self.flusher)
+        batch = Batch(self.flusher)
         out = Outgoing(p.Closing(reason="shutdown"))
         for m in members:
             batch.send(m, out)
@@ -670,7 +534,7 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
             self.on_people_changed(self.people_count())
 
     def _broadcast_room(self, room: Room, event: p.ServerEvent) -> None:
-        batch = _Batch(self.flusher)
+        batch = Batch(self.flusher)
         with self._lock:
             batch.send_all(list(room.members.values()), Outgoing(event))
         batch.finish()
@@ -681,8 +545,8 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
             return None
         return self.storage.message_for_ref(token_hash(member.session), ref)
 
-    def _new_batch(self) -> _Batch:
-        return _Batch(self.flusher)
+    def _new_batch(self) -> Batch:
+        return Batch(self.flusher)
 
     def _reply(self, member: Member, event: p.ServerEvent) -> None:
         member.send_event(event)

@@ -47,7 +47,8 @@ from desktop_chat.net.protocol.irc import (
 )
 from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_name
 from desktop_chat.net.server.context import ServerContext
-from desktop_chat.net.server.hub import LoginRefused, Outgoing
+from desktop_chat.net.server.fanout import Outgoing
+from desktop_chat.net.server.guard import LoginRefused
 from desktop_chat.net.server.irc_view import CAPABILITIES, SERVER_NAME, IrcView
 from desktop_chat.net.server.session import Session
 from desktop_chat.net.server.transport import Transport

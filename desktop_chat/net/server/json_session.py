@@ -13,7 +13,7 @@ from typing import Any, Final
 from desktop_chat.net.protocol import admin as pa
 from desktop_chat.net.protocol import events as p
 from desktop_chat.net.server.context import ServerContext
-from desktop_chat.net.server.hub import LoginRefused
+from desktop_chat.net.server.guard import LoginRefused
 from desktop_chat.net.server.session import Session
 from desktop_chat.net.server.transport import Transport
 

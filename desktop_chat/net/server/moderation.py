@@ -29,8 +29,8 @@ from desktop_chat.net.server.guard import Busy
 from desktop_chat.net.server.storage import Identity, Storage
 
 if TYPE_CHECKING:
+    from desktop_chat.net.server.fanout import Member, Room
     from desktop_chat.net.server.guard import Guard
-    from desktop_chat.net.server.hub import Member, Room
 
 
 def rank(member: Member) -> int:

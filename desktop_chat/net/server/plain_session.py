@@ -13,7 +13,8 @@ from desktop_chat.net.protocol import events as p
 from desktop_chat.net.protocol.framing import TOO_LONG, LineBuffer
 from desktop_chat.net.protocol.names import name_key
 from desktop_chat.net.server.context import ServerContext
-from desktop_chat.net.server.hub import LoginRefused, Outgoing
+from desktop_chat.net.server.fanout import Outgoing
+from desktop_chat.net.server.guard import LoginRefused
 from desktop_chat.net.server.plaintext import HELP, PROMPT, decode_line, render
 from desktop_chat.net.server.session import Mode, Session
 from desktop_chat.net.server.sniff import Kind, classify
@@ -127,7 +128,7 @@ class PlainSession(Session):
 
     def _join(self, room: str, password: str | None) -> None:
         self.hub.join(self, p.Join(room=room, password=password))
-        joined = self.rooms.get(name_key(room))
+        joined = self.rooms.get(self.hub.room_key(room))  # a look-alike names the same room
         if joined is not None:
             self.current_room = joined
             self.write(f"* You are now talking in {joined}.\n")

@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from desktop_chat.net.protocol import events as p
+from desktop_chat.net.server.fanout import Outgoing
 from desktop_chat.net.server.storage import Identity, Storage
 
 if TYPE_CHECKING:
-    from desktop_chat.net.server.hub import Member, Room, _Batch
+    from desktop_chat.net.server.fanout import Batch, Member, Room
 
 REPLAY_ROWS = 200  # rows read from storage per chunk
 
@@ -56,7 +57,7 @@ class ResumeMixin:
 
         def _room_for(self, requested: str, prepared: Room | None) -> Room: ...
         def _users_event(self, room: Room) -> p.Users: ...
-        def _new_batch(self) -> _Batch: ...
+        def _new_batch(self) -> Batch: ...
         def identity(self, member: Member) -> Identity: ...
 
     def _users_with(self, room: Room, member: Member) -> p.Users:
@@ -71,10 +72,8 @@ class ResumeMixin:
             admins=tuple(n for _k, n in admins) or None,
         )
 
-    def _replay_step(self, batch: _Batch, member: Member, resume: Resume) -> bool:
+    def _replay_step(self, batch: Batch, member: Member, resume: Resume) -> bool:
         """Queue the next chunk of the backlog (lock held); True when nothing is left."""
-        from desktop_chat.net.server.hub import Outgoing
-
         if resume.since is None:
             return True
         budget = member.outbox.limit // 2
@@ -92,10 +91,8 @@ class ResumeMixin:
             resume.since = msg.id
         return len(msgs) < REPLAY_ROWS
 
-    def _go_live(self, batch: _Batch, member: Member, resume: Resume) -> None:
+    def _go_live(self, batch: Batch, member: Member, resume: Resume) -> None:
         """Put the member into its rooms (lock held, in the step of the last chunk)."""
-        from desktop_chat.net.server.hub import Outgoing
-
         self._replaying.discard(member)
         for rkey, rname in list(member.rooms.items()):
             room = self._room_for(rname, None)  # live, unless it emptied meanwhile

@@ -30,9 +30,10 @@ from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_nam
 from desktop_chat.net.protocol.tls import TLS_MODES
 from desktop_chat.net.server.accounts import hash_password
 from desktop_chat.net.server.connection import Connection
+from desktop_chat.net.server.fanout import Member
 from desktop_chat.net.server.files import FileStore, default_quota
 from desktop_chat.net.server.guard import ArgonPool, Guard, PlainPasswordRule
-from desktop_chat.net.server.hub import Hub, LoginRefused, Member
+from desktop_chat.net.server.hub import Hub, LoginRefused
 from desktop_chat.net.server.outbox import Flusher
 from desktop_chat.net.server.refusal import Refuser
 from desktop_chat.net.server.storage import Storage

@@ -15,7 +15,8 @@ import time
 from typing import TYPE_CHECKING
 
 from desktop_chat.net.protocol import events as p
-from desktop_chat.net.server.hub import LoginRefused, Outgoing
+from desktop_chat.net.server.fanout import Outgoing
+from desktop_chat.net.server.guard import LoginRefused
 from desktop_chat.net.server.outbox import MARK, OVERFLOW, QUEUED
 from desktop_chat.net.server.ratelimit import TokenBucket
 from desktop_chat.net.server.transport import PeerGone, Transport

@@ -13,11 +13,14 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from desktop_chat.net.protocol import events as p
 from desktop_chat.net.protocol.names import name_key
+from desktop_chat.net.server.fanout import Batch, Outgoing
 from desktop_chat.net.server.storage import Identity, Storage, token_hash
 
 if TYPE_CHECKING:
-    from desktop_chat.net.server.hub import Member
+    from desktop_chat.net.server.fanout import Member, Room
+    from desktop_chat.net.server.outbox import Flusher
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +37,16 @@ class SharingMixin:
     """Mixed into :class:`~desktop_chat.net.server.hub.Hub`; uses its lock and users."""
 
     storage: Storage
+    flusher: Flusher
     _lock: threading.Lock
     _users: dict[str, Member]
+    _rooms: dict[str, Room]
     _registered_keys: set[str]
+
+    if TYPE_CHECKING:  # provided by Hub
+
+        def room_key(self, requested: str) -> str: ...
+        def identity(self, member: Member) -> Identity: ...
 
     def reader_identity(self, reader: Reader) -> Identity:
         """The reader as DMs know people: its session, and its account when registered."""
@@ -71,3 +81,35 @@ class SharingMixin:
         with self._lock:
             member = self._users.get(key)
             return None if member is None else member.name
+
+    def share_file(
+        self, reader: Reader, file: p.FileInfo, *, room: str | None, to: str | None
+    ) -> p.ChatMessage:
+        """A finished upload as a message, stored and fanned out like ``say`` (``room``: one
+        the reader is in) or ``dm`` (``to``: a name, delivered if online)."""
+        rkey = None if room is None else self.room_key(room)
+        to_key = None if to is None else name_key(to)
+        batch = Batch(self.flusher)
+        with self._lock:
+            live = self._rooms.get(rkey or "")
+            target = self._users.get(to_key) if to_key is not None else None
+            by = self.reader_identity(reader) if to_key is not None else None
+            if target is not None:
+                to_id: Identity | None = self.identity(target)
+            elif to_key is not None:  # gone since the upload began: its account may read it
+                account = to_key if to_key in self._registered_keys else None
+                to_id = Identity(to_key, "", account)
+            else:
+                to_id = None
+            msg = self.storage.add_message(
+                sender=reader.name, text="", room=room if live is None else live.name,
+                room_key=rkey, dm_from=reader.key if to else None, dm_to=to_key, to_name=to,
+                file=file, by=by, to=to_id,
+            )  # fmt: skip
+            if live is not None:
+                batch.send_all(list(live.members.values()), Outgoing(msg))
+            elif to_key is not None:
+                users = (self._users.get(k) for k in {reader.key, to_key})
+                batch.send_all([m for m in users if m is not None], Outgoing(msg))
+        batch.finish()
+        return msg

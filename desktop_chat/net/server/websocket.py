@@ -27,8 +27,8 @@ from websockets.server import ServerProtocol
 
 from desktop_chat.net.protocol.framing import TOO_LONG
 from desktop_chat.net.server.context import ServerContext
+from desktop_chat.net.server.fanout import Outgoing
 from desktop_chat.net.server.frames import close_frame
-from desktop_chat.net.server.hub import Outgoing
 from desktop_chat.net.server.json_session import JsonSession
 from desktop_chat.net.server.session import Mode
 from desktop_chat.net.server.transport import PeerGone, Transport
