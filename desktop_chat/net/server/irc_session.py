@@ -6,7 +6,7 @@ channels (``general`` is ``#general``), a private message to a nick is a DM, and
 rooms, storage, flood control, bans, look-alike rules and keepalive apply unchanged.
 
 Registration: ``CAP LS 302`` / ``REQ`` / ``END`` (server-time, message-tags, echo-message,
-batch, sasl), ``PASS`` (the server's or the account's password), ``NICK``, ``USER`` and SASL
+sasl), ``PASS`` (the server's or the account's password), ``NICK``, ``USER`` and SASL
 ``PLAIN`` for registered names.
 
 Missed messages: an IRC client has no session token to resume with, so for a registered account
