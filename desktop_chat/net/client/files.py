@@ -118,17 +118,20 @@ class _Exchange:
             raise TransferError(
                 f"could not reach the chat: {exc.strerror or exc}", retry=True
             ) from None
+        sock: socket.socket = raw
         try:
             cancel.use(raw)
-            self.sock: socket.socket = client_context().wrap_socket(raw)
-            cancel.use(self.sock)
+            sock = client_context().wrap_socket(raw)  # raw is detached into sock from here
+            cancel.use(sock)
         except (OSError, ssl.SSLError) as exc:
-            raw.close()
+            sock.close()
             cancel.check()
             raise TransferError(f"no encrypted link: {exc}", retry=True) from None
         except Cancelled:
-            raw.close()
+            sock.close()
             raise
+        assert isinstance(sock, ssl.SSLSocket)
+        self.sock: ssl.SSLSocket = sock
         der = self.sock.getpeercert(binary_form=True)
         if not der or fingerprint_of_der(der) != ep.fingerprint:
             self.close()
