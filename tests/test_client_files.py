@@ -86,6 +86,7 @@ class _Relay:
         self.socks: list[socket.socket] = []
         self.moved = 0
         self.cut_after: int | None = None
+        self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._accept, name="relay-accept")]
         self.threads[0].start()
 
@@ -107,8 +108,13 @@ class _Relay:
             while data := src.recv(65536):
                 dst.sendall(data)
                 self.moved += len(data)
-                if self.cut_after is not None and self.moved > self.cut_after:
-                    self.cut()
+                with self.lock:
+                    cut = self.cut_after is not None and self.moved > self.cut_after
+                    if cut:
+                        self.cut_after = None  # one cut: later connections go through
+                if cut:
+                    for s in (src, dst):  # this connection only
+                        s.shutdown(socket.SHUT_RDWR)
                     return
         except OSError:
             pass
@@ -152,7 +158,6 @@ def test_interrupted_upload_resumes_from_the_servers_offset(
         with pytest.raises(f.TransferError) as caught:
             f.upload(via_relay, job, lambda _n: None, f.Cancel(), locations.append)
         assert caught.value.retry and locations == [job.location]
-        relay.cut_after = None
         seen: list[int] = []
         f.upload(via_relay, job, seen.append, f.Cancel())
     finally:

@@ -143,8 +143,7 @@ class _Exchange:
         self.cancel.use(None)
         self.sock.close()
 
-    def _send(self, event: h11.Event) -> None:
-        data = self.conn.send(event)
+    def _write(self, data: bytes) -> None:
         if data:
             self._io(lambda: self.sock.sendall(data))
 
@@ -179,11 +178,17 @@ class _Exchange:
         if method in ("POST", "HEAD", "GET", "DELETE") and "Content-Length" not in all_headers:
             all_headers["Content-Length"] = "0"
         try:
-            self._send(h11.Request(method=method, target=target, headers=list(all_headers.items())))
+            # The head goes out with the first piece of the body, in one write.
+            pending = self.conn.send(
+                h11.Request(method=method, target=target, headers=list(all_headers.items()))
+            )
             for chunk in body or ():
                 self.cancel.check()
-                self._send(h11.Data(data=chunk))
-            self._send(h11.EndOfMessage())
+                pending = (pending or b"") + (self.conn.send(h11.Data(data=chunk)) or b"")
+                self._write(pending)
+                pending = b""
+            pending = (pending or b"") + (self.conn.send(h11.EndOfMessage()) or b"")
+            self._write(pending)
             while True:
                 event = self._next()
                 if isinstance(event, h11.Response):
@@ -341,8 +346,17 @@ def _upload_once(
 
 
 def cancel_upload(ep: Endpoint, location: str) -> None:
-    """Ask the server to drop an unfinished upload (its bytes and reservation)."""
-    _call(ep, Cancel(), "DELETE", location)
+    """Ask the server to drop an unfinished upload (its bytes and reservation). While the
+    request of the cancelled transfer still writes it (``423``), wait as told and ask again."""
+    pause = Cancel()
+    for _attempt in range(10):
+        answer, text = _call(ep, pause, "DELETE", location)
+        if answer.status in (204, 404):
+            return
+        if answer.status != 423:
+            raise _refused(answer, text)
+        pause.wait(min(float(answer.headers.get("retry-after", "1") or 1), 10.0))
+    raise TransferError("the server stayed busy with this upload", retry=True)
 
 
 # -- downloads --------------------------------------------------------------------------------
