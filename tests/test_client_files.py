@@ -226,3 +226,13 @@ def test_long_names_are_cut_keeping_the_extension(tmp_path: Path) -> None:
     first = claim_unique(tmp_path, name)
     second = claim_unique(tmp_path, name)
     assert first.name == name and second.name == name[: -len(".jpeg")] + " (2).jpeg"
+
+
+def test_a_file_the_server_no_longer_has_says_it_expired(
+    server: Any, connect: Any, tmp_path: Path
+) -> None:
+    bob = connect("bob")
+    gone = f.DownloadJob("x" * 32, "old.bin", 10, "0" * 64, str(tmp_path))
+    with pytest.raises(f.TransferError, match="expired") as caught:
+        f.download(_endpoint(server, bob), gone, lambda _n: None, f.Cancel())
+    assert not caught.value.retry and caught.value.status == 404
