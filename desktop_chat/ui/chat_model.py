@@ -85,6 +85,7 @@ class Entry:
     ref: object = None  # own messages sent from here: the say/dm ref
     pending: bool = False  # sent, not echoed yet
     file: FileInfo | None = None  # a shared file: the row is its card
+    thumb: Any = None  # a picture's QImage preview, decoded at bounded size, once fetched
 
     @property
     def mention(self) -> bool:

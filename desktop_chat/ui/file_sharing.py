@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from PySide6.QtCore import (
     QStandardPaths,
     Qt,
     QUrl,
+    Signal,
 )
 from PySide6.QtGui import (
     QDesktopServices,
@@ -55,6 +57,7 @@ from desktop_chat.ui.transfers import Transfer, TransferManager, human_size
 ENV_DOWNLOADS = "DESKTOP_CHAT_DOWNLOADS"
 THUMB_IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
 THUMB_FETCH_CAP = 16 * 1024 * 1024  # bytes of a picture fetched into memory for a preview
+THUMB_BOX = QSize(240, 180)  # a preview fits in this
 THUMB_ALLOC_MB = 64  # what Qt may allocate to decode one picture, whatever its header says
 
 
@@ -69,20 +72,26 @@ def downloads_folder() -> Path:
 def decode_thumbnail(data: bytes, box: QSize) -> QImage:
     """Decode a picture scaled to fit ``box``, never allocating more than THUMB_ALLOC_MB: a
     decompression bomb (a PNG declaring 100000×100000) gives a null image, not an exhausted
-    memory. Safe on any thread."""
+    memory."""
     buffer = QBuffer()
     buffer.setData(QByteArray(data))
     buffer.open(QBuffer.OpenModeFlag.ReadOnly)
     reader = QImageReader(buffer)
     reader.setAllocationLimit(THUMB_ALLOC_MB)
     size = reader.size()
-    if size.isValid() and not size.isEmpty():
+    if not size.isValid() or size.isEmpty():
+        reader.setScaledSize(box)  # no size in the header: never larger than the box
+    elif size.width() > box.width() or size.height() > box.height():  # shrink, never enlarge
         reader.setScaledSize(
             size.scaled(box, Qt.AspectRatioMode.KeepAspectRatio).expandedTo(QSize(1, 1))
         )
-    else:
-        reader.setScaledSize(box)
     return reader.read()
+
+
+class _Thumbs(QObject):
+    """Carries decoded previews from their threads into the GUI thread."""
+
+    ready = Signal(str, object)  # file id, the picture's bytes
 
 
 class TransferRow(QWidget):
@@ -168,6 +177,11 @@ class FileSharing(QObject):
         # The client's own signal: it comes after client.session holds the new token.
         window.client.welcomed.connect(self._on_welcomed)
         self.manager.finished.connect(self._on_finished)
+        self._thumbs = _Thumbs(self)
+        self._thumbs.ready.connect(self._on_thumb)
+        self._thumb_entries: dict[str, list[Any]] = {}
+        self._thumb_threads: list[tuple[threading.Thread, f.Cancel]] = []
+        window.session.messagesArrived.connect(self._on_messages)
 
     def _attach_button(self, parent: QWidget) -> QToolButton:
         button = QToolButton(parent)
@@ -260,5 +274,49 @@ class FileSharing(QObject):
         if tid in self._open_after and t.saved_to:
             QDesktopServices.openUrl(QUrl.fromLocalFile(t.saved_to))
 
+    # -- previews -----------------------------------------------------------------------------
+
+    def _on_messages(self, _key: str, entries: list[Any]) -> None:
+        ep = self.manager.endpoint
+        for entry in entries:
+            info = entry.file
+            if ep is None or info is None or info.expired or info.mime not in THUMB_IMAGE_TYPES:
+                continue
+            waiting = self._thumb_entries.setdefault(info.id, [])
+            waiting.append(entry)
+            if len(waiting) == 1:  # the first entry for this file fetches it
+                cancel = f.Cancel()
+                thread = threading.Thread(
+                    target=self._fetch_thumb,
+                    args=(ep, info.id, cancel),
+                    name=f"thumb-{info.id[:8]}",
+                )
+                self._thumb_threads.append((thread, cancel))
+                thread.start()
+
+    def _fetch_thumb(self, ep: f.Endpoint, file_id: str, cancel: f.Cancel) -> None:
+        """A preview's own thread: the picture fetched into memory, at most THUMB_FETCH_CAP.
+        It is decoded in the GUI thread (bounded: scaled size and allocation limit): Qt
+        objects made on plain Python threads stalled other threads' sockets in tests."""
+        try:
+            data = f.fetch(ep, file_id, THUMB_FETCH_CAP, cancel)
+        except (f.TransferError, f.Cancelled):
+            return  # no preview: the card still offers Save and Open
+        self._thumbs.ready.emit(file_id, data)
+
+    def _on_thumb(self, file_id: str, data: bytes) -> None:
+        image = decode_thumbnail(data, THUMB_BOX)
+        if image.isNull():
+            return
+        for entry in self._thumb_entries.get(file_id, []):
+            entry.thumb = image
+            entry.cache_width = -1
+        self.window.chat_view.scheduleDelayedItemsLayout()
+        self.window.chat_view.viewport().update()
+
     def close(self) -> None:
+        for _thread, cancel in self._thumb_threads:
+            cancel.cancel()
+        for thread, _cancel in self._thumb_threads:
+            thread.join()
         self.manager.close()

@@ -135,6 +135,11 @@ def test_a_pasted_picture_becomes_a_png_upload(qtbot: QtBot, open_window: Window
     info = _file_entries(bob)[0].file
     assert (info.mime, info.width, info.height) == ("image/png", 64, 48)
     assert alice.input.toPlainText() == ""  # the picture was sent, not pasted as text
+    # The card shows a preview, decoded at bounded size, and the row grew to hold it.
+    entry = _file_entries(bob)[0]
+    qtbot.waitUntil(lambda: entry.thumb is not None, timeout=TIMEOUT_MS)
+    assert (entry.thumb.width(), entry.thumb.height()) == (64, 48)
+    assert entry.thumb.pixelColor(10, 10) == QColor("orange")
 
 
 def test_cancel_stops_the_upload_and_the_server_drops_it(
@@ -178,9 +183,12 @@ def test_an_upload_continues_after_a_restart_of_the_app(
         f.Endpoint(ep.host, ep.port, ep.fingerprint, ep.token, ("127.0.0.1", relay.port))
     )
     try:
+        states: list[str] = []
+        first.changed.connect(lambda tid: states.append(first.transfers[tid].state))
         tid = first.send_file(source, room="general")
         t = first.transfers[tid]
-        qtbot.waitUntil(lambda: t.state == "waiting", timeout=TIMEOUT_MS)
+        # The retry comes a second after "waiting": the app quits before it.
+        qtbot.waitUntil(lambda: "waiting" in states, timeout=3 * TIMEOUT_MS)
         assert t.upload is not None and t.upload.location is not None
         location = t.upload.location
 
