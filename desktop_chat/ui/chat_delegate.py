@@ -48,6 +48,9 @@ LINE_GAP = 2  # extra pixels between wrapped lines of one message
 _LINE_BREAKS = str.maketrans({"\n": "\u2028", "\r": " "})
 
 
+THUMB_GAP = 6  # between a file's line and its picture
+
+
 def day_label(day: date, today: date | None = None) -> str:
     today = today or date.today()
     delta = (today - day).days
@@ -307,6 +310,8 @@ class ChatDelegate(QStyledItemDelegate):
         body_h = self._one_line(entry, body_w, fonts)
         if body_h is None:
             _, body_h = self.text_layout(entry, body_w, fonts)
+        if entry.thumb is not None:
+            body_h += entry.thumb.height() + THUMB_GAP
         day, above = self._top_parts(entry, fonts)
         below = SYSTEM_PAD if entry.kind in (Kind.SYSTEM, Kind.ERROR) else BOTTOM
         if entry.kind == Kind.ACTION:
@@ -444,6 +449,9 @@ class ChatDelegate(QStyledItemDelegate):
                 self._paint_gutter_time(painter, row, entry, fonts, FOLLOW_TOP)
         painter.setPen(colour)
         layout.draw(painter, origin)
+        if entry.thumb is not None:
+            below_text = origin.y() + layout.boundingRect().height() + THUMB_GAP
+            painter.drawImage(QPointF(origin.x(), below_text), entry.thumb)
         painter.restore()
 
     def _paint_day(self, painter: QPainter, band: QRect, entry: Entry) -> None:

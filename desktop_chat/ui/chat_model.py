@@ -33,7 +33,7 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
 
-from desktop_chat.net.protocol.events import ChatMessage
+from desktop_chat.net.protocol.events import ChatMessage, FileInfo
 from desktop_chat.net.protocol.names import name_key
 from desktop_chat.ui.message_text import Span, action_text, find_links, find_mentions
 
@@ -84,6 +84,8 @@ class Entry:
     clock: str = ""  # local HH:MM, filled in when first painted
     ref: object = None  # own messages sent from here: the say/dm ref
     pending: bool = False  # sent, not echoed yet
+    file: FileInfo | None = None  # a shared file: the row is its card
+    thumb: Any = None  # a picture's QImage preview, decoded at bounded size, once fetched
 
     @property
     def mention(self) -> bool:
@@ -113,6 +115,18 @@ class _DayCache:
         self.hi = self.lo + 22 * 3600 * 1000
         self.day = moment.toordinal()
         return self.day
+
+
+def file_label(info: FileInfo) -> str:
+    """The line a file card shows: name and size, or that the server no longer has it."""
+    size = float(info.size)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            break
+        size /= 1024
+    shown = f"{info.size} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+    tail = " — expired: the server no longer has it" if info.expired else " — click to save or open"
+    return f"📎 {info.name} ({shown}){tail}"
 
 
 def _sort_key(entry: Entry) -> tuple[int, int]:
@@ -249,7 +263,8 @@ class ChatModel(QAbstractListModel):
         own = self.me is not None and self._sender_key(msg.from_) == self._sender_key(self.me)
         return Entry(
             kind=kind,
-            text=msg.text,
+            text=file_label(msg.file) if msg.file is not None else msg.text,
+            file=msg.file,
             sender=msg.from_,
             ts=msg.ts,
             msg_id=msg.id,

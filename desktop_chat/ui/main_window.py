@@ -26,6 +26,7 @@ from desktop_chat.ui.command_runner import HELP_TEXT, run_command
 from desktop_chat.ui.conversations import Conversation, typing_text
 from desktop_chat.ui.countdown import Countdown
 from desktop_chat.ui.emoji import install_emoji_fallback
+from desktop_chat.ui.file_sharing import FileSharing
 from desktop_chat.ui.header import ChatStatusBar
 from desktop_chat.ui.host_control import HostControl
 from desktop_chat.ui.icons import app_icon
@@ -92,6 +93,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self.moderation = Moderation(self)
         self.host_control = HostControl(self)
+        self.files = FileSharing(self)
         self._apply_theme()
         self._apply_font_size()
         geometry = self.settings.window_geometry
@@ -569,6 +571,7 @@ class MainWindow(QMainWindow):
         self.notifier.close()
         QGuiApplication.styleHints().colorSchemeChanged.disconnect(self._on_system_scheme)
         self.session.close()
+        self.files.close()
         if self.server is None and self.client.state == "connected":
             # Leaving on purpose: the others read "left the chat" at once, not a dropped
             # connection. The host says nothing: its server tells everyone it is closing,

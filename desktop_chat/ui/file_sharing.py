@@ -1,0 +1,322 @@
+"""Sharing files from the chat window: the attach button, drag and drop, pasting an image, the
+transfer panel, saving and opening received files, and bounded image thumbnails.
+
+:class:`FileSharing` is attached to a :class:`~desktop_chat.ui.main_window.MainWindow`; it owns
+a :class:`~desktop_chat.ui.transfers.TransferManager` whose endpoint follows the chat client's
+welcome (address, pinned certificate, session token). Received files are saved to the user's
+Downloads folder (``$DESKTOP_CHAT_DOWNLOADS`` overrides it, for tests) under a safe name that
+never overwrites another file.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import (
+    QBuffer,
+    QByteArray,
+    QEvent,
+    QModelIndex,
+    QObject,
+    QSize,
+    QStandardPaths,
+    Qt,
+    QUrl,
+    Signal,
+)
+from PySide6.QtGui import (
+    QDesktopServices,
+    QDropEvent,
+    QGuiApplication,
+    QImage,
+    QImageReader,
+    QKeyEvent,
+    QKeySequence,
+)
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QProgressBar,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_chat.net.client import files as f
+from desktop_chat.paths import data_dir
+from desktop_chat.ui.chat_model import Role
+from desktop_chat.ui.transfers import Transfer, TransferManager, human_size
+
+ENV_DOWNLOADS = "DESKTOP_CHAT_DOWNLOADS"
+THUMB_IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
+THUMB_FETCH_CAP = 16 * 1024 * 1024  # bytes of a picture fetched into memory for a preview
+THUMB_BOX = QSize(240, 180)  # a preview fits in this
+THUMB_ALLOC_MB = 64  # what Qt may allocate to decode one picture, whatever its header says
+
+
+def downloads_folder() -> Path:
+    override = os.environ.get(ENV_DOWNLOADS)
+    if override:
+        return Path(override)
+    found = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DownloadLocation)
+    return Path(found or Path.home())
+
+
+def decode_thumbnail(data: bytes, box: QSize) -> QImage:
+    """Decode a picture scaled to fit ``box``, never allocating more than THUMB_ALLOC_MB: a
+    decompression bomb (a PNG declaring 100000×100000) gives a null image, not an exhausted
+    memory."""
+    buffer = QBuffer()
+    buffer.setData(QByteArray(data))
+    buffer.open(QBuffer.OpenModeFlag.ReadOnly)
+    reader = QImageReader(buffer)
+    reader.setAllocationLimit(THUMB_ALLOC_MB)
+    size = reader.size()
+    if not size.isValid() or size.isEmpty():
+        reader.setScaledSize(box)  # no size in the header: never larger than the box
+    elif size.width() > box.width() or size.height() > box.height():  # shrink, never enlarge
+        reader.setScaledSize(
+            size.scaled(box, Qt.AspectRatioMode.KeepAspectRatio).expandedTo(QSize(1, 1))
+        )
+    return reader.read()
+
+
+class _Thumbs(QObject):
+    """Carries decoded previews from their threads into the GUI thread."""
+
+    ready = Signal(str, object)  # file id, the picture's bytes
+
+
+class TransferRow(QWidget):
+    """One transfer: name, progress bar, speed and time left (or why it waits), Cancel."""
+
+    def __init__(self, t: Transfer, manager: TransferManager) -> None:
+        super().__init__()
+        self.tid = t.id
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(4, 2, 4, 2)
+        arrow = "↑" if t.kind == "upload" else "↓"
+        self.name = QLabel(f"{arrow} {t.name}")
+        self.name.setMaximumWidth(220)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1000)
+        self.bar.setAccessibleName(f"Progress of {t.name}")
+        self.detail = QLabel()
+        self.cancel = QPushButton("Cancel")
+        self.cancel.setAccessibleName(f"Cancel {t.name}")
+        self.cancel.clicked.connect(lambda: manager.cancel(self.tid))
+        for w, stretch in ((self.name, 0), (self.bar, 1), (self.detail, 0), (self.cancel, 0)):
+            layout.addWidget(w, stretch)
+        self.update_from(t)
+
+    def update_from(self, t: Transfer) -> None:
+        self.bar.setValue(int(1000 * t.done / t.size) if t.size else 1000)
+        if t.state == "running":
+            left = t.seconds_left
+            eta = f", {int(left) + 1} s left" if left is not None else ""
+            text = f"{human_size(t.done)} of {human_size(t.size)} · {human_size(t.speed)}/s{eta}"
+        else:
+            text = t.detail
+        self.detail.setText(text)
+        self.cancel.setVisible(t.state in ("running", "waiting"))
+
+
+class TransferPanel(QWidget):
+    """The transfers of this window, one row each; hidden when there are none."""
+
+    def __init__(self, manager: TransferManager) -> None:
+        super().__init__()
+        self.setObjectName("transferPanel")
+        self.manager = manager
+        self.rows: dict[str, TransferRow] = {}
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._layout.setSpacing(0)
+        manager.changed.connect(self._on_changed)
+        self.setVisible(False)
+
+    def _on_changed(self, tid: str) -> None:
+        t = self.manager.transfers[tid]
+        row = self.rows.get(tid)
+        if row is None:
+            row = self.rows[tid] = TransferRow(t, self.manager)
+            self._layout.addWidget(row)
+        row.update_from(t)
+        self.setVisible(bool(self.rows))
+
+
+class FileSharing(QObject):
+    """Wires file sharing into one main window (see the module docstring)."""
+
+    def __init__(self, window: Any, store: Path | None = None) -> None:
+        super().__init__(window)
+        self.window = window
+        self.manager = TransferManager(store or data_dir() / "transfers.json", self)
+        self.panel = TransferPanel(self.manager)
+        self._open_after: set[str] = set()
+        # Pasted pictures live in the data folder until sent: an upload may resume tomorrow.
+        self._outgoing = data_dir() / "pasted"
+        self._outgoing.mkdir(parents=True, exist_ok=True)
+        composer = window.composer
+        composer.layout().insertWidget(
+            0, self._attach_button(composer), 0, Qt.AlignmentFlag.AlignBottom
+        )
+        parent_layout = composer.parentWidget().layout()
+        parent_layout.insertWidget(parent_layout.indexOf(composer), self.panel)
+        window.setAcceptDrops(True)
+        window.installEventFilter(self)
+        window.input.installEventFilter(self)
+        window.chat_view.clicked.connect(self._on_clicked)
+        # The client's own signal: it comes after client.session holds the new token.
+        window.client.welcomed.connect(self._on_welcomed)
+        self.manager.finished.connect(self._on_finished)
+        self._thumbs = _Thumbs(self)
+        self._thumbs.ready.connect(self._on_thumb)
+        self._thumb_entries: dict[str, list[Any]] = {}
+        self._thumb_threads: list[tuple[threading.Thread, f.Cancel]] = []
+        window.session.messagesArrived.connect(self._on_messages)
+
+    def _attach_button(self, parent: QWidget) -> QToolButton:
+        button = QToolButton(parent)
+        button.setObjectName("attachButton")
+        button.setText("📎")
+        button.setAccessibleName("Attach a file")
+        button.setToolTip("Send a file (or drop files on the window, or paste a picture)")
+        button.clicked.connect(self.choose_files)
+        self.attach_button = button
+        return button
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def _on_welcomed(self, _welcome: object) -> None:
+        c = self.window.client
+        if c.address is not None and c.fingerprint and c.session:
+            self.manager.set_endpoint(
+                f.Endpoint(c.address[0], c.address[1], c.fingerprint, c.session)
+            )
+
+    def send_paths(self, paths: list[Path]) -> list[str]:
+        conv = self.window.current()
+        if conv is None or self.manager.endpoint is None:
+            return []
+        where = {"room": conv.name} if conv.kind == "room" else {"to": conv.name}
+        return [self.manager.send_file(p, **where) for p in paths if p.is_file()]
+
+    def send_image(self, image: QImage) -> list[str]:
+        path = self._outgoing / f"pasted-{secrets.token_hex(4)}.png"
+        if not image.save(str(path)):  # PNG, from the suffix
+            return []
+        return self.send_paths([path])
+
+    def choose_files(self) -> None:
+        names, _ = QFileDialog.getOpenFileNames(self.window, "Send files")
+        self.send_paths([Path(n) for n in names])
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        kind = event.type()
+        dragging = kind in (QEvent.Type.DragEnter, QEvent.Type.DragMove)
+        dropping = isinstance(event, QDropEvent) and event.mimeData().hasUrls()
+        if watched is self.window and dragging and dropping:
+            assert isinstance(event, QDropEvent)
+            event.acceptProposedAction()
+            return True
+        if watched is self.window and kind == QEvent.Type.Drop and isinstance(event, QDropEvent):
+            urls = event.mimeData().urls()
+            local = [Path(u.toLocalFile()) for u in urls if u.isLocalFile()]
+            if local:
+                self.send_paths(local)
+                event.acceptProposedAction()
+                return True
+        pasting = isinstance(event, QKeyEvent) and event.matches(QKeySequence.StandardKey.Paste)
+        if watched is self.window.input and kind == QEvent.Type.KeyPress and pasting:
+            mime = QGuiApplication.clipboard().mimeData()
+            if mime is not None and mime.hasImage() and not mime.hasText():
+                self.send_image(QImage(mime.imageData()))
+                return True
+        return super().eventFilter(watched, event)
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def _on_clicked(self, index: QModelIndex) -> None:
+        entry = index.data(Role.ENTRY)
+        info = getattr(entry, "file", None)
+        if info is None or info.expired:
+            return
+        menu = QMenu(self.window.chat_view)
+        menu.addAction("Save to Downloads", lambda: self.save(info))
+        menu.addAction("Open", lambda: self.save(info, open_after=True))
+        menu.popup(
+            self.window.chat_view.viewport().mapToGlobal(
+                self.window.chat_view.visualRect(index).center()
+            )
+        )
+        self.menu = menu
+
+    def save(self, info: Any, *, open_after: bool = False) -> str | None:
+        if self.manager.endpoint is None:
+            return None
+        folder = downloads_folder()
+        folder.mkdir(parents=True, exist_ok=True)
+        tid = self.manager.fetch_file(info, folder)
+        if open_after:
+            self._open_after.add(tid)
+        return tid
+
+    def _on_finished(self, tid: str) -> None:
+        t = self.manager.transfers[tid]
+        if tid in self._open_after and t.saved_to:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(t.saved_to))
+
+    # -- previews -----------------------------------------------------------------------------
+
+    def _on_messages(self, _key: str, entries: list[Any]) -> None:
+        ep = self.manager.endpoint
+        for entry in entries:
+            info = entry.file
+            if ep is None or info is None or info.expired or info.mime not in THUMB_IMAGE_TYPES:
+                continue
+            waiting = self._thumb_entries.setdefault(info.id, [])
+            waiting.append(entry)
+            if len(waiting) == 1:  # the first entry for this file fetches it
+                cancel = f.Cancel()
+                thread = threading.Thread(
+                    target=self._fetch_thumb,
+                    args=(ep, info.id, cancel),
+                    name=f"thumb-{info.id[:8]}",
+                )
+                self._thumb_threads.append((thread, cancel))
+                thread.start()
+
+    def _fetch_thumb(self, ep: f.Endpoint, file_id: str, cancel: f.Cancel) -> None:
+        """A preview's own thread: the picture fetched into memory, at most THUMB_FETCH_CAP.
+        It is decoded in the GUI thread (bounded: scaled size and allocation limit): Qt
+        objects made on plain Python threads stalled other threads' sockets in tests."""
+        try:
+            data = f.fetch(ep, file_id, THUMB_FETCH_CAP, cancel)
+        except (f.TransferError, f.Cancelled):
+            return  # no preview: the card still offers Save and Open
+        self._thumbs.ready.emit(file_id, data)
+
+    def _on_thumb(self, file_id: str, data: bytes) -> None:
+        image = decode_thumbnail(data, THUMB_BOX)
+        if image.isNull():
+            return
+        for entry in self._thumb_entries.get(file_id, []):
+            entry.thumb = image
+            entry.cache_width = -1
+        self.window.chat_view.scheduleDelayedItemsLayout()
+        self.window.chat_view.viewport().update()
+
+    def close(self) -> None:
+        for _thread, cancel in self._thumb_threads:
+            cancel.cancel()
+        for thread, _cancel in self._thumb_threads:
+            thread.join()
+        self.manager.close()
