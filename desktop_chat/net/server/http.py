@@ -282,10 +282,7 @@ class HttpExchange:
                     # copying it through h11's buffer (h11 validated the number).
                     yield from self._raw_body(int(declared) - seen)
                     return
-                data = self.transport.recv(_BODY_IDLE, _BODY_READ)
-                if data is None:
-                    raise PeerGone
-                h.receive_data(data)
+                h.receive_data(self._body_bytes(_BODY_READ))
                 continue
             if isinstance(event, h11.Data):
                 seen += len(event.data)
@@ -295,14 +292,23 @@ class HttpExchange:
             else:
                 raise PeerGone  # the stream ended, or something that is no body
 
+    def _body_bytes(self, size: int) -> bytes:
+        """The next body bytes; PeerGone after ``_BODY_IDLE`` seconds of nothing. (A read can
+        also give nothing at once: a TLS record not complete yet. That is no reason to stop.)"""
+        deadline = time.monotonic() + _BODY_IDLE
+        while True:
+            data = self.transport.recv(max(0.0, deadline - time.monotonic()), size)
+            if data is not None:
+                return data
+            if time.monotonic() >= deadline:
+                raise PeerGone
+
     def _raw_body(self, left: int) -> Iterator[bytes]:
         """``left`` more body bytes from the transport; h11 is then only used to answer."""
         self._body_left = left
         while left > 0:
-            data = self.transport.recv(_BODY_IDLE, min(left, _BODY_READ))
-            if data is None:
-                raise PeerGone
-            data = data[:left]  # anything after the body is not ours to read (we close)
+            # Anything after the body is not ours to read (we close).
+            data = self._body_bytes(min(left, _BODY_READ))[:left]
             left -= len(data)
             self._body_left = left
             yield data
