@@ -101,7 +101,7 @@ def test_an_irc_registration_is_an_irc_user_even_when_trickled(server: Any) -> N
         _wait_past_sniff_timeout(server.address)
         irc.send(b"ICK bob\r\nUSER bob 0 * :Bob\r\n")
         assert irc.read_line().startswith(b":desktop-chat 001 bob ")
-    assert server.hub.online_names() == ["bob"]
+        assert server.hub.online_names() == ["bob"]  # while connected (it leaves on close)
 
 
 def test_with_tls_required_irc_is_refused_in_irc_terms(make_server: Any) -> None:
