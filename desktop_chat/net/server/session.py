@@ -10,6 +10,7 @@ things to each protocol: :meth:`Session.receive` (bytes in → hub requests) and
 
 from __future__ import annotations
 
+import abc
 import enum
 import time
 from typing import TYPE_CHECKING
@@ -37,7 +38,7 @@ class Mode(enum.Enum):
     WEBSOCKET = "ws"
 
 
-class Session:
+class Session(abc.ABC):
     """One user on one transport. Subclasses implement :meth:`receive` and :meth:`encode`."""
 
     mode: Mode = Mode.JSON
@@ -104,8 +105,9 @@ class Session:
         """Closed from our side (slow, replaced, kicked…): what it sent after is not acted on."""
         return self.transport.close_reason is not None
 
+    @abc.abstractmethod
     def receive(self, data: bytes) -> None:
-        raise NotImplementedError  # every way in defines what its bytes mean
+        """What this peer's bytes mean: every way in defines it."""
 
     def next_timeout(self) -> float:
         """Seconds until the next deadline (registration or keepalive); acts on a passed one."""
@@ -159,7 +161,7 @@ class Session:
         self.goodbye()
         self.close("quit")
 
-    def goodbye(self) -> None:
+    def goodbye(self) -> None:  # noqa: B027 - most ways in have no farewell of their own
         """Protocol-level farewell before a close we decide (a WebSocket close frame)."""
 
     def close(self, reason: str) -> None:
