@@ -526,8 +526,7 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
         """Who ``member`` is for DMs: its session, and its account when its name is
         registered (a registered name is used only with its password or the owner token, or
         by the session that registered it)."""
-        account = member.key if member.key in self._registered_keys else None
-        return Identity(member.key, token_hash(member.session), account)
+        return self.identity_of(member.key, member.session)
 
     def _people_changed(self) -> None:
         if self.on_people_changed is not None and not self.closing:

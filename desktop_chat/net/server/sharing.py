@@ -48,10 +48,14 @@ class SharingMixin:
         def room_key(self, requested: str) -> str: ...
         def identity(self, member: Member) -> Identity: ...
 
+    def identity_of(self, key: str, session: str) -> Identity:
+        """Whoever holds session token ``session`` under name key ``key``, as DMs know people:
+        the session (hashed), and the account when the name is registered."""
+        account = key if key in self._registered_keys else None
+        return Identity(key, token_hash(session), account)
+
     def reader_identity(self, reader: Reader) -> Identity:
-        """The reader as DMs know people: its session, and its account when registered."""
-        account = reader.key if reader.key in self._registered_keys else None
-        return Identity(reader.key, token_hash(reader.session), account)
+        return self.identity_of(reader.key, reader.session)
 
     def may_read(self, reader: Reader, *, room_key: str | None, message_id: int | None) -> bool:
         """May ``reader`` read this room's history, or this DM, and so its file?
