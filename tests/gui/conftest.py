@@ -15,10 +15,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
+from pytestqt.qtbot import QtBot
 
 from desktop_chat.net.client.worker import ChatClient, ClientTiming
 from desktop_chat.net.server.server import Server
 from desktop_chat.settings import Settings
+from desktop_chat.ui.main_window import MainWindow
+from desktop_chat.ui.notifications import SilentSound
+from desktop_chat.ui.preferences import MemorySettings
+from desktop_chat.ui.theme import LIGHT, apply_theme
 
 if TYPE_CHECKING:
     from desktop_chat.app import AppController
@@ -104,3 +110,50 @@ def controller(settings: Settings, tmp_path: Path) -> Iterator[AppController]:
         if ctl.dialog is not None:
             ctl.dialog.close()
             ctl.dialog.deleteLater()
+
+
+WindowAt = Callable[..., MainWindow]
+
+
+@pytest.fixture
+def window_at(qtbot: QtBot) -> Iterator[WindowAt]:
+    """``window_at(server, name, *, host=False, hosted=None, timing=FAST, settings=None)``: a
+    real MainWindow connected to ``server`` and welcomed into #general; closed after the test
+    (and the light theme put back). ``host`` connects as the hosting app does, with the
+    owner token, and shows the server in the window; ``hosted`` shows another server."""
+    windows: list[MainWindow] = []
+
+    def make(
+        server: Server,
+        name: str,
+        *,
+        host: bool = False,
+        hosted: Server | None = None,
+        timing: ClientTiming = FAST,
+        settings: MemorySettings | None = None,
+    ) -> MainWindow:
+        client = ChatClient(timing=timing)
+        shown = hosted if hosted is not None else (server if host else None)
+        window = MainWindow(client, shown, settings or MemorySettings(), sound=SilentSound())
+        window.chat_view.open_links = False  # a test never opens a browser
+        windows.append(window)
+        qtbot.addWidget(window)
+        window.resize(900, 600)
+        window.show()
+        client.connect_to(
+            "127.0.0.1",
+            server.port,
+            name,
+            owner=server.owner_token if host else None,
+            fingerprint=server.fingerprint,
+        )
+        qtbot.waitUntil(lambda: window.session.me is not None, timeout=TIMEOUT_MS)
+        qtbot.waitUntil(lambda: window.current_key == "#general", timeout=TIMEOUT_MS)
+        return window
+
+    try:
+        yield make
+    finally:
+        for window in windows:
+            window.close()
+        apply_theme(QApplication.instance(), LIGHT)  # type: ignore[arg-type]

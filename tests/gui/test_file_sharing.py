@@ -9,7 +9,7 @@ import os
 import resource
 import struct
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +20,11 @@ from PySide6.QtWidgets import QProgressBar
 from pytestqt.qtbot import QtBot
 
 from desktop_chat.net.client import files as f
-from desktop_chat.net.client.worker import ChatClient
 from desktop_chat.net.server.server import Server
 from desktop_chat.ui.file_sharing import ENV_DOWNLOADS, decode_thumbnail
 from desktop_chat.ui.main_window import MainWindow
-from desktop_chat.ui.notifications import SilentSound
-from desktop_chat.ui.preferences import MemorySettings
 from desktop_chat.ui.transfers import TransferManager
-from tests.gui.conftest import FAST, TIMEOUT_MS
+from tests.gui.conftest import TIMEOUT_MS, WindowAt
 from tests.test_client_files import _Relay
 
 WindowFactory = Callable[[str], MainWindow]
@@ -41,26 +38,13 @@ def downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def open_window(qtbot: QtBot, server: Server) -> Iterator[WindowFactory]:
-    windows: list[MainWindow] = []
-
+def open_window(qtbot: QtBot, window_at: WindowAt, server: Server) -> WindowFactory:
     def make(name: str) -> MainWindow:
-        client = ChatClient(timing=FAST)
-        window = MainWindow(client, None, MemorySettings(), sound=SilentSound())
-        windows.append(window)
-        qtbot.addWidget(window)
-        window.resize(900, 600)
-        window.show()
-        client.connect_to("127.0.0.1", server.port, name, fingerprint=server.fingerprint)
-        qtbot.waitUntil(lambda: window.current_key == "#general", timeout=TIMEOUT_MS)
+        window = window_at(server, name)
         qtbot.waitUntil(lambda: window.files.manager.endpoint is not None, timeout=TIMEOUT_MS)
         return window
 
-    try:
-        yield make
-    finally:
-        for window in windows:
-            window.close()
+    return make
 
 
 def _file_entries(window: MainWindow) -> list[Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -36,11 +36,10 @@ from desktop_chat.ui.chat_model import Kind, Role
 from desktop_chat.ui.conversations import ListRole
 from desktop_chat.ui.join_dialog import JoinRoomDialog
 from desktop_chat.ui.main_window import MainWindow
-from desktop_chat.ui.notifications import SilentSound
 from desktop_chat.ui.preferences import MemorySettings
 from desktop_chat.ui.settings_dialog import SettingsValues
 from desktop_chat.ui.theme import DARK, LIGHT, apply_theme
-from tests.gui.conftest import FAST, TIMEOUT_MS
+from tests.gui.conftest import FAST, TIMEOUT_MS, WindowAt
 
 WindowFactory = Callable[..., MainWindow]
 
@@ -61,9 +60,8 @@ def chat_server(make_server: Callable[..., Server]) -> Server:
 
 
 @pytest.fixture
-def open_window(qtbot: QtBot, chat_server: Server) -> Iterator[WindowFactory]:
+def open_window(window_at: WindowAt, chat_server: Server) -> WindowFactory:
     """``open_window(name)``: a real MainWindow connected to the server, welcomed."""
-    windows: list[MainWindow] = []
 
     def make(
         name: str,
@@ -72,24 +70,9 @@ def open_window(qtbot: QtBot, chat_server: Server) -> Iterator[WindowFactory]:
         timing: ClientTiming = FAST,
         settings: MemorySettings | None = None,
     ) -> MainWindow:
-        client = ChatClient(timing=timing)
-        window = MainWindow(client, server, settings or MemorySettings(), sound=SilentSound())
-        window.chat_view.open_links = False
-        windows.append(window)
-        qtbot.addWidget(window)
-        window.resize(900, 600)
-        window.show()
-        client.connect_to("127.0.0.1", chat_server.port, name, fingerprint=chat_server.fingerprint)
-        qtbot.waitUntil(lambda: window.session.me is not None, timeout=TIMEOUT_MS)
-        qtbot.waitUntil(lambda: window.current_key == "#general", timeout=TIMEOUT_MS)
-        return window
+        return window_at(chat_server, name, hosted=server, timing=timing, settings=settings)
 
-    try:
-        yield make
-    finally:
-        for window in windows:
-            window.close()
-        apply_theme(QApplication.instance(), LIGHT)  # type: ignore[arg-type]
+    return make
 
 
 def send(qtbot: QtBot, window: MainWindow, text: str) -> None:

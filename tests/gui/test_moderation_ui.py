@@ -3,15 +3,14 @@ settings, topics), next to a window of someone who may not moderate; registering
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QGuiApplication
-from PySide6.QtWidgets import QApplication, QLabel, QMenu
+from PySide6.QtWidgets import QLabel, QMenu
 from pytestqt.qtbot import QtBot
 
-from desktop_chat.net.client.worker import ChatClient
 from desktop_chat.net.protocol import admin as pa
 from desktop_chat.net.protocol.tls import group_for_reading
 from desktop_chat.net.server.server import Server
@@ -20,11 +19,8 @@ from desktop_chat.ui.admin_dialogs import RemoveDialog, RoomSettingsDialog
 from desktop_chat.ui.certificates import fingerprint_lines
 from desktop_chat.ui.chat_model import Kind
 from desktop_chat.ui.main_window import MainWindow
-from desktop_chat.ui.notifications import SilentSound
-from desktop_chat.ui.preferences import MemorySettings
-from desktop_chat.ui.theme import LIGHT, apply_theme
 
-from .conftest import FAST, TIMEOUT_MS, ServerFactory
+from .conftest import TIMEOUT_MS, ServerFactory, WindowAt
 
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 
@@ -37,36 +33,14 @@ def chat_server(make_server: ServerFactory) -> Server:
 
 
 @pytest.fixture
-def open_window(qtbot: QtBot, chat_server: Server) -> Iterator[WindowFactory]:
+def open_window(window_at: WindowAt, chat_server: Server) -> WindowFactory:
     """``open_window(name, host=False)``: a welcomed window; ``host`` connects as the hosting
     app does (with the server's owner token, and the server shown in the window)."""
-    windows: list[MainWindow] = []
 
     def make(name: str, *, host: bool = False) -> MainWindow:
-        client = ChatClient(timing=FAST)
-        window = MainWindow(
-            client, chat_server if host else None, MemorySettings(), sound=SilentSound()
-        )
-        windows.append(window)
-        qtbot.addWidget(window)
-        window.resize(900, 600)
-        window.show()
-        client.connect_to(
-            "127.0.0.1",
-            chat_server.port,
-            name,
-            owner=chat_server.owner_token if host else None,
-            fingerprint=chat_server.fingerprint,
-        )
-        qtbot.waitUntil(lambda: window.current_key == "#general", timeout=TIMEOUT_MS)
-        return window
+        return window_at(chat_server, name, host=host)
 
-    try:
-        yield make
-    finally:
-        for window in windows:
-            window.close()
-        apply_theme(QApplication.instance(), LIGHT)  # type: ignore[arg-type]
+    return make
 
 
 def actions(menu: QMenu) -> dict[str, QAction]:

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
@@ -21,33 +20,8 @@ from desktop_chat.ui.chat_model import Kind
 from desktop_chat.ui.main_window import MainWindow
 from desktop_chat.ui.notifications import SilentSound
 from desktop_chat.ui.preferences import MemorySettings
-from tests.gui.conftest import FAST, TIMEOUT_MS
+from tests.gui.conftest import FAST, TIMEOUT_MS, WindowAt
 from tests.helpers import LineClient
-
-WindowAt = Callable[..., MainWindow]
-
-
-@pytest.fixture
-def window_at(qtbot: QtBot) -> Iterator[WindowAt]:
-    """``window_at(server, name, timing=FAST)``: a real window connected and welcomed."""
-    windows: list[MainWindow] = []
-
-    def make(server: Server, name: str, timing: ClientTiming = FAST) -> MainWindow:
-        client = ChatClient(timing=timing)
-        window = MainWindow(client, None, MemorySettings(), sound=SilentSound())
-        windows.append(window)
-        qtbot.addWidget(window)
-        window.resize(900, 600)
-        window.show()
-        client.connect_to("127.0.0.1", server.port, name, fingerprint=server.fingerprint)
-        qtbot.waitUntil(lambda: window.current_key == "#general", timeout=TIMEOUT_MS)
-        return window
-
-    try:
-        yield make
-    finally:
-        for window in windows:
-            window.close()
 
 
 def _texts(window: MainWindow, key: str = "#general") -> list[str]:
