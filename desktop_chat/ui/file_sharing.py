@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,6 @@ from PySide6.QtCore import (
     QBuffer,
     QByteArray,
     QEvent,
-    QModelIndex,
     QObject,
     QSize,
     QStandardPaths,
@@ -41,7 +41,6 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
-    QMenu,
     QProgressBar,
     QPushButton,
     QToolButton,
@@ -51,7 +50,8 @@ from PySide6.QtWidgets import (
 
 from desktop_chat.net.client import files as f
 from desktop_chat.paths import data_dir
-from desktop_chat.ui.chat_model import Role
+from desktop_chat.ui import file_card
+from desktop_chat.ui.image_viewer import ImageViewer
 from desktop_chat.ui.transfers import Transfer, TransferManager, human_size
 
 ENV_DOWNLOADS = "DESKTOP_CHAT_DOWNLOADS"
@@ -161,6 +161,10 @@ class FileSharing(QObject):
         self.manager = TransferManager(store or data_dir() / "transfers.json", self)
         self.panel = TransferPanel(self.manager)
         self._open_after: set[str] = set()
+        self._saved: dict[str, Path] = {}  # file id -> where it was saved this session
+        self.viewers: dict[str, ImageViewer] = {}  # file id -> its open viewer
+        self._pictures: dict[str, Path] = {}  # file id -> its checked copy for the viewer
+        self._picture_tmp: tempfile.TemporaryDirectory[str] | None = None
         # Pasted pictures live in the data folder until sent: an upload may resume tomorrow.
         self._outgoing = data_dir() / "pasted"
         self._outgoing.mkdir(parents=True, exist_ok=True)
@@ -173,15 +177,16 @@ class FileSharing(QObject):
         window.setAcceptDrops(True)
         window.installEventFilter(self)
         window.input.installEventFilter(self)
-        window.chat_view.clicked.connect(self._on_clicked)
+        window.chat_view.fileAction.connect(self._on_file_action)
         # The client's own signal: it comes after client.session holds the new token.
         window.client.welcomed.connect(self._on_welcomed)
         self.manager.finished.connect(self._on_finished)
         self._thumbs = _Thumbs(self)
         self._thumbs.ready.connect(self._on_thumb)
-        self._thumb_entries: dict[str, list[Any]] = {}
+        self._thumb_entries: dict[str, list[Any]] = {}  # file id -> entries waiting for it
+        self._thumb_images: dict[str, QImage] = {}  # file id -> its decoded preview
         self._thumb_threads: list[tuple[threading.Thread, f.Cancel]] = []
-        window.session.messagesArrived.connect(self._on_messages)
+        window.chat_view.delegate.thumbWanted.connect(self._on_thumb_wanted)
 
     def _attach_button(self, parent: QWidget) -> QToolButton:
         button = QToolButton(parent)
@@ -244,20 +249,43 @@ class FileSharing(QObject):
 
     # -- receiving ---------------------------------------------------------------------------
 
-    def _on_clicked(self, index: QModelIndex) -> None:
-        entry = index.data(Role.ENTRY)
-        info = getattr(entry, "file", None)
+    def _on_file_action(self, entry: Any, action: str) -> None:
+        """A card's button: save to Downloads, open (saved first), or view the picture."""
+        info = entry.file
         if info is None or info.expired:
             return
-        menu = QMenu(self.window.chat_view)
-        menu.addAction("Save to Downloads", lambda: self.save(info))
-        menu.addAction("Open", lambda: self.save(info, open_after=True))
-        menu.popup(
-            self.window.chat_view.viewport().mapToGlobal(
-                self.window.chat_view.visualRect(index).center()
-            )
-        )
-        self.menu = menu
+        if action == file_card.VIEW:
+            self.view(info)
+        elif action == file_card.OPEN:
+            saved = self._saved.get(info.id)
+            if saved is not None and saved.is_file():
+                self._open_path(saved)  # saved already this session: no second copy
+            else:
+                self.save(info, open_after=True)
+        else:
+            self.save(info)
+
+    def view(self, info: Any) -> ImageViewer:
+        """Open the picture viewer for ``info`` (one viewer per picture: clicking again raises
+        the open one)."""
+        viewer = self.viewers.get(info.id)
+        if viewer is not None:
+            viewer.raise_()
+            viewer.activateWindow()
+            return viewer
+        viewer = ImageViewer(info, self.manager.endpoint, self._pictures_dir(), self.window)
+        viewer.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+        self.viewers[info.id] = viewer
+        viewer.shown.connect(lambda path: self._pictures.__setitem__(info.id, Path(path)))
+        viewer.finished.connect(lambda _r: self.viewers.pop(info.id, None))
+        viewer.start(self._pictures.get(info.id))
+        viewer.show()
+        return viewer
+
+    def _pictures_dir(self) -> Path:
+        if self._picture_tmp is None:
+            self._picture_tmp = tempfile.TemporaryDirectory(prefix="desktop-chat-pictures-")
+        return Path(self._picture_tmp.name)
 
     def save(self, info: Any, *, open_after: bool = False) -> str | None:
         if self.manager.endpoint is None:
@@ -271,28 +299,38 @@ class FileSharing(QObject):
 
     def _on_finished(self, tid: str) -> None:
         t = self.manager.transfers[tid]
+        if t.download is not None and t.saved_to:
+            self._saved[t.download.file_id] = Path(t.saved_to)
         if tid in self._open_after and t.saved_to:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(t.saved_to))
+            self._open_path(Path(t.saved_to))
+
+    @staticmethod
+    def _open_path(path: Path) -> None:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
 
     # -- previews -----------------------------------------------------------------------------
 
-    def _on_messages(self, _key: str, entries: list[Any]) -> None:
+    def _on_thumb_wanted(self, entry: Any) -> None:
+        """The delegate is about to show a picture's card without its preview: fetch it once
+        per file (only pictures that reach the screen are fetched, from history too)."""
+        info = entry.file
+        done = self._thumb_images.get(info.id)
+        if done is not None:
+            self._set_thumb(entry, done)
+            return
         ep = self.manager.endpoint
-        for entry in entries:
-            info = entry.file
-            if ep is None or info is None or info.expired or info.mime not in THUMB_IMAGE_TYPES:
-                continue
-            waiting = self._thumb_entries.setdefault(info.id, [])
-            waiting.append(entry)
-            if len(waiting) == 1:  # the first entry for this file fetches it
-                cancel = f.Cancel()
-                thread = threading.Thread(
-                    target=self._fetch_thumb,
-                    args=(ep, info.id, cancel),
-                    name=f"thumb-{info.id[:8]}",
-                )
-                self._thumb_threads.append((thread, cancel))
-                thread.start()
+        if ep is None:
+            entry.thumb_asked = False  # asked again when painted after the welcome
+            return
+        waiting = self._thumb_entries.setdefault(info.id, [])
+        waiting.append(entry)
+        if len(waiting) == 1:  # the first entry for this file fetches it
+            cancel = f.Cancel()
+            thread = threading.Thread(
+                target=self._fetch_thumb, args=(ep, info.id, cancel), name=f"thumb-{info.id[:8]}"
+            )
+            self._thumb_threads.append((thread, cancel))
+            thread.start()
 
     def _fetch_thumb(self, ep: f.Endpoint, file_id: str, cancel: f.Cancel) -> None:
         """A preview's own thread: the picture fetched into memory, at most THUMB_FETCH_CAP.
@@ -307,14 +345,24 @@ class FileSharing(QObject):
     def _on_thumb(self, file_id: str, data: bytes) -> None:
         image = decode_thumbnail(data, THUMB_BOX)
         if image.isNull():
-            return
-        for entry in self._thumb_entries.get(file_id, []):
-            entry.thumb = image
-            entry.cache_width = -1
+            return  # a bomb or a damaged picture: the card keeps its icon
+        self._thumb_images[file_id] = image
+        for entry in self._thumb_entries.pop(file_id, []):
+            self._set_thumb(entry, image)
+
+    def _set_thumb(self, entry: Any, image: QImage) -> None:
+        entry.thumb = image
+        entry.cache_width = -1  # the row grows to hold it
         self.window.chat_view.scheduleDelayedItemsLayout()
         self.window.chat_view.viewport().update()
 
     def close(self) -> None:
+        for viewer in list(self.viewers.values()):
+            viewer.stop()
+            viewer.close()
+        if self._picture_tmp is not None:
+            self._picture_tmp.cleanup()
+            self._picture_tmp = None
         for _thread, cancel in self._thumb_threads:
             cancel.cancel()
         for thread, _cancel in self._thumb_threads:
