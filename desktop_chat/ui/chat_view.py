@@ -266,6 +266,11 @@ class ChatView(QListView):
 
     def resizeEvent(self, e: QResizeEvent) -> None:
         super().resizeEvent(e)
+        if e.size().width() != e.oldSize().width():
+            # Rows are as tall as their width makes them (wrapped text, a file card's buttons
+            # beside or under its name), and QListView lays rows out again by itself only when
+            # the height changes (its flow is top to bottom): rows overlapped after narrowing.
+            self.scheduleDelayedItemsLayout()
         self._place_jump_button()
 
     # -- links and copying ---------------------------------------------------------------------

@@ -11,6 +11,7 @@ import hashlib
 import os
 import resource
 from collections.abc import Callable, Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -378,3 +379,34 @@ def test_screenshots_of_cards_in_light_and_dark(
         path = _grab(bob, name, tmp_path)
         assert path.stat().st_size > 10_000
     assert any(e.file.expired for e in file_entries(bob))
+
+
+def test_rows_are_laid_out_again_when_the_view_gets_narrower(qtbot: QtBot) -> None:
+    """A row's height depends on the width (wrapped text, a card's buttons beside or under its
+    name); QListView lays rows out again only when the height changes, so narrowing the window
+    left rows overlapping until something else happened."""
+    view = ChatView()
+    qtbot.addWidget(view)
+    view.resize(760, 500)
+    model = ChatModel("bob")
+    view.set_chat_model(model)
+    view.show()
+    ts = 1_700_000_000_000
+    for i in range(1, 7):
+        info = FileInfo(id=f"f{i}", name=f"file {i}.pdf", size=1000 * i, sha256="0" * 64)
+        text = "words that wrap " * 12
+        model.add_message(ChatMessage(id=2 * i, from_="carol", ts=ts + i, room="general",
+                                      text=text))  # fmt: skip
+        model.add_message(ChatMessage(id=2 * i + 1, from_="dave", ts=ts + i, room="general",
+                                      text="", file=info))  # fmt: skip
+    qtbot.waitExposed(view)
+
+    def tidy() -> bool:
+        rects = [view.visualRect(model.index(r)) for r in range(model.rowCount())]
+        return all(a.bottom() < b.top() for a, b in pairwise(rects))
+
+    qtbot.waitUntil(tidy, timeout=TIMEOUT_MS)
+    view.resize(420, 500)
+    qtbot.waitUntil(tidy, timeout=TIMEOUT_MS)
+    view.resize(760, 500)
+    qtbot.waitUntil(tidy, timeout=TIMEOUT_MS)
