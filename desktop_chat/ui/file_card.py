@@ -99,11 +99,13 @@ def shown_name(info: FileInfo, fm: QFontMetrics, width: int) -> str:
     return fm.elidedText(display_name(info.name), Qt.TextElideMode.ElideMiddle, width)
 
 
-def meta_text(info: FileInfo, sender: str) -> str:
+def meta_text(info: FileInfo, sender: str, note: str = "") -> str:
+    """The line under the name: size, picture size, sender, and what became of saving it."""
     if info.expired:
         return "expired: the server no longer has it"
-    dims = f" · {info.width}×{info.height}" if info.width and info.height else ""
-    return f"{human_size(info.size)}{dims} · from {sender}"
+    dims = f" · {info.width}×{info.height}" if info.width and info.height and not note else ""
+    tail = f" · {note}" if note else ""
+    return f"{human_size(info.size)}{dims} · from {sender}{tail}"
 
 
 def actions(info: FileInfo | None, has_picture: bool) -> tuple[str, ...]:
@@ -205,6 +207,7 @@ class CardPainter:
         g: CardGeometry,
         info: FileInfo,
         sender: str,
+        note: str,
         thumb: object,
         fonts: tuple[QFont, QFont, QFontMetrics, QFontMetrics],
         focused: str | None,
@@ -230,7 +233,7 @@ class CardPainter:
         painter.setFont(small_font)
         painter.setPen(QColor(self.theme.error) if info.expired else self.muted)
         meta = small_fm.elidedText(
-            meta_text(info, sender), Qt.TextElideMode.ElideRight, g.meta.width()
+            meta_text(info, sender, note), Qt.TextElideMode.ElideRight, g.meta.width()
         )
         painter.drawText(g.meta, flags, meta)
         if not g.save.isEmpty():

@@ -162,6 +162,8 @@ class FileSharing(QObject):
         self.panel = TransferPanel(self.manager)
         self._open_after: set[str] = set()
         self._saved: dict[str, Path] = {}  # file id -> where it was saved this session
+        self._noted: dict[str, list[Any]] = {}  # file id -> cards that show how saving goes
+        self.manager.changed.connect(self._on_transfer_changed)
         self.viewers: dict[str, ImageViewer] = {}  # file id -> its open viewer
         self._pictures: dict[str, Path] = {}  # file id -> its checked copy for the viewer
         self._picture_tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -254,6 +256,10 @@ class FileSharing(QObject):
         info = entry.file
         if info is None or info.expired:
             return
+        if action != file_card.VIEW:
+            noted = self._noted.setdefault(info.id, [])
+            if entry not in noted:
+                noted.append(entry)
         if action == file_card.VIEW:
             self.view(info)
         elif action == file_card.OPEN:
@@ -280,6 +286,7 @@ class FileSharing(QObject):
         viewer.finished.connect(lambda _r: self.viewers.pop(info.id, None))
         viewer.start(self._pictures.get(info.id))
         viewer.show()
+        viewer.place_on_screen()
         return viewer
 
     def _pictures_dir(self) -> Path:
@@ -303,6 +310,28 @@ class FileSharing(QObject):
             self._saved[t.download.file_id] = Path(t.saved_to)
         if tid in self._open_after and t.saved_to:
             self._open_path(Path(t.saved_to))
+
+    def _on_transfer_changed(self, tid: str) -> None:
+        """Say on the file's card how saving it goes (the transfer panel has the details)."""
+        t = self.manager.transfers[tid]
+        if t.download is None or t.download.file_id not in self._noted:
+            return
+        if t.state == "running":
+            note = f"saving… {100 * t.done // t.size} %" if t.size else "saving…"
+        elif t.state == "waiting":
+            note = "saving: waiting for the connection"
+        elif t.state == "done":
+            note = f"saved as {Path(t.saved_to).name}"
+        elif t.state == "failed":
+            note = f"not saved: {t.detail}"
+        else:
+            note = ""
+        changed = False
+        for entry in self._noted[t.download.file_id]:
+            if entry.file_note != note:
+                entry.file_note, changed = note, True
+        if changed:
+            self.window.chat_view.viewport().update()
 
     @staticmethod
     def _open_path(path: Path) -> None:

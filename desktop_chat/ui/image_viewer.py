@@ -153,7 +153,21 @@ class ImageViewer(QDialog):
             scale = f", shown at {100 * image.width() // width} %"
         self.status.setText(f"{display_name(self.info.name)} · {full}{scale}")
         self.adjustSize()
+        self.place_on_screen()
         self.shown.emit(path)
+
+    def place_on_screen(self) -> None:
+        """Centre over the window it came from, but wholly on its screen: a big picture next
+        to a window near the screen's edge would otherwise hang off it (Qt centres a dialog
+        over its parent; not every window manager moves it back)."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        area = screen.availableGeometry()
+        parent = self.parentWidget()
+        centre = parent.window().geometry().center() if parent is not None else area.center()
+        size = self.frameGeometry().size()
+        x = min(max(centre.x() - size.width() // 2, area.left()), area.right() + 1 - size.width())
+        y = min(max(centre.y() - size.height() // 2, area.top()), area.bottom() + 1 - size.height())
+        self.move(max(x, area.left()), max(y, area.top()))
 
     def _fail(self, why: str) -> None:
         self.error = why

@@ -113,6 +113,7 @@ def test_save_and_open_by_mouse_and_keyboard(
     assert saved == folder / "report (2).pdf"  # never over another file
     assert _sha(saved) == _sha(source) == entry.file.sha256
     assert (folder / "report.pdf").read_bytes() == b"mine"
+    qtbot.waitUntil(lambda: entry.file_note == "saved as report (2).pdf", timeout=TIMEOUT_MS)
 
     # The keyboard: the card is the current row, Right moves from Save to Open, Enter opens.
     view = bob.chat_view
@@ -313,6 +314,8 @@ def test_clicking_a_thumbnail_opens_the_picture_full_size(
     assert (entry.thumb.width(), entry.thumb.height()) == (240, 180)  # the bounded preview
     _index, card = card_of(bob, entry)
     assert card.picture.size() == entry.thumb.size()
+    screen = bob.screen().availableGeometry()
+    bob.move(screen.right() - bob.width() // 3, screen.top())  # the window half off-screen
     click(qtbot, bob, card.picture.center())
     viewer = bob.files.viewers[entry.file.id]
     qtbot.waitUntil(lambda: viewer.path is not None, timeout=TIMEOUT_MS)
@@ -322,6 +325,7 @@ def test_clicking_a_thumbnail_opens_the_picture_full_size(
     assert (shown.width(), shown.height()) == (400, 300)  # full size: it fits the screen
     assert shown.pixelColor(10, 10) == QColor("#4a90d9")
     assert shown.pixelColor(10, 290) == QColor("#e8c07d")
+    assert screen.contains(viewer.frameGeometry())  # all of it on the screen
     _grab(viewer, "image-viewer.png", tmp_path)
     viewer.close()
 
