@@ -43,6 +43,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -95,25 +96,45 @@ class _Thumbs(QObject):
 
 
 class TransferRow(QWidget):
-    """One transfer: name, progress bar, speed and time left (or why it waits), Cancel."""
+    """One transfer: name, progress bar, Cancel (✕ to clear it from the list once it ended),
+    and under them speed and time left, or why it waits. Nothing in it widens the window: a
+    long name is elided and the line of details is cut rather than pushing the chat aside."""
 
-    def __init__(self, t: Transfer, manager: TransferManager) -> None:
+    def __init__(self, t: Transfer, manager: TransferManager, panel: TransferPanel) -> None:
         super().__init__()
         self.tid = t.id
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(4, 2, 4, 2)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(4, 2, 4, 2)
+        outer.setSpacing(0)
+        top = QHBoxLayout()
         arrow = "↑" if t.kind == "upload" else "↓"
-        self.name = QLabel(f"{arrow} {t.name}")
-        self.name.setMaximumWidth(220)
+        shown = file_card.display_name(t.name)
+        self.name = QLabel()
+        self.name.setText(
+            self.name.fontMetrics().elidedText(
+                f"{arrow} {shown}", Qt.TextElideMode.ElideMiddle, 140
+            )
+        )
+        self.name.setToolTip(shown)
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
-        self.bar.setAccessibleName(f"Progress of {t.name}")
-        self.detail = QLabel()
+        self.bar.setAccessibleName(f"Progress of {shown}")
         self.cancel = QPushButton("Cancel")
-        self.cancel.setAccessibleName(f"Cancel {t.name}")
+        self.cancel.setAccessibleName(f"Cancel {shown}")
         self.cancel.clicked.connect(lambda: manager.cancel(self.tid))
-        for w, stretch in ((self.name, 0), (self.bar, 1), (self.detail, 0), (self.cancel, 0)):
-            layout.addWidget(w, stretch)
+        self.dismiss = QToolButton()
+        self.dismiss.setText("✕")
+        self.dismiss.setAutoRaise(True)
+        self.dismiss.setAccessibleName(f"Clear {shown} from the list")
+        self.dismiss.setToolTip("Clear from the list")
+        self.dismiss.clicked.connect(lambda: panel.dismiss(self.tid))
+        for w, stretch in ((self.name, 0), (self.bar, 1), (self.cancel, 0), (self.dismiss, 0)):
+            top.addWidget(w, stretch)
+        self.detail = QLabel()
+        self.detail.setProperty("role", "muted")
+        self.detail.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        outer.addLayout(top)
+        outer.addWidget(self.detail)
         self.update_from(t)
 
     def update_from(self, t: Transfer) -> None:
@@ -125,7 +146,10 @@ class TransferRow(QWidget):
         else:
             text = t.detail
         self.detail.setText(text)
-        self.cancel.setVisible(t.state in ("running", "waiting"))
+        self.detail.setToolTip(text)
+        active = t.state in ("running", "waiting")
+        self.cancel.setVisible(active)
+        self.dismiss.setVisible(not active)
 
 
 class TransferPanel(QWidget):
@@ -136,6 +160,7 @@ class TransferPanel(QWidget):
         self.setObjectName("transferPanel")
         self.manager = manager
         self.rows: dict[str, TransferRow] = {}
+        self._dismissed: set[str] = set()
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
         self._layout.setSpacing(0)
@@ -143,12 +168,23 @@ class TransferPanel(QWidget):
         self.setVisible(False)
 
     def _on_changed(self, tid: str) -> None:
+        if tid in self._dismissed:
+            return
         t = self.manager.transfers[tid]
         row = self.rows.get(tid)
         if row is None:
-            row = self.rows[tid] = TransferRow(t, self.manager)
+            row = self.rows[tid] = TransferRow(t, self.manager, self)
             self._layout.addWidget(row)
         row.update_from(t)
+        self.setVisible(bool(self.rows))
+
+    def dismiss(self, tid: str) -> None:
+        """Clear an ended transfer's row."""
+        row = self.rows.pop(tid, None)
+        if row is not None:
+            self._dismissed.add(tid)
+            self._layout.removeWidget(row)
+            row.deleteLater()
         self.setVisible(bool(self.rows))
 
 

@@ -29,9 +29,10 @@ from desktop_chat.net.server.sniff_media import safe_label
 from desktop_chat.ui import file_card
 from desktop_chat.ui.chat_model import ChatModel
 from desktop_chat.ui.chat_view import ChatView
-from desktop_chat.ui.file_sharing import downloads_folder
+from desktop_chat.ui.file_sharing import TransferPanel, downloads_folder
 from desktop_chat.ui.image_viewer import ImageViewer
 from desktop_chat.ui.main_window import MainWindow
+from desktop_chat.ui.transfers import Transfer, TransferManager
 from tests.gui.conftest import TIMEOUT_MS, WindowAt
 from tests.gui.file_card_helpers import (
     StallingRelay,
@@ -414,3 +415,30 @@ def test_rows_are_laid_out_again_when_the_view_gets_narrower(qtbot: QtBot) -> No
     qtbot.waitUntil(tidy, timeout=TIMEOUT_MS)
     view.resize(760, 500)
     qtbot.waitUntil(tidy, timeout=TIMEOUT_MS)
+
+
+def test_the_transfer_panel_never_widens_the_window_and_ended_rows_can_be_cleared(
+    qtbot: QtBot,
+) -> None:
+    """Seen under Xvfb: a running download's line of details (speed, time left) beside its
+    bar made the panel's minimum width larger than the chat column, and the window grew."""
+    manager = TransferManager()
+    panel = TransferPanel(manager)
+    qtbot.addWidget(panel)
+    running = Transfer("t1", "download", "a rather long name for a file.tar.gz", 50_000_000, "s",
+                       done=35_000_000, speed=61_000_000.0)  # fmt: skip
+    done = Transfer("t2", "upload", "photo.jpg", 1000, "s", done=1000, state="done", detail="Done")
+    for t in (running, done):
+        manager.transfers[t.id] = t
+        manager.changed.emit(t.id)
+    panel.show()
+    assert "33.4 MB of 47.7 MB · 58.2 MB/s, 1 s left" in panel.rows["t1"].detail.text()
+    assert panel.minimumSizeHint().width() < 360, panel.minimumSizeHint()  # it was 658
+    first, second = panel.rows["t1"], panel.rows["t2"]
+    qtbot.waitUntil(second.isVisible)  # rows added to a shown panel appear a moment later
+    assert first.cancel.isVisible() and not first.dismiss.isVisible()
+    assert second.dismiss.isVisible() and not second.cancel.isVisible()
+    qtbot.mouseClick(second.dismiss, Qt.MouseButton.LeftButton)
+    assert list(panel.rows) == ["t1"] and panel.isVisible()
+    manager.changed.emit("t2")  # a late report does not bring the cleared row back
+    assert list(panel.rows) == ["t1"]
