@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import partial
 
 from PySide6.QtCore import (
+    QItemSelectionModel,
     QModelIndex,
     QPersistentModelIndex,
     QPoint,
@@ -306,9 +307,16 @@ class ChatView(QListView):
             pos = e.position().toPoint()
             self._press_link = self.link_at(pos)
             self._press_action = self.file_action_at(pos)
-        super().mousePressEvent(e)
         if self._press_action is not None:
+            # A button press, not a row selection: the card becomes the keyboard's current
+            # row (its button ringed), without the selection band.
+            self.setFocus(Qt.FocusReason.MouseFocusReason)
+            self.selectionModel().setCurrentIndex(
+                self.indexAt(e.position().toPoint()), QItemSelectionModel.SelectionFlag.NoUpdate
+            )
             self._set_card_focus(*self._press_action)
+            return
+        super().mousePressEvent(e)
 
     def mouseReleaseEvent(self, e: QMouseEvent) -> None:
         super().mouseReleaseEvent(e)

@@ -377,6 +377,17 @@ def test_screenshots_of_cards_in_light_and_dark(
     # Bob joined after: a picture from the history gets its preview too (it did not when
     # previews were made only for messages that arrived live).
     qtbot.waitUntil(lambda: entry.thumb is not None, timeout=TIMEOUT_MS)
+    report = _wait_card(qtbot, bob, "Quarterly report.pdf")
+    bob.chat_view.scroll_to_newest()
+    composer_y = bob.composer.y()
+    _index, card = card_of(bob, report)
+    click(qtbot, bob, card.save.center())
+    (saved,) = _saved(qtbot, bob, 1)
+    qtbot.waitUntil(lambda: report.file_note == f"saved as {saved.name}", timeout=TIMEOUT_MS)
+    for tid in list(bob.files.panel.rows):
+        bob.files.panel.dismiss(tid)  # the card says it was saved
+    qtbot.waitUntil(lambda: bob.composer.y() == composer_y)  # the panel's room is given back
+    assert not bob.chat_view.selectionModel().hasSelection()  # a button press selects no row
     bob.chat_view.scroll_to_newest()
     for theme, name in (("light", "files-card-light.png"), ("dark", "files-card-dark.png")):
         bob.preview_theme(theme)
