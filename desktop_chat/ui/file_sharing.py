@@ -10,6 +10,7 @@ never overwrites another file.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import tempfile
@@ -366,7 +367,12 @@ class FileSharing(QObject):
         for entry in self._noted[t.download.file_id]:
             if entry.file_note != note:
                 entry.file_note, changed = note, True
+            if t.gone and not entry.file.expired:
+                # Expired since the card was made: it says so now, and loses its buttons.
+                entry.file = dataclasses.replace(entry.file, expired=True)
+                entry.file_note, entry.cache_width, changed = "", -1, True
         if changed:
+            self.window.chat_view.scheduleDelayedItemsLayout()
             self.window.chat_view.viewport().update()
 
     @staticmethod

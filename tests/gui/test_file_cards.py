@@ -275,6 +275,32 @@ def test_an_expired_file_card_says_so_and_has_no_buttons(
     assert not live.save.isEmpty()
 
 
+def test_a_card_whose_file_expired_meanwhile_turns_expired_when_saved(
+    qtbot: QtBot, make_server: Callable[..., Server], connect: Any, window_at: WindowAt,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    srv = make_server(files_quota=250_000)
+    carol = connect("carol", srv=srv)
+    bob = window_at(srv, "bob")
+    qtbot.waitUntil(lambda: bob.files.manager.endpoint is not None, timeout=TIMEOUT_MS)
+    for name in ("first.bin", "second.bin"):
+        (tmp_path / name).write_bytes(os.urandom(200_000))
+    share(srv, carol.welcome_session, tmp_path / "first.bin", room="general")
+    first = _wait_card(qtbot, bob, "first.bin")
+    share(srv, carol.welcome_session, tmp_path / "second.bin", room="general")  # first goes
+    _wait_card(qtbot, bob, "second.bin")
+    assert not first.file.expired  # a live window is not told
+    _index, card = card_of(bob, first)
+    click(qtbot, bob, card.save.center())
+    qtbot.waitUntil(lambda: bool(first.file.expired), timeout=TIMEOUT_MS)
+    (t,) = bob.files.manager.transfers.values()
+    assert t.state == "failed" and t.gone
+    _index, card = card_of(bob, first)
+    assert card.save.isEmpty() and bob.chat_view.file_action_at(card.name.center()) is None
+    folder = downloads_folder()
+    assert not folder.exists() or not list(folder.iterdir())  # no empty .part left behind
+
+
 def test_a_dm_file_card_reaches_the_two_parties_only(
     qtbot: QtBot, server: Server, connect: Any, window_at: WindowAt, tmp_path: Path
 ) -> None:
