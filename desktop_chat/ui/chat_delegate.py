@@ -402,7 +402,10 @@ class ChatDelegate(QStyledItemDelegate):
         assert entry.file is not None
         day, above = self._top_parts(entry, fonts)
         thumb = entry.thumb
-        tw, th = (thumb.width(), thumb.height()) if thumb is not None else (0, 0)
+        if thumb is not None:
+            tw, th = thumb.width(), thumb.height()
+        else:  # the preview's room is kept while it comes (rows do not jump)
+            tw, th = (0, 0) if entry.thumb_failed else file_card.preview_size(entry.file)
         return file_card.card_geometry(
             entry.file,
             tw,
@@ -494,21 +497,13 @@ class ChatDelegate(QStyledItemDelegate):
             elif state & _MOUSE_OVER:
                 self._paint_gutter_time(painter, row, entry, fonts, FOLLOW_TOP)
         if entry.file is not None:
-            info = entry.file
-            wanted = entry.thumb is None and not entry.thumb_asked and not info.expired
-            if wanted and info.mime in file_card.VIEWABLE:
+            if file_card.wants_preview(entry):
                 entry.thumb_asked = True
                 self.thumbWanted.emit(entry)
             focused = self.focused_action if state & _HAS_FOCUS else None
+            fonts_ = (fonts.name, fonts.small, fonts.name_fm, fonts.small_fm)
             self._cards.paint(
-                painter,
-                self.card_geometry(entry, rect, fonts),
-                entry.file,
-                "you" if entry.own else entry.sender,
-                entry.file_note,
-                entry.thumb,
-                (fonts.name, fonts.small, fonts.name_fm, fonts.small_fm),
-                focused,
+                painter, self.card_geometry(entry, rect, fonts), entry, fonts_, focused
             )
         else:
             layout = self._painted_layout(entry, self.body_width(rect.width()), fonts)

@@ -87,6 +87,7 @@ class Entry:
     file: FileInfo | None = None  # a shared file: the row is its card
     thumb: Any = None  # a picture's QImage preview, decoded at bounded size, once fetched
     thumb_asked: bool = False  # its preview was asked for (when first painted)
+    thumb_failed: bool = False  # no preview can be made (too large, a bomb): the icon shows
     file_note: str = ""  # what became of saving it here ("saving… 40 %", "saved as x.pdf")
 
     @property

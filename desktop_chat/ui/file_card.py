@@ -16,10 +16,11 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
-from PySide6.QtCore import QPointF, QRect, QRectF, Qt
+from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen
 
 from desktop_chat.net.protocol.events import FileInfo
+from desktop_chat.ui.chat_model import Entry
 from desktop_chat.ui.theme import Theme
 
 PAD = 10  # inside the card
@@ -32,6 +33,7 @@ WIDE_ENOUGH = 380  # below this the buttons go on a row of their own
 SAVE, OPEN, VIEW = "save", "open", "view"
 # Only these are shown in the app (the server serves only these inline, too).
 VIEWABLE = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+PREVIEW_BOX = QSize(240, 180)  # a picture's preview fits in this
 
 # Characters that reorder or hide text (bidi embeddings, overrides, isolates and marks).
 _BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -106,6 +108,25 @@ def meta_text(info: FileInfo, sender: str, note: str = "") -> str:
     dims = f" · {info.width}×{info.height}" if info.width and info.height and not note else ""
     tail = f" · {note}" if note else ""
     return f"{human_size(info.size)}{dims} · from {sender}{tail}"
+
+
+def preview_size(info: FileInfo) -> tuple[int, int]:
+    """The room a picture's preview takes (its size from the message, scaled down to fit
+    PREVIEW_BOX as the preview will be), or (0, 0) when there is no preview to expect."""
+    if info.mime not in VIEWABLE or info.expired or not info.width or not info.height:
+        return (0, 0)
+    size = QSize(info.width, info.height)
+    if size.width() > PREVIEW_BOX.width() or size.height() > PREVIEW_BOX.height():
+        size = size.scaled(PREVIEW_BOX, Qt.AspectRatioMode.KeepAspectRatio).expandedTo(QSize(1, 1))
+    return (size.width(), size.height())
+
+
+def wants_preview(entry: Entry) -> bool:
+    """A picture's card painted without its preview, never asked for: time to fetch it."""
+    info = entry.file
+    if info is None or info.mime not in VIEWABLE or info.expired or entry.thumb is not None:
+        return False
+    return not entry.thumb_asked and not entry.thumb_failed
 
 
 def actions(info: FileInfo | None, has_picture: bool) -> tuple[str, ...]:
@@ -205,19 +226,24 @@ class CardPainter:
         self,
         painter: QPainter,
         g: CardGeometry,
-        info: FileInfo,
-        sender: str,
-        note: str,
-        thumb: object,
+        entry: Entry,
         fonts: tuple[QFont, QFont, QFontMetrics, QFontMetrics],
         focused: str | None,
     ) -> None:
+        """Paint ``entry``'s card (its ``file`` is set) with the keyboard on ``focused``."""
         name_font, small_font, name_fm, small_fm = fonts
+        info, thumb, note = entry.file, entry.thumb, entry.file_note
+        assert info is not None
+        sender = "you" if entry.own else entry.sender
         painter.setPen(QPen(self.border, 1))
         painter.setBrush(self.fill)
         painter.drawRoundedRect(QRectF(g.card).adjusted(0.5, 0.5, -0.5, -0.5), 8, 8)
         if thumb is not None:
-            painter.drawImage(g.picture.topLeft(), thumb)  # type: ignore[call-overload]
+            painter.drawImage(g.picture.topLeft(), thumb)
+        elif g.picture.width() > ICON_W:  # the preview's room, while it is on its way
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(self.border)
+            painter.drawRoundedRect(QRectF(g.picture), 4, 4)
         else:
             self._paint_icon(painter, g.picture, info, small_font)
         if focused == VIEW:

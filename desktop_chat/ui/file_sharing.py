@@ -14,27 +14,21 @@ import dataclasses
 import os
 import secrets
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import (
-    QBuffer,
-    QByteArray,
     QEvent,
     QObject,
-    QSize,
     QStandardPaths,
     Qt,
     QUrl,
-    Signal,
 )
 from PySide6.QtGui import (
     QDesktopServices,
     QDropEvent,
     QGuiApplication,
     QImage,
-    QImageReader,
     QKeyEvent,
     QKeySequence,
 )
@@ -54,13 +48,10 @@ from desktop_chat.net.client import files as f
 from desktop_chat.paths import data_dir
 from desktop_chat.ui import file_card
 from desktop_chat.ui.image_viewer import ImageViewer
+from desktop_chat.ui.previews import Previews
 from desktop_chat.ui.transfers import Transfer, TransferManager, human_size
 
 ENV_DOWNLOADS = "DESKTOP_CHAT_DOWNLOADS"
-THUMB_IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
-THUMB_FETCH_CAP = 16 * 1024 * 1024  # bytes of a picture fetched into memory for a preview
-THUMB_BOX = QSize(240, 180)  # a preview fits in this
-THUMB_ALLOC_MB = 64  # what Qt may allocate to decode one picture, whatever its header says
 
 
 def downloads_folder() -> Path:
@@ -69,31 +60,6 @@ def downloads_folder() -> Path:
         return Path(override)
     found = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DownloadLocation)
     return Path(found or Path.home())
-
-
-def decode_thumbnail(data: bytes, box: QSize) -> QImage:
-    """Decode a picture scaled to fit ``box``, never allocating more than THUMB_ALLOC_MB: a
-    decompression bomb (a PNG declaring 100000×100000) gives a null image, not an exhausted
-    memory."""
-    buffer = QBuffer()
-    buffer.setData(QByteArray(data))
-    buffer.open(QBuffer.OpenModeFlag.ReadOnly)
-    reader = QImageReader(buffer)
-    reader.setAllocationLimit(THUMB_ALLOC_MB)
-    size = reader.size()
-    if not size.isValid() or size.isEmpty():
-        reader.setScaledSize(box)  # no size in the header: never larger than the box
-    elif size.width() > box.width() or size.height() > box.height():  # shrink, never enlarge
-        reader.setScaledSize(
-            size.scaled(box, Qt.AspectRatioMode.KeepAspectRatio).expandedTo(QSize(1, 1))
-        )
-    return reader.read()
-
-
-class _Thumbs(QObject):
-    """Carries decoded previews from their threads into the GUI thread."""
-
-    ready = Signal(str, object)  # file id, the picture's bytes
 
 
 class TransferRow(QWidget):
@@ -220,12 +186,8 @@ class FileSharing(QObject):
         # The client's own signal: it comes after client.session holds the new token.
         window.client.welcomed.connect(self._on_welcomed)
         self.manager.finished.connect(self._on_finished)
-        self._thumbs = _Thumbs(self)
-        self._thumbs.ready.connect(self._on_thumb)
-        self._thumb_entries: dict[str, list[Any]] = {}  # file id -> entries waiting for it
-        self._thumb_images: dict[str, QImage] = {}  # file id -> its decoded preview
-        self._thumb_threads: list[tuple[threading.Thread, f.Cancel]] = []
-        window.chat_view.delegate.thumbWanted.connect(self._on_thumb_wanted)
+        self.previews = Previews(window.chat_view, lambda: self.manager.endpoint)
+        window.chat_view.delegate.thumbWanted.connect(self.previews.want)
 
     def _attach_button(self, parent: QWidget) -> QToolButton:
         button = QToolButton(parent)
@@ -381,52 +343,6 @@ class FileSharing(QObject):
 
     # -- previews -----------------------------------------------------------------------------
 
-    def _on_thumb_wanted(self, entry: Any) -> None:
-        """The delegate is about to show a picture's card without its preview: fetch it once
-        per file (only pictures that reach the screen are fetched, from history too)."""
-        info = entry.file
-        done = self._thumb_images.get(info.id)
-        if done is not None:
-            self._set_thumb(entry, done)
-            return
-        ep = self.manager.endpoint
-        if ep is None:
-            entry.thumb_asked = False  # asked again when painted after the welcome
-            return
-        waiting = self._thumb_entries.setdefault(info.id, [])
-        waiting.append(entry)
-        if len(waiting) == 1:  # the first entry for this file fetches it
-            cancel = f.Cancel()
-            thread = threading.Thread(
-                target=self._fetch_thumb, args=(ep, info.id, cancel), name=f"thumb-{info.id[:8]}"
-            )
-            self._thumb_threads.append((thread, cancel))
-            thread.start()
-
-    def _fetch_thumb(self, ep: f.Endpoint, file_id: str, cancel: f.Cancel) -> None:
-        """A preview's own thread: the picture fetched into memory, at most THUMB_FETCH_CAP.
-        It is decoded in the GUI thread (bounded: scaled size and allocation limit): Qt
-        objects made on plain Python threads stalled other threads' sockets in tests."""
-        try:
-            data = f.fetch(ep, file_id, THUMB_FETCH_CAP, cancel)
-        except (f.TransferError, f.Cancelled):
-            return  # no preview: the card still offers Save and Open
-        self._thumbs.ready.emit(file_id, data)
-
-    def _on_thumb(self, file_id: str, data: bytes) -> None:
-        image = decode_thumbnail(data, THUMB_BOX)
-        if image.isNull():
-            return  # a bomb or a damaged picture: the card keeps its icon
-        self._thumb_images[file_id] = image
-        for entry in self._thumb_entries.pop(file_id, []):
-            self._set_thumb(entry, image)
-
-    def _set_thumb(self, entry: Any, image: QImage) -> None:
-        entry.thumb = image
-        entry.cache_width = -1  # the row grows to hold it
-        self.window.chat_view.scheduleDelayedItemsLayout()
-        self.window.chat_view.viewport().update()
-
     def close(self) -> None:
         for viewer in list(self.viewers.values()):
             viewer.stop()
@@ -434,8 +350,5 @@ class FileSharing(QObject):
         if self._picture_tmp is not None:
             self._picture_tmp.cleanup()
             self._picture_tmp = None
-        for _thread, cancel in self._thumb_threads:
-            cancel.cancel()
-        for thread, _cancel in self._thumb_threads:
-            thread.join()
+        self.previews.close()
         self.manager.close()

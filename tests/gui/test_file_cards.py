@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QObject, Qt, QUrl, Slot
-from PySide6.QtGui import QColor, QDesktopServices
+from PySide6.QtGui import QColor, QDesktopServices, QImage
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
@@ -26,7 +26,7 @@ from desktop_chat.net.client.savenames import safe_name
 from desktop_chat.net.protocol.events import ChatMessage, FileInfo
 from desktop_chat.net.server.server import Server
 from desktop_chat.net.server.sniff_media import safe_label
-from desktop_chat.ui import file_card
+from desktop_chat.ui import file_card, previews
 from desktop_chat.ui.chat_model import ChatModel
 from desktop_chat.ui.chat_view import ChatView
 from desktop_chat.ui.file_sharing import TransferPanel, downloads_folder
@@ -479,3 +479,66 @@ def test_the_transfer_panel_never_widens_the_window_and_ended_rows_can_be_cleare
     assert list(panel.rows) == ["t1"] and panel.isVisible()
     manager.changed.emit("t2")  # a late report does not bring the cleared row back
     assert list(panel.rows) == ["t1"]
+
+
+def test_a_picture_card_keeps_its_preview_room_while_the_preview_comes(qtbot: QtBot) -> None:
+    """The room comes from the picture's size in the message, so the row does not jump when
+    the preview arrives (nor when a dropped preview is fetched again)."""
+    view = ChatView()
+    qtbot.addWidget(view)
+    view.resize(700, 500)
+    model = ChatModel("bob")
+    view.set_chat_model(model)
+    asked: list[Any] = []
+    view.delegate.thumbWanted.connect(asked.append)
+    info = FileInfo(id="p1", name="lake.jpg", size=90_000, sha256="0" * 64, mime="image/jpeg",
+                    width=2400, height=1600)  # fmt: skip
+    model.add_message(ChatMessage(id=1, from_="carol", ts=1_700_000_000_000, room="general",
+                                  text="", file=info))  # fmt: skip
+    view.show()
+    qtbot.waitUntil(lambda: len(asked) == 1)  # painted: the preview is asked for, once
+    entry = model.entry(0)
+    fonts = view.delegate.fonts(view.font())
+    before = view.delegate.card_geometry(entry, view.visualRect(model.index(0)), fonts)
+    height = view.visualRect(model.index(0)).height()
+    assert (before.picture.width(), before.picture.height()) == (240, 160)
+    view.viewport().repaint()
+    assert len(asked) == 1
+    entry.thumb = QImage(240, 160, QImage.Format.Format_RGB32)  # as Previews sets it
+    view.viewport().repaint()
+    assert view.visualRect(model.index(0)).height() == height
+    after = view.delegate.card_geometry(entry, view.visualRect(model.index(0)), fonts)
+    assert after == before
+
+
+def test_previews_are_dropped_beyond_the_cache_and_fetched_again(
+    qtbot: QtBot, server: Server, connect: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(previews, "PREVIEW_CACHE", 1)
+    carol = connect("carol")
+    infos = []
+    for name in ("one.png", "two.png"):
+        share(server, carol.welcome_session, picture(tmp_path / name, 60, 40), room="general")
+        sent = carol.expect("message")["file"]
+        fields = ("id", "name", "size", "sha256", "mime", "width", "height")
+        infos.append(FileInfo(**{k: sent[k] for k in fields}))
+    ep = f.Endpoint("127.0.0.1", server.port, server.fingerprint or "", carol.welcome_session)
+    view = ChatView()
+    qtbot.addWidget(view)
+    model = ChatModel("bob")
+    for i, info in enumerate(infos, 1):
+        model.add_message(ChatMessage(id=i, from_="carol", ts=1_700_000_000_000 + i,
+                                      room="general", text="", file=info))  # fmt: skip
+    one, two = model.entry(0), model.entry(1)
+    cache = previews.Previews(view, lambda: ep)
+    try:
+        cache.want(one)
+        qtbot.waitUntil(lambda: one.thumb is not None, timeout=TIMEOUT_MS)
+        cache.want(two)
+        qtbot.waitUntil(lambda: two.thumb is not None, timeout=TIMEOUT_MS)
+        assert one.thumb is None and not one.thumb_asked  # dropped: asked again when painted
+        cache.want(one)
+        qtbot.waitUntil(lambda: one.thumb is not None, timeout=TIMEOUT_MS)
+        assert two.thumb is None and one.thumb.pixelColor(5, 5) == QColor("#4a90d9")
+    finally:
+        cache.close()
