@@ -3,6 +3,7 @@
 Message text is laid out with ``QTextLayout`` as plain text (never HTML: ``<b>x</b>`` shows
 as typed) with formats only for link ranges and mentions of me. The same layout code answers
 ``sizeHint`` (cached in the entry per width), ``paint`` and "which link is under the mouse".
+A shared file's row is a card instead of text (:mod:`desktop_chat.ui.file_card`).
 """
 
 from __future__ import annotations

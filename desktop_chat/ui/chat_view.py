@@ -3,7 +3,8 @@
 It sticks to the newest message while the user is at the bottom, keeps the view still when
 older messages are prepended (it keeps the distance from the bottom), reveals held older rows
 and then asks for server history when the user scrolls to the top, trims rows far above the
-screen while the user reads the newest ones, opens links, and copies text.
+screen while the user reads the newest ones, opens links, copies text, and turns clicks and
+keys on a file card's buttons into ``fileAction``.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """Sharing files from the chat window: the attach button, drag and drop, pasting an image, the
-transfer panel, saving and opening received files, and bounded image thumbnails.
+transfer panel, and what the buttons of a received file's card do (Save, Open, View).
 
 :class:`FileSharing` is attached to a :class:`~desktop_chat.ui.main_window.MainWindow`; it owns
 a :class:`~desktop_chat.ui.transfers.TransferManager` whose endpoint follows the chat client's
-welcome (address, pinned certificate, session token). Received files are saved to the user's
-Downloads folder (``$DESKTOP_CHAT_DOWNLOADS`` overrides it, for tests) under a safe name that
-never overwrites another file.
+welcome (address, pinned certificate, session token), the cards' previews
+(:mod:`~desktop_chat.ui.previews`) and the picture viewers (:mod:`~desktop_chat.ui.image_viewer`).
+Cards themselves are painted by the chat delegate (:mod:`~desktop_chat.ui.file_card`). Received
+files are saved to the user's Downloads folder (``$DESKTOP_CHAT_DOWNLOADS`` overrides it, for
+tests) under a safe name that never overwrites another file; the card says how saving goes.
 """
 
 from __future__ import annotations
