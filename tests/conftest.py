@@ -103,6 +103,7 @@ def _isolated_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("DESKTOP_CHAT_DATA_DIR", str(tmp_path / "user-data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    monkeypatch.setenv("DESKTOP_CHAT_DOWNLOADS", str(tmp_path / "Downloads"))  # saved files
     gc.collect()
 
 

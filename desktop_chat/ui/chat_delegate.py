@@ -3,6 +3,7 @@
 Message text is laid out with ``QTextLayout`` as plain text (never HTML: ``<b>x</b>`` shows
 as typed) with formats only for link ranges and mentions of me. The same layout code answers
 ``sizeHint`` (cached in the entry per width), ``paint`` and "which link is under the mouse".
+A shared file's row is a card instead of text (:mod:`desktop_chat.ui.file_card`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,17 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPointF, QRect, QRectF, QSize, Qt
+from PySide6.QtCore import (
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    QPointF,
+    QRect,
+    QRectF,
+    QSize,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -26,6 +37,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
+from desktop_chat.ui import file_card
 from desktop_chat.ui.chat_model import ChatModel, Entry, Kind
 from desktop_chat.ui.message_text import Span, action_text
 from desktop_chat.ui.theme import LIGHT, Theme
@@ -46,9 +58,6 @@ LINE_GAP = 2  # extra pixels between wrapped lines of one message
 # QTextLayout does not break lines at "\n"; U+2028 is a line separator it honours, and it
 # keeps every index the same so link and mention ranges still apply.
 _LINE_BREAKS = str.maketrans({"\n": "\u2028", "\r": " "})
-
-
-THUMB_GAP = 6  # between a file's line and its picture
 
 
 def day_label(day: date, today: date | None = None) -> str:
@@ -175,6 +184,7 @@ class _Colours:
 
 _SELECTED = QStyle.StateFlag.State_Selected.value
 _MOUSE_OVER = QStyle.StateFlag.State_MouseOver.value
+_HAS_FOCUS = QStyle.StateFlag.State_HasFocus.value
 _HINTS = QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing
 
 
@@ -186,12 +196,22 @@ def clock_text(entry: Entry) -> str:
 
 
 class ChatDelegate(QStyledItemDelegate):
-    """Draws :class:`ChatModel` rows. Signals: sizeHintChanged (inherited)."""
+    """Draws :class:`ChatModel` rows.
+
+    Signals:
+        thumbWanted(Entry): a picture's card is painted without a preview (once per entry).
+        sizeHintChanged (inherited).
+    """
+
+    thumbWanted = Signal(object)
 
     def __init__(self, parent: QWidget | None = None, theme: Theme = LIGHT) -> None:
         super().__init__(parent)
         self.theme = theme
         self._colours = _Colours(theme)
+        self._cards = file_card.CardPainter(theme)
+        # The card button the keyboard is on, drawn on the current row (set by the view).
+        self.focused_action: str | None = None
         self._fonts: _Fonts | None = None
         self._font_base = QFont()
         self._option = QTextOption()
@@ -206,6 +226,7 @@ class ChatDelegate(QStyledItemDelegate):
     def set_theme(self, theme: Theme) -> None:
         self.theme = theme
         self._colours = _Colours(theme)
+        self._cards = file_card.CardPainter(theme)
         self._paint_cache.clear()
 
     # -- geometry ----------------------------------------------------------------------------
@@ -307,12 +328,14 @@ class ChatDelegate(QStyledItemDelegate):
         if entry.cache_width == width:
             return entry.cache_height
         body_w = self.body_width(width)
-        body_h = self._one_line(entry, body_w, fonts)
+        day, above = self._top_parts(entry, fonts)
+        body_h: float | None
+        if entry.file is not None:
+            body_h = self.card_geometry(entry, QRect(0, 0, width, 0), fonts).card.height()
+        else:
+            body_h = self._one_line(entry, body_w, fonts)
         if body_h is None:
             _, body_h = self.text_layout(entry, body_w, fonts)
-        if entry.thumb is not None:
-            body_h += entry.thumb.height() + THUMB_GAP
-        day, above = self._top_parts(entry, fonts)
         below = SYSTEM_PAD if entry.kind in (Kind.SYSTEM, Kind.ERROR) else BOTTOM
         if entry.kind == Kind.ACTION:
             below = 8
@@ -375,13 +398,42 @@ class ChatDelegate(QStyledItemDelegate):
             return model.entry(index.row())
         return None
 
+    def card_geometry(self, entry: Entry, rect: QRect, fonts: _Fonts) -> file_card.CardGeometry:
+        """Where the parts of a file's card are, for the row at ``rect``."""
+        assert entry.file is not None
+        day, above = self._top_parts(entry, fonts)
+        thumb = entry.thumb
+        if thumb is not None:
+            tw, th = thumb.width(), thumb.height()
+        else:  # the preview's room is kept while it comes (rows do not jump)
+            tw, th = (0, 0) if entry.thumb_failed else file_card.preview_size(entry.file)
+        return file_card.card_geometry(
+            entry.file,
+            tw,
+            th,
+            rect.left() + TEXT_X,
+            rect.top() + day + above,
+            self.body_width(rect.width()),
+            fonts.name_fm,
+            fonts.small_fm,
+        )
+
+    def file_action_at(self, entry: Entry, rect: QRect, pos: QPoint, font: QFont) -> str | None:
+        """The card button (save, open, view) under ``pos`` in the row at ``rect``, if any."""
+        if entry.file is None:
+            return None
+        geometry = self.card_geometry(entry, rect, self.fonts(font))
+        return geometry.hit(
+            pos.x(), pos.y(), file_card.actions(entry.file, entry.thumb is not None)
+        )
+
     def body_origin(self, entry: Entry, rect: QRect, fonts: _Fonts) -> QPointF:
         day, above = self._top_parts(entry, fonts)
         return QPointF(rect.left() + TEXT_X, rect.top() + day + above)
 
     def link_at(self, entry: Entry, rect: QRect, pos: QPointF, font: QFont) -> str | None:
         """The URL under ``pos`` (view coordinates) in the row at ``rect``, if any."""
-        if not entry.links:
+        if not entry.links or entry.file is not None:
             return None
         fonts = self.fonts(font)
         layout, height = self.text_layout(entry, self.body_width(rect.width()), fonts)
@@ -430,8 +482,6 @@ class ChatDelegate(QStyledItemDelegate):
         elif state & _MOUSE_OVER:
             painter.fillRect(row, c.hover_row)
 
-        layout = self._painted_layout(entry, self.body_width(rect.width()), fonts)
-        origin = QPointF(rect.left() + TEXT_X, rect.top() + day_h + above)
         kind = entry.kind
         if kind == Kind.SYSTEM or kind == Kind.ERROR:
             colour = c.error if kind == Kind.ERROR else c.muted
@@ -447,11 +497,19 @@ class ChatDelegate(QStyledItemDelegate):
                 self._paint_action_mark(painter, row, entry, fonts)
             elif state & _MOUSE_OVER:
                 self._paint_gutter_time(painter, row, entry, fonts, FOLLOW_TOP)
-        painter.setPen(colour)
-        layout.draw(painter, origin)
-        if entry.thumb is not None:
-            below_text = origin.y() + layout.boundingRect().height() + THUMB_GAP
-            painter.drawImage(QPointF(origin.x(), below_text), entry.thumb)
+        if entry.file is not None:
+            if file_card.wants_preview(entry):
+                entry.thumb_asked = True
+                self.thumbWanted.emit(entry)
+            focused = self.focused_action if state & _HAS_FOCUS else None
+            fonts_ = (fonts.name, fonts.small, fonts.name_fm, fonts.small_fm)
+            self._cards.paint(
+                painter, self.card_geometry(entry, rect, fonts), entry, fonts_, focused
+            )
+        else:
+            layout = self._painted_layout(entry, self.body_width(rect.width()), fonts)
+            painter.setPen(colour)
+            layout.draw(painter, QPointF(rect.left() + TEXT_X, rect.top() + day_h + above))
         painter.restore()
 
     def _paint_day(self, painter: QPainter, band: QRect, entry: Entry) -> None:

@@ -86,6 +86,9 @@ class Entry:
     pending: bool = False  # sent, not echoed yet
     file: FileInfo | None = None  # a shared file: the row is its card
     thumb: Any = None  # a picture's QImage preview, decoded at bounded size, once fetched
+    thumb_asked: bool = False  # its preview was asked for (when first painted)
+    thumb_failed: bool = False  # no preview can be made (too large, a bomb): the icon shows
+    file_note: str = ""  # what became of saving it here ("saving… 40 %", "saved as x.pdf")
 
     @property
     def mention(self) -> bool:
@@ -118,15 +121,28 @@ class _DayCache:
 
 
 def file_label(info: FileInfo) -> str:
-    """The line a file card shows: name and size, or that the server no longer has it."""
+    """A file message as one line of text (copying, searching; the row itself is a card)."""
     size = float(info.size)
     for unit in ("bytes", "KB", "MB", "GB"):
         if size < 1024 or unit == "GB":
             break
         size /= 1024
     shown = f"{info.size} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
-    tail = " — expired: the server no longer has it" if info.expired else " — click to save or open"
+    tail = " — expired: the server no longer has it" if info.expired else ""
     return f"📎 {info.name} ({shown}){tail}"
+
+
+def file_accessible_text(info: FileInfo) -> str:
+    """What a screen reader says for a file's card: its buttons are painted, so the keys are
+    part of the text."""
+    size = file_label(info).rpartition(" (")[2].partition(")")[0]
+    name = "".join(ch if ch.isprintable() else " " for ch in info.name)
+    if info.expired:
+        return f"file {name}, {size}, expired: the server no longer has it"
+    keys = "Enter saves it to Downloads; Left and Right choose Save or Open"
+    if info.mime in ("image/png", "image/jpeg", "image/gif", "image/webp"):
+        keys += ", or View to see the picture"
+    return f"file {name}, {size}. {keys}"
 
 
 def _sort_key(entry: Entry) -> tuple[int, int]:
@@ -190,6 +206,8 @@ class ChatModel(QAbstractListModel):
             when = SENDING if entry.pending else entry.local_time.strftime("%H:%M")
             if entry.kind in (Kind.SYSTEM, Kind.ERROR):
                 return f"{entry.text}, {when}"
+            if entry.file is not None:
+                return f"{entry.sender}, {when}: {file_accessible_text(entry.file)}"
             return f"{entry.sender}, {when}: {entry.text}"
         return None
 

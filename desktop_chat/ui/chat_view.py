@@ -3,12 +3,16 @@
 It sticks to the newest message while the user is at the bottom, keeps the view still when
 older messages are prepended (it keeps the distance from the bottom), reveals held older rows
 and then asks for server history when the user scrolls to the top, trims rows far above the
-screen while the user reads the newest ones, opens links, and copies text.
+screen while the user reads the newest ones, opens links, copies text, and turns clicks and
+keys on a file card's buttons into ``fileAction``.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 from PySide6.QtCore import (
+    QItemSelectionModel,
     QModelIndex,
     QPersistentModelIndex,
     QPoint,
@@ -33,6 +37,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QAbstractItemView, QListView, QMenu, QPushButton, QWidget
 
+from desktop_chat.ui import file_card
 from desktop_chat.ui.chat_delegate import ChatDelegate
 from desktop_chat.ui.chat_model import ChatModel, Entry, Kind
 from desktop_chat.ui.theme import LIGHT, Theme
@@ -61,10 +66,14 @@ class ChatView(QListView):
     Signals:
         olderWanted(): the user reached the top and every held message is shown.
         linkActivated(str url): a link in a message was clicked.
+        fileAction(Entry entry, str action): a file card's button ("save", "open" or "view",
+            the picture) was clicked, or pressed from the keyboard (Left/Right pick, Enter or
+            Space press).
     """
 
     olderWanted = Signal()
     linkActivated = Signal(str)
+    fileAction = Signal(object, str)
 
     def __init__(self, parent: QWidget | None = None, theme: Theme = LIGHT) -> None:
         super().__init__(parent)
@@ -91,6 +100,8 @@ class ChatView(QListView):
         self._at_bottom = True
         self._anchor: int | None = None  # distance from the bottom to keep after a prepend
         self._press_link: str | None = None
+        self._press_action: tuple[Entry, str] | None = None
+        self._focus_entry: Entry | None = None  # the card whose button the keyboard is on
         self._unseen = 0
         # Trimming waits for the event loop: a burst of messages trims once, and rows are never
         # removed while other receivers are still handling the insertion.
@@ -257,6 +268,11 @@ class ChatView(QListView):
 
     def resizeEvent(self, e: QResizeEvent) -> None:
         super().resizeEvent(e)
+        if e.size().width() != e.oldSize().width():
+            # Rows are as tall as their width makes them (wrapped text, a file card's buttons
+            # beside or under its name), and QListView lays rows out again by itself only when
+            # the height changes (its flow is top to bottom): rows overlapped after narrowing.
+            self.scheduleDelayedItemsLayout()
         self._place_jump_button()
 
     # -- links and copying ---------------------------------------------------------------------
@@ -269,21 +285,49 @@ class ChatView(QListView):
         entry = self._model.entry(index.row())
         return self.delegate.link_at(entry, self.visualRect(index), QPointF(pos), self.font())
 
+    def file_action_at(self, pos: QPoint) -> tuple[Entry, str] | None:
+        """The file card and its button under viewport position ``pos``, if any."""
+        index = self.indexAt(pos)
+        if not index.isValid() or self._model is None:
+            return None
+        entry = self._model.entry(index.row())
+        action = self.delegate.file_action_at(entry, self.visualRect(index), pos, self.font())
+        return (entry, action) if action else None
+
     def mouseMoveEvent(self, e: QMouseEvent) -> None:
         super().mouseMoveEvent(e)
-        link = self.link_at(e.position().toPoint())
-        shape = Qt.CursorShape.PointingHandCursor if link else Qt.CursorShape.ArrowCursor
+        pos = e.position().toPoint()
+        over = self.link_at(pos) or self.file_action_at(pos)
+        shape = Qt.CursorShape.PointingHandCursor if over else Qt.CursorShape.ArrowCursor
         self.viewport().setCursor(shape)
 
     def mousePressEvent(self, e: QMouseEvent) -> None:
         self._press_link = None
+        self._press_action = None
         if e.button() == Qt.MouseButton.LeftButton:
-            self._press_link = self.link_at(e.position().toPoint())
+            pos = e.position().toPoint()
+            self._press_link = self.link_at(pos)
+            self._press_action = self.file_action_at(pos)
+        if self._press_action is not None:
+            # A button press, not a row selection: the card becomes the keyboard's current
+            # row (its button ringed), without the selection band.
+            self.setFocus(Qt.FocusReason.MouseFocusReason)
+            self.selectionModel().setCurrentIndex(
+                self.indexAt(e.position().toPoint()), QItemSelectionModel.SelectionFlag.NoUpdate
+            )
+            self._set_card_focus(*self._press_action)
+            return
         super().mousePressEvent(e)
 
     def mouseReleaseEvent(self, e: QMouseEvent) -> None:
         super().mouseReleaseEvent(e)
-        if e.button() != Qt.MouseButton.LeftButton or not self._press_link:
+        if e.button() != Qt.MouseButton.LeftButton:
+            return
+        pressed, self._press_action = self._press_action, None
+        if pressed is not None and self.file_action_at(e.position().toPoint()) == pressed:
+            self.fileAction.emit(*pressed)
+            return
+        if not self._press_link:
             return
         link = self.link_at(e.position().toPoint())
         if link == self._press_link:
@@ -291,6 +335,55 @@ class ChatView(QListView):
             if self.open_links:
                 QDesktopServices.openUrl(QUrl(link))
         self._press_link = None
+
+    # -- file cards from the keyboard ----------------------------------------------------------
+
+    def _current_card(self) -> tuple[Entry, tuple[str, ...]] | None:
+        index = self.currentIndex()
+        if not index.isValid() or self._model is None:
+            return None
+        entry = self._model.entry(index.row())
+        available = file_card.actions(entry.file, entry.thumb is not None)
+        return (entry, available) if available else None
+
+    def _set_card_focus(self, entry: Entry, action: str) -> None:
+        self._focus_entry = entry
+        self.delegate.focused_action = action
+        self.viewport().update()
+
+    def currentChanged(
+        self,
+        current: QModelIndex | QPersistentModelIndex,
+        previous: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        super().currentChanged(current, previous)
+        card = self._current_card()
+        if card is not None and card[0] is not self._focus_entry:
+            self._set_card_focus(card[0], file_card.SAVE)  # a new card starts on Save
+
+    def _card_key(self, e: QKeyEvent) -> bool:
+        """Left/Right move between the current card's buttons; Enter or Space press one."""
+        card = self._current_card()
+        if card is None or e.modifiers() not in (
+            Qt.KeyboardModifier.NoModifier,
+            Qt.KeyboardModifier.KeypadModifier,
+        ):
+            return False
+        entry, available = card
+        focused = self.delegate.focused_action
+        if self._focus_entry is not entry or focused not in available:
+            focused = file_card.SAVE
+        key = e.key()
+        if key in (Qt.Key.Key_Left, Qt.Key.Key_Right):
+            step = 1 if key == Qt.Key.Key_Right else -1
+            at = (available.index(focused) + step) % len(available)
+            self._set_card_focus(entry, available[at])
+            return True
+        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Space):
+            self._set_card_focus(entry, focused)
+            self.fileAction.emit(entry, focused)
+            return True
+        return False
 
     def selected_text(self) -> str:
         model = self._model
@@ -308,6 +401,8 @@ class ChatView(QListView):
         if e.matches(QKeySequence.StandardKey.Copy):
             self.copy_selection()
             return
+        if self._card_key(e):
+            return
         super().keyPressEvent(e)
 
     def contextMenuEvent(self, e: QContextMenuEvent) -> None:
@@ -321,6 +416,9 @@ class ChatView(QListView):
         if link:
             menu.addAction("Open link", lambda: QDesktopServices.openUrl(QUrl(link)))
             menu.addAction("Copy link", lambda: clipboard.setText(link))
+        for action in file_card.actions(entry.file, entry.thumb is not None):
+            label = {"save": "Save to Downloads", "open": "Open", "view": "View picture"}[action]
+            menu.addAction(label, partial(self.fileAction.emit, entry, action))
         menu.addAction("Copy text", lambda: clipboard.setText(entry.text))
         if len(self.selectionModel().selectedIndexes()) > 1:
             menu.addAction("Copy selected messages", self.copy_selection)

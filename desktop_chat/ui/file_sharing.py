@@ -1,39 +1,36 @@
 """Sharing files from the chat window: the attach button, drag and drop, pasting an image, the
-transfer panel, saving and opening received files, and bounded image thumbnails.
+transfer panel, and what the buttons of a received file's card do (Save, Open, View).
 
 :class:`FileSharing` is attached to a :class:`~desktop_chat.ui.main_window.MainWindow`; it owns
 a :class:`~desktop_chat.ui.transfers.TransferManager` whose endpoint follows the chat client's
-welcome (address, pinned certificate, session token). Received files are saved to the user's
-Downloads folder (``$DESKTOP_CHAT_DOWNLOADS`` overrides it, for tests) under a safe name that
-never overwrites another file.
+welcome (address, pinned certificate, session token), the cards' previews
+(:mod:`~desktop_chat.ui.previews`) and the picture viewers (:mod:`~desktop_chat.ui.image_viewer`).
+Cards themselves are painted by the chat delegate (:mod:`~desktop_chat.ui.file_card`). Received
+files are saved to the user's Downloads folder (``$DESKTOP_CHAT_DOWNLOADS`` overrides it, for
+tests) under a safe name that never overwrites another file; the card says how saving goes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
-import threading
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import (
-    QBuffer,
-    QByteArray,
     QEvent,
-    QModelIndex,
     QObject,
-    QSize,
     QStandardPaths,
     Qt,
     QUrl,
-    Signal,
 )
 from PySide6.QtGui import (
     QDesktopServices,
     QDropEvent,
     QGuiApplication,
     QImage,
-    QImageReader,
     QKeyEvent,
     QKeySequence,
 )
@@ -41,9 +38,9 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
-    QMenu,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -51,14 +48,12 @@ from PySide6.QtWidgets import (
 
 from desktop_chat.net.client import files as f
 from desktop_chat.paths import data_dir
-from desktop_chat.ui.chat_model import Role
+from desktop_chat.ui import file_card
+from desktop_chat.ui.image_viewer import ImageViewer
+from desktop_chat.ui.previews import Previews
 from desktop_chat.ui.transfers import Transfer, TransferManager, human_size
 
 ENV_DOWNLOADS = "DESKTOP_CHAT_DOWNLOADS"
-THUMB_IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
-THUMB_FETCH_CAP = 16 * 1024 * 1024  # bytes of a picture fetched into memory for a preview
-THUMB_BOX = QSize(240, 180)  # a preview fits in this
-THUMB_ALLOC_MB = 64  # what Qt may allocate to decode one picture, whatever its header says
 
 
 def downloads_folder() -> Path:
@@ -69,51 +64,46 @@ def downloads_folder() -> Path:
     return Path(found or Path.home())
 
 
-def decode_thumbnail(data: bytes, box: QSize) -> QImage:
-    """Decode a picture scaled to fit ``box``, never allocating more than THUMB_ALLOC_MB: a
-    decompression bomb (a PNG declaring 100000×100000) gives a null image, not an exhausted
-    memory."""
-    buffer = QBuffer()
-    buffer.setData(QByteArray(data))
-    buffer.open(QBuffer.OpenModeFlag.ReadOnly)
-    reader = QImageReader(buffer)
-    reader.setAllocationLimit(THUMB_ALLOC_MB)
-    size = reader.size()
-    if not size.isValid() or size.isEmpty():
-        reader.setScaledSize(box)  # no size in the header: never larger than the box
-    elif size.width() > box.width() or size.height() > box.height():  # shrink, never enlarge
-        reader.setScaledSize(
-            size.scaled(box, Qt.AspectRatioMode.KeepAspectRatio).expandedTo(QSize(1, 1))
-        )
-    return reader.read()
-
-
-class _Thumbs(QObject):
-    """Carries decoded previews from their threads into the GUI thread."""
-
-    ready = Signal(str, object)  # file id, the picture's bytes
-
-
 class TransferRow(QWidget):
-    """One transfer: name, progress bar, speed and time left (or why it waits), Cancel."""
+    """One transfer: name, progress bar, Cancel (✕ to clear it from the list once it ended),
+    and under them speed and time left, or why it waits. Nothing in it widens the window: a
+    long name is elided and the line of details is cut rather than pushing the chat aside."""
 
-    def __init__(self, t: Transfer, manager: TransferManager) -> None:
+    def __init__(self, t: Transfer, manager: TransferManager, panel: TransferPanel) -> None:
         super().__init__()
         self.tid = t.id
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(4, 2, 4, 2)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(4, 2, 4, 2)
+        outer.setSpacing(0)
+        top = QHBoxLayout()
         arrow = "↑" if t.kind == "upload" else "↓"
-        self.name = QLabel(f"{arrow} {t.name}")
-        self.name.setMaximumWidth(220)
+        shown = file_card.display_name(t.name)
+        self.name = QLabel()
+        self.name.setText(
+            self.name.fontMetrics().elidedText(
+                f"{arrow} {shown}", Qt.TextElideMode.ElideMiddle, 140
+            )
+        )
+        self.name.setToolTip(shown)
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
-        self.bar.setAccessibleName(f"Progress of {t.name}")
-        self.detail = QLabel()
+        self.bar.setAccessibleName(f"Progress of {shown}")
         self.cancel = QPushButton("Cancel")
-        self.cancel.setAccessibleName(f"Cancel {t.name}")
+        self.cancel.setAccessibleName(f"Cancel {shown}")
         self.cancel.clicked.connect(lambda: manager.cancel(self.tid))
-        for w, stretch in ((self.name, 0), (self.bar, 1), (self.detail, 0), (self.cancel, 0)):
-            layout.addWidget(w, stretch)
+        self.dismiss = QToolButton()
+        self.dismiss.setText("✕")
+        self.dismiss.setAutoRaise(True)
+        self.dismiss.setAccessibleName(f"Clear {shown} from the list")
+        self.dismiss.setToolTip("Clear from the list")
+        self.dismiss.clicked.connect(lambda: panel.dismiss(self.tid))
+        for w, stretch in ((self.name, 0), (self.bar, 1), (self.cancel, 0), (self.dismiss, 0)):
+            top.addWidget(w, stretch)
+        self.detail = QLabel()
+        self.detail.setProperty("role", "muted")
+        self.detail.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        outer.addLayout(top)
+        outer.addWidget(self.detail)
         self.update_from(t)
 
     def update_from(self, t: Transfer) -> None:
@@ -125,7 +115,10 @@ class TransferRow(QWidget):
         else:
             text = t.detail
         self.detail.setText(text)
-        self.cancel.setVisible(t.state in ("running", "waiting"))
+        self.detail.setToolTip(text)
+        active = t.state in ("running", "waiting")
+        self.cancel.setVisible(active)
+        self.dismiss.setVisible(not active)
 
 
 class TransferPanel(QWidget):
@@ -136,6 +129,7 @@ class TransferPanel(QWidget):
         self.setObjectName("transferPanel")
         self.manager = manager
         self.rows: dict[str, TransferRow] = {}
+        self._dismissed: set[str] = set()
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
         self._layout.setSpacing(0)
@@ -143,12 +137,23 @@ class TransferPanel(QWidget):
         self.setVisible(False)
 
     def _on_changed(self, tid: str) -> None:
+        if tid in self._dismissed:
+            return
         t = self.manager.transfers[tid]
         row = self.rows.get(tid)
         if row is None:
-            row = self.rows[tid] = TransferRow(t, self.manager)
+            row = self.rows[tid] = TransferRow(t, self.manager, self)
             self._layout.addWidget(row)
         row.update_from(t)
+        self.setVisible(bool(self.rows))
+
+    def dismiss(self, tid: str) -> None:
+        """Clear an ended transfer's row."""
+        row = self.rows.pop(tid, None)
+        if row is not None:
+            self._dismissed.add(tid)
+            self._layout.removeWidget(row)
+            row.deleteLater()
         self.setVisible(bool(self.rows))
 
 
@@ -161,6 +166,12 @@ class FileSharing(QObject):
         self.manager = TransferManager(store or data_dir() / "transfers.json", self)
         self.panel = TransferPanel(self.manager)
         self._open_after: set[str] = set()
+        self._saved: dict[str, Path] = {}  # file id -> where it was saved this session
+        self._noted: dict[str, list[Any]] = {}  # file id -> cards that show how saving goes
+        self.manager.changed.connect(self._on_transfer_changed)
+        self.viewers: dict[str, ImageViewer] = {}  # file id -> its open viewer
+        self._pictures: dict[str, Path] = {}  # file id -> its checked copy for the viewer
+        self._picture_tmp: tempfile.TemporaryDirectory[str] | None = None
         # Pasted pictures live in the data folder until sent: an upload may resume tomorrow.
         self._outgoing = data_dir() / "pasted"
         self._outgoing.mkdir(parents=True, exist_ok=True)
@@ -173,15 +184,12 @@ class FileSharing(QObject):
         window.setAcceptDrops(True)
         window.installEventFilter(self)
         window.input.installEventFilter(self)
-        window.chat_view.clicked.connect(self._on_clicked)
+        window.chat_view.fileAction.connect(self._on_file_action)
         # The client's own signal: it comes after client.session holds the new token.
         window.client.welcomed.connect(self._on_welcomed)
         self.manager.finished.connect(self._on_finished)
-        self._thumbs = _Thumbs(self)
-        self._thumbs.ready.connect(self._on_thumb)
-        self._thumb_entries: dict[str, list[Any]] = {}
-        self._thumb_threads: list[tuple[threading.Thread, f.Cancel]] = []
-        window.session.messagesArrived.connect(self._on_messages)
+        self.previews = Previews(window.chat_view, lambda: self.manager.endpoint)
+        window.chat_view.delegate.thumbWanted.connect(self.previews.want)
 
     def _attach_button(self, parent: QWidget) -> QToolButton:
         button = QToolButton(parent)
@@ -244,20 +252,48 @@ class FileSharing(QObject):
 
     # -- receiving ---------------------------------------------------------------------------
 
-    def _on_clicked(self, index: QModelIndex) -> None:
-        entry = index.data(Role.ENTRY)
-        info = getattr(entry, "file", None)
+    def _on_file_action(self, entry: Any, action: str) -> None:
+        """A card's button: save to Downloads, open (saved first), or view the picture."""
+        info = entry.file
         if info is None or info.expired:
             return
-        menu = QMenu(self.window.chat_view)
-        menu.addAction("Save to Downloads", lambda: self.save(info))
-        menu.addAction("Open", lambda: self.save(info, open_after=True))
-        menu.popup(
-            self.window.chat_view.viewport().mapToGlobal(
-                self.window.chat_view.visualRect(index).center()
-            )
-        )
-        self.menu = menu
+        if action != file_card.VIEW:
+            noted = self._noted.setdefault(info.id, [])
+            if entry not in noted:
+                noted.append(entry)
+        if action == file_card.VIEW:
+            self.view(info)
+        elif action == file_card.OPEN:
+            saved = self._saved.get(info.id)
+            if saved is not None and saved.is_file():
+                self._open_path(saved)  # saved already this session: no second copy
+            else:
+                self.save(info, open_after=True)
+        else:
+            self.save(info)
+
+    def view(self, info: Any) -> ImageViewer:
+        """Open the picture viewer for ``info`` (one viewer per picture: clicking again raises
+        the open one)."""
+        viewer = self.viewers.get(info.id)
+        if viewer is not None:
+            viewer.raise_()
+            viewer.activateWindow()
+            return viewer
+        viewer = ImageViewer(info, self.manager.endpoint, self._pictures_dir(), self.window)
+        viewer.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+        self.viewers[info.id] = viewer
+        viewer.shown.connect(lambda path: self._pictures.__setitem__(info.id, Path(path)))
+        viewer.finished.connect(lambda _r: self.viewers.pop(info.id, None))
+        viewer.start(self._pictures.get(info.id))
+        viewer.show()
+        viewer.place_on_screen()
+        return viewer
+
+    def _pictures_dir(self) -> Path:
+        if self._picture_tmp is None:
+            self._picture_tmp = tempfile.TemporaryDirectory(prefix="desktop-chat-pictures-")
+        return Path(self._picture_tmp.name)
 
     def save(self, info: Any, *, open_after: bool = False) -> str | None:
         if self.manager.endpoint is None:
@@ -271,52 +307,50 @@ class FileSharing(QObject):
 
     def _on_finished(self, tid: str) -> None:
         t = self.manager.transfers[tid]
+        if t.download is not None and t.saved_to:
+            self._saved[t.download.file_id] = Path(t.saved_to)
         if tid in self._open_after and t.saved_to:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(t.saved_to))
+            self._open_path(Path(t.saved_to))
+
+    def _on_transfer_changed(self, tid: str) -> None:
+        """Say on the file's card how saving it goes (the transfer panel has the details)."""
+        t = self.manager.transfers[tid]
+        if t.download is None or t.download.file_id not in self._noted:
+            return
+        if t.state == "running":
+            note = f"saving… {100 * t.done // t.size} %" if t.size else "saving…"
+        elif t.state == "waiting":
+            note = "saving: waiting for the connection"
+        elif t.state == "done":
+            note = f"saved as {Path(t.saved_to).name}"
+        elif t.state == "failed":
+            note = f"not saved: {t.detail}"
+        else:
+            note = ""
+        changed = False
+        for entry in self._noted[t.download.file_id]:
+            if entry.file_note != note:
+                entry.file_note, changed = note, True
+            if t.gone and not entry.file.expired:
+                # Expired since the card was made: it says so now, and loses its buttons.
+                entry.file = dataclasses.replace(entry.file, expired=True)
+                entry.file_note, entry.cache_width, changed = "", -1, True
+        if changed:
+            self.window.chat_view.scheduleDelayedItemsLayout()
+            self.window.chat_view.viewport().update()
+
+    @staticmethod
+    def _open_path(path: Path) -> None:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
 
     # -- previews -----------------------------------------------------------------------------
 
-    def _on_messages(self, _key: str, entries: list[Any]) -> None:
-        ep = self.manager.endpoint
-        for entry in entries:
-            info = entry.file
-            if ep is None or info is None or info.expired or info.mime not in THUMB_IMAGE_TYPES:
-                continue
-            waiting = self._thumb_entries.setdefault(info.id, [])
-            waiting.append(entry)
-            if len(waiting) == 1:  # the first entry for this file fetches it
-                cancel = f.Cancel()
-                thread = threading.Thread(
-                    target=self._fetch_thumb,
-                    args=(ep, info.id, cancel),
-                    name=f"thumb-{info.id[:8]}",
-                )
-                self._thumb_threads.append((thread, cancel))
-                thread.start()
-
-    def _fetch_thumb(self, ep: f.Endpoint, file_id: str, cancel: f.Cancel) -> None:
-        """A preview's own thread: the picture fetched into memory, at most THUMB_FETCH_CAP.
-        It is decoded in the GUI thread (bounded: scaled size and allocation limit): Qt
-        objects made on plain Python threads stalled other threads' sockets in tests."""
-        try:
-            data = f.fetch(ep, file_id, THUMB_FETCH_CAP, cancel)
-        except (f.TransferError, f.Cancelled):
-            return  # no preview: the card still offers Save and Open
-        self._thumbs.ready.emit(file_id, data)
-
-    def _on_thumb(self, file_id: str, data: bytes) -> None:
-        image = decode_thumbnail(data, THUMB_BOX)
-        if image.isNull():
-            return
-        for entry in self._thumb_entries.get(file_id, []):
-            entry.thumb = image
-            entry.cache_width = -1
-        self.window.chat_view.scheduleDelayedItemsLayout()
-        self.window.chat_view.viewport().update()
-
     def close(self) -> None:
-        for _thread, cancel in self._thumb_threads:
-            cancel.cancel()
-        for thread, _cancel in self._thumb_threads:
-            thread.join()
+        for viewer in list(self.viewers.values()):
+            viewer.stop()
+            viewer.close()
+        if self._picture_tmp is not None:
+            self._picture_tmp.cleanup()
+            self._picture_tmp = None
+        self.previews.close()
         self.manager.close()

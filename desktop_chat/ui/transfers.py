@@ -48,6 +48,7 @@ class Transfer:
     upload: f.UploadJob | None = None
     download: f.DownloadJob | None = None
     saved_to: str = ""
+    gone: bool = False  # the server no longer has the file (expired): nothing to retry
     cancel: f.Cancel = field(default_factory=f.Cancel, repr=False)
 
     @property
@@ -179,7 +180,8 @@ class TransferManager(QObject):
                 return
             except f.TransferError as exc:
                 if not exc.retry:
-                    self._bridge.report.emit(t.id, "failed", exc.message)
+                    gone = t.download is not None and exc.status in (404, 410)
+                    self._bridge.report.emit(t.id, "gone" if gone else "failed", exc.message)
                     return
                 self._bridge.report.emit(t.id, "waiting", exc.message)
             except OSError as exc:  # the local file: unreadable, disk full...
@@ -205,8 +207,12 @@ class TransferManager(QObject):
             self._forget_later(t)
             self._save()
             self.finished.emit(tid)
-        elif what == "failed":
-            t.state, t.detail = "failed", str(payload)
+        elif what in ("failed", "gone"):
+            t.state, t.detail, t.gone = "failed", str(payload), what == "gone"
+            if t.download is not None and t.download.part:
+                # A final failure: nothing will continue this part (it was even left empty in
+                # Downloads when the file had expired before its first byte).
+                Path(t.download.part).unlink(missing_ok=True)
             self._save()
         elif what == "waiting":
             t.state, t.detail, t.speed = "waiting", f"Waiting to resume: {payload}", 0.0

@@ -21,8 +21,9 @@ from pytestqt.qtbot import QtBot
 
 from desktop_chat.net.client import files as f
 from desktop_chat.net.server.server import Server
-from desktop_chat.ui.file_sharing import ENV_DOWNLOADS, decode_thumbnail
+from desktop_chat.ui.file_sharing import ENV_DOWNLOADS
 from desktop_chat.ui.main_window import MainWindow
+from desktop_chat.ui.previews import decode_thumbnail
 from desktop_chat.ui.transfers import TransferManager
 from tests.gui.conftest import TIMEOUT_MS, WindowAt
 from tests.test_client_files import _Relay
