@@ -37,6 +37,7 @@ from dataclasses import replace
 
 import psycopg
 from psycopg.pq import TransactionStatus
+from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
 from desktop_chat.net.protocol.events import ChatMessage, FileInfo, Ref
@@ -296,28 +297,22 @@ class PgStorage(PgSettingsTables):
                 raise StorageError("the database is closed")
             db = self._ordered_db()
             try:
-                db.execute("SELECT pg_advisory_lock(%s)", (ORDER_LOCK,))
-            except psycopg.Error as exc:
-                self._drop_ordered()
-                raise StorageError(one_line(exc)) from exc
-            try:
                 try:
-                    with db.transaction(), db.cursor() as cur:
-                        cur.executemany(_INSERT, values, returning=True)
-                        ids = []
-                        while True:
-                            found = cur.fetchone()
-                            assert found is not None
-                            ids.append(int(found[0]))
-                            if not cur.nextset():
-                                break
+                    # One round trip: the server takes the lock, then runs the transaction
+                    # (a pipeline's statements run in order, each after the one before).
+                    with db.cursor() as cur:
+                        with db.pipeline():
+                            cur.execute("SELECT pg_advisory_lock(%s)", (ORDER_LOCK,))
+                            with db.transaction():
+                                cur.executemany(_INSERT, values, returning=True)
+                        ids = _returned_ids(cur, len(values))
                 except psycopg.Error as exc:
                     raise StorageError(one_line(exc)) from exc
                 stored = [new.stored(i, r) for new, i, r in zip(rows, ids, values, strict=True)]
                 after_commit(stored)
                 return stored
             finally:
-                self._unlock_ordered(db)
+                self._unlock_ordered(db)  # whether or not the lock was taken
 
     def _ordered_db(self) -> Conn:
         if self._order_db is None or self._order_db.closed:
@@ -537,6 +532,21 @@ class PgStorage(PgSettingsTables):
         with self._pooled() as db:
             cur = db.execute("DELETE FROM sessions WHERE last_seen < %s", (cutoff,))
         return cur.rowcount
+
+
+def _returned_ids(cur: psycopg.Cursor[TupleRow], count: int) -> list[int]:
+    """The ids an ``executemany(..., returning=True)`` of ``count`` inserts returned, in order
+    (one result set per insert)."""
+    ids: list[int] = []
+    while True:
+        found = cur.fetchone()
+        if found is not None:
+            ids.append(int(found[0]))
+        if not cur.nextset():
+            break
+    if len(ids) != count:
+        raise StorageError(f"{count} messages stored, {len(ids)} ids returned")
+    return ids
 
 
 def _broken(db: Conn) -> bool:
