@@ -34,7 +34,11 @@ _RUN_AS = "nobody"  # PostgreSQL will not run as root
 
 
 def _bin_dir() -> Path | None:
-    """The newest installed PostgreSQL's programs, else None."""
+    """The newest installed PostgreSQL's programs (or the folder named by
+    ``DESKTOP_CHAT_PG_BIN``), else None."""
+    chosen = os.environ.get("DESKTOP_CHAT_PG_BIN")
+    if chosen is not None:
+        return Path(chosen) if (Path(chosen) / "pg_ctl").exists() else None
     found = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
         key=lambda p: (
