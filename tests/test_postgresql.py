@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -260,3 +261,44 @@ def test_open_store_refuses_what_is_not_a_database_url(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="not a database URL") as refused:
         open_store("mysql://root:hunter2@db/chat", tmp_path)
     assert "hunter2" not in str(refused.value)
+
+
+def test_a_send_the_database_cannot_take_is_refused_and_nothing_acked_is_lost(
+    make_server: Any, pg_url: str
+) -> None:
+    srv = make_server(database=pg_url, rate_per_sec=0)
+    with LineClient(srv.address) as alice, LineClient(srv.address) as bob:
+        alice.login("alice")
+        bob.login("bob")
+        alice.send_json(type="say", room="general", text="before", ref=1)
+        first = alice.expect("message")
+        assert bob.expect("message")["id"] == first["id"]
+        # PostgreSQL drops the server's connections (a restart, a failover).
+        run_sql(
+            srv.storage,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        alice.send_json(type="say", room="general", text="refused", ref=2)
+        refused = alice.expect("error")
+        assert (refused["code"], refused["ref"]) == ("storage_failed", 2)
+        alice.send_json(type="say", room="general", text="again", ref=2)  # the client resends
+        again = alice.expect("message")
+        assert (again["ref"], bob.expect("message")["id"]) == (2, again["id"])
+        bob.send_json(type="history", room="general")
+        texts = [m["text"] for m in bob.expect("history")["messages"]]
+        assert texts == ["before", "again"]
+
+
+def test_pooled_connections_the_database_dropped_are_replaced(pg_url: str) -> None:
+    store = PgStorage(pg_url)
+    try:
+        store.save_account("zoe", "Zoe", "hash")
+        run_sql(
+            store,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        assert store.account("zoe") == ("Zoe", "hash", "user")  # no error on the first use
+    finally:
+        store.close()

@@ -103,6 +103,9 @@ class PgStorage(PgSettingsTables):
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
             name="dc-pg",
             timeout=POOL_WAIT,
+            # A connection the database dropped (restart, failover) is replaced when taken,
+            # not failed on: a round trip per use, off the message path.
+            check=ConnectionPool.check_connection,
             open=True,
         )
         self._stop = threading.Event()
