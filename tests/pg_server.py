@@ -120,10 +120,11 @@ class PgCluster:
             migrate(db)
 
     def stop(self) -> None:
-        """Fast shutdown of the postmaster (by its pid), then the folder goes."""
+        """Immediate shutdown of the postmaster (by its pid: no checkpoint, the cluster is
+        thrown away), then the folder goes."""
         pid, self.pid = self.pid, None
         if pid is not None:
-            os.kill(pid, signal.SIGINT)
+            os.kill(pid, signal.SIGQUIT)
             # Not our child (pg_ctl started it): watch for its pid file to go.
             wait_until(
                 lambda: not (self.data / "postmaster.pid").exists(), 30, "PostgreSQL stopped"
@@ -144,6 +145,14 @@ class PgCluster:
             admin.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
         return self.url(name)
 
+    def drop(self, url: str) -> None:
+        """Drop the database of ``url`` (and end whatever is still connected to it)."""
+        import psycopg
+
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(self.url(), autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
@@ -159,9 +168,12 @@ def pg_cluster() -> Iterator[PgCluster]:
 
 
 @pytest.fixture
-def pg_url(pg_cluster: PgCluster) -> str:
-    """The URL of a PostgreSQL database for this test alone (the chat's tables, no rows)."""
-    return pg_cluster.fresh_url()
+def pg_url(pg_cluster: PgCluster) -> Iterator[str]:
+    """The URL of a PostgreSQL database for this test alone (the chat's tables, no rows);
+    dropped afterwards, so the cluster stays small."""
+    url = pg_cluster.fresh_url()
+    yield url
+    pg_cluster.drop(url)
 
 
 def run_sql(store: object, sql: str) -> list[tuple[object, ...]]:
