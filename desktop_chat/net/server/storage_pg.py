@@ -56,8 +56,9 @@ from desktop_chat.net.server.storage_pg_schema import ORDER_LOCK, Conn, migrate
 from desktop_chat.net.server.storage_pg_tables import PgSettingsTables, one_line
 
 CONNECT_TIMEOUT = 5  # seconds to reach the database before a call fails
-POOL_WAIT = 5.0  # seconds a call waits for a pooled connection
+POOL_WAIT = 2.0  # seconds a call waits for a pooled connection (longer: the database is gone)
 POOL_SIZE = 8  # pooled connections at most (sessions, rooms, accounts...)
+RECONNECT_PAUSE = 1.0  # seconds between attempts to reach a database that did not answer
 SWEEP_CHECK = 2.0  # seconds between looks at whether a session sweep is due
 EXPIRE_EVERY = 600.0  # seconds between sweeps of expired sessions
 
@@ -86,6 +87,7 @@ class PgStorage(PgSettingsTables):
         self._ordered = threading.Lock()  # the ordered connection
         self._pending: list[tuple[object, ...]] = []  # rows (with ids) since the last commit
         self._closed = False
+        self._retry_at = 0.0  # monotonic time before which the writer does not reconnect
         self._db: Conn | None = self._connect()
         self._order_db: Conn | None = None
         try:
@@ -168,10 +170,15 @@ class PgStorage(PgSettingsTables):
                 raise StorageError(one_line(exc)) from exc
 
     def _writer(self) -> Conn:
-        """The writer connection (lock held), connected again if it was lost."""
+        """The writer connection (lock held), connected again if it was lost; after a failed
+        attempt, calls fail at once for a moment (the hub's lock is held meanwhile)."""
         if self._db is None or self._db.closed:
             self._db = None
+            if time.monotonic() < self._retry_at:
+                raise StorageError("the database is unreachable; trying again in a moment")
+            self._retry_at = time.monotonic() + RECONNECT_PAUSE
             self._db = self._connect()
+            self._retry_at = 0.0
             self._recover()
             if self._db is None:
                 raise StorageError("the connection to the database was lost again")
@@ -271,6 +278,8 @@ class PgStorage(PgSettingsTables):
     def _commit_pending(self) -> None:
         """Commit the open transaction (lock held); a failure is logged, and the messages
         are kept for the next round."""
+        if self._db is None and not self._pending:
+            return  # connection lost and nothing to write: the next message reconnects
         try:
             db = self._writer()
             status = db.info.transaction_status
