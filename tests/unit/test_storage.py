@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from desktop_chat.net.protocol.events import ChatMessage
 from desktop_chat.net.server.storage import Identity, Storage
+from desktop_chat.net.server.storage_api import NewMessage, StorageError
 
 
 def test_ids_rise_and_history_pages_back(storage: Storage) -> None:
@@ -117,3 +122,44 @@ def test_accounts_roles_and_bans(storage: Storage) -> None:
     assert storage.is_banned("address", "10.0.0.7") and not storage.is_banned("name", "10.0.0.7")
     assert storage.remove_ban("address", "10.0.0.7")
     assert not storage.remove_ban("address", "10.0.0.7")
+
+
+def test_append_ordered_commits_then_calls_back_in_id_order(storage: Storage) -> None:
+    first = storage.add_message(sender="Ann", text="grouped", room="general", room_key="general")
+    seen: list[list[int]] = []
+
+    def published(msgs: list[ChatMessage]) -> None:
+        # Called inside the critical section, after the commit: another connection sees them.
+        with closing(sqlite3.connect(storage.path)) as other:
+            ids = [r[0] for r in other.execute("SELECT id FROM messages ORDER BY id")]
+        seen.append(ids)
+        assert [m.id for m in msgs] == ids[-2:]
+
+    rows = [
+        NewMessage(sender="Ann", text="one", room="general", room_key="general", ref=1, by=ANN),
+        NewMessage(sender="Ann", text="two", room="general", room_key="general", me=True),
+    ]
+    stored = storage.append_ordered(rows, published)
+    assert [m.text for m in stored] == ["one", "two"] and stored[1].me
+    assert first.id < stored[0].id < stored[1].id and seen == [[first.id, *[m.id for m in stored]]]
+    assert storage.message_for_ref(ANN.session, 1) == replace(stored[0], ref=1)
+
+
+def test_append_ordered_stores_nothing_of_a_batch_that_fails(storage: Storage) -> None:
+    called: list[object] = []
+    bad = NewMessage(sender="Ann", text=None, room="general", room_key="general")  # type: ignore[arg-type]
+    good = NewMessage(sender="Ann", text="fine", room="general", room_key="general")
+    with pytest.raises(StorageError):
+        storage.append_ordered([good, bad], called.append)
+    assert called == [] and storage.room_history("general", before=None, limit=5) == ([], False)
+    # The next batch goes through (no transaction left open).
+    [ok] = storage.append_ordered([good], called.append)
+    assert [m.text for m in storage.room_history("general", before=None, limit=5)[0]] == ["fine"]
+    assert called == [[ok]]
+
+
+def test_database_errors_are_storage_errors(storage: Storage) -> None:
+    storage.close()
+    with pytest.raises(StorageError):
+        storage.room("general")
+    assert not issubclass(StorageError, sqlite3.Error)  # the same class whichever back end

@@ -31,7 +31,7 @@ from desktop_chat.net.server.accounts import (
     hash_password,
     verify_password,
 )
-from desktop_chat.net.server.storage import Storage
+from desktop_chat.net.server.storage_api import ChatStore
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class Guard:
         return hmac.compare_digest(given, self.owner_token.encode("ascii"))
 
     def authenticate(
-        self, storage: Storage, hello: p.Hello, *, address: str, secure: bool, owner: bool
+        self, storage: ChatStore, hello: p.Hello, *, address: str, secure: bool, owner: bool
     ) -> bool:
         """Check bans and passwords before the hub admits ``hello``; True for an admin (or
         the owner). Raises :class:`LoginRefused`.
@@ -194,7 +194,7 @@ class Guard:
         return owner or (account is not None and account[2] == "admin")
 
     @staticmethod
-    def _resuming(storage: Storage, hello: p.Hello, key: str | None) -> bool:
+    def _resuming(storage: ChatStore, hello: p.Hello, key: str | None) -> bool:
         """A resume of a live session of this name: someone who got in before."""
         if hello.resume is None or key is None:
             return False

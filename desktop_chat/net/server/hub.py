@@ -13,15 +13,15 @@ off with reason ``slow`` afterwards, never delaying anyone else.
 Storage under the lock, exactly (everything else — sessions, accounts, bans, topics, room
 settings, history, loading a room that is not live — runs before or after it):
 
-- :meth:`Storage.add_message` in :meth:`Hub.say` and :meth:`Hub.dm`: it assigns the message
+- :meth:`ChatStore.add_message` in :meth:`Hub.say` and :meth:`Hub.dm`: it assigns the message
   id, so the insert and the fan-out must happen in one step, or two senders could deliver ids
   out of order. It is one INSERT into the open transaction (no commit, no fsync: the flusher
   commits before it writes); it can wait for the storage lock while the flusher commits.
-- :meth:`Storage.messages_since` in a resuming :meth:`Hub.login`: the missed messages must be
+- :meth:`ChatStore.messages_since` in a resuming :meth:`Hub.login`: the missed messages must be
   queued before any live message can reach the member, or one could be lost or repeated.
 - loading a room in :meth:`Hub._room_for`, only when a room that was live when checked
   emptied and was dropped before the lock was taken again (rare; see :meth:`_prepare_room`).
-- :meth:`Storage.message_for_ref`, only for a ``say``/``dm`` whose ``ref`` this session may
+- :meth:`ChatStore.message_for_ref`, only for a ``say``/``dm`` whose ``ref`` this session may
   have used before (sending exactly once): the answer must be decided in the same step.
 
 Resuming (:mod:`~desktop_chat.net.server.resume`) replays a backlog in chunks that fit the
@@ -48,7 +48,7 @@ from desktop_chat.net.server.refs import RecentRefs
 from desktop_chat.net.server.resume import Resume, ResumeMixin, fit_page
 from desktop_chat.net.server.roomlooks import RoomLooks
 from desktop_chat.net.server.sharing import SharingMixin
-from desktop_chat.net.server.storage import Identity, Storage, StorageError, token_hash
+from desktop_chat.net.server.storage_api import ChatStore, Identity, StorageError, token_hash
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
     def __init__(
         self,
         title: str,
-        storage: Storage,
+        storage: ChatStore,
         flusher: Flusher,
         *,
         guard: Guard | None = None,

@@ -26,7 +26,7 @@ from desktop_chat.net.server.accounts import (
     verify_password,
 )
 from desktop_chat.net.server.guard import Busy
-from desktop_chat.net.server.storage import Identity, Storage
+from desktop_chat.net.server.storage_api import ChatStore, Identity
 
 if TYPE_CHECKING:
     from desktop_chat.net.server.fanout import Member, Room
@@ -45,7 +45,7 @@ _T = TypeVar("_T")
 class ModerationMixin:
     """Mixed into :class:`~desktop_chat.net.hub.Hub`; uses its lock, users and rooms."""
 
-    storage: Storage
+    storage: ChatStore
     clock: Callable[[], float]  # monotonic seconds
     guard: Guard
     _lock: threading.Lock

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from desktop_chat.net.protocol import events as p
 from desktop_chat.net.server.fanout import Outgoing
-from desktop_chat.net.server.storage import Identity, Storage
+from desktop_chat.net.server.storage_api import ChatStore, Identity
 
 if TYPE_CHECKING:
     from desktop_chat.net.server.fanout import Batch, Member, Room
@@ -46,7 +46,7 @@ class Resume:
 class ResumeMixin:
     """Mixed into :class:`~desktop_chat.net.server.hub.Hub`; uses its lock, users and rooms."""
 
-    storage: Storage
+    storage: ChatStore
     closing: bool
     _lock: threading.Lock
     _users: dict[str, Member]

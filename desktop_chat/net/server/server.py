@@ -36,7 +36,7 @@ from desktop_chat.net.server.guard import ArgonPool, Guard, PlainPasswordRule
 from desktop_chat.net.server.hub import Hub, LoginRefused
 from desktop_chat.net.server.outbox import Flusher
 from desktop_chat.net.server.refusal import Refuser
-from desktop_chat.net.server.storage import Storage
+from desktop_chat.net.server.storage_api import ChatStore, open_store
 from desktop_chat.net.server.tls import Certificate, ensure_certificate, server_context
 from desktop_chat.net.server.transport import Transport
 
@@ -85,6 +85,9 @@ class ServerConfig:
     max_file_size: int = 2 << 30  # bytes per shared file
     files_quota: int | None = None  # bytes for all files; None: min(20 GiB, half the free disk)
     upload_ttl: float = 6 * 3600.0  # seconds an unfinished upload is kept without progress
+    # The chat database: None is SQLite in the data folder; a postgresql:// URL is that
+    # PostgreSQL database (shared by several server processes).
+    database: str | None = None
 
     # Several processes, one chat (see server_workers.py and docs/deploy.md):
     backplane: str | None = None  # redis://… : the fan-out between processes (None: one process)
@@ -99,7 +102,7 @@ class Server:
     def __init__(self, config: ServerConfig | None = None) -> None:
         self.config = config or ServerConfig()
         self.data_dir = Path(self.config.data_dir or paths.data_dir())
-        self.storage: Storage | None = None
+        self.storage: ChatStore | None = None
         self.flusher = Flusher()
         self.hub: Hub  # made by start(), once the storage it needs is open
         self.files: FileStore  # made by start(), beside the storage
@@ -134,14 +137,16 @@ class Server:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> Server:
-        """Open the database, bind the port and start the threads. Raises OSError if taken."""
+        """Open the database, bind the port and start the threads. Raises OSError if the port is
+        taken, :class:`~desktop_chat.net.server.storage_api.StorageError` if the database
+        cannot be opened."""
         if self._started:
             return self
         self._started = True
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(self.data_dir, 0o700)  # every DM and password hash is in here
-            self.storage = Storage(self.data_dir / "chat.sqlite3")
+            self.storage = open_store(self.config.database, self.data_dir)
             self.storage.session_ttl = self.config.session_ttl_days * 86400
             self.storage.expire_sessions(self.storage.session_ttl)
             self.hub = Hub(self.config.title, self.storage, self.flusher, guard=self.guard)
@@ -213,7 +218,7 @@ class Server:
         sock.setblocking(False)
         return sock
 
-    def _open_files(self, storage: Storage) -> FileStore:
+    def _open_files(self, storage: ChatStore) -> FileStore:
         folder = self.data_dir / "files"
         quota = self.config.files_quota
         files = FileStore(

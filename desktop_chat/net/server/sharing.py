@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from desktop_chat.net.protocol import events as p
 from desktop_chat.net.protocol.names import name_key
 from desktop_chat.net.server.fanout import Batch, Outgoing
-from desktop_chat.net.server.storage import Identity, Storage, token_hash
+from desktop_chat.net.server.storage_api import ChatStore, Identity, token_hash
 
 if TYPE_CHECKING:
     from desktop_chat.net.server.fanout import Member, Room
@@ -36,7 +36,7 @@ class Reader:
 class SharingMixin:
     """Mixed into :class:`~desktop_chat.net.server.hub.Hub`; uses its lock and users."""
 
-    storage: Storage
+    storage: ChatStore
     flusher: Flusher
     _lock: threading.Lock
     _users: dict[str, Member]

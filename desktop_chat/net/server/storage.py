@@ -36,13 +36,17 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from desktop_chat.net.protocol.events import ChatMessage, FileInfo, Ref
+from desktop_chat.net.server.storage_api import MESSAGE_COLUMNS, NewMessage, StorageError
+from desktop_chat.net.server.storage_api import Identity as Identity
+from desktop_chat.net.server.storage_api import StoredSession as StoredSession
+from desktop_chat.net.server.storage_api import token_hash as token_hash
 from desktop_chat.net.server.storage_schema import migrate
-from desktop_chat.net.server.storage_schema import token_hash as token_hash
 from desktop_chat.net.server.storage_tables import SettingsTables
 
 CHECKPOINT_EVERY = 2.0  # seconds between background WAL checkpoints
@@ -51,37 +55,13 @@ EXPIRE_EVERY = 600.0  # seconds between sweeps of expired sessions
 
 log = logging.getLogger(__name__)
 
-StorageError = sqlite3.Error  # what a failed write raises (disk full, locked by someone else)
+__all__ = ["Identity", "Storage", "StorageError", "StoredSession", "token_hash"]
 
 _COLUMNS = "id, ts, sender, room, to_name, text, file, me"
-_INSERT = (
-    "INSERT INTO messages (id, ts, sender, room_key, room, dm_from, dm_to, to_name, text, file, "
-    "me, sender_key, from_session, to_session, from_account, to_account, ref) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_INSERT = f"INSERT INTO messages (id, {MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 17)})"
 # The DMs an Identity took part in (named parameters :session and :account).
 _MINE_SENT = "(from_session = :session OR from_account = :account)"
 _MINE_RECEIVED = "(to_session = :session OR to_account = :account)"
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who asks for DMs: a name key, the SHA-256 of its session token, and the account (the
-    name key again) when the session is logged in to the registered name, else None."""
-
-    key: str
-    session: str
-    account: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StoredSession:
-    token: str
-    name_key: str
-    name: str
-    rooms: tuple[str, ...]  # room names as spelled by the room's creator
-    last_seen: float
-    tls: bool = False  # created over TLS: resumed only over TLS
 
 
 def _owner_only(path: Path) -> None:
@@ -118,6 +98,7 @@ class Storage(SettingsTables):
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._ordered = threading.Lock()  # append_ordered's critical section
         # SQLite gives the -wal and -shm files the database file's permissions.
         if str(path) != ":memory:":
             _owner_only(self.path)
@@ -164,6 +145,18 @@ class Storage(SettingsTables):
                     self.expired_round.set()
         finally:
             db.close()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The connection's lock, for one short statement or two: a database error is put
+        right (:meth:`_recover`) and raised as :class:`StorageError`."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.Error as exc:
+                if not self._closed:
+                    self._recover()
+                raise StorageError(str(exc)) from exc
 
     def stop_background(self) -> None:
         """Stop the checkpoint thread (the database stays open)."""
@@ -213,49 +206,70 @@ class Storage(SettingsTables):
         found again by ``by``'s session (sending exactly once). Raises :data:`StorageError`
         when it cannot be written (disk full, database locked by another process): then
         nothing of it was stored."""
-        when = int(time.time() * 1000) if ts is None else ts
-        file_json = None if file is None else json.dumps(file.to_dict())
-        owners = (
-            None if by is None else by.key,
-            None if by is None else by.session,
-            None if to is None else to.session,
-            None if by is None else by.account,
-            None if to is None else to.account,
+        new = NewMessage(
+            sender=sender,
+            text=text,
+            room=room,
+            room_key=room_key,
+            dm_from=dm_from,
+            dm_to=dm_to,
+            to_name=to_name,
+            file=file,
+            me=me,
+            ts=ts,
+            by=by,
+            to=to,
+            ref=ref,
         )
-        ref_json = None if ref is None else json.dumps(ref)
-        row: tuple[object, ...] = (
-            *(when, sender, room_key, room, dm_from, dm_to, to_name, text, file_json, int(me)),
-            *owners,
-            ref_json,
-        )
+        row = new.row()
         with self._lock:
             # Not committed here: the server's writer loop commits (see commit()) before it
             # puts anything on the wire, so one commit covers every message of a round. A
             # failed INSERT undoes itself (statement rollback) and leaves the others in place.
-            if not self._db.in_transaction:
-                self._db.execute("BEGIN")
             try:
+                if not self._db.in_transaction:
+                    self._db.execute("BEGIN")
                 cur = self._db.execute(_INSERT, (None, *row))
-            except sqlite3.Error:
+            except sqlite3.Error as exc:
                 self._recover()
-                raise
+                raise StorageError(str(exc)) from exc
             msg_id = cur.lastrowid
             assert msg_id is not None
             self._pending.append((msg_id, *row))
-        return ChatMessage(
-            id=msg_id,
-            ts=when,
-            from_=sender,
-            text=text,
-            room=room,
-            to=to_name,
-            file=file,
-            me=True if me else None,
-        )
+        return new.stored(msg_id, row)
+
+    def append_ordered(
+        self, rows: Sequence[NewMessage], after_commit: Callable[[list[ChatMessage]], None]
+    ) -> list[ChatMessage]:
+        """Store ``rows`` and commit them in a critical section of this process, then call
+        ``after_commit`` with them before leaving it (see :class:`ChatStore`). Raises
+        :data:`StorageError` when they could not be stored: then none of them was."""
+        with self._ordered:
+            values = [new.row() for new in rows]
+            with self._lock:
+                if self._closed:
+                    raise StorageError("the database is closed")
+                self._commit_pending()  # the group commit's rows first: they have lower ids
+                if self._db.in_transaction:
+                    raise StorageError("earlier messages are not committed yet")
+                ids: list[int] = []
+                try:
+                    self._db.execute("BEGIN")
+                    for row in values:
+                        ids.append(self._db.execute(_INSERT, (None, *row)).lastrowid or 0)
+                    self._db.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    # This transaction holds these rows only: undoing it stores none of them.
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise StorageError(str(exc)) from exc
+            stored = [new.stored(i, row) for new, i, row in zip(rows, ids, values, strict=True)]
+            after_commit(stored)
+            return stored
 
     def mark_file_expired(self, message_id: int) -> None:
         """The file of message ``message_id`` was removed: its ``file`` now says ``expired``."""
-        with self._lock:
+        with self._locked():
             row = self._db.execute(
                 "SELECT file FROM messages WHERE id = ?", (message_id,)
             ).fetchone()
@@ -270,20 +284,24 @@ class Storage(SettingsTables):
     def commit(self) -> None:
         """Make every stored message durable (group commit: one per round of writes)."""
         with self._lock:
-            if self._closed:
-                return
-            if not self._db.in_transaction:
-                self._recover()  # rows a failed write could not put back yet, if any
-                return
-            try:
-                self._db.execute("COMMIT")
-            except sqlite3.Error:
-                # The writer loop must survive a full disk: put back what SQLite rolled
-                # back, or keep the transaction for the next round.
-                log.exception("commit failed")
-                self._recover()
-            else:
-                self._pending.clear()
+            if not self._closed:
+                self._commit_pending()
+
+    def _commit_pending(self) -> None:
+        """Commit the open transaction, if any (lock held). A failure is logged and what it
+        took with it put back (or kept for the next round)."""
+        if not self._db.in_transaction:
+            self._recover()  # rows a failed write could not put back yet, if any
+            return
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            # The writer loop must survive a full disk: put back what SQLite rolled
+            # back, or keep the transaction for the next round.
+            log.exception("commit failed")
+            self._recover()
+        else:
+            self._pending.clear()
 
     def _recover(self) -> None:
         """After a failed write (lock held): SQLite rolls back the *whole* open transaction on
@@ -305,7 +323,7 @@ class Storage(SettingsTables):
     def cap_pages(self, pages: int) -> int:
         """Cap the database at ``pages`` pages (``PRAGMA max_page_count``; 0: no cap beyond
         SQLite's own); return the cap in force. A full disk on demand, for the fault tests."""
-        with self._lock:
+        with self._locked():
             if pages <= 0:
                 pages = 0xFFFFFFFE
             pages = max(pages, int(self._db.execute("PRAGMA page_count").fetchone()[0]))
@@ -314,7 +332,7 @@ class Storage(SettingsTables):
     def session_refs(self, session: str, newest: int) -> list[str]:
         """The last ``newest`` refs (as stored: JSON) of the session whose token hashes to
         ``session``, oldest first."""
-        with self._lock:
+        with self._locked():
             rows = self._db.execute(
                 "SELECT ref FROM messages WHERE from_session = ? AND ref IS NOT NULL "
                 "ORDER BY id DESC LIMIT ?",
@@ -325,7 +343,7 @@ class Storage(SettingsTables):
     def message_for_ref(self, session: str, ref: Ref) -> ChatMessage | None:
         """The message the session (token hash ``session``) already sent with this ``ref``
         (its echo), else None."""
-        with self._lock:
+        with self._locked():
             row = self._db.execute(
                 f"SELECT {_COLUMNS} FROM messages WHERE from_session = ? AND ref = ? "
                 "ORDER BY id LIMIT 1",
@@ -347,7 +365,7 @@ class Storage(SettingsTables):
             f"((dm_from = :key AND {_MINE_SENT}) OR (dm_to = :key AND {_MINE_RECEIVED}))"
         )
         args = {"id": message_id, "key": me.key, "session": me.session, "account": me.account}
-        with self._lock:
+        with self._locked():
             return self._db.execute(sql, args).fetchone() is not None
 
     def dm_history(
@@ -376,7 +394,7 @@ class Storage(SettingsTables):
             args["before"] = before
         sql += " ORDER BY id DESC LIMIT :limit"
         args["limit"] = limit + 1
-        with self._lock:
+        with self._locked():
             rows = self._db.execute(sql, args).fetchall()
         more = len(rows) > limit
         return [_row_to_message(r) for r in reversed(rows[:limit])], more
@@ -404,7 +422,7 @@ class Storage(SettingsTables):
             "limit": limit,
             **rooms,
         }
-        with self._lock:
+        with self._locked():
             rows = self._db.execute(sql, args).fetchall()
         out = []
         for row in rows:
@@ -418,7 +436,7 @@ class Storage(SettingsTables):
         """Has anyone but session ``session`` (a token hash) used the name ``key``: a stored
         session, a message sent or a DM received (messages from before sessions were recorded
         count as someone else's)?"""
-        with self._lock:
+        with self._locked():
             row = self._db.execute(
                 "SELECT 1 FROM sessions WHERE name_key = :key AND token != :s UNION ALL "
                 "SELECT 1 FROM messages WHERE sender_key = :key AND from_session IS NOT :s "
@@ -430,7 +448,7 @@ class Storage(SettingsTables):
 
     def claim_dms(self, me: Identity) -> None:
         """The session ``me`` registered its name: its DMs belong to the account from now on."""
-        with self._lock:
+        with self._locked():
             for side, key, session in (
                 ("from_account", "dm_from", "from_session"),
                 ("to_account", "dm_to", "to_session"),
@@ -442,7 +460,7 @@ class Storage(SettingsTables):
                 )
 
     def last_message_id(self) -> int:
-        with self._lock:
+        with self._locked():
             row = self._db.execute("SELECT MAX(id) FROM messages").fetchone()
         return int(row[0] or 0)
 
@@ -450,24 +468,24 @@ class Storage(SettingsTables):
 
     def room(self, key: str) -> tuple[str, str | None] | None:
         """(name as first given, topic) of a room ever created, else None."""
-        with self._lock:
+        with self._locked():
             row = self._db.execute("SELECT name, topic FROM rooms WHERE key = ?", (key,)).fetchone()
         return None if row is None else (str(row[0]), row[1])
 
     def ensure_room(self, key: str, name: str) -> str:
         """Create the room if new; return its name as first given."""
-        with self._lock:
+        with self._locked():
             self._db.execute("INSERT OR IGNORE INTO rooms (key, name) VALUES (?, ?)", (key, name))
             row = self._db.execute("SELECT name FROM rooms WHERE key = ?", (key,)).fetchone()
         return str(row[0])
 
     def room_names(self) -> list[tuple[str, str]]:
         """(key, name as first given) of every room ever created."""
-        with self._lock:
+        with self._locked():
             return [(str(k), str(n)) for k, n in self._db.execute("SELECT key, name FROM rooms")]
 
     def set_topic(self, key: str, topic: str | None) -> None:
-        with self._lock:
+        with self._locked():
             self._db.execute("UPDATE rooms SET topic = ? WHERE key = ?", (topic, key))
 
     # -- sessions ---------------------------------------------------------------------------
@@ -504,7 +522,7 @@ class Storage(SettingsTables):
         """The session of ``token``; None if unknown or unused for longer than
         :attr:`session_ttl` (checked on every resume, not only at start; deleted then)."""
         hashed = token_hash(token)
-        with self._lock:
+        with self._locked():
             row = self._db.execute(
                 "SELECT name_key, name, rooms, last_seen, tls FROM sessions WHERE token = ?",
                 (hashed,),
@@ -525,11 +543,11 @@ class Storage(SettingsTables):
         )
 
     def delete_session(self, token: str) -> None:
-        with self._lock:
+        with self._locked():
             self._db.execute("DELETE FROM sessions WHERE token = ?", (token_hash(token),))
 
     def expire_sessions(self, older_than_seconds: float) -> int:
         cutoff = int(time.time() - older_than_seconds)
-        with self._lock:
+        with self._locked():
             cur = self._db.execute("DELETE FROM sessions WHERE last_seen < ?", (cutoff,))
         return cur.rowcount

@@ -8,12 +8,12 @@ base tables already: the first step tolerates that.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sqlite3
 from collections.abc import Callable
 
 from desktop_chat.net.protocol.names import name_key
+from desktop_chat.net.server.storage_api import token_hash as token_hash
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +65,6 @@ CREATE TABLE IF NOT EXISTS sessions (
     last_seen INTEGER NOT NULL
 );
 """
-
-
-def token_hash(token: str) -> str:
-    """What the database keeps of a session token: its SHA-256 (hex). A stolen database file
-    (or backup) does not let anyone resume someone else's session."""
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _v1_base(db: sqlite3.Connection) -> None:

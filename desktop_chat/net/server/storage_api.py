@@ -1,0 +1,270 @@
+"""What the server asks of its database: :class:`ChatStore`, and the one error both back ends
+raise, :class:`StorageError`.
+
+Two back ends implement it: :mod:`~desktop_chat.net.server.storage` (SQLite, one file in the
+data folder, the default that needs nothing installed) and
+:mod:`~desktop_chat.net.server.storage_pg` (PostgreSQL, shared by several server processes).
+:func:`open_store` picks one from the ``--database`` setting; PostgreSQL's client library is
+imported only when a ``postgresql://`` URL is given.
+
+Two ways to store a message:
+
+- :meth:`ChatStore.add_message` puts it in an open transaction that :meth:`ChatStore.commit`
+  (the flusher's group commit, before each round of writes) makes durable. The hub calls it
+  under its own lock, so ids are handed out in the order messages are fanned out: enough for
+  one process.
+- :meth:`ChatStore.append_ordered` stores a batch in a critical section of its own (SQLite: a
+  lock of this process; PostgreSQL: an advisory lock of the whole database, so every process
+  of a cluster), commits it and calls back while still inside it. Whatever the callback does
+  (publish to the other processes) happens in id order across all processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from desktop_chat.net.protocol.events import ChatMessage, FileInfo, Ref
+
+SQLITE_FILE = "chat.sqlite3"  # the SQLite database's name in the data folder
+URL_SCHEMES = ("postgresql", "postgres")
+
+
+class StorageError(Exception):
+    """The database could not do what was asked: a full disk, a lock held by another process,
+    PostgreSQL unreachable. A write that raises it stored nothing."""
+
+
+def token_hash(token: str) -> str:
+    """What the database keeps of a session token: its SHA-256 (hex). A stolen database file
+    (or backup) does not let anyone resume someone else's session."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who asks for DMs: a name key, the SHA-256 of its session token, and the account (the
+    name key again) when the session is logged in to the registered name, else None."""
+
+    key: str
+    session: str
+    account: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    token: str
+    name_key: str
+    name: str
+    rooms: tuple[str, ...]  # room names as spelled by the room's creator
+    last_seen: float
+    tls: bool = False  # created over TLS: resumed only over TLS
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to store, as :meth:`ChatStore.add_message` takes it (see there)."""
+
+    sender: str
+    text: str
+    room: str | None = None
+    room_key: str | None = None
+    dm_from: str | None = None
+    dm_to: str | None = None
+    to_name: str | None = None
+    file: FileInfo | None = None
+    me: bool = False
+    ts: int | None = None
+    by: Identity | None = None
+    to: Identity | None = None
+    ref: Ref | None = None
+
+    def row(self) -> tuple[object, ...]:
+        """The row's values after its id, in the order of :data:`MESSAGE_COLUMNS`."""
+        when = int(time.time() * 1000) if self.ts is None else self.ts
+        by, to = self.by, self.to
+        return (
+            when,
+            self.sender,
+            self.room_key,
+            self.room,
+            self.dm_from,
+            self.dm_to,
+            self.to_name,
+            self.text,
+            None if self.file is None else json.dumps(self.file.to_dict()),
+            self.me,
+            None if by is None else by.key,
+            None if by is None else by.session,
+            None if to is None else to.session,
+            None if by is None else by.account,
+            None if to is None else to.account,
+            None if self.ref is None else json.dumps(self.ref),
+        )
+
+    def stored(self, msg_id: int, row: tuple[object, ...]) -> ChatMessage:
+        """The message as stored with id ``msg_id`` and values ``row`` (from :meth:`row`),
+        without ``ref``: the hub adds it to the sender's copy only."""
+        ts = row[0]
+        assert isinstance(ts, int)
+        return ChatMessage(
+            id=msg_id,
+            ts=ts,
+            from_=self.sender,
+            text=self.text,
+            room=self.room,
+            to=self.to_name,
+            file=self.file,
+            me=True if self.me else None,
+        )
+
+
+# The columns NewMessage.row() fills, after the id.
+MESSAGE_COLUMNS = (
+    "ts, sender, room_key, room, dm_from, dm_to, to_name, text, file, me, "
+    "sender_key, from_session, to_session, from_account, to_account, ref"
+)
+
+
+class ChatStore(Protocol):
+    """The server's database, whichever back end. Thread-safe; every method is short.
+
+    Every method may raise :class:`StorageError` when the database fails (except
+    :meth:`save_session` and :meth:`commit`, which log and carry on).
+    """
+
+    session_ttl: float | None  # seconds an unused session lives (None: keep all)
+    expire_every: float  # seconds between background sweeps of expired sessions
+    expired_round: threading.Event  # set after each sweep (tests wait for it)
+
+    def stop_background(self) -> None:
+        """Stop the background thread(s) (the database stays open)."""
+
+    def close(self) -> None: ...
+
+    # -- messages -----------------------------------------------------------------------
+
+    def add_message(
+        self,
+        *,
+        sender: str,
+        text: str,
+        room: str | None = None,
+        room_key: str | None = None,
+        dm_from: str | None = None,
+        dm_to: str | None = None,
+        to_name: str | None = None,
+        file: FileInfo | None = None,
+        me: bool = False,
+        ts: int | None = None,
+        by: Identity | None = None,
+        to: Identity | None = None,
+        ref: Ref | None = None,
+    ) -> ChatMessage:
+        """Store a message in the open transaction; return it with its server-wide id.
+        Raises :class:`StorageError` when it cannot be written: then nothing of it was
+        stored, and the messages already added are kept."""
+        ...
+
+    def commit(self) -> None:
+        """Make every added message durable (the group commit; failures are logged and the
+        messages kept for the next round)."""
+
+    def append_ordered(
+        self, rows: Sequence[NewMessage], after_commit: Callable[[list[ChatMessage]], None]
+    ) -> list[ChatMessage]:
+        """Store ``rows`` in one critical section (see the module docstring): insert, commit,
+        call ``after_commit`` with the stored messages (in id order) while still inside it,
+        then leave it. Raises :class:`StorageError` (and calls nothing) when the rows could
+        not be stored: then none of them was."""
+        ...
+
+    def mark_file_expired(self, message_id: int) -> None: ...
+    def session_refs(self, session: str, newest: int) -> list[str]: ...
+    def message_for_ref(self, session: str, ref: Ref) -> ChatMessage | None: ...
+
+    def room_history(
+        self, room_key: str, *, before: int | None, limit: int
+    ) -> tuple[list[ChatMessage], bool]: ...
+
+    def dm_readable(self, message_id: int, me: Identity) -> bool: ...
+
+    def dm_history(
+        self, me: Identity, other_key: str, *, before: int | None, limit: int
+    ) -> tuple[list[ChatMessage], bool]: ...
+
+    def messages_since(
+        self, since: int, room_keys: Iterable[str], me: Identity, *, limit: int = -1
+    ) -> list[ChatMessage]: ...
+
+    def name_used_by_others(self, key: str, session: str) -> bool: ...
+    def claim_dms(self, me: Identity) -> None: ...
+    def last_message_id(self) -> int: ...
+
+    # -- rooms --------------------------------------------------------------------------
+
+    def room(self, key: str) -> tuple[str, str | None] | None: ...
+    def ensure_room(self, key: str, name: str) -> str: ...
+    def room_names(self) -> list[tuple[str, str]]: ...
+    def set_topic(self, key: str, topic: str | None) -> None: ...
+    def room_settings(self, key: str) -> tuple[str | None, int]: ...
+    def set_room_settings(self, key: str, *, pw_hash: str | None, slow: int) -> None: ...
+
+    # -- sessions -----------------------------------------------------------------------
+
+    def save_session(
+        self, token: str, name: str, name_key: str, rooms: Sequence[str], *, tls: bool = False
+    ) -> None: ...
+
+    def load_session(self, token: str) -> StoredSession | None: ...
+    def delete_session(self, token: str) -> None: ...
+    def expire_sessions(self, older_than_seconds: float) -> int: ...
+
+    # -- accounts, bans, the server's notes ---------------------------------------------
+
+    def account(self, name_key: str) -> tuple[str, str, str] | None: ...
+    def account_names(self) -> list[str]: ...
+    def save_account(self, name_key: str, name: str, pw_hash: str, role: str = "user") -> None: ...
+    def set_role(self, name_key: str, role: str) -> bool: ...
+    def add_ban(self, kind: str, value: str, by_name: str) -> None: ...
+    def remove_ban(self, kind: str, value: str) -> bool: ...
+    def is_banned(self, kind: str, value: str) -> bool: ...
+    def get_meta(self, key: str) -> str | None: ...
+    def set_meta(self, key: str, value: str | None) -> None: ...
+
+
+def is_database_url(database: str) -> bool:
+    """Does ``database`` name a database :func:`open_store` can open?"""
+    return urlsplit(database).scheme.lower() in URL_SCHEMES
+
+
+def describe(database: str) -> str:
+    """``database`` fit to show in a log or an error: the password left out."""
+    parts = urlsplit(database)
+    if parts.password is None:
+        return database
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def open_store(database: str | None, data_dir: Path) -> ChatStore:
+    """Open the chat database: ``None`` is the SQLite file in ``data_dir``; a
+    ``postgresql://`` (or ``postgres://``) URL is that PostgreSQL database. Raises
+    :class:`StorageError` with one line saying what is wrong (not a database URL, the
+    database unreachable)."""
+    if database is None:
+        from desktop_chat.net.server.storage import Storage
+
+        return Storage(data_dir / SQLITE_FILE)
+    if not is_database_url(database):
+        raise StorageError(
+            f"{describe(database)!r} is not a database URL; give postgresql://user@host/dbname"
+        )
+    raise StorageError("PostgreSQL is not supported by this build")
