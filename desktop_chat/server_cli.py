@@ -25,6 +25,7 @@ import segno
 from desktop_chat import __version__
 from desktop_chat.net.protocol.invite import invite_link, web_url
 from desktop_chat.net.server.server import DEFAULT_PORT, Server, ServerConfig
+from desktop_chat.net.server.storage_api import StorageError
 
 log = logging.getLogger("desktop_chat")
 
@@ -364,7 +365,11 @@ def run_workers(config: ServerConfig, count: int) -> int:
     except OSError as exc:
         return _cannot_start(config, exc)
     try:
-        shared = workers.prepare(replace(config, port=held.getsockname()[1]))
+        try:
+            shared = workers.prepare(replace(config, port=held.getsockname()[1]))
+        except StorageError as exc:
+            print(f"desktop-chat-server: cannot open the database: {exc}", file=sys.stderr)
+            return 1
         first_start = set(range(count))
 
         def serve_worker(index: int) -> int:

@@ -26,9 +26,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from types import FrameType
 
 from desktop_chat.net.server.server import ServerConfig
+from desktop_chat.net.server.storage_api import is_database_url, open_store
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +39,6 @@ BACKOFF_MAX = 30.0  # the pause never grows past this
 STEADY_AFTER = 30.0  # a worker that ran this long died on its own: the pause starts over
 GIVE_UP_AFTER = 5  # deaths in a row, each before STEADY_AFTER: something is wrong; stop
 STOP_GRACE = 20.0  # seconds the workers get to end once told to, before SIGKILL
-
-
-def is_postgres(database: str | None) -> bool:
-    return bool(database) and str(database).startswith(("postgresql://", "postgres://"))
 
 
 def refusal(config: ServerConfig, workers: int, platform: str = sys.platform) -> str | None:
@@ -52,7 +50,7 @@ def refusal(config: ServerConfig, workers: int, platform: str = sys.platform) ->
             f"--workers {workers} needs Linux (SO_REUSEPORT spreads the connections); "
             "elsewhere run one server per port behind a TCP load balancer (docs/deploy.md)"
         )
-    if not is_postgres(getattr(config, "database", None)) or not config.backplane:
+    if not is_database_url(config.database or "") or not config.backplane:
         return (
             f"--workers {workers} needs a PostgreSQL --database and a --backplane redis://… "
             "(the processes share messages and people through them; see docs/deploy.md)"
@@ -67,7 +65,7 @@ def prepare(config: ServerConfig) -> ServerConfig:
     from desktop_chat.net.server.files import FileStore
     from desktop_chat.net.server.tls import ensure_certificate
 
-    data_dir = config.data_dir or paths.data_dir()
+    data_dir = Path(config.data_dir or paths.data_dir())
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(data_dir, 0o700)
     if config.tls != "off":
@@ -85,13 +83,9 @@ def prepare(config: ServerConfig) -> ServerConfig:
     )
 
 
-def _prepare_database(config: ServerConfig, data_dir: os.PathLike[str]) -> None:
-    """Open the database once (applying its migrations) and close it."""
-    from pathlib import Path
-
-    from desktop_chat.net.server.storage import Storage
-
-    Storage(Path(data_dir) / "chat.sqlite3").close()
+def _prepare_database(config: ServerConfig, data_dir: Path) -> None:
+    """Open the database once (applying its migrations) and close it. Raises StorageError."""
+    open_store(config.database, data_dir).close()
 
 
 def hold_port(host: str, port: int) -> socket.socket:
