@@ -370,6 +370,10 @@ def run_workers(config: ServerConfig, count: int) -> int:
         except StorageError as exc:
             print(f"desktop-chat-server: cannot open the database: {exc}", file=sys.stderr)
             return 1
+        except OSError as exc:
+            where = config.data_dir or "the data folder"
+            print(f"desktop-chat-server: cannot prepare {where}: {exc}", file=sys.stderr)
+            return 1
         first_start = set(range(count))
 
         def serve_worker(index: int) -> int:
