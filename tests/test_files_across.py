@@ -11,11 +11,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from desktop_chat.net.server.server import Server
 from tests.helpers import LineClient
 from tests.tus_client import FilesClient
 
 MakeServer = Callable[..., Server]
+
+# Two servers on one database: SQLite (one file, as two processes on one host would share it)
+# and PostgreSQL (what --workers runs on).
+pytestmark = pytest.mark.backends
 
 
 def _upload_id(location: str) -> str:
