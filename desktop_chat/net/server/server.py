@@ -93,6 +93,12 @@ class ServerConfig:
     backplane: str | None = None
     heartbeat_ttl: float = 9.0
 
+    # Several processes, one chat (see server_workers.py and docs/deploy.md):
+    backplane: str | None = None  # redis://… : the fan-out between processes (None: one process)
+    reuse_port: bool = False  # bind with SO_REUSEPORT: several processes share the port
+    worker: int | None = None  # this process's number among --workers (None: the only one)
+    owner_token: str | None = None  # the same host key in every worker (None: a fresh one)
+
 
 class Server:
     """A chat server. ``with Server(config) as server:`` starts it; leaving the block stops it."""
@@ -111,7 +117,8 @@ class Server:
         self._refuser = Refuser(first_bytes_within=min(self.config.sniff_timeout, 1.0))
         self._listener: socket.socket | None = None
         self.certificate: Certificate | None = None
-        self.owner_token = secrets.token_urlsafe(24)  # the hosting app's key to admin rights
+        # The hosting app's key to admin rights (one for all workers when they share it).
+        self.owner_token = self.config.owner_token or secrets.token_urlsafe(24)
         self.guard = Guard(
             rule=PlainPasswordRule(
                 allow_plain=self.config.allow_plain_passwords,
@@ -219,6 +226,7 @@ class Server:
             dualstack_ipv6=(
                 family == socket.AF_INET6 and host in ("::", "") and socket.has_dualstack_ipv6()
             ),
+            reuse_port=self.config.reuse_port,
         )
         sock.setblocking(False)
         return sock
