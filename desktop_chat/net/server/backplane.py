@@ -155,13 +155,14 @@ class Backplane:
 
     def _subscribe_loop(self) -> None:
         while not self._stop.is_set():
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.redis.pubsub()
+            first = False
             try:
                 pubsub.subscribe(self.channel)
                 # Wait for Redis to confirm: from then on nothing published is missed, so the
                 # catch-up in on_up (from the database) leaves no gap.
                 while not self._stop.is_set():
-                    reply = pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
+                    reply = pubsub.get_message(timeout=1.0)
                     if reply is not None and reply.get("type") == "subscribe":
                         break
                 if self._stop.is_set():
@@ -173,13 +174,14 @@ class Backplane:
                 self.up.set()
                 self._read(pubsub)
             except self.errors() as exc:
-                if self.up.is_set() or first:
+                if self.up.is_set():
                     log.warning("backplane: connection to Redis lost: %s", exc)
             finally:
                 pubsub.close()
             if self.up.is_set():
                 self.up.clear()
-                self.on_down()
+                if not self._stop.is_set():
+                    self.on_down()
             self._stop.wait(RETRY_EVERY)
 
     def _read(self, pubsub: Any) -> None:

@@ -38,18 +38,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# GET the key; SET it to ARGV[1] if it holds ARGV[2] ('' = absent). 1 when set, else the value.
+# Set both keys (the name key's and the look-alike skeleton's) to ARGV[1] if they hold
+# ARGV[2] and ARGV[3] ('' = absent): 1; else what they hold ('' = absent).
 _CLAIM = """
-local v = redis.call('GET', KEYS[1])
-if (not v and ARGV[2] == '') or v == ARGV[2] then
+local a = redis.call('GET', KEYS[1]) or ''
+local b = redis.call('GET', KEYS[2]) or ''
+if a == ARGV[2] and b == ARGV[3] then
   redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[2], ARGV[1])
   return 1
 end
-if not v then return '' end
-return v
+return {a, b}
 """
 _RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+for _, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end
+end
 return 0
 """
 
@@ -130,43 +134,48 @@ class PresenceMixin:
 
     # -- names ------------------------------------------------------------------------------
 
+    def _slots(self, name: str, key: str) -> list[str]:
+        return [self.bp.key("name", key), self.bp.key("look", skeleton(name))]
+
     def claim_name(self, name: str, key: str, session: str) -> str | None:
         """Hold ``name`` for this process (hub lock held, local checks passed). Returns the
         process it was taken from if that process has this very session online (a resume
         moving here), else None. Raises LoginRefused when it is someone else's."""
+        unreachable = LoginRefused(
+            p.SERVER_FULL, "the chat's backplane (Redis) is unreachable; try again shortly"
+        )
         if not self.bp.up.is_set():
-            raise LoginRefused(
-                p.SERVER_FULL, "the chat's backplane (Redis) is unreachable; try again shortly"
-            )
-        rkey = self.bp.key("name", skeleton(name))
-        mine = name_value(self.bp.proc, key, token_hash(session))
-        expected = ""
+            raise unreachable
+        try:
+            return self._claim(name, key, token_hash(session))
+        except self.bp.errors() as exc:
+            raise unreachable from exc
+
+    def _claim(self, name: str, key: str, session_hash: str) -> str | None:
+        mine = name_value(self.bp.proc, key, session_hash)
+        expected = ["", ""]
+        moved_from = None
         for _ in range(4):
-            got = self.bp.redis.eval(_CLAIM, 1, rkey, mine, expected)
+            got = self.bp.redis.eval(_CLAIM, 2, *self._slots(name, key), mine, *expected)
             if got == 1:
-                return None if not expected else self._replaced_proc(expected, mine)
-            if got == "":
-                expected = ""
-                continue
-            old = json.loads(got)
-            if old["p"] == self.bp.proc:
-                return None  # ours: the hub's own tables decided already
-            alive = bool(self.bp.alive([old["p"]]))
-            if alive and old["k"] != key:
-                raise LoginRefused(p.NAME_TAKEN, f"{name!r} looks the same as a name in use")
-            if alive and old["h"] != token_hash(session):
-                raise LoginRefused(p.NAME_TAKEN, f"the name {name!r} is in use")
-            expected = str(got)
+                return moved_from
+            expected = [str(v) for v in got]
+            for value in expected:
+                old = json.loads(value) if value else None
+                if old is None or old["p"] == self.bp.proc:
+                    continue  # free, or ours: the hub's own tables decided already
+                if not self.bp.alive([old["p"]]):
+                    continue  # its process is dead: taken over
+                if old["k"] != key:
+                    raise LoginRefused(p.NAME_TAKEN, f"{name!r} looks the same as a name in use")
+                if old["h"] != session_hash:
+                    raise LoginRefused(p.NAME_TAKEN, f"the name {name!r} is in use")
+                moved_from = str(old["p"])  # this session, online there: it moves here
         raise LoginRefused(p.NAME_TAKEN, f"the name {name!r} is in use")
 
-    def _replaced_proc(self, old_value: str, mine: str) -> str | None:
-        old = json.loads(old_value)
-        same_session = old["h"] == json.loads(mine)["h"]
-        return str(old["p"]) if same_session and self.bp.alive([old["p"]]) else None
-
-    def _release_name(self, member: Member) -> None:
-        value = name_value(self.bp.proc, member.key, token_hash(member.session))
-        self.bp.redis.eval(_RELEASE, 1, self.bp.key("name", skeleton(member.name)), value)
+    def _release(self, proc: str, name: str, key: str, session_hash: str) -> None:
+        value = name_value(proc, key, session_hash)
+        self.bp.redis.eval(_RELEASE, 2, *self._slots(name, key), value)
 
     # -- our members (called by the hub after its lock) --------------------------------------
 
@@ -184,7 +193,7 @@ class PresenceMixin:
             users = self.bp.key("users", self.bp.proc)
             if member is not None and gone:
                 self.bp.redis.hdel(users, member.key)
-                self._release_name(member)
+                self._release(self.bp.proc, member.name, member.key, token_hash(member.session))
             elif member is not None:
                 self.bp.redis.hset(users, member.key, json.dumps(self.user_of(member).to_dict()))
         except self.bp.errors() as exc:
@@ -326,8 +335,7 @@ class PresenceMixin:
                     self._say_left(batch, user, "disconnected")
             batch.finish()
             for user in users.values():
-                value = name_value(proc, user.key, user.hash)
-                self.bp.redis.eval(_RELEASE, 1, self.bp.key("name", skeleton(user.name)), value)
+                self._release(proc, user.name, user.key, user.hash)
             self.bp.redis.delete(self.bp.key("users", proc))
             log.info("backplane: process %s is gone; %d users left", proc, len(users))
 
@@ -344,9 +352,8 @@ class PresenceMixin:
         pipe.delete(self.bp.key("users", proc))
         for user in ours:
             pipe.hset(self.bp.key("users", proc), user.key, json.dumps(user.to_dict()))
-            pipe.set(
-                self.bp.key("name", skeleton(user.name)), name_value(proc, user.key, user.hash)
-            )
+            for slot in self._slots(user.name, user.key):
+                pipe.set(slot, name_value(proc, user.key, user.hash))
         pipe.execute()
         self.bp.publish({"t": "sync", "users": [u.to_dict() for u in ours]})
         found: dict[str, dict[str, RemoteUser]] = {}

@@ -88,9 +88,7 @@ class ServerConfig:
     # The chat database: None is SQLite in the data folder; a postgresql:// URL is that
     # PostgreSQL database (shared by several server processes).
     database: str | None = None
-    # The Redis backplane that makes several server processes one chat (None: this process
-    # alone), and how long a process may miss its heartbeat before the others count it dead.
-    backplane: str | None = None
+    # How long a process of a cluster may miss its heartbeat before the others count it dead.
     heartbeat_ttl: float = 9.0
 
     # Several processes, one chat (see server_workers.py and docs/deploy.md):
