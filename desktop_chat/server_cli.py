@@ -246,6 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
         "none: one process). See docs/deploy.md",
     )
     ap.add_argument(
+        "--heartbeat-ttl",
+        type=float,
+        default=9.0,
+        metavar="SECONDS",
+        help="with a --backplane: a process whose heartbeat is this old counts as dead, and "
+        "its users are shown leaving (default %(default)s)",
+    )
+    ap.add_argument(
         "--workers",
         type=_positive_int,
         default=1,
@@ -321,6 +329,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_file_size=args.max_file_size,
         files_quota=args.files_quota,
         backplane=args.backplane,
+        heartbeat_ttl=args.heartbeat_ttl,
     )
 
 

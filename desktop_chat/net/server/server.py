@@ -88,6 +88,8 @@ class ServerConfig:
     # The chat database: None is SQLite in the data folder; a postgresql:// URL is that
     # PostgreSQL database (shared by several server processes).
     database: str | None = None
+    # How long a process of a cluster may miss its heartbeat before the others count it dead.
+    heartbeat_ttl: float = 9.0
 
     # Several processes, one chat (see server_workers.py and docs/deploy.md):
     backplane: str | None = None  # redis://… : the fan-out between processes (None: one process)
@@ -153,6 +155,8 @@ class Server:
             self.flusher.before_send = self.storage.commit
             self.files = self._open_files(self.storage)
             self.hub.load_registered()  # also builds the look-alike table, before any login
+            if self.config.backplane:
+                self._start_cluster(self.config.backplane)
             if self.config.password:
                 self._password_hash = hash_password(self.config.password)
                 self.guard.password_hash = self._password_hash
@@ -182,6 +186,13 @@ class Server:
         self._acceptor.start()
         log.info("listening on %s:%d (data in %s)", host, port, self.data_dir)
         return self
+
+    def _start_cluster(self, url: str) -> None:
+        from desktop_chat.net.server.backplane import Backplane
+        from desktop_chat.net.server.cluster import Cluster
+
+        self.hub.cluster = Cluster(self.hub, Backplane(url, ttl=self.config.heartbeat_ttl))
+        self.hub.cluster.start()
 
     def _start_announcer(self) -> None:
         from desktop_chat.net.discovery.mdns import (
@@ -288,6 +299,8 @@ class Server:
 
     def _release(self) -> None:
         self.flusher.close()  # safe whether or not it started
+        if getattr(self, "hub", None) is not None and self.hub.cluster is not None:
+            self.hub.cluster.bp.stop()
         for s in (self._listener, self._wake_r, self._wake_w):
             if s is not None:
                 s.close()

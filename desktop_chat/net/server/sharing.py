@@ -19,6 +19,7 @@ from desktop_chat.net.server.fanout import Batch, Outgoing
 from desktop_chat.net.server.storage_api import ChatStore, Identity, token_hash
 
 if TYPE_CHECKING:
+    from desktop_chat.net.server.cluster import Cluster
     from desktop_chat.net.server.fanout import Member, Room
     from desktop_chat.net.server.outbox import Flusher
 
@@ -42,6 +43,7 @@ class SharingMixin:
     _users: dict[str, Member]
     _rooms: dict[str, Room]
     _registered_keys: set[str]
+    cluster: Cluster | None
 
     if TYPE_CHECKING:  # provided by Hub
 
@@ -91,6 +93,8 @@ class SharingMixin:
     ) -> p.ChatMessage:
         """A finished upload as a message, stored and fanned out like ``say`` (``room``: one
         the reader is in) or ``dm`` (``to``: a name, delivered if online)."""
+        if self.cluster is not None:
+            return self.cluster.share_file(reader, file, room=room, to=to)
         rkey = None if room is None else self.room_key(room)
         to_key = None if to is None else name_key(to)
         batch = Batch(self.flusher)
