@@ -20,14 +20,15 @@ from tests.tus_client import FilesClient
 MakeServer = Callable[..., Server]
 
 # Two servers on one database: SQLite (one file, as two processes on one host would share it)
-# and PostgreSQL (what --workers runs on).
-pytestmark = pytest.mark.backends
+# and PostgreSQL (what --workers runs on). The last test adds the Redis backplane.
+backends = pytest.mark.backends
 
 
 def _upload_id(location: str) -> str:
     return location.rsplit("/", 1)[1]
 
 
+@backends
 def test_an_upload_begun_on_one_process_finishes_on_another_and_downloads_from_both(
     make_server: MakeServer, connect: Any
 ) -> None:
@@ -71,6 +72,7 @@ def test_an_upload_begun_on_one_process_finishes_on_another_and_downloads_from_b
         assert refused.status == 404
 
 
+@backends
 def test_a_patch_on_another_process_waits_while_one_process_writes(
     make_server: MakeServer, connect: Any
 ) -> None:
@@ -93,6 +95,7 @@ def test_a_patch_on_another_process_waits_while_one_process_writes(
     assert done.status == 204 and done.headers["upload-offset"] == "10"
 
 
+@backends
 def test_no_process_sweeps_away_an_upload_another_is_writing(
     make_server: MakeServer, connect: Any
 ) -> None:
@@ -111,3 +114,33 @@ def test_no_process_sweeps_away_an_upload_another_is_writing(
         first.files.release(upload_id)
     assert second.files.sweep(now=much_later) == 1  # abandoned once nobody writes it
     assert files.request("HEAD", location).status == 404
+
+
+def test_in_a_cluster_files_through_any_process_reach_people_on_every_process(
+    make_server: MakeServer, connect: Any, pg_url: str, redis_url: str
+) -> None:
+    first = make_server(database=pg_url, backplane=redis_url)
+    second = make_server(database=pg_url, backplane=redis_url)
+    alice: LineClient = connect("alice", srv=first)
+    bob: LineClient = connect("bob", srv=second)
+    alice.expect("joined")  # bob, seen across processes
+    on_second = FilesClient(second.address, alice.welcome_session)
+
+    # A room file through the process her chat connection is not on: both hear of it live.
+    _, message_id = on_second.upload(b"shared notes", filename="n.txt", room="general")
+    for person in (alice, bob):
+        msg = person.expect("message")
+        assert msg["id"] == message_id and msg["file"]["name"] == "n.txt"
+
+    # A DM file to bob (on the second) through the first, where he is not: he is online.
+    on_first = FilesClient(first.address, alice.welcome_session)
+    created = on_first.create(3, filename="hi.txt", to="bob")
+    assert created.status == 201, created
+    done = on_first.patch(created.headers["location"], 0, b"hi!")
+    assert done.status == 204
+    dm = bob.expect("message")
+    assert dm["to"] == "bob" and dm["file"]["name"] == "hi.txt"
+    got = FilesClient(second.address, bob.welcome_session).request(
+        "GET", f"/files/{dm['file']['id']}"
+    )
+    assert got.status == 200 and got.body == b"hi!"
