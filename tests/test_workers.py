@@ -203,8 +203,19 @@ def test_two_workers_serve_one_port_a_killed_one_is_restarted_and_sigterm_ends_a
         pids = answered_by(address, 2)
         assert len(pids) == 2
         assert {c.pid for c in psutil.Process(proc.pid).children()} == pids
-        with LineClient(address) as alice:  # a chat login works on whichever answers
-            assert alice.login("alice")["type"] == "welcome"
+        # One chat whichever worker each person landed on: every message reaches everyone.
+        people = [LineClient(address) for _ in range(4)]
+        try:
+            for i, person in enumerate(people):
+                assert person.login(f"p{i}")["type"] == "welcome"
+            for i, person in enumerate(people):
+                person.send_json(type="say", room="general", text=f"from p{i}")
+            for person in people:
+                got = sorted(person.expect("message")["text"] for _ in people)
+                assert got == [f"from p{i}" for i in range(4)]
+        finally:
+            for person in people:
+                person.close()
 
         victim = min(pids)
         os.kill(victim, signal.SIGKILL)
