@@ -217,7 +217,8 @@ def test_two_workers_serve_one_port_a_killed_one_is_restarted_and_sigterm_ends_a
             for person in people:
                 person.close()
 
-        victim = min(pids)
+        # Worker 0 is the one that printed the banner (and announces): kill that one.
+        victim = wait_until(lambda: (h := health(address))["worker"] == 0 and h["pid"])
         os.kill(victim, signal.SIGKILL)
         restarted = wait_until(
             lambda: {c.pid for c in psutil.Process(proc.pid).children()} - pids,
@@ -234,9 +235,12 @@ def test_two_workers_serve_one_port_a_killed_one_is_restarted_and_sigterm_ends_a
         assert proc.wait(timeout=T(30)) == 0
         for pid in now:
             assert not psutil.pid_exists(pid)
+        assert proc.stdout is not None
+        assert "People can join" not in proc.stdout.read()  # the new worker 0 kept quiet
         log = err_path.read_text()
         assert log.count("server stopped") == 2  # each worker closed its server cleanly
         assert "Traceback" not in log
+        assert "forking with threads running" not in log  # the database was closed first
     finally:
         if proc.poll() is None:
             proc.kill()
