@@ -15,8 +15,10 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
+from urllib.parse import urlsplit
 
 import segno
 
@@ -69,6 +71,22 @@ def _size(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1 byte, not {text!r}")
     return int(value * _UNITS[unit])
+
+
+def _backplane(text: str) -> str:
+    """A Redis URL: ``redis://[user:password@]host[:port][/db]``, ``rediss://…`` (TLS) or
+    ``unix:///path/to/redis.sock``."""
+    try:
+        url = urlsplit(text.strip())
+        url.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    except ValueError:
+        url = None
+    if url is None or url.scheme not in ("redis", "rediss", "unix"):
+        raise argparse.ArgumentTypeError(f"not a Redis URL: {text!r} (e.g. redis://127.0.0.1:6379)")
+    where = url.path if url.scheme == "unix" else url.hostname
+    if not where:
+        raise argparse.ArgumentTypeError(f"{text!r} names no Redis server")
+    return text.strip()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,6 +237,31 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the smaller of 20G and half the free disk)",
     )
     ap.add_argument(
+        "--backplane",
+        type=_backplane,
+        default=None,
+        metavar="URL",
+        help="Redis that carries messages and people between server processes, e.g. "
+        "redis://127.0.0.1:6379 (default: the DESKTOP_CHAT_BACKPLANE environment variable; "
+        "none: one process). See docs/deploy.md",
+    )
+    ap.add_argument(
+        "--heartbeat-ttl",
+        type=float,
+        default=9.0,
+        metavar="SECONDS",
+        help="with a --backplane: a process whose heartbeat is this old counts as dead, and "
+        "its users are shown leaving (default %(default)s)",
+    )
+    ap.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="server processes sharing the port (Linux; more than 1 needs a PostgreSQL "
+        "--database and a --backplane; default %(default)s)",
+    )
+    ap.add_argument(
         "--check",
         action="store_true",
         help="do not serve: check this machine's network (interfaces, the port, discovery) "
@@ -285,6 +328,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         admins=tuple(args.admin),
         max_file_size=args.max_file_size,
         files_quota=args.files_quota,
+        backplane=args.backplane,
+        heartbeat_ttl=args.heartbeat_ttl,
     )
 
 
@@ -305,6 +350,12 @@ def raise_file_limit() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.backplane is None and os.environ.get("DESKTOP_CHAT_BACKPLANE"):
+        try:
+            args.backplane = _backplane(os.environ["DESKTOP_CHAT_BACKPLANE"])
+        except argparse.ArgumentTypeError as exc:
+            print(f"desktop-chat-server: DESKTOP_CHAT_BACKPLANE: {exc}", file=sys.stderr)
+            return 2
     logging.basicConfig(
         level=args.log_level.upper(),
         stream=sys.stderr,
@@ -323,6 +374,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         interfaces = None if wildcard else [config.host]
         print(format_report(run_check(config.port, interfaces=interfaces)))
         return 0
+    if args.workers > 1:
+        return run_workers(config, args.workers)
+    return serve(config)
+
+
+def run_workers(config: ServerConfig, count: int) -> int:
+    """``--workers N``: prepare the data folder once, hold the port, supervise N workers."""
+    from desktop_chat.net.server import workers
+
+    problem = workers.refusal(config, count)
+    if problem is not None:
+        print(f"desktop-chat-server: {problem}", file=sys.stderr)
+        return 2
+    try:
+        held = workers.hold_port(config.host, config.port)
+    except OSError as exc:
+        return _cannot_start(config, exc)
+    try:
+        try:
+            shared = workers.prepare(replace(config, port=held.getsockname()[1]))
+        except StorageError as exc:  # as for one process (see serve)
+            print(f"desktop-chat-server: database: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            where = config.data_dir or "the data folder"
+            print(f"desktop-chat-server: cannot prepare {where}: {exc}", file=sys.stderr)
+            return 1
+
+        def serve_worker(index: int, restarted: bool) -> int:
+            held.close()  # the parent's; this worker binds its own
+            # Worker 0 tells how to join, once (not again each time it is restarted).
+            banner = index == 0 and not restarted
+            return serve(workers.for_worker(shared, index), banner=banner)
+
+        supervisor = workers.Supervisor(count, serve_worker)
+        log.info("%d workers on port %d", count, shared.port)
+        return supervisor.run()
+    finally:
+        held.close()
+
+
+def _cannot_start(config: ServerConfig, exc: OSError) -> int:
+    if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
+        print(
+            f"desktop-chat-server: port {config.port} is already in use on "
+            f"{config.host}; choose another with --port",
+            file=sys.stderr,
+        )
+    else:
+        print(f"desktop-chat-server: cannot start: {exc.strerror or exc}", file=sys.stderr)
+    return 1
+
+
+def serve(config: ServerConfig, *, banner: bool = True) -> int:
+    """Run one server until SIGINT/SIGTERM; ``banner``: print how to join."""
     server = Server(config)
     try:
         server.start()
@@ -331,15 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"desktop-chat-server: database: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
-            print(
-                f"desktop-chat-server: port {config.port} is already in use on "
-                f"{config.host}; choose another with --port",
-                file=sys.stderr,
-            )
-        else:
-            print(f"desktop-chat-server: cannot start: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return _cannot_start(config, exc)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -348,24 +446,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        print(f"Desktop Chat server {__version__} \u2014 {config.title}")
-        print("People can join at:")
-        for address in server.join_addresses():
-            print(f"  {address}")
-        if server.certificate is not None:
-            print(f"TLS {config.tls}; certificate fingerprint (SHA-256), for people to compare:")
-            print(f"  {server.certificate.fingerprint_for_reading}")
-            print_invite(server.join_addresses()[0], server.port, server.certificate.fingerprint)
-        print(
-            f"(from a terminal: nc {server.join_addresses()[0].rsplit(':', 1)[0]} "
-            f"{server.port}) \u2014 Ctrl+C stops the server",
-            flush=True,
-        )
+        if config.worker is not None:
+            log.info(
+                "worker %d (pid %d) listening on port %d", config.worker, os.getpid(), server.port
+            )
+        if banner:
+            print_banner(server, config)
         while not stop.wait(0.5):
             pass
     finally:
         server.close()
     return 0
+
+
+def print_banner(server: Server, config: ServerConfig) -> None:
+    print(f"Desktop Chat server {__version__} \u2014 {config.title}")
+    print("People can join at:")
+    for address in server.join_addresses():
+        print(f"  {address}")
+    if server.certificate is not None:
+        print(f"TLS {config.tls}; certificate fingerprint (SHA-256), for people to compare:")
+        print(f"  {server.certificate.fingerprint_for_reading}")
+        print_invite(server.join_addresses()[0], server.port, server.certificate.fingerprint)
+    print(
+        f"(from a terminal: nc {server.join_addresses()[0].rsplit(':', 1)[0]} "
+        f"{server.port}) \u2014 Ctrl+C stops the server",
+        flush=True,
+    )
 
 
 def print_invite(join_address: str, port: int, fingerprint: str) -> None:

@@ -17,6 +17,7 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from tests.helpers import T
+from tests.redis_server import redis_service, redis_url  # noqa: F401  (fixtures)
 
 # pytester: tests/gui/test_qt_leaks.py runs a leaking test in a test; pg_server: PostgreSQL.
 pytest_plugins = ("pytester", "tests.pg_server")

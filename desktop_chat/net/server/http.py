@@ -13,6 +13,8 @@ page elsewhere — including one on a DNS-rebinding name that resolves to this m
 from __future__ import annotations
 
 import html
+import json
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -101,6 +103,18 @@ def web_file(path: str, title: str, port: int) -> tuple[bytes, str] | None:
     return body, ctype
 
 
+def health(ctx: ServerContext) -> bytes:
+    """``GET /health``: this process is up and serving, for a load balancer's checks; which
+    process answered (``pid``, ``worker``: its number under ``--workers``, else null)."""
+    body = {
+        "status": "ok",
+        "pid": os.getpid(),
+        "worker": ctx.config.worker,
+        "people": ctx.hub.people_count(),
+    }
+    return json.dumps(body).encode() + b"\n"
+
+
 def header(request: h11.Request, name: bytes) -> str | None:
     """The first value of header ``name`` (lowercase bytes), or None."""
     for key, value in request.headers:
@@ -183,6 +197,8 @@ class HttpExchange:
             FilesEndpoint(self, request, target).handle()
         elif request.method not in (b"GET", b"HEAD"):
             self.respond(405, b"Method not allowed\n", "text/plain")
+        elif target == "/health":
+            self.respond(200, health(self.ctx), "application/json", head=head)
         elif (found := web_file(target, self.ctx.hub.title, self.ctx.port)) is not None:
             body, ctype = found
             self.respond(200, body, ctype, head=head)

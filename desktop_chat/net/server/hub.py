@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from desktop_chat.net.protocol import events as p
 from desktop_chat.net.protocol.names import InvalidName, name_key, normalize_name, skeleton
@@ -45,10 +46,13 @@ from desktop_chat.net.server.guard import LoginRefused as LoginRefused
 from desktop_chat.net.server.moderation import ModerationMixin
 from desktop_chat.net.server.outbox import Flusher
 from desktop_chat.net.server.refs import RecentRefs
-from desktop_chat.net.server.resume import Resume, ResumeMixin, fit_page
+from desktop_chat.net.server.resume import Resume, ResumeMixin
 from desktop_chat.net.server.roomlooks import RoomLooks
 from desktop_chat.net.server.sharing import SharingMixin
 from desktop_chat.net.server.storage_api import ChatStore, Identity, StorageError, token_hash
+
+if TYPE_CHECKING:
+    from desktop_chat.net.server.cluster import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -88,21 +92,25 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
         self._refs = RecentRefs()  # each live session's recent `ref`s (sending exactly once)
         self._replaying: set[Member] = set()  # resuming, not yet live: DMs wait in storage
         self._looks = RoomLooks(lambda: self.storage.room_names())  # look-alike room names
+        self.cluster: Cluster | None = None  # the other processes (``--backplane``), if any
 
     # -- queries ----------------------------------------------------------------------------
 
     def people_count(self) -> int:
         with self._lock:
-            return len(self._users)
+            return len(self._users) + (0 if self.cluster is None else self.cluster.remote_count())
 
     def online_names(self) -> list[str]:
         with self._lock:
-            return sorted((m.name for m in self._users.values()), key=_sort_key)
+            names = [m.name for m in self._users.values()]
+            if self.cluster is not None:
+                names += [u.name for us in self.cluster.remote.values() for u in us.values()]
+            return sorted(names, key=_sort_key)
 
     def room_names(self, key: str) -> list[str]:
         with self._lock:
             room = self._rooms.get(key)
-            return [] if room is None else _sorted_names(room)
+            return [] if room is None else list(self._users_event(room).names)
 
     def room_users(self, key: str) -> p.Users | None:
         """Who is in the room (and who of them may moderate), as its ``users`` event."""
@@ -149,10 +157,12 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
         look = skeleton(name)
         wanted: Sequence[str] = stored.rooms if stored is not None else (DEFAULT_ROOM,)
         prepared = {name_key(r): self._prepare_room(r) for r in wanted}
+        session = stored.token if stored is not None else secrets.token_urlsafe(24)
         batch = Batch(self.flusher)
         with self._lock:
             current = self._users.get(key)
             replacing = False
+            moved_from = None  # the process this session resumed from, in a cluster
             for taken in (self._skeletons.get(look), self._registered_skeletons.get(look)):
                 if taken is not None and taken != key:
                     raise LoginRefused(
@@ -162,11 +172,11 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
                 if stored is None or current.session != stored.token:
                     raise LoginRefused(p.NAME_TAKEN, f"the name {name!r} is in use")
                 replacing = True
+            elif self.cluster is not None:
+                moved_from = self.cluster.claim_name(name, key, session)
+                replacing = moved_from is not None
             if stored is not None:
-                session = stored.token
                 name = stored.name
-            else:
-                session = secrets.token_urlsafe(24)
             member.name, member.key, member.session = name, key, session
             member.rooms = {}
             member.is_admin = admin
@@ -208,12 +218,22 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
         # got its session can resume it even if the server is killed a moment later.
         self.storage.save_session(session, name, key, rooms_now, tls=member.secure)
         batch.finish()
+        if self.cluster is not None:
+            self.cluster.logged_in(member, moved_from)
         if replacing and current is not None:
             current.abort("replaced")
         if not live:
             self._finish_replay(member, resume)
         self._people_changed()
         log.info("%s %s (%d online)", name, "resumed" if stored else "logged in", len(self._users))
+
+    def _drop_replaced(self, member: Member) -> None:
+        """Forget a connection whose session resumed on another process (lock held)."""
+        del self._users[member.key]
+        self._skeletons.pop(skeleton(member.name), None)
+        self._replaying.discard(member)
+        self._refs.forget(member.session)
+        self._detach(member)
 
     def _detach(self, member: Member) -> None:
         """Remove a connection that is being replaced by a resumed one (lock held)."""
@@ -232,6 +252,8 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
             self._skeletons.pop(skeleton(member.name), None)
             self._replaying.discard(member)
             self._refs.forget(member.session)
+            if self.cluster is not None:
+                self.cluster.gone(member)
             for rkey, rname in member.rooms.items() if not self.closing else ():
                 room = self._rooms.get(rkey)
                 if room is None or room.members.get(member.key) is not member:
@@ -254,6 +276,8 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
                 tls=member.secure,
             )
         batch.finish()
+        if self.cluster is not None and not self.closing:
+            self.cluster.left(member, reason)
         self._people_changed()
         log.info("%s left (%s)", member.name, reason)
 
@@ -300,13 +324,21 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
         if not room.members and key != DEFAULT_ROOM:
             del self._rooms[key]
 
-    def _users_event(self, room: Room) -> p.Users:
-        admins = sorted((m.key, m.name) for m in room.members.values() if m.is_admin)
+    def _users_event(self, room: Room, joining: Member | None = None) -> p.Users:
+        """Who is in the room (with ``joining`` in it), on every process (lock held)."""
+        # Members carry their casefolded key already: no normalisation per name per join.
+        people = {m.key: (m.name, m.is_admin) for m in room.members.values()}
+        if joining is not None:
+            people[joining.key] = (joining.name, joining.is_admin)
+        if self.cluster is not None:
+            for user in self.cluster.remote_people(name_key(room.name)):
+                people.setdefault(user.key, (user.name, user.admin))
+        keys = sorted(people)
         return p.Users(
             room=room.name,
-            names=tuple(_sorted_names(room)),
+            names=tuple(people[k][0] for k in keys),
             topic=room.topic,
-            admins=tuple(name for _key, name in admins) or None,
+            admins=tuple(people[k][0] for k in keys if people[k][1]) or None,
         )
 
     def join(self, member: Member, req: p.Join) -> None:
@@ -323,7 +355,8 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
         with self._lock:
             room = self._room_for(valid, prepared)
             key = name_key(room.name)
-            if member.key not in room.members:
+            new = member.key not in room.members
+            if new:
                 others = list(room.members.values())
                 room.members[member.key] = member
                 member.rooms[key] = room.name
@@ -333,6 +366,8 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
             rooms = list(member.rooms.values())
         self.storage.save_session(member.session, member.name, member.key, rooms, tls=member.secure)
         batch.finish()
+        if new and self.cluster is not None:
+            self.cluster.joined_room(member, key, room.name)
 
     def part(self, member: Member, requested: str, ref: p.Ref | None = None) -> None:
         key = self.room_key(requested)
@@ -354,15 +389,20 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
             return
         self.storage.save_session(member.session, member.name, member.key, rooms, tls=member.secure)
         batch.finish()
+        if self.cluster is not None:
+            self.cluster.parted(member, key)
 
     def list_rooms(self, member: Member, ref: p.Ref | None = None) -> None:
         with self._lock:
+            remote = {} if self.cluster is None else self.cluster.remote_rooms()
             infos = [
-                p.RoomInfo(name=r.name, users=len(r.members), topic=r.topic)
+                p.RoomInfo(name=r.name, users=len(r.members) + remote.pop(k, ("", 0))[1],
+                           topic=r.topic)
                 for k, r in self._rooms.items()
-                if r.members or k == DEFAULT_ROOM
-            ]
-            general_live = DEFAULT_ROOM in self._rooms
+                if r.members or k == DEFAULT_ROOM or k in remote
+            ]  # fmt: skip
+            infos += [p.RoomInfo(name=n, users=c) for n, c in remote.values()]
+            general_live = any(name_key(i.name) == DEFAULT_ROOM for i in infos)
         if not general_live:
             infos.append(p.RoomInfo(name=DEFAULT_ROOM, users=0))
         infos.sort(key=lambda i: (name_key(i.name) != DEFAULT_ROOM, name_key(i.name)))
@@ -379,6 +419,9 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
         *,
         me: bool = False,
     ) -> None:
+        if self.cluster is not None:
+            self.cluster.say(member, room_name, text, ref, me)
+            return
         key = self.room_key(room_name)
         batch = Batch(self.flusher)
         error: tuple[str, str] | None = None
@@ -421,6 +464,9 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
     def dm(
         self, member: Member, to: str, text: str, ref: p.Ref | None = None, *, me: bool = False
     ) -> None:
+        if self.cluster is not None:
+            self.cluster.dm(member, to, text, ref, me)
+            return
         to_key = name_key(to)
         batch = Batch(self.flusher)
         error: tuple[str, str] | None = None
@@ -461,6 +507,9 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
     def typing(
         self, member: Member, *, room: str | None, to: str | None, ref: p.Ref | None = None
     ) -> None:
+        if self.cluster is not None:
+            self.cluster.typing(member, room=room, to=to, ref=ref)
+            return
         batch = Batch(self.flusher)
         with self._lock:
             if room is not None:
@@ -486,26 +535,6 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
             self._error(member, *error, ref)
             return
         batch.finish()
-
-    def history(self, member: Member, req: p.GetHistory) -> None:
-        limit = req.effective_limit
-        if req.room is not None:
-            key = self.room_key(req.room)
-            room_name = member.rooms.get(key)
-            if room_name is None:
-                self._error(member, p.NOT_IN_ROOM, f"you are not in {req.room!r}", req.ref)
-                return
-            msgs, more = self.storage.room_history(key, before=req.before, limit=limit)
-            msgs, more = fit_page(msgs, more, member.outbox.limit)
-            reply = p.HistoryReply(messages=tuple(msgs), room=room_name, more=more, ref=req.ref)
-        else:
-            other = req.with_ or ""
-            msgs, more = self.storage.dm_history(
-                self.identity(member), name_key(other), before=req.before, limit=limit
-            )
-            msgs, more = fit_page(msgs, more, member.outbox.limit)
-            reply = p.HistoryReply(messages=tuple(msgs), with_=other, more=more, ref=req.ref)
-        self._reply(member, reply)
 
     # -- shutdown ---------------------------------------------------------------------------
 
@@ -561,8 +590,3 @@ def _storage_failed(exc: Exception) -> tuple[str, str]:
 
 def _sort_key(name: str) -> tuple[str, str]:
     return (name_key(name), name)
-
-
-def _sorted_names(room: Room) -> list[str]:
-    # Members carry their casefolded key already: no normalisation per name per join.
-    return [name for _key, name in sorted((m.key, m.name) for m in room.members.values())]

@@ -29,6 +29,7 @@ from desktop_chat.net.server.guard import Busy
 from desktop_chat.net.server.storage_api import ChatStore, Identity
 
 if TYPE_CHECKING:
+    from desktop_chat.net.server.cluster import Cluster
     from desktop_chat.net.server.fanout import Member, Room
     from desktop_chat.net.server.guard import Guard
 
@@ -53,6 +54,7 @@ class ModerationMixin:
     _rooms: dict[str, Room]
     _registered_skeletons: dict[str, str]
     _registered_keys: set[str]
+    cluster: Cluster | None
 
     if TYPE_CHECKING:  # provided by Hub
 
@@ -134,6 +136,8 @@ class ModerationMixin:
         with self._lock:
             self._registered_skeletons[skeleton(member.name)] = member.key
             self._registered_keys.add(member.key)
+        if self.cluster is not None:
+            self.cluster.registered(member.key, member.name)
         log.info("%s registered their name", member.name)
         self._ok(member, req.TYPE, req.ref)
 

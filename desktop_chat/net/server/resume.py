@@ -24,10 +24,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from desktop_chat.net.protocol import events as p
+from desktop_chat.net.protocol.names import name_key
 from desktop_chat.net.server.fanout import Outgoing
 from desktop_chat.net.server.storage_api import ChatStore, Identity
 
 if TYPE_CHECKING:
+    from desktop_chat.net.server.cluster import Cluster
     from desktop_chat.net.server.fanout import Batch, Member, Room
 
 REPLAY_ROWS = 200  # rows read from storage per chunk
@@ -44,33 +46,30 @@ class Resume:
 
 
 class ResumeMixin:
-    """Mixed into :class:`~desktop_chat.net.server.hub.Hub`; uses its lock, users and rooms."""
+    """Mixed into :class:`~desktop_chat.net.server.hub.Hub`; uses its lock, users and rooms.
+    Also serves ``history`` (pages of stored messages)."""
 
     storage: ChatStore
     closing: bool
     _lock: threading.Lock
     _users: dict[str, Member]
     _replaying: set[Member]
+    cluster: Cluster | None
     replay_stall: float = 30.0  # seconds a resuming client may leave its backlog unread
 
     if TYPE_CHECKING:  # provided by Hub
 
         def _room_for(self, requested: str, prepared: Room | None) -> Room: ...
-        def _users_event(self, room: Room) -> p.Users: ...
+        def _users_event(self, room: Room, joining: Member | None = None) -> p.Users: ...
         def _new_batch(self) -> Batch: ...
         def identity(self, member: Member) -> Identity: ...
+        def room_key(self, requested: str) -> str: ...
+        def _reply(self, member: Member, event: p.ServerEvent) -> None: ...
+        def _error(self, member: Member, code: str, message: str, ref: p.Ref | None) -> None: ...
 
     def _users_with(self, room: Room, member: Member) -> p.Users:
         """The ``users`` list of ``room`` with ``member`` in it (it joins when it goes live)."""
-        others = [m for m in room.members.values() if m.key != member.key]
-        pairs = sorted([(m.key, m.name) for m in others] + [(member.key, member.name)])
-        admins = sorted((m.key, m.name) for m in [*others, member] if m.is_admin)
-        return p.Users(
-            room=room.name,
-            names=tuple(n for _k, n in pairs),
-            topic=room.topic,
-            admins=tuple(n for _k, n in admins) or None,
-        )
+        return self._users_event(room, member)
 
     def _replay_step(self, batch: Batch, member: Member, resume: Resume) -> bool:
         """Queue the next chunk of the backlog (lock held); True when nothing is left."""
@@ -94,6 +93,8 @@ class ResumeMixin:
     def _go_live(self, batch: Batch, member: Member, resume: Resume) -> None:
         """Put the member into its rooms (lock held, in the step of the last chunk)."""
         self._replaying.discard(member)
+        if self.cluster is not None:
+            self.cluster.went_live(member, resume.since)
         for rkey, rname in list(member.rooms.items()):
             room = self._room_for(rname, None)  # live, unless it emptied meanwhile
             others = list(room.members.values())
@@ -125,6 +126,26 @@ class ResumeMixin:
             batch.finish()
             if live:
                 return
+
+    def history(self, member: Member, req: p.GetHistory) -> None:
+        limit = req.effective_limit
+        if req.room is not None:
+            key = self.room_key(req.room)
+            room_name = member.rooms.get(key)
+            if room_name is None:
+                self._error(member, p.NOT_IN_ROOM, f"you are not in {req.room!r}", req.ref)
+                return
+            msgs, more = self.storage.room_history(key, before=req.before, limit=limit)
+            msgs, more = fit_page(msgs, more, member.outbox.limit)
+            reply = p.HistoryReply(messages=tuple(msgs), room=room_name, more=more, ref=req.ref)
+        else:
+            other = req.with_ or ""
+            msgs, more = self.storage.dm_history(
+                self.identity(member), name_key(other), before=req.before, limit=limit
+            )
+            msgs, more = fit_page(msgs, more, member.outbox.limit)
+            reply = p.HistoryReply(messages=tuple(msgs), with_=other, more=more, ref=req.ref)
+        self._reply(member, reply)
 
     def _wait_drained(self, member: Member) -> bool:
         """Wait until the member's outbox is empty; False if it never will be."""

@@ -88,6 +88,14 @@ class ServerConfig:
     # The chat database: None is SQLite in the data folder; a postgresql:// URL is that
     # PostgreSQL database (shared by several server processes).
     database: str | None = None
+    # How long a process of a cluster may miss its heartbeat before the others count it dead.
+    heartbeat_ttl: float = 9.0
+
+    # Several processes, one chat (see server_workers.py and docs/deploy.md):
+    backplane: str | None = None  # redis://… : the fan-out between processes (None: one process)
+    reuse_port: bool = False  # bind with SO_REUSEPORT: several processes share the port
+    worker: int | None = None  # this process's number among --workers (None: the only one)
+    owner_token: str | None = None  # the same host key in every worker (None: a fresh one)
 
 
 class Server:
@@ -107,7 +115,8 @@ class Server:
         self._refuser = Refuser(first_bytes_within=min(self.config.sniff_timeout, 1.0))
         self._listener: socket.socket | None = None
         self.certificate: Certificate | None = None
-        self.owner_token = secrets.token_urlsafe(24)  # the hosting app's key to admin rights
+        # The hosting app's key to admin rights (one for all workers when they share it).
+        self.owner_token = self.config.owner_token or secrets.token_urlsafe(24)
         self.guard = Guard(
             rule=PlainPasswordRule(
                 allow_plain=self.config.allow_plain_passwords,
@@ -146,6 +155,8 @@ class Server:
             self.flusher.before_send = self.storage.commit
             self.files = self._open_files(self.storage)
             self.hub.load_registered()  # also builds the look-alike table, before any login
+            if self.config.backplane:
+                self._start_cluster(self.config.backplane)
             if self.config.password:
                 self._password_hash = hash_password(self.config.password)
                 self.guard.password_hash = self._password_hash
@@ -175,6 +186,13 @@ class Server:
         self._acceptor.start()
         log.info("listening on %s:%d (data in %s)", host, port, self.data_dir)
         return self
+
+    def _start_cluster(self, url: str) -> None:
+        from desktop_chat.net.server.backplane import Backplane
+        from desktop_chat.net.server.cluster import Cluster
+
+        self.hub.cluster = Cluster(self.hub, Backplane(url, ttl=self.config.heartbeat_ttl))
+        self.hub.cluster.start()
 
     def _start_announcer(self) -> None:
         from desktop_chat.net.discovery.mdns import (
@@ -206,6 +224,7 @@ class Server:
             dualstack_ipv6=(
                 family == socket.AF_INET6 and host in ("::", "") and socket.has_dualstack_ipv6()
             ),
+            reuse_port=self.config.reuse_port,
         )
         sock.setblocking(False)
         return sock
@@ -280,6 +299,8 @@ class Server:
 
     def _release(self) -> None:
         self.flusher.close()  # safe whether or not it started
+        if getattr(self, "hub", None) is not None and self.hub.cluster is not None:
+            self.hub.cluster.bp.stop()
         for s in (self._listener, self._wake_r, self._wake_w):
             if s is not None:
                 s.close()

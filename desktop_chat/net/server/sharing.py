@@ -19,6 +19,7 @@ from desktop_chat.net.server.fanout import Batch, Outgoing
 from desktop_chat.net.server.storage_api import ChatStore, Identity, token_hash
 
 if TYPE_CHECKING:
+    from desktop_chat.net.server.cluster import Cluster
     from desktop_chat.net.server.fanout import Member, Room
     from desktop_chat.net.server.outbox import Flusher
 
@@ -42,6 +43,7 @@ class SharingMixin:
     _users: dict[str, Member]
     _rooms: dict[str, Room]
     _registered_keys: set[str]
+    cluster: Cluster | None
 
     if TYPE_CHECKING:  # provided by Hub
 
@@ -81,8 +83,13 @@ class SharingMixin:
         return Reader(stored.name, stored.name_key, session, {name_key(r): r for r in stored.rooms})
 
     def online_name(self, key: str) -> str | None:
-        """The name of the user online under name key ``key``, if any."""
+        """The name of the user online under name key ``key``, if any: on this process, or
+        in a cluster on any (a DM upload may come through another process than either
+        person's chat connection)."""
         with self._lock:
+            if self.cluster is not None:
+                found = self.cluster.identity_online(key)
+                return None if found is None else found[0]
             member = self._users.get(key)
             return None if member is None else member.name
 
@@ -91,6 +98,8 @@ class SharingMixin:
     ) -> p.ChatMessage:
         """A finished upload as a message, stored and fanned out like ``say`` (``room``: one
         the reader is in) or ``dm`` (``to``: a name, delivered if online)."""
+        if self.cluster is not None:
+            return self.cluster.share_file(reader, file, room=room, to=to)
         rkey = None if room is None else self.room_key(room)
         to_key = None if to is None else name_key(to)
         batch = Batch(self.flusher)

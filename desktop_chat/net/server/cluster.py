@@ -1,0 +1,326 @@
+"""Several server processes as one chat (``--backplane``): messages in one global order,
+and who is online where.
+
+Messages. Every process stores a message and publishes it to the backplane in one critical
+section of the whole cluster (:meth:`ChatStore.append_ordered`), so Redis receives messages
+in id order; every process then delivers every message — its own included — from its
+subscription (:meth:`Cluster._on_msg`), never directly from ``say``. Per local member
+:attr:`Cluster.last_id` is the highest id queued to it, and a message with an id at or
+below it is skipped: that is what makes a resume's replay (read under the hub lock) and live
+delivery (also under the hub lock) meet without a gap or a repeat. The sender's own copy
+carries its ``ref``: the event names the sender's session by its hash.
+
+Presence lives in :mod:`~desktop_chat.net.server.presence` (mixed in here): a replica per
+process of who is online on the others, names owned in Redis, dead processes' users leaving.
+
+Redis outage: a message is still stored (the sender's ``say`` is accepted), delivery pauses;
+when the subscription is back, each process sends each of its members what it missed from
+the database (from its ``last_id``, exactly once) before any new live message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from desktop_chat.net.protocol import events as p
+from desktop_chat.net.protocol.names import name_key
+from desktop_chat.net.protocol.records import Invalid
+from desktop_chat.net.server.backplane import Backplane, Event
+from desktop_chat.net.server.fanout import Batch, Member, Outgoing
+from desktop_chat.net.server.presence import PresenceMixin
+from desktop_chat.net.server.resume import REPLAY_ROWS
+from desktop_chat.net.server.storage_api import (
+    Identity,
+    NewMessage,
+    StorageError,
+    token_hash,
+)
+
+if TYPE_CHECKING:
+    from desktop_chat.net.server.hub import Hub
+    from desktop_chat.net.server.sharing import Reader
+
+log = logging.getLogger(__name__)
+
+
+class Cluster(PresenceMixin):
+    """The hub's collaborator in cluster mode. Handlers run on the backplane's subscriber
+    thread and take the hub's lock for every change they make."""
+
+    def __init__(self, hub: Hub, backplane: Backplane) -> None:
+        self.hub = hub
+        self.bp = backplane
+        self.last_id: dict[Member, int] = {}  # highest message id queued to each live member
+        self.seen_id = 0  # highest message id delivered from the subscription
+        self._unsent_refs: dict[int, tuple[str, p.Ref]] = {}  # id -> (session hash, ref)
+        self._handlers: dict[str, Callable[[Event], None]] = {"msg": self._on_msg}
+        self.init_presence()
+        backplane.on_event = self._on_event
+        backplane.on_up = self._on_up
+        backplane.on_down = self._on_down
+        backplane.on_tick = self.reap_dead
+
+    def start(self) -> None:
+        self.seen_id = self.hub.storage.last_message_id()
+        self.bp.start()
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def say(self, member: Member, room_name: str, text: str, ref: p.Ref | None, me: bool) -> None:
+        hub = self.hub
+        key = hub.room_key(room_name)
+        error: tuple[str, str] | None = None
+        row = None
+        with hub._lock:
+            original = hub._original(member, ref)
+            room = hub._rooms.get(key)
+            if original is not None:
+                pass
+            elif room is None or room.members.get(member.key) is not member:
+                error = (p.NOT_IN_ROOM, f"you are not in {room_name!r}")
+            elif (wait := hub.slow_mode_wait(member, room, key)) > 0:
+                error = (p.RATE_LIMITED, f"slow mode: wait {wait:.0f} s")
+            else:
+                by = hub.identity(member)
+                row = NewMessage(
+                    sender=member.name, text=text, room=room.name, room_key=key, me=me, by=by,
+                    ref=ref,
+                )  # fmt: skip
+        self._send(member, ref, original, error, row)
+
+    def dm(self, member: Member, to: str, text: str, ref: p.Ref | None, me: bool) -> None:
+        hub = self.hub
+        to_key = name_key(to)
+        error: tuple[str, str] | None = None
+        row = None
+        with hub._lock:
+            original = hub._original(member, ref)
+            target = self.identity_online(to_key)
+            if original is not None:
+                pass
+            elif target is None:
+                error = (p.NO_SUCH_USER, f"nobody called {to!r} is online")
+            else:
+                to_name, to_id = target
+                row = NewMessage(
+                    sender=member.name, text=text, dm_from=member.key, dm_to=to_key,
+                    to_name=to_name, me=me, by=hub.identity(member), to=to_id, ref=ref,
+                )  # fmt: skip
+        self._send(member, ref, original, error, row)
+
+    def identity_online(self, key: str) -> tuple[str, Identity] | None:
+        """The name and DM identity of whoever is online under ``key``, on any process
+        (lock held)."""
+        local = self.hub._users.get(key)
+        if local is not None:
+            return local.name, self.hub.identity(local)
+        remote = self.remote_user(key)
+        return None if remote is None else (remote.name, remote.identity)
+
+    def _send(
+        self,
+        member: Member,
+        ref: p.Ref | None,
+        original: p.ChatMessage | None,
+        error: tuple[str, str] | None,
+        row: NewMessage | None,
+    ) -> None:
+        hub = self.hub
+        if original is not None:
+            hub._reply(member, original)  # a resend: answered, not stored again
+        elif error is not None:
+            hub._error(member, *error, ref)
+        elif row is not None:
+            try:
+                self.store([row])
+            except StorageError as exc:
+                log.error("a message could not be stored: %s", exc)
+                hub._error(
+                    member,
+                    p.STORAGE_FAILED,
+                    f"the server could not store your message ({exc}); send it again",
+                    ref,
+                )
+                return
+            if ref is not None:
+                hub._refs.add(member.session, ref)
+
+    def share_file(
+        self, reader: Reader, file: p.FileInfo, *, room: str | None, to: str | None
+    ) -> p.ChatMessage:
+        """A finished upload as a message (see :meth:`SharingMixin.share_file`), stored and
+        published like ``say`` or ``dm``."""
+        hub = self.hub
+        rkey = None if room is None else hub.room_key(room)
+        to_key = None if to is None else name_key(to)
+        with hub._lock:
+            live = hub._rooms.get(rkey or "")
+            to_id: Identity | None = None
+            if to_key is not None:
+                online = self.identity_online(to_key)
+                account = to_key if to_key in hub._registered_keys else None
+                to_id = online[1] if online is not None else Identity(to_key, "", account)
+            row = NewMessage(
+                sender=reader.name, text="", room=room if live is None else live.name,
+                room_key=rkey, dm_from=reader.key if to else None, dm_to=to_key, to_name=to,
+                file=file, by=hub.reader_identity(reader) if to_key is not None else None,
+                to=to_id,
+            )  # fmt: skip
+        return self.store([row])[0]
+
+    def store(self, rows: list[NewMessage]) -> list[p.ChatMessage]:
+        """Store ``rows`` and publish them, in one critical section of the cluster."""
+
+        def publish(msgs: list[p.ChatMessage]) -> None:
+            for row, msg in zip(rows, msgs, strict=True):
+                by_hash = "" if row.by is None else row.by.session
+                event: Event = {
+                    "t": "msg",
+                    "m": msg.to_dict(),
+                    "rk": row.room_key,
+                    "fk": row.dm_from,
+                    "tk": row.dm_to,
+                    "h": by_hash,
+                    "ref": row.ref,
+                }
+                # Once more if the first try fails: Redis may just have come back, and a
+                # process already resubscribed would otherwise never see this message (a
+                # repeat is harmless: last_id skips it).
+                sent = self.bp.publish(event) or self.bp.publish(event)
+                if not sent and row.ref is not None:
+                    self._unsent_refs[msg.id] = (by_hash, row.ref)
+
+        return self.hub.storage.append_ordered(rows, publish)
+
+    def typing(
+        self, member: Member, *, room: str | None, to: str | None, ref: p.Ref | None
+    ) -> None:
+        hub = self.hub
+        error = None
+        with hub._lock:
+            if room is not None:
+                rkey = hub.room_key(room)
+                r = hub._rooms.get(rkey)
+                if r is None or r.members.get(member.key) is not member:
+                    error = (p.NOT_IN_ROOM, f"you are not in {room!r}")
+                event: Event = {"t": "typing", "n": member.name, "k": member.key, "rk": rkey}
+            else:
+                to_key = name_key(to or "")
+                if self.identity_online(to_key) is None:
+                    error = (p.NO_SUCH_USER, f"nobody called {to!r} is online")
+                event = {"t": "typing", "n": member.name, "k": member.key, "tk": to_key}
+        if error is not None:
+            hub._error(member, *error, ref)
+            return
+        self.bp.publish(event)
+
+    # -- receiving --------------------------------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        handler = self._handlers.get(str(event.get("t")))
+        if handler is None:
+            log.warning("backplane: unknown event %r ignored", event.get("t"))
+            return
+        try:
+            handler(event)
+        except (KeyError, TypeError, ValueError, Invalid) as exc:
+            log.error("backplane: a malformed %r event was ignored: %s", event.get("t"), exc)
+
+    def _on_msg(self, event: Event) -> None:
+        msg = p.ChatMessage.from_dict(event["m"])
+        ref: p.Ref | None = event.get("ref")
+        hub = self.hub
+        batch = Batch(hub.flusher)
+        with hub._lock:
+            self.seen_id = max(self.seen_id, msg.id)
+            for member in self._recipients(event):
+                self._queue(batch, member, msg, event.get("h", ""), ref)
+        batch.finish()
+
+    def _recipients(self, event: Event) -> list[Member]:
+        hub = self.hub
+        if event.get("tk") is None:
+            room = hub._rooms.get(str(event.get("rk")))
+            return [] if room is None else list(room.members.values())
+        # A member still replaying its backlog gets a DM from storage, in order.
+        found = (hub._users.get(k) for k in {event.get("fk"), event["tk"]} if k is not None)
+        return [m for m in found if m is not None and m not in hub._replaying]
+
+    def _queue(
+        self, batch: Batch, member: Member, msg: p.ChatMessage, by_hash: str, ref: Any
+    ) -> None:
+        """Queue ``msg`` to ``member`` unless it had it already (lock held)."""
+        if self.last_id.get(member, 0) >= msg.id:
+            return  # from a resume's replay, or a repeated publish
+        self.last_id[member] = msg.id
+        if ref is not None and by_hash and token_hash(member.session) == by_hash:
+            batch.send(member, Outgoing(replace(msg, ref=ref)))
+        else:
+            batch.send(member, Outgoing(msg))
+
+    def _on_typing(self, event: Event) -> None:
+        hub = self.hub
+        batch = Batch(hub.flusher)
+        name, key = str(event["n"]), str(event["k"])
+        with hub._lock:
+            if "rk" in event:
+                room = hub._rooms.get(str(event["rk"]))
+                if room is not None:
+                    out = Outgoing(p.TypingNotice(name=name, room=room.name))
+                    others = [m for m in room.members.values() if m.key != key]
+                    batch.send_all(others, out, urgent=False)
+            else:
+                target = hub._users.get(str(event["tk"]))
+                if target is not None and target.key != key and target not in hub._replaying:
+                    batch.send(target, Outgoing(p.TypingNotice(name=name, to=target.name)))
+        batch.finish()
+
+    # -- members going live and leaving ------------------------------------------------------
+
+    def went_live(self, member: Member, since: int | None) -> None:
+        """``member`` joined its rooms having had every message up to ``since`` (lock held)."""
+        self.last_id[member] = self.seen_id if since is None else since
+
+    def gone(self, member: Member) -> None:
+        self.last_id.pop(member, None)
+
+    # -- outage and recovery -----------------------------------------------------------------
+
+    def _on_down(self) -> None:
+        log.warning("backplane down: messages are stored, delivery waits for Redis")
+
+    def _on_up(self, first: bool) -> None:
+        """Subscribed (again): presence from Redis, ours back into it, and — after an
+        outage — every member's missed messages, before the subscription's first event."""
+        self.resync_presence(first)
+        if first:
+            return
+        log.info("backplane back: catching members up")
+        hub = self.hub
+        batch = Batch(hub.flusher)
+        with hub._lock:
+            for member in list(hub._users.values()):
+                if member not in hub._replaying:
+                    self._catch_up(batch, member)
+            self._unsent_refs.clear()
+        batch.finish()
+
+    def _catch_up(self, batch: Batch, member: Member) -> None:
+        """Queue what ``member`` missed while the backplane was away (lock held)."""
+        since = self.last_id.get(member, self.seen_id)
+        identity = self.hub.identity(member)
+        mine = token_hash(member.session)
+        while True:
+            msgs = self.hub.storage.messages_since(
+                since, member.rooms.keys(), identity, limit=REPLAY_ROWS
+            )
+            for msg in msgs:
+                by_hash, ref = self._unsent_refs.get(msg.id, ("", None))
+                self._queue(batch, member, msg, by_hash if by_hash == mine else "", ref)
+                since = msg.id
+                self.seen_id = max(self.seen_id, msg.id)
+            if len(msgs) < REPLAY_ROWS or member.outbox.closed:
+                return

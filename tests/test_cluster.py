@@ -1,0 +1,189 @@
+"""Several servers, one chat (``--backplane``): two and three servers in this test process,
+sharing one database and a real redis-server (tests/redis_server.py).
+
+What separate processes add (SIGKILL, the real command) is in tests/test_cluster_processes.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.helpers import LineClient, T, wait_until
+
+Server = Any
+
+
+servers: list[Server] = []  # the servers of the running test (for clients())
+
+
+@pytest.fixture
+def cluster(make_server: Any, redis_url: str) -> Iterator[Callable[[int], list[Server]]]:
+    def make(n: int) -> list[Server]:
+        servers[:] = [
+            make_server(backplane=redis_url, heartbeat_ttl=1.0, tls="off") for _ in range(n)
+        ]
+        # One SQLite file in one process: its stores share one critical section, as the
+        # processes of a cluster share PostgreSQL's advisory lock.
+        for server in servers[1:]:
+            server.storage._ordered = servers[0].storage._ordered
+        return list(servers)
+
+    yield make
+    servers.clear()
+
+
+@pytest.fixture
+def clients() -> Iterator[Callable[..., LineClient]]:
+    opened: list[LineClient] = []
+
+    def connect(server: Server, name: str | None = None, **hello: Any) -> LineClient:
+        """A client logged in as ``name`` on ``server``, once every server knows of it
+        (presence reaches the others a moment after the login)."""
+        client = LineClient(server.address)
+        opened.append(client)
+        if name is not None:
+            client.login(name, **hello)
+            for other in servers:
+                wait_until(lambda o=other: name in o.hub.online_names(), T(5), f"{name} seen")
+        return client
+
+    yield connect
+    for client in opened:
+        client.close()
+
+
+def _say(client: LineClient, text: str, room: str = "general") -> dict[str, Any]:
+    client.send_json(type="say", room=room, text=text, ref=text)
+    return client.expect("message", where=lambda m: m.get("ref") == text)
+
+
+def test_chat_across_two_servers(cluster: Any, clients: Any) -> None:
+    a, b = cluster(2)
+    alice = clients(a, "alice")
+    bob = clients(b, "bob")
+    assert bob.users[0]["names"] == ["alice", "bob"]
+    assert alice.expect("joined")["name"] == "bob"
+    mine = _say(alice, "hello from a")
+    got = bob.expect("message")
+    assert (got["id"], got["text"], got["from"]) == (mine["id"], "hello from a", "alice")
+    assert "ref" not in got
+    reply = _say(bob, "hello from b")
+    assert alice.expect("message")["id"] == reply["id"] > mine["id"]
+
+
+def test_ids_arrive_in_one_order_everywhere(cluster: Any, clients: Any) -> None:
+    servers = cluster(3)
+    people = [clients(s, f"p{i}") for i, s in enumerate(servers)]
+    for i, person in enumerate(people):
+        for j in range(5):
+            person.send_json(type="say", room="general", text=f"{i}-{j}")
+    seen = []
+    for person in people:
+        ids = [person.expect("message", timeout=5)["id"] for _ in range(15)]
+        assert ids == sorted(ids) and len(set(ids)) == 15
+        seen.append(ids)
+    assert seen[0] == seen[1] == seen[2]
+
+
+def test_dm_to_a_user_on_another_server(cluster: Any, clients: Any) -> None:
+    a, b = cluster(2)
+    alice = clients(a, "alice")
+    bob = clients(b, "bob")
+    alice.expect("joined")  # a knows of bob now
+    alice.send_json(type="dm", to="Bob", text="psst", ref=1)
+    sent = alice.expect("message", where=lambda m: m.get("ref") == 1)
+    got = bob.expect("message")
+    assert (got["id"], got["to"], got["text"]) == (sent["id"], "bob", "psst")
+    bob.send_json(type="history", **{"with": "alice"})
+    history = bob.expect("history")
+    assert [m["text"] for m in history["messages"]] == ["psst"]
+    bob.send_json(type="dm", to="nobody", text="x")
+    assert bob.expect("error")["code"] == "no_such_user"
+
+
+def test_presence_joins_leaves_and_rooms(cluster: Any, clients: Any) -> None:
+    a, b = cluster(2)
+    alice = clients(a, "alice")
+    bob = clients(b, "bob")
+    alice.expect("joined")
+    alice.send_json(type="join", room="games")
+    assert alice.expect("users", where=lambda m: m["room"] == "games")["names"] == ["alice"]
+    wait_until(lambda: "alice" in b.hub.online_names(), T(5))
+    bob.send_json(type="join", room="games")
+    assert alice.expect("joined", where=lambda m: m["room"] == "games")["name"] == "bob"
+    wait_until(lambda: b.hub.room_names("games") == ["alice", "bob"], T(5), "both in games")
+    alice.send_json(type="rooms")
+    rooms = {r["name"]: r["users"] for r in alice.expect("rooms")["rooms"]}
+    assert rooms == {"general": 2, "games": 2}
+    bob.send_json(type="typing", room="games")
+    assert alice.expect("typing", skip=("joined", "left", "users"))["name"] == "bob"
+    bob.send_json(type="part", room="games")
+    left = alice.expect("left", skip=("typing",))
+    assert (left["room"], left["name"], left["reason"]) == ("games", "bob", "part")
+    assert sorted(a.hub.online_names()) == ["alice", "bob"]
+    bob.send_json(type="quit")
+    left = alice.expect("left", skip=("typing",))
+    assert (left["room"], left["name"], left["reason"]) == ("general", "bob", "quit")
+    wait_until(lambda: a.hub.online_names() == ["alice"], T(5), "bob gone from a's list")
+
+
+def test_resume_on_another_server_gets_the_missed_once(cluster: Any, clients: Any) -> None:
+    a, b = cluster(2)
+    alice = clients(a, "alice")
+    bob = clients(b, "bob")
+    first = _say(bob, "m1")
+    alice.expect("message", where=lambda m: m["id"] == first["id"])
+    token = alice.welcome_session
+    alice.close()
+    bob.expect("left")
+    missed = [_say(bob, f"m{i}")["id"] for i in (2, 3)]
+    back = clients(b)
+    back.login("alice", resume={"session": token, "since": first["id"]})
+    assert back.welcome["resumed"] is True
+    assert [back.expect("message")["id"] for _ in missed] == missed
+    live = _say(bob, "m4")
+    assert back.expect("message")["id"] == live["id"]
+
+
+def test_a_resent_ref_is_answered_on_another_server(cluster: Any, clients: Any) -> None:
+    a, b = cluster(2)
+    alice = clients(a, "alice")
+    sent = _say(alice, "only once")
+    token = alice.welcome_session
+    alice.close()
+    back = clients(b)
+    back.login("alice", resume={"session": token, "since": sent["id"]})
+    back.send_json(type="say", room="general", text="only once", ref="only once")
+    again = back.expect("message", where=lambda m: m.get("ref") == "only once")
+    assert again["id"] == sent["id"]
+
+
+def test_names_are_unique_across_servers(cluster: Any, clients: Any) -> None:
+    a, b = cluster(2)
+    clients(a, "alice")
+    for name in ("alice", "ALICE", "aIice"):
+        late = clients(b)
+        late.send_json(type="hello", protocol=1, name=name)
+        refused = late.read_json()
+        assert refused.get("code") == "name_taken", (name, refused)
+
+
+def test_resuming_elsewhere_replaces_the_old_connection_silently(
+    cluster: Any, clients: Any
+) -> None:
+    a, b = cluster(2)
+    alice = clients(a, "alice")
+    bob = clients(a, "bob")
+    alice.expect("joined")
+    back = clients(b)
+    back.login("alice", resume={"session": alice.welcome_session, "since": 0})
+    alice.assert_closed()
+    live = _say(bob, "still here?")
+    assert back.expect("message")["id"] == live["id"]
+    assert "alice" in a.hub.online_names()
+    # bob saw no `left` of alice: the next event after his own message is nothing else.
+    bob.send_json(type="ping", n=7)
+    assert bob.expect("pong", skip=())["n"] == 7
