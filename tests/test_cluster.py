@@ -187,3 +187,50 @@ def test_resuming_elsewhere_replaces_the_old_connection_silently(
     # bob saw no `left` of alice: the next event after his own message is nothing else.
     bob.send_json(type="ping", n=7)
     assert bob.expect("pong", skip=())["n"] == 7
+
+
+def test_redis_restarted_mid_chat_loses_nothing_and_repeats_nothing(
+    cluster: Any, clients: Any, redis_service: Any
+) -> None:
+    a, b = cluster(2)
+    alice = clients(a, "alice")
+    bob = clients(b, "bob")
+    before = _say(alice, "before")
+    assert bob.expect("message")["id"] == before["id"]
+    redis_service.stop()
+    # Stored while Redis is away (sending is not refused); delivery waits.
+    alice.send_json(type="say", room="general", text="during", ref="during")
+    wait_until(lambda: a.storage.last_message_id() > before["id"], T(10), "stored")
+    redis_service.start()
+    got = bob.expect("message", timeout=15)
+    assert (got["text"], got["from"]) == ("during", "alice")
+    mine = alice.expect("message")
+    assert (mine["id"], mine.get("ref")) == (got["id"], "during")
+    after = _say(bob, "after")
+    assert alice.expect("message")["id"] == after["id"]
+    for client in (alice, bob):  # and nothing twice
+        client.send_json(type="ping", n=1)
+        assert client.expect("pong", skip=("joined", "left", "users", "typing"))["n"] == 1
+
+
+def test_kick_ban_and_promote_reach_a_user_on_another_server(cluster: Any, clients: Any) -> None:
+    a, b = cluster(2)
+    host = clients(a, "host", owner=a.owner_token)
+    carol = clients(b, "carol")
+    dave = clients(b, "dave")
+    host.send_json(type="kick", name="Carol", reason="spam", ref="k")
+    assert host.expect("ok")["ref"] == "k"
+    assert carol.expect("error")["code"] == "kicked"
+    carol.assert_closed()
+    left = host.expect("left", where=lambda m: m["name"] == "carol")
+    assert left["reason"] == "kicked"
+    host.send_json(type="ban", name="dave", ref="b")
+    assert host.expect("ok")["ref"] == "b"
+    assert dave.expect("error")["code"] == "kicked"
+    dave.assert_closed()
+    for server in (a, b):  # the ban holds on every server
+        again = clients(server)
+        again.send_json(type="hello", protocol=1, name="dave")
+        assert again.read_json()["code"] == "banned"
+    host.send_json(type="ban", name="host", ref="self")
+    assert host.expect("error")["code"] == "forbidden"

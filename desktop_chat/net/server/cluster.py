@@ -29,6 +29,7 @@ from desktop_chat.net.protocol import events as p
 from desktop_chat.net.protocol.names import name_key
 from desktop_chat.net.protocol.records import Invalid
 from desktop_chat.net.server.backplane import Backplane, Event
+from desktop_chat.net.server.cluster_admin import AdminMixin
 from desktop_chat.net.server.fanout import Batch, Member, Outgoing
 from desktop_chat.net.server.presence import PresenceMixin
 from desktop_chat.net.server.resume import REPLAY_ROWS
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Cluster(PresenceMixin):
+class Cluster(PresenceMixin, AdminMixin):
     """The hub's collaborator in cluster mode. Handlers run on the backplane's subscriber
     thread and take the hub's lock for every change they make."""
 
@@ -58,6 +59,7 @@ class Cluster(PresenceMixin):
         self._unsent_refs: dict[int, tuple[str, p.Ref]] = {}  # id -> (session hash, ref)
         self._handlers: dict[str, Callable[[Event], None]] = {"msg": self._on_msg}
         self.init_presence()
+        self.init_admin()
         backplane.on_event = self._on_event
         backplane.on_up = self._on_up
         backplane.on_down = self._on_down

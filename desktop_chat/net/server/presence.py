@@ -67,21 +67,33 @@ class RemoteUser:
     hash: str  # SHA-256 of its session token: DM ownership, replacing a resumed session
     account: str | None
     admin: bool = False
+    owner: bool = False  # logged in with the owner token: nobody may act against it
     rooms: dict[str, str] = field(default_factory=dict)  # room key -> room name
 
     @property
     def identity(self) -> Identity:
         return Identity(self.key, self.hash, self.account)
 
+    @property
+    def is_admin(self) -> bool:
+        return self.admin
+
+    @property
+    def is_owner(self) -> bool:
+        return self.owner
+
     def to_dict(self) -> dict[str, Any]:
         return {"k": self.key, "n": self.name, "h": self.hash, "a": self.account,
-                "adm": self.admin, "r": self.rooms}  # fmt: skip
+                "adm": self.admin, "own": self.owner, "r": self.rooms}  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RemoteUser:
         rooms = {str(k): str(v) for k, v in dict(d["r"]).items()}
         account = None if d.get("a") is None else str(d["a"])
-        return cls(str(d["k"]), str(d["n"]), str(d["h"]), account, bool(d.get("adm")), rooms)
+        return cls(
+            str(d["k"]), str(d["n"]), str(d["h"]), account, bool(d.get("adm")),
+            bool(d.get("own")), rooms,
+        )  # fmt: skip
 
 
 def name_value(proc: str, key: str, session_hash: str) -> str:
@@ -183,7 +195,7 @@ class PresenceMixin:
         ident = self.hub.identity(member)
         return RemoteUser(
             member.key, member.name, ident.session, ident.account, member.is_admin,
-            dict(member.rooms),
+            member.is_owner, dict(member.rooms),
         )  # fmt: skip
 
     def _announce(self, event: Event, member: Member | None = None, gone: bool = False) -> None:
