@@ -24,8 +24,9 @@ import segno
 
 from desktop_chat import __version__
 from desktop_chat.net.protocol.invite import invite_link, web_url
+from desktop_chat.net.server.backplane import BackplaneError
 from desktop_chat.net.server.server import DEFAULT_PORT, Server, ServerConfig
-from desktop_chat.net.server.storage_api import StorageError
+from desktop_chat.net.server.storage_api import StorageError, describe, is_database_url
 
 log = logging.getLogger("desktop_chat")
 
@@ -112,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="folder for the database (default: the user data folder)",
+    )
+    ap.add_argument(
+        "--database",
+        type=_database_url,
+        default=None,
+        metavar="URL",
+        help="keep the chat in this PostgreSQL database (postgresql://user@host/dbname), "
+        "which several server processes can share; default: SQLite in the data folder "
+        "(environment: DESKTOP_CHAT_DATABASE)",
     )
     ap.add_argument("--title", default=d.title, help="server title shown to people")
     ap.add_argument(
@@ -272,6 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _database_url(text: str) -> str:
+    if not is_database_url(text):
+        raise argparse.ArgumentTypeError(
+            f"not a database URL: {describe(text)!r} (give postgresql://user@host/dbname)"
+        )
+    return text
+
+
 def _read_password_file(path: str) -> str:
     """The first line of ``path`` (without its line ending): the server password."""
     try:
@@ -289,6 +307,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         host=args.host,
         port=args.port,
         data_dir=args.data_dir,
+        database=args.database or os.environ.get("DESKTOP_CHAT_DATABASE") or None,
         title=args.title,
         max_line=args.max_line,
         rate_burst=args.rate_burst,
@@ -410,6 +429,13 @@ def serve(config: ServerConfig, *, banner: bool = True) -> int:
     server = Server(config)
     try:
         server.start()
+    except StorageError as exc:
+        # A bad URL (from the environment), PostgreSQL unreachable or refusing us.
+        print(f"desktop-chat-server: database: {exc}", file=sys.stderr)
+        return 2
+    except BackplaneError as exc:
+        print(f"desktop-chat-server: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         return _cannot_start(config, exc)
     stop = threading.Event()

@@ -19,7 +19,19 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from tests.helpers import T
 from tests.redis_server import redis_service, redis_url  # noqa: F401  (fixtures)
 
-pytest_plugins = ("pytester",)  # tests/gui/test_qt_leaks.py runs a leaking test in a test
+# pytester: tests/gui/test_qt_leaks.py runs a leaking test in a test; pg_server: PostgreSQL.
+pytest_plugins = ("pytester", "tests.pg_server")
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``backends`` (the contract's files) run once per storage back end, unless
+    also marked ``sqlite_only``; every other test uses SQLite (the ``backend`` fixture)."""
+    marked = metafunc.definition.get_closest_marker("backends") is not None
+    only = metafunc.definition.get_closest_marker("sqlite_only") is not None
+    if marked and not only and "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", BACKENDS)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -108,8 +120,25 @@ def _isolated_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
 
 @pytest.fixture
-def make_server(data_dir: Path) -> Iterator[object]:
-    """A factory for real servers on 127.0.0.1 port 0; all are closed after the test."""
+def backend() -> str:
+    """The storage back end: SQLite, or each in turn in tests marked ``backends``."""
+    return "sqlite"
+
+
+@pytest.fixture
+def database(backend: str, request: pytest.FixtureRequest) -> str | None:
+    """``ServerConfig.database`` for the back end: None (SQLite in the data folder) or the
+    URL of an empty PostgreSQL database of this test's own (the same for every server it
+    starts, so a restarted server finds its data)."""
+    if backend == "sqlite":
+        return None
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def make_server(data_dir: Path, database: str | None) -> Iterator[object]:
+    """A factory for real servers on 127.0.0.1 port 0, on the test's back end; all are closed
+    after the test."""
     from desktop_chat.net.server.server import Server, ServerConfig
 
     started: list[Server] = []
@@ -121,6 +150,7 @@ def make_server(data_dir: Path) -> Iterator[object]:
             "data_dir": data_dir,
             "title": "Test chat",
             "sniff_timeout": 0.3,
+            "database": database,
         }
         options.update(overrides)
         server = Server(ServerConfig(**options))  # type: ignore[arg-type]

@@ -14,6 +14,8 @@ from desktop_chat.net.server.storage import Identity, Storage, token_hash
 from desktop_chat.net.server.storage_schema import SCHEMA_VERSION
 from tests.helpers import LineClient
 
+pytestmark = pytest.mark.backends  # the contract: on SQLite and on PostgreSQL
+
 # The CREATE statements of schema version 1 (0.2), as such databases exist on users' disks.
 _OLD_SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -10,9 +10,15 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from desktop_chat.net.server.storage import Identity, Storage, token_hash
+from desktop_chat.net.server.storage_api import open_store
 from desktop_chat.net.server.storage_schema import SCHEMA_VERSION
 from tests.helpers import LineClient, T
+from tests.pg_server import run_sql
+
+pytestmark = pytest.mark.backends  # the contract: on SQLite and on PostgreSQL
 
 
 def _dm(client: LineClient, to: str, text: str) -> dict[str, Any]:
@@ -175,29 +181,22 @@ def test_an_expired_session_is_not_resumed(make_server: Any, data_dir: Path) -> 
         alice.close()
         bob.expect("left")  # the server has saved alice's session
     # The session was last seen two days ago (as if the server had run all that time).
-    db = sqlite3.connect(data_dir / "chat.sqlite3")
-    with db:
-        db.execute("UPDATE sessions SET last_seen = last_seen - 2 * 86400")
-    db.close()
+    run_sql(srv.storage, "UPDATE sessions SET last_seen = last_seen - 2 * 86400")
     with LineClient(srv.address) as back:
         welcome = back.login("alice", resume={"session": token, "since": 0})
         assert "resumed" not in welcome
         assert welcome["session"] != token
 
 
-def test_expired_sessions_are_swept_while_running(tmp_path: Path) -> None:
-    storage = Storage(tmp_path / "chat.sqlite3")
+def test_expired_sessions_are_swept_while_running(tmp_path: Path, database: str | None) -> None:
+    storage = open_store(database, tmp_path)
     try:
         storage.save_session("t1", "Ann", "ann", ["general"])
-        db = sqlite3.connect(tmp_path / "chat.sqlite3")
-        with db:
-            db.execute("UPDATE sessions SET last_seen = last_seen - 100")
-        db.close()
+        run_sql(storage, "UPDATE sessions SET last_seen = last_seen - 100")
         storage.expire_every = 0.05
         storage.session_ttl = 50
         assert storage.expired_round.wait(T(5))
-        count = sqlite3.connect(tmp_path / "chat.sqlite3").execute("SELECT COUNT(*) FROM sessions")
-        assert count.fetchone()[0] == 0
+        assert run_sql(storage, "SELECT COUNT(*) FROM sessions") == [(0,)]
     finally:
         storage.close()
 
@@ -215,6 +214,9 @@ def test_data_folder_and_database_are_the_owners_alone(make_server: Any, data_di
         alice.send_json(type="say", room="general", text="on disk")
         alice.expect("message")
     assert _mode(data_dir) == 0o700
+    if srv.config.database is not None:  # PostgreSQL: no file of ours; what it keeps
+        assert run_sql(srv.storage, "SELECT token FROM sessions") == [(token_hash(token),)]
+        return
     db_files = [data_dir / f"chat.sqlite3{suffix}" for suffix in ("", "-wal", "-shm")]
     assert all(_mode(p) == 0o600 for p in db_files if p.exists())
     assert (data_dir / "chat.sqlite3-wal").exists()
@@ -223,6 +225,7 @@ def test_data_folder_and_database_are_the_owners_alone(make_server: Any, data_di
     assert token_hash(token).encode() in raw
 
 
+@pytest.mark.sqlite_only("the TLS key's file: nothing of the database")
 def test_tls_key_is_not_written_through_a_planted_symlink(make_server: Any, data_dir: Path) -> None:
     victim = data_dir.parent / "victim.txt"
     victim.write_text("keep me")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.helpers import LineClient
+
+pytestmark = pytest.mark.backends  # the contract: on SQLite and on PostgreSQL
 
 
 def _say(client: LineClient, text: str, room: str = "general") -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Storage on a real SQLite file in a tmp folder: messages, history pages, sessions, rooms."""
+"""Storage on each back end (a real SQLite file in a tmp folder, a real PostgreSQL database):
+messages, history pages, sessions, rooms, accounts, the ordered append."""
 
 from __future__ import annotations
 
@@ -11,10 +12,23 @@ import pytest
 
 from desktop_chat.net.protocol.events import ChatMessage
 from desktop_chat.net.server.storage import Identity, Storage
-from desktop_chat.net.server.storage_api import NewMessage, StorageError
+from desktop_chat.net.server.storage_api import ChatStore, NewMessage, StorageError, open_store
+
+pytestmark = pytest.mark.backends
 
 
-def test_ids_rise_and_history_pages_back(storage: Storage) -> None:
+def _committed_ids(storage: object) -> list[int]:
+    """The message ids another connection (another process) sees: the committed ones."""
+    if isinstance(storage, Storage):
+        with closing(sqlite3.connect(storage.path)) as other:
+            return [r[0] for r in other.execute("SELECT id FROM messages ORDER BY id")]
+    import psycopg
+
+    with psycopg.connect(storage.url) as conn:  # type: ignore[attr-defined]
+        return [r[0] for r in conn.execute("SELECT id FROM messages ORDER BY id")]
+
+
+def test_ids_rise_and_history_pages_back(storage: ChatStore) -> None:
     ids = [
         storage.add_message(sender="Ann", text=f"m{i}", room="Lunch", room_key="lunch").id
         for i in range(5)
@@ -32,7 +46,7 @@ BEN = Identity("ben", "s-ben")
 CY = Identity("cy", "s-cy")
 
 
-def _dm(storage: Storage, sender: Identity, to: Identity, text: str) -> None:
+def _dm(storage: ChatStore, sender: Identity, to: Identity, text: str) -> None:
     storage.add_message(
         sender=sender.key.title(),
         text=text,
@@ -44,7 +58,7 @@ def _dm(storage: Storage, sender: Identity, to: Identity, text: str) -> None:
     )
 
 
-def test_dm_history_is_the_conversation_both_ways(storage: Storage) -> None:
+def test_dm_history_is_the_conversation_both_ways(storage: ChatStore) -> None:
     _dm(storage, ANN, BEN, "hi")
     _dm(storage, BEN, ANN, "hey")
     _dm(storage, CY, ANN, "other")
@@ -53,13 +67,13 @@ def test_dm_history_is_the_conversation_both_ways(storage: Storage) -> None:
     assert not more
 
 
-def test_dm_history_is_only_for_the_sessions_that_took_part(storage: Storage) -> None:
+def test_dm_history_is_only_for_the_sessions_that_took_part(storage: ChatStore) -> None:
     _dm(storage, ANN, BEN, "for ben's session")
     later_ben = Identity("ben", "s-someone-else")
     assert storage.dm_history(later_ben, "ann", before=None, limit=10)[0] == []
 
 
-def test_messages_since_covers_the_rooms_and_own_dms_in_order(storage: Storage) -> None:
+def test_messages_since_covers_the_rooms_and_own_dms_in_order(storage: ChatStore) -> None:
     first = storage.add_message(sender="Ann", text="old", room="general", room_key="general")
     storage.add_message(sender="Ann", text="a", room="general", room_key="general")
     _dm(storage, ANN, BEN, "b")
@@ -69,18 +83,17 @@ def test_messages_since_covers_the_rooms_and_own_dms_in_order(storage: Storage) 
     assert [m.text for m in got] == ["a", "b", "c"]
 
 
-def test_committed_messages_survive_a_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "chat.sqlite3"
-    store = Storage(path)
+def test_committed_messages_survive_a_reopen(tmp_path: Path, database: str | None) -> None:
+    store = open_store(database, tmp_path)
     try:
         msg = store.add_message(sender="Ann", text="keep me", room="general", room_key="general")
+        assert _committed_ids(store) == []  # in the open transaction: the round's
         store.commit()
         # Another connection (another process, after a crash) sees it once committed.
-        with closing(sqlite3.connect(path)) as other:
-            assert other.execute("SELECT text FROM messages").fetchall() == [("keep me",)]
+        assert _committed_ids(store) == [msg.id]
     finally:
         store.close()
-    again = Storage(path)
+    again = open_store(database, tmp_path)
     try:
         assert [m.id for m in again.room_history("general", before=None, limit=5)[0]] == [msg.id]
         later = again.add_message(sender="Ann", text="next", room="general", room_key="general")
@@ -89,7 +102,7 @@ def test_committed_messages_survive_a_reopen(tmp_path: Path) -> None:
         again.close()
 
 
-def test_sessions_are_saved_loaded_deleted_and_expired(storage: Storage) -> None:
+def test_sessions_are_saved_loaded_deleted_and_expired(storage: ChatStore) -> None:
     storage.save_session("tok", "Ann", "ann", ["general", "Lunch"])
     kept = storage.load_session("tok")
     assert kept is not None and (kept.name, kept.rooms) == ("Ann", ("general", "Lunch"))
@@ -101,7 +114,7 @@ def test_sessions_are_saved_loaded_deleted_and_expired(storage: Storage) -> None
     assert storage.load_session("tok2") is None
 
 
-def test_rooms_keep_their_first_spelling_topic_and_settings(storage: Storage) -> None:
+def test_rooms_keep_their_first_spelling_topic_and_settings(storage: ChatStore) -> None:
     assert storage.room("lunch") is None
     assert storage.ensure_room("lunch", "Lunch") == "Lunch"
     assert storage.ensure_room("lunch", "LUNCH") == "Lunch"
@@ -112,7 +125,7 @@ def test_rooms_keep_their_first_spelling_topic_and_settings(storage: Storage) ->
     assert storage.room_settings("nowhere") == (None, 0)
 
 
-def test_accounts_roles_and_bans(storage: Storage) -> None:
+def test_accounts_roles_and_bans(storage: ChatStore) -> None:
     storage.save_account("zoe", "Zoe", "hash")
     assert storage.account("zoe") == ("Zoe", "hash", "user")
     assert storage.set_role("zoe", "admin") and not storage.set_role("nobody", "admin")
@@ -124,14 +137,13 @@ def test_accounts_roles_and_bans(storage: Storage) -> None:
     assert not storage.remove_ban("address", "10.0.0.7")
 
 
-def test_append_ordered_commits_then_calls_back_in_id_order(storage: Storage) -> None:
+def test_append_ordered_commits_then_calls_back_in_id_order(storage: ChatStore) -> None:
     first = storage.add_message(sender="Ann", text="grouped", room="general", room_key="general")
     seen: list[list[int]] = []
 
     def published(msgs: list[ChatMessage]) -> None:
         # Called inside the critical section, after the commit: another connection sees them.
-        with closing(sqlite3.connect(storage.path)) as other:
-            ids = [r[0] for r in other.execute("SELECT id FROM messages ORDER BY id")]
+        ids = _committed_ids(storage)
         seen.append(ids)
         assert [m.id for m in msgs] == ids[-2:]
 
@@ -145,7 +157,7 @@ def test_append_ordered_commits_then_calls_back_in_id_order(storage: Storage) ->
     assert storage.message_for_ref(ANN.session, 1) == replace(stored[0], ref=1)
 
 
-def test_append_ordered_stores_nothing_of_a_batch_that_fails(storage: Storage) -> None:
+def test_append_ordered_stores_nothing_of_a_batch_that_fails(storage: ChatStore) -> None:
     called: list[object] = []
     bad = NewMessage(sender="Ann", text=None, room="general", room_key="general")  # type: ignore[arg-type]
     good = NewMessage(sender="Ann", text="fine", room="general", room_key="general")
@@ -158,7 +170,7 @@ def test_append_ordered_stores_nothing_of_a_batch_that_fails(storage: Storage) -
     assert called == [[ok]]
 
 
-def test_database_errors_are_storage_errors(storage: Storage) -> None:
+def test_database_errors_are_storage_errors(storage: ChatStore) -> None:
     storage.close()
     with pytest.raises(StorageError):
         storage.room("general")

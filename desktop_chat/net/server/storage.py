@@ -42,7 +42,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from desktop_chat.net.protocol.events import ChatMessage, FileInfo, Ref
-from desktop_chat.net.server.storage_api import MESSAGE_COLUMNS, NewMessage, StorageError
+from desktop_chat.net.server.storage_api import (
+    MESSAGE_COLUMNS,
+    READ_COLUMNS,
+    NewMessage,
+    StorageError,
+    message_from_row,
+)
 from desktop_chat.net.server.storage_api import Identity as Identity
 from desktop_chat.net.server.storage_api import StoredSession as StoredSession
 from desktop_chat.net.server.storage_api import token_hash as token_hash
@@ -57,7 +63,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Identity", "Storage", "StorageError", "StoredSession", "token_hash"]
 
-_COLUMNS = "id, ts, sender, room, to_name, text, file, me"
 _INSERT = f"INSERT INTO messages (id, {MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 17)})"
 # The DMs an Identity took part in (named parameters :session and :account).
 _MINE_SENT = "(from_session = :session OR from_account = :account)"
@@ -73,23 +78,6 @@ def _owner_only(path: Path) -> None:
         no_follow = getattr(os, "O_NOFOLLOW", 0)  # not on Windows
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | no_follow, 0o600)
         os.close(fd)
-
-
-def _row_to_message(row: Sequence[object]) -> ChatMessage:
-    msg_id, ts, sender, room, to_name, text, file_json, me = row
-    file = None
-    if isinstance(file_json, str):
-        file = FileInfo.from_dict(json.loads(file_json))
-    return ChatMessage(
-        id=int(msg_id),  # type: ignore[call-overload]
-        ts=int(ts),  # type: ignore[call-overload]
-        from_=str(sender),
-        text=str(text),
-        room=None if room is None else str(room),
-        to=None if to_name is None else str(to_name),
-        file=file,
-        me=True if me else None,
-    )
 
 
 class Storage(SettingsTables):
@@ -345,17 +333,17 @@ class Storage(SettingsTables):
         (its echo), else None."""
         with self._locked():
             row = self._db.execute(
-                f"SELECT {_COLUMNS} FROM messages WHERE from_session = ? AND ref = ? "
+                f"SELECT {READ_COLUMNS} FROM messages WHERE from_session = ? AND ref = ? "
                 "ORDER BY id LIMIT 1",
                 (session, json.dumps(ref)),
             ).fetchone()
-        return None if row is None else replace(_row_to_message(row), ref=ref)
+        return None if row is None else replace(message_from_row(row), ref=ref)
 
     def room_history(
         self, room_key: str, *, before: int | None, limit: int
     ) -> tuple[list[ChatMessage], bool]:
         """Up to ``limit`` messages of a room before id ``before``, oldest first; and more?"""
-        sql = f"SELECT {_COLUMNS} FROM messages WHERE room_key = :room"
+        sql = f"SELECT {READ_COLUMNS} FROM messages WHERE room_key = :room"
         return self._page(sql, {"room": room_key}, before, limit)
 
     def dm_readable(self, message_id: int, me: Identity) -> bool:
@@ -374,7 +362,7 @@ class Storage(SettingsTables):
         """The private conversation of ``me`` with another user (name key), oldest first, and
         whether there is more: only the DMs ``me`` took part in."""
         sql = (
-            f"SELECT {_COLUMNS} FROM messages WHERE "
+            f"SELECT {READ_COLUMNS} FROM messages WHERE "
             f"((dm_from = :key AND dm_to = :other AND {_MINE_SENT}) "
             f"OR (dm_from = :other AND dm_to = :key AND {_MINE_RECEIVED}))"
         )
@@ -397,7 +385,7 @@ class Storage(SettingsTables):
         with self._locked():
             rows = self._db.execute(sql, args).fetchall()
         more = len(rows) > limit
-        return [_row_to_message(r) for r in reversed(rows[:limit])], more
+        return [message_from_row(r) for r in reversed(rows[:limit])], more
 
     def messages_since(
         self, since: int, room_keys: Iterable[str], me: Identity, *, limit: int = -1
@@ -407,7 +395,7 @@ class Storage(SettingsTables):
         ``ref`` again, so a resuming client sees which of its sends arrived."""
         rooms = {f"r{i}": k for i, k in enumerate(room_keys)}
         marks = ",".join(f":{name}" for name in rooms)
-        cols = f"{_COLUMNS}, CASE WHEN from_session = :session THEN ref END"
+        cols = f"{READ_COLUMNS}, CASE WHEN from_session = :session THEN ref END"
         parts = [
             f"SELECT {cols} FROM messages WHERE id > :since AND room_key IN ({marks})",
             f"SELECT {cols} FROM messages WHERE id > :since AND dm_from = :key AND {_MINE_SENT}",
@@ -426,7 +414,7 @@ class Storage(SettingsTables):
             rows = self._db.execute(sql, args).fetchall()
         out = []
         for row in rows:
-            msg = _row_to_message(row[:-1])
+            msg = message_from_row(row[:-1])
             if row[-1] is not None:
                 msg = replace(msg, ref=json.loads(row[-1]))
             out.append(msg)

@@ -132,6 +132,27 @@ MESSAGE_COLUMNS = (
     "sender_key, from_session, to_session, from_account, to_account, ref"
 )
 
+# The columns a message is read back from (see message_from_row).
+READ_COLUMNS = "id, ts, sender, room, to_name, text, file, me"
+
+
+def message_from_row(row: Sequence[object]) -> ChatMessage:
+    """A message as read with :data:`READ_COLUMNS`."""
+    msg_id, ts, sender, room, to_name, text, file_json, me = row
+    file = None
+    if isinstance(file_json, str):
+        file = FileInfo.from_dict(json.loads(file_json))
+    return ChatMessage(
+        id=int(msg_id),  # type: ignore[call-overload]
+        ts=int(ts),  # type: ignore[call-overload]
+        from_=str(sender),
+        text=str(text),
+        room=None if room is None else str(room),
+        to=None if to_name is None else str(to_name),
+        file=file,
+        me=True if me else None,
+    )
+
 
 class ChatStore(Protocol):
     """The server's database, whichever back end. Thread-safe; every method is short.
@@ -267,4 +288,6 @@ def open_store(database: str | None, data_dir: Path) -> ChatStore:
         raise StorageError(
             f"{describe(database)!r} is not a database URL; give postgresql://user@host/dbname"
         )
-    raise StorageError("PostgreSQL is not supported by this build")
+    from desktop_chat.net.server.storage_pg import PgStorage  # psycopg: only when asked for
+
+    return PgStorage(database)

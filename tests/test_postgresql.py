@@ -1,0 +1,262 @@
+"""PostgreSQL as the chat database: what only it has (migrations under an advisory lock, the
+cluster-wide ordered append, a lost connection) and the ``--database`` flag as a user meets it.
+The contract itself runs on PostgreSQL in the files marked ``backends``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from desktop_chat.net.protocol.events import ChatMessage
+from desktop_chat.net.server.storage_api import Identity, NewMessage, StorageError, open_store
+from desktop_chat.net.server.storage_pg import PgStorage
+from desktop_chat.net.server.storage_pg_schema import SCHEMA_VERSION, migrate
+from tests.helpers import LineClient, T
+from tests.pg_server import PgCluster, run_sql
+
+CMD = [sys.executable, "-m", "desktop_chat.server_cli"]
+ANN = Identity("ann", "s-ann")
+
+
+def _versions(url: str) -> list[int]:
+    with psycopg.connect(url) as db:
+        return [r[0] for r in db.execute("SELECT version FROM schema_version ORDER BY version")]
+
+
+def test_a_database_at_the_previous_step_is_upgraded_with_its_data(pg_cluster: PgCluster) -> None:
+    url = pg_cluster.fresh_url(empty=True)
+    with psycopg.connect(url, autocommit=True) as db:
+        migrate(db, upto=SCHEMA_VERSION - 1)
+        db.execute(
+            "INSERT INTO messages (ts, sender, room_key, room, text, sender_key, from_session, "
+            "ref) VALUES (1000, 'Ann', 'general', 'general', 'kept', 'ann', 's-ann', '7')"
+        )
+        db.execute(
+            "INSERT INTO sessions (token, name_key, name, rooms, created, last_seen) "
+            "VALUES ('hashed', 'ann', 'Ann', '[\"general\"]', 1, 1)"
+        )
+    store = PgStorage(url)
+    try:
+        assert _versions(url) == list(range(1, SCHEMA_VERSION + 1))
+        [old] = store.messages_since(0, ["general"], ANN)
+        assert (old.text, old.ref) == ("kept", 7)
+        assert store.message_for_ref(ANN.session, 7) == old
+        new = store.add_message(sender="Ann", text="new", room="general", room_key="general")
+        assert new.id > old.id
+        assert store.expire_sessions(0) == 1  # the old session, found by the new index
+    finally:
+        store.close()
+    PgStorage(url).close()  # opening an up-to-date database changes nothing
+    assert _versions(url) == list(range(1, SCHEMA_VERSION + 1))
+
+
+def test_processes_starting_at_once_migrate_once(pg_cluster: PgCluster) -> None:
+    url = pg_cluster.fresh_url(empty=True)
+    opened: list[PgStorage] = []
+    failed: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            opened.append(PgStorage(url))
+        except (StorageError, psycopg.Error, RuntimeError) as exc:
+            failed.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(T(30))
+    try:
+        assert failed == [] and len(opened) == 4
+        assert _versions(url) == list(range(1, SCHEMA_VERSION + 1))
+    finally:
+        for store in opened:
+            store.close()
+
+
+def test_a_database_from_a_newer_version_is_refused(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        db.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION + 1,))
+    with pytest.raises(RuntimeError, match="schema version"):
+        PgStorage(pg_url)
+
+
+def test_ordered_appends_of_two_processes_call_back_in_id_order(pg_url: str) -> None:
+    """Store-then-publish is one critical section for every process sharing the database:
+    the callbacks (the publishes) run in id order whichever store made them."""
+    stores = [PgStorage(pg_url), PgStorage(pg_url)]
+    published: list[int] = []
+
+    def publish(msgs: list[ChatMessage]) -> None:
+        published.extend(m.id for m in msgs)
+
+    def sender(store: PgStorage, who: str) -> None:
+        for i in range(40):
+            batch = [
+                NewMessage(sender=who, text=f"{i}.{j}", room="general", room_key="general")
+                for j in range(1 + i % 3)
+            ]
+            store.append_ordered(batch, publish)
+
+    threads = [
+        threading.Thread(target=sender, args=(store, who))
+        for store, who in ((stores[0], "Ann"), (stores[0], "Ben"), (stores[1], "Cy"))
+    ]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(T(60))
+        assert len(published) == 3 * sum(1 + i % 3 for i in range(40))
+        assert published == sorted(published) and len(set(published)) == len(published)
+        committed = run_sql(stores[1], "SELECT id FROM messages ORDER BY id")
+        assert [r[0] for r in committed] == published
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_a_failed_insert_keeps_the_rounds_other_messages(pg_url: str) -> None:
+    # PostgreSQL aborts the whole open transaction on an error: the messages of the round
+    # already handed out must be written again, not lost.
+    store = PgStorage(pg_url)
+    try:
+        kept = store.add_message(sender="Ann", text="first", room="general", room_key="general")
+        with pytest.raises(StorageError):
+            store.add_message(sender="Ann", text=None, room="general", room_key="general")  # type: ignore[arg-type]
+        later = store.add_message(sender="Ann", text="later", room="general", room_key="general")
+        store.commit()
+        stored = run_sql(store, "SELECT id, text FROM messages ORDER BY id")
+        assert stored == [(kept.id, "first"), (later.id, "later")]
+    finally:
+        store.close()
+
+
+def test_a_lost_connection_refuses_one_message_and_keeps_the_others(pg_url: str) -> None:
+    store = PgStorage(pg_url)
+    try:
+        kept = store.add_message(sender="Ann", text="before", room="general", room_key="general")
+        # The database ends our writer's connection (a restart, a failover, an admin).
+        run_sql(
+            store,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND state = 'idle in transaction'",
+        )
+        with pytest.raises(StorageError):
+            store.add_message(sender="Ann", text="refused", room="general", room_key="general")
+        after = store.add_message(sender="Ann", text="after", room="general", room_key="general")
+        store.commit()
+        stored = run_sql(store, "SELECT id, text FROM messages ORDER BY id")
+        assert stored == [(kept.id, "before"), (after.id, "after")]
+    finally:
+        store.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_database_flag_that_is_not_a_url_gives_one_clear_line(data_dir: Path) -> None:
+    result = subprocess.run(
+        [*CMD, "--data-dir", str(data_dir), "--database", "chat.db"],
+        capture_output=True,
+        text=True,
+        timeout=T(30),
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "not a database URL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_database_gives_one_clear_line(data_dir: Path) -> None:
+    url = f"postgresql://chat:s3cret@127.0.0.1:{_free_port()}/chat"
+    result = subprocess.run(
+        [*CMD, "--host", "127.0.0.1", "--port", "0", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=T(30),
+        env={**os.environ, "DESKTOP_CHAT_DATABASE": url},
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if "database" in line]
+    assert len(lines) == 1 and "cannot reach" in lines[0], result.stderr
+    assert "s3cret" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_command_keeps_the_chat_in_postgresql(data_dir: Path, pg_url: str) -> None:
+    flags = ["--no-announce", "--tls", "off", "--database", pg_url]
+
+    def serve() -> tuple[subprocess.Popen[str], tuple[str, int]]:
+        proc = subprocess.Popen(
+            [*CMD, "--host", "127.0.0.1", "--port", "0", "--data-dir", str(data_dir), *flags],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("  127.0.0.1:"):
+                return proc, ("127.0.0.1", int(line.strip().rsplit(":", 1)[1]))
+        raise AssertionError(f"the server stopped: {proc.communicate()}")
+
+    def stop(proc: subprocess.Popen[str]) -> str:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=T(15))
+        assert proc.returncode == 0 and "Traceback" not in err, err
+        return err
+
+    proc, address = serve()
+    try:
+        with LineClient(address) as alice:
+            alice.login("alice")
+            alice.send_json(type="say", room="general", text="kept in PostgreSQL")
+            first = alice.expect("message")
+        stop(proc)
+        proc, address = serve()
+        with LineClient(address) as bob:
+            bob.login("bob")
+            bob.send_json(type="history", room="general")
+            [msg] = bob.expect("history")["messages"]
+            assert (msg["id"], msg["text"]) == (first["id"], "kept in PostgreSQL")
+        stop(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert not (data_dir / "chat.sqlite3").exists()  # nothing went to SQLite
+
+
+def test_psycopg_is_imported_only_for_a_postgresql_url(tmp_path: Path) -> None:
+    code = (
+        "import sys, pathlib\n"
+        "import desktop_chat.server_cli\n"
+        "from desktop_chat.net.server.storage_api import open_store\n"
+        "open_store(None, pathlib.Path(sys.argv[1])).close()\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('psycopg'))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", "import json\n" + code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=T(30),
+        check=True,
+    )
+    assert json.loads(out.stdout) == []
+
+
+def test_open_store_refuses_what_is_not_a_database_url(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="not a database URL") as refused:
+        open_store("mysql://root:hunter2@db/chat", tmp_path)
+    assert "hunter2" not in str(refused.value)
