@@ -1,5 +1,6 @@
 """Several servers, one chat (``--backplane``): two and three servers in this test process,
-sharing one database and a real redis-server (tests/redis_server.py).
+sharing one PostgreSQL database (tests/pg_server.py) and a real redis-server
+(tests/redis_server.py).
 
 What separate processes add (SIGKILL, the real command) is in tests/test_cluster_processes.py.
 """
@@ -20,15 +21,14 @@ servers: list[Server] = []  # the servers of the running test (for clients())
 
 
 @pytest.fixture
-def cluster(make_server: Any, redis_url: str) -> Iterator[Callable[[int], list[Server]]]:
+def cluster(
+    make_server: Any, redis_url: str, pg_url: str
+) -> Iterator[Callable[[int], list[Server]]]:
     def make(n: int) -> list[Server]:
         servers[:] = [
-            make_server(backplane=redis_url, heartbeat_ttl=1.0, tls="off") for _ in range(n)
+            make_server(database=pg_url, backplane=redis_url, heartbeat_ttl=1.0, tls="off")
+            for _ in range(n)
         ]
-        # One SQLite file in one process: its stores share one critical section, as the
-        # processes of a cluster share PostgreSQL's advisory lock.
-        for server in servers[1:]:
-            server.storage._ordered = servers[0].storage._ordered
         return list(servers)
 
     yield make

@@ -186,7 +186,7 @@ class Backplane:
 
     def _read(self, pubsub: Any) -> None:
         while not self._stop.is_set() and not self._lost.is_set():
-            message = pubsub.get_message(timeout=0.5)
+            message = pubsub.get_message(timeout=0.1)
             if message is None or message.get("type") != "message":
                 continue
             try:
