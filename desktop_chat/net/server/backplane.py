@@ -152,6 +152,9 @@ class Backplane:
                 self.on_tick()
             except self.errors() as exc:
                 log.warning("backplane: looking for dead processes failed: %s", exc)
+            except Exception:
+                # Never let a bug end the heartbeat: the others would take us for dead.
+                log.exception("backplane: looking for dead processes failed")
 
     def _subscribe_loop(self) -> None:
         while not self._stop.is_set():
@@ -194,4 +197,13 @@ class Backplane:
             except (TypeError, ValueError):
                 log.error("backplane: an event that is not JSON was ignored")
                 continue
-            self.on_event(event)
+            if not isinstance(event, dict):
+                log.error("backplane: an event that is not an object was ignored")
+                continue
+            try:
+                self.on_event(event)
+            except self.errors():
+                raise  # Redis went away mid-handler: resubscribe and catch up
+            except Exception:
+                # One bad event must not end this process's deliveries.
+                log.exception("backplane: handling a %r event failed", event.get("t"))
