@@ -43,10 +43,20 @@ from serverproc import ServerProcess, pin, raise_nofile, split_kind
 Run = dict[str, Any]
 
 
-def measure(kind: str, n: int, args: argparse.Namespace, workdir: Path) -> Run:
-    """One server process, one N: every phase; returns the figures (and the raw results)."""
-    run: Run = {"server": kind, "n": n}
-    data_dir = workdir / f"{kind.replace('/', '_')}-{n}-{time.monotonic_ns()}"
+def measure(
+    kind: str,
+    n: int,
+    args: argparse.Namespace,
+    workdir: Path,
+    *,
+    label: str | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> Run:
+    """One server (``extra_args`` for ours: e.g. --database, --workers), one N: every phase;
+    returns the figures (and the raw results)."""
+    label = label or kind
+    run: Run = {"server": label, "n": n}
+    data_dir = workdir / f"{label.replace('/', '_')}-{n}-{time.monotonic_ns()}"
     srv = ServerProcess(
         kind,
         data_dir,
@@ -54,6 +64,7 @@ def measure(kind: str, n: int, args: argparse.Namespace, workdir: Path) -> Run:
         max_clients=max(2 * n + 10, 100),
         original_nodelay=args.original_nodelay,
         profile=args.profile / f"ours-N{n}.pstats" if args.profile and kind == "ours" else None,
+        extra_args=extra_args,
     )
     meter = srv.meter()
     other: list[float] = []
@@ -299,7 +310,9 @@ def _jsonable(value: Any) -> Any:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", default="10,100,1000", help="comma-separated N (default %(default)s)")
+    p.add_argument(
+        "--sizes", default=None, help="comma-separated N (default 10,100,1000; 1000 with --workers)"
+    )
     p.add_argument("--servers", default="ours,original", help="which servers (%(default)s)")
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per phase")
     p.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds before each")
@@ -317,6 +330,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-pin", action="store_true", help="do not pin server and generator")
     p.add_argument("--json", type=Path, help="also write every figure to this file")
     p.add_argument(
+        "--workers",
+        help="comma-separated process counts, e.g. 1,2: instead of ours against the original, "
+        "1 process on SQLite and each count on PostgreSQL + Redis (started here on loopback; "
+        "see bench_scale.py)",
+    )
+    p.add_argument(
+        "--no-backplane",
+        action="store_true",
+        help="with --workers: PostgreSQL without Redis (one process only)",
+    )
+    p.add_argument(
         "--profile",
         type=Path,
         metavar="DIR",
@@ -327,7 +351,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if args.workers:
+        from bench_scale import run_scale
+
+        return run_scale(args)
+    sizes = [int(s) for s in (args.sizes or "10,100,1000").split(",") if s.strip()]
     kinds = [k for k in args.servers.split(",") if k]
     for kind in kinds:
         try:

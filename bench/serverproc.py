@@ -90,6 +90,7 @@ class ServerProcess:
         original_nodelay: bool = False,
         profile: Path | None = None,
         startup_timeout: float = 30.0,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.kind, self.tree = split_kind(kind)
         self.data_dir = data_dir
@@ -98,6 +99,7 @@ class ServerProcess:
         self.original_nodelay = original_nodelay
         self.profile = profile  # ours only: run under bench/profile_server.py, stats here
         self.startup_timeout = startup_timeout
+        self.extra_args = extra_args  # ours: e.g. --database, --backplane, --workers
         self.host = "127.0.0.1"
         self.port = 0
         self.log_path = data_dir / f"{self.kind}-server.log"
@@ -120,7 +122,7 @@ class ServerProcess:
         cmd += ["--max-per-address", str(self.max_clients)]
         if "--no-announce" in _supported_flags((sys.executable, "-m", "desktop_chat.server_cli")):
             cmd.append("--no-announce")
-        return cmd
+        return [*cmd, *self.extra_args]
 
     def __enter__(self) -> ServerProcess:
         self.start()
@@ -162,18 +164,36 @@ class ServerProcess:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the whole server process (every thread) so far."""
+    def _processes(self) -> list[psutil.Process]:
+        """The server process and its children (the workers of ``--workers``)."""
         assert self._ps is not None
-        t = self._ps.cpu_times()
-        return float(t.user + t.system)
+        try:
+            return [self._ps, *self._ps.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return [self._ps]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the whole server (every thread, every worker) so far."""
+        total = 0.0
+        for ps in self._processes():
+            try:
+                t = ps.cpu_times()
+            except psutil.NoSuchProcess:
+                continue  # a worker that has just ended
+            total += float(t.user + t.system)
+        return total
 
     def meter(self) -> Meter:
         return Meter(self)
 
     def rss(self) -> int:
-        assert self._ps is not None
-        return int(self._ps.memory_info().rss)
+        total = 0
+        for ps in self._processes():
+            try:
+                total += int(ps.memory_info().rss)
+            except psutil.NoSuchProcess:
+                continue
+        return total
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None

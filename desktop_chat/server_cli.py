@@ -395,14 +395,18 @@ def run_workers(config: ServerConfig, count: int) -> int:
     try:
         try:
             shared = workers.prepare(replace(config, port=held.getsockname()[1]))
-        except StorageError as exc:
-            print(f"desktop-chat-server: cannot open the database: {exc}", file=sys.stderr)
+        except StorageError as exc:  # as for one process (see serve)
+            print(f"desktop-chat-server: database: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            where = config.data_dir or "the data folder"
+            print(f"desktop-chat-server: cannot prepare {where}: {exc}", file=sys.stderr)
             return 1
-        first_start = set(range(count))
 
-        def serve_worker(index: int) -> int:
+        def serve_worker(index: int, restarted: bool) -> int:
             held.close()  # the parent's; this worker binds its own
-            banner = index == 0 and index in first_start
+            # Worker 0 tells how to join, once (not again each time it is restarted).
+            banner = index == 0 and not restarted
             return serve(workers.for_worker(shared, index), banner=banner)
 
         supervisor = workers.Supervisor(count, serve_worker)

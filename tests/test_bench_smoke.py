@@ -63,3 +63,33 @@ def test_crosscheck_tiny_run_reports_latency_and_cpu() -> None:
         assert float(figures["received"]) == 1.0, line
         assert 0 < float(figures["p50_ms"]) <= float(figures["p99_ms"]) < 10_000, line
         assert float(figures["cpu_us_per_delivery"]) >= 0, line
+
+
+def test_bench_server_workers_tiny_run_on_sqlite_and_two_processes_on_postgres_and_redis(
+    tmp_path: Path,
+) -> None:
+    from tests import pg_server, redis_server
+
+    if pg_server._bin_dir() is None:
+        pytest.skip(pg_server.MISSING)
+    if redis_server.redis_binary() is None:
+        pytest.skip(redis_server.MISSING)
+    out = tmp_path / "figures.json"
+    cmd = [sys.executable, str(REPO / "bench" / "bench_server.py"), "--workers", "2"]
+    cmd += ["--sizes", "4", "--senders", "2", "--duration", "0.2", "--warmup", "0.02"]
+    cmd += ["--quiet", "0.05", "--fairness-size", "0", "--json", str(out)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "pg+redis x2" in done.stdout
+
+    figures = json.loads(out.read_text())["4"]
+    assert set(figures) == {"sqlite x1", "pg+redis x2"}
+    for label, (run,) in figures.items():
+        assert "error" not in run, run["error"]
+        assert run["alive"], label
+        assert run["join"]["ready"] == 4
+        assert run["deliveries_per_s"] > 0
+        # Every message reaches all 4 clients once, whichever process each is on.
+        assert run["rate"]["expected"] == 4 * run["rate"]["sent"] > 0
+        assert run["rate"]["received"] == run["rate"]["expected"], label
+        assert run["cpu_us_sat"] > 0  # the workers' CPU is counted (the supervisor has ~none)

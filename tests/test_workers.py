@@ -7,11 +7,14 @@ how these tests see that every worker accepts connections.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +22,7 @@ from desktop_chat.net.server import workers
 from desktop_chat.net.server.server import Server, ServerConfig
 from desktop_chat.net.server.tls import CERT_FILE, KEY_FILE
 from desktop_chat.server_cli import build_parser
-from tests.helpers import T
+from tests.helpers import LineClient, T, wait_until
 
 CMD = [sys.executable, "-m", "desktop_chat.server_cli"]
 
@@ -39,11 +42,11 @@ def health(address: tuple[str, int]) -> dict[str, object]:
     return answer
 
 
-def answered_by(address: tuple[str, int], wanted: int, field: str = "pid") -> set[object]:
+def answered_by(address: tuple[str, int], wanted: int, field: str = "pid") -> set[Any]:
     """Ask /health over new connections until ``wanted`` distinct processes have answered
     (the kernel spreads connections at random: 200 tries all landing on one of two
     processes would happen once in 2**199 runs)."""
-    seen: set[object] = set()
+    seen: set[Any] = set()
     for _ in range(200):
         seen.add(health(address)[field])
         if len(seen) >= wanted:
@@ -166,3 +169,81 @@ def test_the_data_folder_is_prepared_once_for_every_worker(data_dir: Path) -> No
     assert shared.reuse_port is True
     assert shared.owner_token  # one host key, the same in every worker
     assert workers.for_worker(shared, 1).owner_token == shared.owner_token
+
+
+# -- the real thing: desktop-chat-server --workers 2 on PostgreSQL and Redis ----------------
+
+
+def _banner_port(proc: subprocess.Popen[str]) -> int:
+    """The port worker 0 prints in its start-up banner (the supervisor chose it)."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    while not (lines and "Ctrl+C" in lines[-1]):
+        line = proc.stdout.readline()
+        assert line, f"the server stopped: {lines}"
+        lines.append(line)
+    return next(int(x.strip().rsplit(":", 1)[1]) for x in lines if x.startswith("  127.0.0.1:"))
+
+
+def test_two_workers_serve_one_port_a_killed_one_is_restarted_and_sigterm_ends_all(
+    data_dir: Path, tmp_path: Path, pg_url: str, redis_url: str
+) -> None:
+    import psutil
+
+    err_path = tmp_path / "server.err"
+    with err_path.open("w") as err:
+        proc = subprocess.Popen(
+            [*CMD, "--host", "127.0.0.1", "--port", "0", "--no-announce", "--data-dir",
+             str(data_dir), "--workers", "2", "--database", pg_url, "--backplane", redis_url],
+            stdout=subprocess.PIPE, stderr=err, text=True,
+        )  # fmt: skip
+    try:
+        address = ("127.0.0.1", _banner_port(proc))
+        # Both workers accept connections, and they are the supervisor's children.
+        pids = answered_by(address, 2)
+        assert len(pids) == 2
+        assert {c.pid for c in psutil.Process(proc.pid).children()} == pids
+        # One chat whichever worker each person landed on: every message reaches everyone.
+        people = [LineClient(address) for _ in range(4)]
+        try:
+            for i, person in enumerate(people):
+                assert person.login(f"p{i}")["type"] == "welcome"
+            for i, person in enumerate(people):
+                person.send_json(type="say", room="general", text=f"from p{i}")
+            for person in people:
+                got = sorted(person.expect("message")["text"] for _ in people)
+                assert got == [f"from p{i}" for i in range(4)]
+        finally:
+            for person in people:
+                person.close()
+
+        # Worker 0 is the one that printed the banner (and announces): kill that one.
+        victim = wait_until(lambda: (h := health(address))["worker"] == 0 and h["pid"])
+        os.kill(victim, signal.SIGKILL)
+        restarted = wait_until(
+            lambda: {c.pid for c in psutil.Process(proc.pid).children()} - pids,
+            timeout=15,
+            what="a new worker in place of the killed one",
+        )
+        (new_pid,) = restarted  # type: ignore[misc]
+        log = err_path.read_text()
+        assert f"(pid {victim}) ended unexpectedly: killed by SIGKILL; restarting it" in log
+        now = (pids - {victim}) | {new_pid}
+        wait_until(lambda: answered_by(address, 2) == now, what="the new worker accepts too")
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=T(30)) == 0
+        for pid in now:
+            assert not psutil.pid_exists(pid)
+        assert proc.stdout is not None
+        assert "People can join" not in proc.stdout.read()  # the new worker 0 kept quiet
+        log = err_path.read_text()
+        assert log.count("server stopped") == 2  # each worker closed its server cleanly
+        assert "Traceback" not in log
+        assert "forking with threads running" not in log  # the database was closed first
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

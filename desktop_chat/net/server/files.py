@@ -11,6 +11,13 @@ they belong with the blobs they describe (the folder can be wiped or moved as a 
 chat database's schema stays the chat's. The store's lock guards the records and the quota
 arithmetic only; bytes are written by the uploading connection's own thread outside it.
 
+Several server processes may share the folder (``--workers``): the records are changed in
+SQLite write transactions (``BEGIN IMMEDIATE``), which serialise the processes where a thread
+lock serialises threads; an upload being written is claimed with an exclusive ``flock`` on its
+``.part`` file, so a PATCH that lands on another process waits its turn (423) and no sweeper
+removes it; running hashes are per process and rebuilt from the file when another process
+wrote last.
+
 Quota: the blobs plus the declared length of every unfinished upload (reserved when it is
 created) never exceed ``quota``. When a new upload does not fit, the oldest files are expired
 (their blob removed once no file uses it, the record kept as ``expired``) until it does.
@@ -26,10 +33,16 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
+
+try:
+    import fcntl
+except ImportError:  # Windows: one process per folder there (--workers needs Linux)
+    fcntl = None  # type: ignore[assignment]
 
 from desktop_chat.net.server.file_records import (
     FILE_COLUMNS,
@@ -70,7 +83,8 @@ class FileStore:
         self._uploads.mkdir(parents=True, exist_ok=True)
         self._blobs.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._busy: set[str] = set()  # uploads a connection is writing right now
+        self._busy: set[str] = set()  # uploads a connection of this process is writing
+        self._claims: dict[str, int] = {}  # upload id -> the descriptor holding its flock
         # Running hashes of uploads in progress: (offset hashed, hasher). Lost on restart,
         # then rebuilt from the temporary file.
         self._hashers: dict[str, tuple[int, hashlib._Hash]] = {}
@@ -127,25 +141,46 @@ class FileStore:
             secrets.token_urlsafe(24), session, name, room_key, to_key, to_name, length, 0, now, now
         )
         expired: list[int] = []
+        full: str | None = None
         try:
-            with self._lock:
+            with self._writing():
                 if self._reserved_locked() + length > self.quota:
                     # Unfinished uploads hold the room: removing files would not help.
-                    raise StoreFull("the server's file store is full; try again later")
-                while self._used_locked() + length > self.quota:
+                    full = "the server's file store is full; try again later"
+                while full is None and self._used_locked() + length > self.quota:
                     message_id = self._expire_oldest_locked()
                     if message_id is None:
-                        raise StoreFull("the server's file store is full")
-                    if message_id > 0:
+                        full = "the server's file store is full"
+                    elif message_id > 0:
                         expired.append(message_id)
-                self._db.execute(
-                    f"INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (upload.id, session, name, room_key, to_key, to_name, length, 0, now, now),
-                )
+                if full is None:  # else what was expired (blobs gone) is committed all the same
+                    self._db.execute(
+                        f"INSERT INTO uploads ({UPLOAD_COLUMNS}) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (upload.id, session, name, room_key, to_key, to_name, length, 0, now, now),
+                    )
+                    # Made while the row's transaction is open: a sweeper (of any process)
+                    # that sees the file without its row looks again once this commits.
+                    self._part(upload.id).touch()
         finally:
             self._tell_expired(expired)
-        self._part(upload.id).touch()
+        if full is not None:
+            raise StoreFull(full)
         return upload
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One write transaction on the records, under the thread lock: ``BEGIN IMMEDIATE``
+        waits for any other process's (up to the connection's timeout), so read-then-write
+        steps (the quota) are not interleaved with theirs."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def upload(self, upload_id: str) -> Upload | None:
         with self._lock:
@@ -155,16 +190,36 @@ class FileStore:
         return None if row is None else Upload(*row)
 
     def claim(self, upload_id: str) -> bool:
-        """Mark an upload as being written by the caller; False if another connection is."""
+        """Mark an upload as being written by the caller; False if another connection (of
+        this process or another one sharing the folder) is."""
         with self._lock:
             if upload_id in self._busy:
                 return False
+            fd = _lock_file(self._part(upload_id))
+            if fd is False:
+                return False
             self._busy.add(upload_id)
+            if fd is not None:
+                self._claims[upload_id] = fd
             return True
 
     def release(self, upload_id: str) -> None:
         with self._lock:
             self._busy.discard(upload_id)
+            fd = self._claims.pop(upload_id, None)
+        if fd is not None:
+            os.close(fd)  # and with it the flock
+
+    def _busy_anywhere(self, upload_id: str) -> bool:
+        """Is someone (here or in another process) writing this upload? (lock held)"""
+        if upload_id in self._busy:
+            return True
+        fd = _lock_file(self._part(upload_id))
+        if fd is False:
+            return True
+        if fd is not None:
+            os.close(fd)
+        return False
 
     def write(self, upload: Upload, chunks: Iterable[bytes]) -> int:
         """Append ``chunks`` to a claimed upload, hashing as they come; return the new offset.
@@ -269,7 +324,8 @@ class FileStore:
         )  # fmt: skip
         # One step under the lock: retention must not remove a blob between our finding it
         # and the record that keeps it alive.
-        with self._lock:
+        # In a write transaction: another process's retention or orphan sweep waits for it.
+        with self._writing():
             blob = self._blobs / sha
             if blob.exists():
                 part.unlink()
@@ -296,19 +352,24 @@ class FileStore:
             stale = [
                 str(r[0])
                 for r in self._db.execute("SELECT id FROM uploads WHERE touched < ?", (cutoff,))
-                if r[0] not in self._busy
+                if not self._busy_anywhere(str(r[0]))
             ]
             known = {str(r[0]) for r in self._db.execute("SELECT id FROM uploads")}
         for upload_id in stale:
             self.delete_upload(upload_id)
         for part in self._uploads.glob("*.part"):
             if part.stem not in known:
-                part.unlink(missing_ok=True)
+                with self._lock:  # made since `known` was read (here or elsewhere)? keep it
+                    row = self._db.execute(
+                        "SELECT 1 FROM uploads WHERE id = ?", (part.stem,)
+                    ).fetchone()
+                if row is None:
+                    part.unlink(missing_ok=True)
         return len(stale)
 
     def _remove_orphan_blobs(self) -> None:
         """Blobs no live file uses (a crash between storing a blob and its record)."""
-        with self._lock:
+        with self._writing():  # no process finishes an upload meanwhile
             live = {
                 str(r[0]) for r in self._db.execute("SELECT sha256 FROM files WHERE expired = 0")
             }
@@ -376,6 +437,27 @@ class FileStore:
         if self.on_expired is not None:
             for message_id in message_ids:
                 self.on_expired(message_id)
+
+
+def _lock_file(path: Path) -> int | bool | None:
+    """Take an exclusive ``flock`` on ``path`` without waiting: the descriptor that holds it,
+    False if another holder has it, None where there is nothing to lock (the file is gone, or
+    a system without flock: only this process's claims count there)."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def default_quota(folder: Path) -> int:

@@ -83,8 +83,13 @@ class SharingMixin:
         return Reader(stored.name, stored.name_key, session, {name_key(r): r for r in stored.rooms})
 
     def online_name(self, key: str) -> str | None:
-        """The name of the user online under name key ``key``, if any."""
+        """The name of the user online under name key ``key``, if any: on this process, or
+        in a cluster on any (a DM upload may come through another process than either
+        person's chat connection)."""
         with self._lock:
+            if self.cluster is not None:
+                found = self.cluster.identity_online(key)
+                return None if found is None else found[0]
             member = self._users.get(key)
             return None if member is None else member.name
 

@@ -123,13 +123,14 @@ class _Worker:
 
 
 class Supervisor:
-    """Runs ``serve(index)`` in ``count`` forked processes until told to stop.
+    """Runs ``serve(index, restarted)`` in ``count`` forked processes until told to stop.
 
-    ``serve`` runs in the child and returns its exit status. :meth:`run` returns 0 once every
+    ``serve`` runs in the child and returns its exit status; ``restarted`` is True when it
+    replaces a worker that died. :meth:`run` returns 0 once every
     worker has ended after SIGINT/SIGTERM, 1 when a worker keeps dying (see GIVE_UP_AFTER).
     """
 
-    def __init__(self, count: int, serve: Callable[[int], int]) -> None:
+    def __init__(self, count: int, serve: Callable[[int, bool], int]) -> None:
         self.count = count
         self.serve = serve
         self._workers: dict[int, _Worker] = {}  # pid -> worker
@@ -168,12 +169,16 @@ class Supervisor:
         self._stop_signal = signum
 
     def _spawn(self, index: int, fast_deaths: int) -> None:
+        """Fork worker ``index``; ``fast_deaths``: 0 for a first start, else how many times in
+        a row it died soon after starting (at least 1 for a restart)."""
+        if threading.active_count() > 1:  # a forked child would inherit their locks, not them
+            log.warning("forking with threads running: %s", threading.enumerate())
         sys.stdout.flush()
         sys.stderr.flush()
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker: never returns into the supervisor's code
-            self._child(index, parent)
+            self._child(index, parent, restarted=fast_deaths > 0)
         self._workers[pid] = _Worker(index, pid, time.monotonic(), fast_deaths)
         log.info("worker %d started (pid %d)", index, pid)
 
@@ -232,13 +237,13 @@ class Supervisor:
 
     # -- the child ----------------------------------------------------------------------------
 
-    def _child(self, index: int, parent: int) -> None:
+    def _child(self, index: int, parent: int, *, restarted: bool) -> None:
         code = 1
         try:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
             _end_with_parent(parent)
-            code = self.serve(index)
+            code = self.serve(index, restarted)
         except BaseException:
             log.exception("worker %d failed", index)
         finally:
