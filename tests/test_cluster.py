@@ -79,11 +79,15 @@ def test_ids_arrive_in_one_order_everywhere(cluster: Any, clients: Any) -> None:
     people = [clients(s, f"p{i}") for i, s in enumerate(servers)]
     for i, person in enumerate(people):
         for j in range(5):
-            person.send_json(type="say", room="general", text=f"{i}-{j}")
+            person.send_json(type="say", room="general", text=f"{i}-{j}", ref=j)
     seen = []
-    for person in people:
-        ids = [person.expect("message", timeout=5)["id"] for _ in range(15)]
+    for i, person in enumerate(people):
+        got = [person.expect("message", timeout=5) for _ in range(15)]
+        ids = [m["id"] for m in got]
         assert ids == sorted(ids) and len(set(ids)) == 15
+        # Its own five carry their refs (sent at once: stored in shared rounds).
+        assert [m.get("ref") for m in got if m["from"] == f"p{i}"] == [0, 1, 2, 3, 4]
+        assert all("ref" not in m for m in got if m["from"] != f"p{i}")
         seen.append(ids)
     assert seen[0] == seen[1] == seen[2]
 
@@ -234,3 +238,30 @@ def test_kick_ban_and_promote_reach_a_user_on_another_server(cluster: Any, clien
         assert again.read_json()["code"] == "banned"
     host.send_json(type="ban", name="host", ref="self")
     assert host.expect("error")["code"] == "forbidden"
+
+
+def test_promote_topic_and_typing_reach_another_server(cluster: Any, clients: Any) -> None:
+    from desktop_chat.net.server.accounts import hash_password
+
+    a, b = cluster(2)
+    a.storage.save_account("bob", "bob", hash_password("bob's password"))
+    host = clients(a, "host", owner=a.owner_token)
+    carol = clients(a, "carol")
+    bob = clients(b, "bob", password="bob's password")
+    assert "admin" not in bob.welcome
+    host.send_json(type="promote", name="bob", ref="p")
+    assert host.expect("ok")["ref"] == "p"
+    # bob, on the other server, may moderate now: he sets the topic for everyone...
+    wait_until(lambda: b.hub.members()[0].is_admin, T(5), "bob an admin on b")
+    bob.send_json(type="topic", room="general", topic="cluster night", ref="t")
+    assert bob.expect("ok", skip=("joined", "users", "topic"))["ref"] == "t"
+    for person in (host, carol):
+        changed = person.expect("topic")
+        assert (changed["topic"], changed["by"]) == ("cluster night", "bob")
+    # ...and typing, in the room and to one person, crosses too.
+    bob.send_json(type="typing", to="carol")
+    assert carol.expect("typing", skip=("joined", "users"))["name"] == "bob"
+    # ...and kicks someone who is on the first server.
+    bob.send_json(type="kick", name="carol", ref="k")
+    assert bob.expect("ok", skip=("joined", "users", "topic", "typing"))["ref"] == "k"
+    assert carol.expect("error", skip=("joined", "users", "typing", "topic"))["code"] == "kicked"

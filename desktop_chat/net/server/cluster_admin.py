@@ -14,7 +14,10 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from desktop_chat.net.protocol import admin as pa
+from desktop_chat.net.protocol import events as p
 from desktop_chat.net.server.backplane import Backplane, Event
+from desktop_chat.net.server.fanout import Batch, Outgoing
 from desktop_chat.net.server.moderation import rank
 
 if TYPE_CHECKING:
@@ -34,7 +37,10 @@ class AdminMixin:
     _handlers: dict[str, Callable[[Event], None]]
 
     def init_admin(self) -> None:
-        self._handlers.update(remove=self._on_remove, role=self._on_role, banaddr=self._on_banaddr)
+        self._handlers.update(
+            remove=self._on_remove, role=self._on_role, banaddr=self._on_banaddr,
+            room=self._on_room,
+        )  # fmt: skip
 
     # -- the moderator's side ---------------------------------------------------------------
 
@@ -49,6 +55,23 @@ class AdminMixin:
 
     def set_role_remote(self, key: str, admin: bool) -> None:
         self.bp.publish({"t": "role", "k": key, "admin": admin})
+
+    def room_changed(
+        self,
+        key: str,
+        *,
+        topic: str | None = None,
+        by: str | None = None,
+        slow: int | None = None,
+        locked: bool | None = None,
+        notice: str | None = None,
+    ) -> None:
+        """A room's topic (``topic``, ``by``) or settings (``slow``, ``locked``, the
+        ``notice`` its people read) changed: the other processes' live copies follow."""
+        self.bp.publish(
+            {"t": "room", "rk": key, "topic": topic, "by": by, "slow": slow,
+             "locked": locked, "notice": notice}
+        )  # fmt: skip
 
     # -- the target's side ------------------------------------------------------------------
 
@@ -81,6 +104,28 @@ class AdminMixin:
             banned = user.address[0] == event["addr"] and rank(user) <= int(event["rank"])
             if banned and not user.is_owner:
                 self._later(user, str(event["by"]), "banned")
+
+    def _on_room(self, event: Event) -> None:
+        if event["proc"] == self.bp.proc:
+            return
+        hub = self.hub
+        batch = Batch(hub.flusher)
+        with hub._lock:
+            room = hub._rooms.get(str(event["rk"]))
+            if room is not None:
+                told: list[p.ServerEvent] = []
+                if event.get("by") is not None:
+                    topic = str(event.get("topic") or "")
+                    room.topic = topic or None
+                    told.append(pa.TopicChanged(room=room.name, topic=topic, by=str(event["by"])))
+                if event.get("slow") is not None:
+                    room.slow = int(event["slow"])
+                    room.locked = bool(event.get("locked"))
+                if event.get("notice") is not None:
+                    told.append(pa.Notice(text=str(event["notice"]), room=room.name))
+                for what in told:
+                    batch.send_all(list(room.members.values()), Outgoing(what))
+        batch.finish()
 
     def _on_role(self, event: Event) -> None:
         key, admin = str(event["k"]), bool(event["admin"])

@@ -297,6 +297,8 @@ class ModerationMixin:
             key = name_key(room.name)
         self.storage.set_topic(key, room.topic)
         self._broadcast_room(room, pa.TopicChanged(room=room.name, topic=req.topic, by=member.name))
+        if self.cluster is not None:
+            self.cluster.room_changed(key, topic=req.topic, by=member.name)
         self._ok(member, req.TYPE, req.ref)
 
     def room_settings(self, member: Member, req: pa.RoomSettings) -> None:
@@ -335,9 +337,11 @@ class ModerationMixin:
         with self._lock:
             room.slow = slow
             room.locked = pw_hash is not None
-        if notes:
-            text = f"{member.name}: {room.name} " + " and ".join(notes)
+        text = f"{member.name}: {room.name} " + " and ".join(notes) if notes else None
+        if text is not None:
             self._broadcast_room(room, pa.Notice(text=text, room=room.name))
+        if self.cluster is not None:
+            self.cluster.room_changed(key, slow=slow, locked=pw_hash is not None, notice=text)
         self._ok(member, req.TYPE, req.ref)
 
     def slow_mode_wait(self, member: Member, room: Room, key: str) -> float:
