@@ -152,16 +152,23 @@ def test_three_processes_are_one_chat(start: Any, clients: Any) -> None:
 def test_a_killed_process_users_leave_and_resume_elsewhere(start: Any, clients: Any) -> None:
     doomed, survivor = start(2)
     alice = clients(doomed, "alice")
+    dave = clients(doomed, "dave")
     bob = clients(survivor, "bob")
-    _see_all(bob, ["alice", "bob"])
+    _see_all(bob, ["alice", "bob", "dave"])
     first = _say(bob, "m1")
     assert alice.expect("message")["id"] == first["id"]
     token = alice.welcome_session
     doomed.kill()
     alice.assert_closed()
-    # Within the heartbeat's TTL (plus a beat), alice is shown leaving.
-    left = bob.expect("left", timeout=TTL * 4)
-    assert (left["name"], left["reason"]) == ("alice", "disconnected")
+    dave.assert_closed()
+    # Within the heartbeat's TTL (plus a beat), both are shown leaving.
+    gone = [bob.expect("left", timeout=TTL * 4) for _ in range(2)]
+    assert sorted((m["name"], m["reason"]) for m in gone) == [
+        ("alice", "disconnected"),
+        ("dave", "disconnected"),
+    ]
+    # The dead process's names are free: someone new may take one.
+    clients(survivor, "Dave")
     missed = [_say(bob, f"m{i}")["id"] for i in (2, 3)]
     back = clients(survivor)
     back.login("alice", resume={"session": token, "since": first["id"]})

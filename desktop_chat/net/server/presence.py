@@ -351,14 +351,23 @@ class PresenceMixin:
             self.bp.redis.delete(self.bp.key("users", proc))
             log.info("backplane: process %s is gone; %d users left", proc, len(users))
 
+    def _release_stale(self, held: set[str]) -> None:
+        """Free the names this process holds for people who left while Redis was
+        unreachable (their release could not be written then)."""
+        r = self.bp.redis
+        for kind in ("name", "look"):
+            for slot in r.scan_iter(match=self.bp.key(kind, "*")):
+                value = r.get(slot)
+                if slot not in held and value and json.loads(value).get("p") == self.bp.proc:
+                    r.eval(_RELEASE, 1, slot, value)
+
     def resync_presence(self, first: bool) -> None:
         """On (re)subscribing: write our presence again (Redis may have restarted empty),
         publish it, and load the others' (a process that has not written its own yet keeps
         its old entry: it will publish its ``sync`` soon)."""
         hub = self.hub
         with hub._lock:
-            mine = [m for m in hub._users.values() if m not in hub._replaying]
-            ours = [self.user_of(m) for m in mine]
+            ours = [self.user_of(m) for m in hub._users.values()]
         r, proc = self.bp.redis, self.bp.proc
         pipe = r.pipeline()
         pipe.delete(self.bp.key("users", proc))
@@ -367,6 +376,8 @@ class PresenceMixin:
             for slot in self._slots(user.name, user.key):
                 pipe.set(slot, name_value(proc, user.key, user.hash))
         pipe.execute()
+        if not first:
+            self._release_stale({slot for u in ours for slot in self._slots(u.name, u.key)})
         self.bp.publish({"t": "sync", "users": [u.to_dict() for u in ours]})
         found: dict[str, dict[str, RemoteUser]] = {}
         for rkey in r.scan_iter(match=self.bp.key("users", "*")):
