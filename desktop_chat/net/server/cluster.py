@@ -283,17 +283,20 @@ class Cluster(PresenceMixin, AdminMixin):
         shared = Outgoing(msg)  # encoded once for every recipient
         hub = self.hub
         batch = Batch(hub.flusher)
+        mid = msg.id
         with hub._lock:
-            self.seen_id = max(self.seen_id, msg.id)
+            self.seen_id = max(self.seen_id, mid)
             last = self.last_id
-            for member in self._recipients(event):
-                if last.get(member, 0) >= msg.id:
-                    continue  # from a resume's replay, or a repeated publish
-                last[member] = msg.id
-                if ref is not None and member.key == sender and self._is(member, by_hash):
-                    batch.send(member, Outgoing(replace(msg, ref=ref)))
-                else:
-                    batch.send(member, shared)
+            # Skip whoever had it already: from a resume's replay, or a repeated publish.
+            fresh = [m for m in self._recipients(event) if last.get(m, 0) < mid]
+            for member in fresh:
+                last[member] = mid
+            if ref is not None:
+                own = [m for m in fresh if m.key == sender and self._is(m, by_hash)]
+                if own:
+                    fresh = [m for m in fresh if m not in own]
+                    batch.send_all(own, Outgoing(replace(msg, ref=ref)))
+            batch.send_all(fresh, shared)
         batch.finish()
 
     @staticmethod
