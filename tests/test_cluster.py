@@ -265,3 +265,18 @@ def test_promote_topic_and_typing_reach_another_server(cluster: Any, clients: An
     bob.send_json(type="kick", name="carol", ref="k")
     assert bob.expect("ok", skip=("joined", "users", "topic", "typing"))["ref"] == "k"
     assert carol.expect("error", skip=("joined", "users", "typing", "topic"))["code"] == "kicked"
+
+
+def test_a_name_registered_on_one_server_is_guarded_on_another(cluster: Any, clients: Any) -> None:
+    a, b = cluster(2)
+    carol = clients(a, "carol")
+    carol.send_json(type="register", password="carol's long password", ref="r")
+    assert carol.expect("ok")["ref"] == "r"
+    carol.send_json(type="quit")
+    carol.assert_closed()
+    wait_until(lambda: "carol" in b.hub._registered_keys, T(5), "b knows carol registered")
+    # The name itself needs its password; one with a Cyrillic а looks the same: refused.
+    for name, code in (("carol", "auth_failed"), ("c\u0430rol", "name_taken")):
+        late = clients(b)
+        late.send_json(type="hello", protocol=1, name=name)
+        assert late.read_json()["code"] == code, name
