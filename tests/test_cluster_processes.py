@@ -201,3 +201,35 @@ def test_a_ban_on_one_process_holds_on_the_other(
         again = clients(proc)
         again.send_json(type="hello", protocol=1, name="Dave")
         assert again.read_json()["code"] == "banned"
+
+
+def test_redis_restarted_mid_chat(
+    start: Any, clients: Any, redis_service: Any, pg_url: str, tmp_path: Path
+) -> None:
+    a, b = start(2)
+    alice = clients(a, "alice")
+    bob = clients(b, "bob")
+    _see_all(bob, ["alice", "bob"])
+    first = _say(alice, "before")
+    assert bob.expect("message")["id"] == first["id"]
+    redis_service.stop()
+    alice.send_json(type="say", room="general", text="during", ref="a")
+    bob.send_json(type="say", room="general", text="also during", ref="b")
+    store = open_store(pg_url, tmp_path)  # both are stored while Redis is away
+    try:
+        wait_until(lambda: store.last_message_id() >= first["id"] + 2, T(10), "both stored")
+    finally:
+        store.close()
+    redis_service.start()
+    for me, mine in ((alice, "a"), (bob, "b")):
+        got = [me.expect("message", timeout=TTL * 6) for _ in range(2)]
+        assert [m["text"] for m in sorted(got, key=lambda m: m["id"])] == [
+            m["text"] for m in got
+        ]  # in id order
+        assert {m["text"] for m in got} == {"during", "also during"}
+        assert [m.get("ref") for m in got if m.get("ref")] == [mine]
+    after = _say(bob, "after")
+    assert alice.expect("message")["id"] == after["id"]
+    for me in (alice, bob):  # nothing twice, and nobody shown leaving or joining again
+        me.send_json(type="ping", n=2)
+        assert me.expect("pong", skip=())["n"] == 2

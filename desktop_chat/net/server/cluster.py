@@ -21,6 +21,7 @@ the database (from its ``last_id``, exactly once) before any new live message.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -355,6 +356,9 @@ class Cluster(PresenceMixin, AdminMixin):
 
     def _on_down(self) -> None:
         log.warning("backplane down: messages are stored, delivery waits for Redis")
+        # Nobody counts as dead until a heartbeat's TTL after Redis is back: a restarted
+        # Redis has no heartbeat keys until every process has beaten again.
+        self._grace_until = math.inf
 
     def _on_up(self, first: bool) -> None:
         """Subscribed (again): presence from Redis, ours back into it, and — after an

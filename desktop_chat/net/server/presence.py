@@ -334,7 +334,7 @@ class PresenceMixin:
 
     def reap_dead(self) -> None:
         """After each heartbeat: the users of processes whose heartbeat expired leave."""
-        if time.monotonic() < self._grace_until:
+        if time.monotonic() < self._grace_until or not self.bp.up.is_set():
             return
         with self.hub._lock:
             procs = list(self.remote)
