@@ -338,7 +338,8 @@ class PresenceMixin:
             return
         with self.hub._lock:
             procs = list(self.remote)
-        dead = [proc for proc in procs if proc not in self.bp.alive(procs)]
+        alive = self.bp.alive(procs)
+        dead = [proc for proc in procs if proc not in alive]
         for proc in dead:
             batch = Batch(self.hub.flusher)
             with self.hub._lock:
