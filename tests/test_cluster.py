@@ -188,6 +188,8 @@ def test_resuming_elsewhere_replaces_the_old_connection_silently(
     live = _say(bob, "still here?")
     assert back.expect("message")["id"] == live["id"]
     assert "alice" in a.hub.online_names()
+    # a's list in Redis (what a server starting now would load) no longer has alice.
+    wait_until(lambda: a.hub.cluster.bp.redis.hkeys(f"dc:users:{a.hub.cluster.bp.proc}") == ["bob"])
     # bob saw no `left` of alice: the next event after his own message is nothing else.
     bob.send_json(type="ping", n=7)
     assert bob.expect("pong", skip=())["n"] == 7

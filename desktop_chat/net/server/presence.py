@@ -260,6 +260,8 @@ class PresenceMixin:
         batch.finish()
         if dropped is not None:
             dropped.abort("replaced")
+            # No longer ours (its name is the other process's now): out of our list.
+            self.bp.redis.hdel(self.bp.key("users", self.bp.proc), user.key)
 
     def _on_join(self, event: Event) -> None:
         self._room_change(event, joined=True)
