@@ -102,10 +102,11 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
 
     def online_names(self) -> list[str]:
         with self._lock:
-            names = [m.name for m in self._users.values()]
+            names = {m.key: m.name for m in self._users.values()}
             if self.cluster is not None:
-                names += [u.name for us in self.cluster.remote.values() for u in us.values()]
-            return sorted(names, key=_sort_key)
+                for users in self.cluster.remote.values():
+                    names.update({u.key: u.name for u in users.values() if u.key not in names})
+            return sorted(names.values(), key=_sort_key)
 
     def room_names(self, key: str) -> list[str]:
         with self._lock:

@@ -133,7 +133,8 @@ class PresenceMixin:
         return [u for users in self.remote.values() for u in users.values() if room_key in u.rooms]
 
     def remote_count(self) -> int:
-        return sum(len(users) for users in self.remote.values())
+        """People on other processes (once each, should two list one for a moment)."""
+        return len({key for users in self.remote.values() for key in users})
 
     def remote_rooms(self) -> dict[str, tuple[str, int]]:
         """Room key -> (name, people on other processes)."""
