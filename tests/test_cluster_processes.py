@@ -233,3 +233,21 @@ def test_redis_restarted_mid_chat(
     for me in (alice, bob):  # nothing twice, and nobody shown leaving or joining again
         me.send_json(type="ping", n=2)
         assert me.expect("pong", skip=())["n"] == 2
+
+
+def test_a_terminal_user_and_an_app_on_two_processes(start: Any, clients: Any) -> None:
+    first, second = start(2)
+    alice = clients(first, "alice")
+    nc = clients(second)  # as `nc host port` would
+    nc.read_until_text("username")
+    nc.read_until_text(": ")
+    nc.send("bob\n")
+    nc.read_until_text("Type /help for commands.\n")
+    assert "alice" in nc.read_line().decode()  # who is in general: the other process too
+    assert alice.expect("joined")["name"] == "bob"
+    nc.send("hello from a terminal\n")
+    got = alice.expect("message")
+    assert (got["from"], got["text"]) == ("bob", "hello from a terminal")
+    assert nc.read_line() == b"bob: hello from a terminal"
+    alice.send_json(type="dm", to="bob", text="psst")
+    assert nc.read_line() == b"[dm] alice: psst"
