@@ -282,3 +282,25 @@ def test_a_name_registered_on_one_server_is_guarded_on_another(cluster: Any, cli
         late = clients(b)
         late.send_json(type="hello", protocol=1, name=name)
         assert late.read_json()["code"] == code, name
+
+
+def test_a_ref_sent_twice_at_once_is_stored_and_delivered_once(cluster: Any, clients: Any) -> None:
+    a, b = cluster(2)
+    alice = clients(a, "alice")
+    bob = clients(b, "bob")
+    line = b'{"type":"say","room":"general","text":"twice","ref":"r"}\n'
+    alice.send(line * 2)  # the second may arrive while the first is still queued
+    first = bob.expect("message")
+    mine = alice.expect("message")
+    assert (mine["id"], mine["ref"]) == (first["id"], "r")
+    # alice gets the original once more at most (the answer to a resend found stored)...
+    alice.send_json(type="say", room="general", text="after", ref="after")
+    got = alice.expect("message")
+    if got["id"] == first["id"]:
+        got = alice.expect("message")
+    assert got["ref"] == "after"
+    # ...and bob, and the history, have it once.
+    assert bob.expect("message")["text"] == "after"
+    bob.send_json(type="history", room="general")
+    texts = [m["text"] for m in bob.expect("history")["messages"]]
+    assert texts == ["twice", "after"]

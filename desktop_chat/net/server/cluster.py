@@ -10,6 +10,11 @@ below it is skipped: that is what makes a resume's replay (read under the hub lo
 delivery (also under the hub lock) meet without a gap or a repeat. The sender's own copy
 carries its ``ref``: the event names the sender's session by its hash.
 
+The critical section is entered by this process's :class:`~desktop_chat.net.server.sequencer.
+Sequencer` (one writer thread, rounds of many messages: the cluster's group commit); ``say``
+and ``dm`` do not wait for it. A resend of a ``ref`` still queued is answered by the
+original's echo; one already stored by the stored original.
+
 Presence lives in :mod:`~desktop_chat.net.server.presence` (mixed in here): a replica per
 process of who is online on the others, names owned in Redis, dead processes' users leaving.
 
@@ -22,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -35,6 +39,7 @@ from desktop_chat.net.server.cluster_admin import AdminMixin
 from desktop_chat.net.server.fanout import Batch, Member, Outgoing
 from desktop_chat.net.server.presence import PresenceMixin
 from desktop_chat.net.server.resume import REPLAY_ROWS
+from desktop_chat.net.server.sequencer import Sequencer
 from desktop_chat.net.server.storage_api import (
     Identity,
     NewMessage,
@@ -49,18 +54,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class _Pending:
-    """One thread's rows in a group commit, and what became of them."""
-
-    __slots__ = ("done", "error", "msgs", "rows")
-
-    def __init__(self, rows: list[NewMessage]) -> None:
-        self.rows = rows
-        self.msgs: list[p.ChatMessage] = []
-        self.error: StorageError | None = None
-        self.done = False
-
-
 class Cluster(PresenceMixin, AdminMixin):
     """The hub's collaborator in cluster mode. Handlers run on the backplane's subscriber
     thread and take the hub's lock for every change they make."""
@@ -70,10 +63,10 @@ class Cluster(PresenceMixin, AdminMixin):
         self.bp = backplane
         self.last_id: dict[Member, int] = {}  # highest message id queued to each live member
         self.seen_id = 0  # highest message id delivered from the subscription
-        self._unsent_refs: dict[int, tuple[str, p.Ref]] = {}  # id -> (session hash, ref)
-        self._writer = threading.Lock()  # this process's turn at the critical section
-        self._queue_lock = threading.Lock()
-        self._waiting: list[_Pending] = []  # rows waiting for the next turn (group commit)
+        self.sequencer = Sequencer(hub.storage, backplane)
+        # (session, ref) of messages queued but not stored yet: a resend of one is answered
+        # by the original's echo, never stored twice (hub lock).
+        self._queued_refs: set[tuple[str, p.Ref]] = set()
         self._handlers: dict[str, Callable[[Event], None]] = {"msg": self._on_msg}
         self.init_presence()
         self.init_admin()
@@ -84,7 +77,13 @@ class Cluster(PresenceMixin, AdminMixin):
 
     def start(self) -> None:
         self.seen_id = self.hub.storage.last_message_id()
+        self.sequencer.start()
         self.bp.start()
+
+    def stop(self) -> None:
+        """Store and publish what is queued, then leave the backplane."""
+        self.sequencer.stop()
+        self.bp.stop()
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -94,6 +93,8 @@ class Cluster(PresenceMixin, AdminMixin):
         error: tuple[str, str] | None = None
         row = None
         with hub._lock:
+            if self._queued(member, ref):
+                return  # a resend of one still being stored: its echo answers both
             original = hub._original(member, ref)
             room = hub._rooms.get(key)
             if original is not None:
@@ -108,6 +109,7 @@ class Cluster(PresenceMixin, AdminMixin):
                     sender=member.name, text=text, room=room.name, room_key=key, me=me, by=by,
                     ref=ref,
                 )  # fmt: skip
+                self._queue_ref(member, ref)
         self._send(member, ref, original, error, row)
 
     def dm(self, member: Member, to: str, text: str, ref: p.Ref | None, me: bool) -> None:
@@ -116,6 +118,8 @@ class Cluster(PresenceMixin, AdminMixin):
         error: tuple[str, str] | None = None
         row = None
         with hub._lock:
+            if self._queued(member, ref):
+                return  # a resend of one still being stored: its echo answers both
             original = hub._original(member, ref)
             target = self.identity_online(to_key)
             if original is not None:
@@ -128,6 +132,7 @@ class Cluster(PresenceMixin, AdminMixin):
                     sender=member.name, text=text, dm_from=member.key, dm_to=to_key,
                     to_name=to_name, me=me, by=hub.identity(member), to=to_id, ref=ref,
                 )  # fmt: skip
+                self._queue_ref(member, ref)
         self._send(member, ref, original, error, row)
 
     def identity_online(self, key: str) -> tuple[str, Identity] | None:
@@ -153,19 +158,29 @@ class Cluster(PresenceMixin, AdminMixin):
         elif error is not None:
             hub._error(member, *error, ref)
         elif row is not None:
-            try:
-                self.store([row])
-            except StorageError as exc:
-                log.error("a message could not be stored: %s", exc)
-                hub._error(
-                    member,
-                    p.STORAGE_FAILED,
-                    f"the server could not store your message ({exc}); send it again",
-                    ref,
-                )
-                return
-            if ref is not None:
-                hub._refs.add(member.session, ref)
+
+            def done(_msgs: list[p.ChatMessage], error: StorageError | None) -> None:
+                with hub._lock:
+                    self._queued_refs.discard((member.session, ref))
+                if error is not None:
+                    hub._error(
+                        member,
+                        p.STORAGE_FAILED,
+                        f"the server could not store your message ({error}); send it again",
+                        ref,
+                    )
+
+            # Not waited for: the echo comes from the subscription, like everyone's copy.
+            self.sequencer.submit([row], done)
+
+    def _queued(self, member: Member, ref: p.Ref | None) -> bool:
+        return ref is not None and (member.session, ref) in self._queued_refs
+
+    def _queue_ref(self, member: Member, ref: p.Ref | None) -> None:
+        """``ref`` is this session's from now on (lock held; stored when its row is)."""
+        if ref is not None:
+            self._queued_refs.add((member.session, ref))
+            self.hub._refs.add(member.session, ref)
 
     def share_file(
         self, reader: Reader, file: p.FileInfo, *, room: str | None, to: str | None
@@ -188,60 +203,7 @@ class Cluster(PresenceMixin, AdminMixin):
                 file=file, by=hub.reader_identity(reader) if to_key is not None else None,
                 to=to_id,
             )  # fmt: skip
-        return self.store([row])[0]
-
-    def store(self, rows: list[NewMessage]) -> list[p.ChatMessage]:
-        """Store ``rows`` and publish them, in one critical section of the cluster.
-
-        Group commit: while one thread of this process is in the critical section, others
-        queue their rows; the next one in takes every queued row into one INSERT, one
-        COMMIT and one pipelined PUBLISH, and hands each thread its messages."""
-        mine = _Pending(rows)
-        with self._queue_lock:
-            self._waiting.append(mine)
-        with self._writer:
-            if not mine.done:
-                with self._queue_lock:
-                    batch, self._waiting = self._waiting, []
-                self._append(batch)
-        if mine.error is not None:
-            raise mine.error
-        return mine.msgs
-
-    def _append(self, batch: list[_Pending]) -> None:
-        rows = [row for pending in batch for row in pending.rows]
-        try:
-            msgs = self.hub.storage.append_ordered(rows, lambda m: self._publish(rows, m))
-        except StorageError as exc:
-            for pending in batch:
-                pending.error = exc
-        else:
-            at = 0
-            for pending in batch:
-                pending.msgs = msgs[at : at + len(pending.rows)]
-                at += len(pending.rows)
-        for pending in batch:
-            pending.done = True
-
-    def _publish(self, rows: list[NewMessage], msgs: list[p.ChatMessage]) -> None:
-        """In the critical section: the stored messages to every process, in id order."""
-        events: list[Event] = []
-        for row, msg in zip(rows, msgs, strict=True):
-            events.append(
-                {
-                    "t": "msg", "m": msg.to_dict(), "rk": row.room_key, "fk": row.dm_from,
-                    "tk": row.dm_to, "sk": None if row.by is None else row.by.key,
-                    "h": "" if row.by is None else row.by.session,
-                    "ref": row.ref,
-                }
-            )  # fmt: skip
-        # Once more if the first try fails: Redis may just have come back, and a process
-        # already resubscribed would otherwise never see these (a repeat is harmless:
-        # last_id skips it). Else the catch-up after the outage delivers them.
-        if not (self.bp.publish_many(events) or self.bp.publish_many(events)):
-            for event in events:
-                if event["ref"] is not None:
-                    self._unsent_refs[event["m"]["id"]] = (event["h"], event["ref"])
+        return self.sequencer.store([row])[0]
 
     def typing(
         self, member: Member, *, room: str | None, to: str | None, ref: p.Ref | None
@@ -373,7 +335,7 @@ class Cluster(PresenceMixin, AdminMixin):
             for member in list(hub._users.values()):
                 if member not in hub._replaying:
                     self._catch_up(batch, member)
-            self._unsent_refs.clear()
+            self.sequencer.unsent_refs.clear()
         batch.finish()
 
     def _catch_up(self, batch: Batch, member: Member) -> None:
@@ -386,7 +348,7 @@ class Cluster(PresenceMixin, AdminMixin):
                 since, member.rooms.keys(), identity, limit=REPLAY_ROWS
             )
             for msg in msgs:
-                by_hash, ref = self._unsent_refs.get(msg.id, ("", None))
+                by_hash, ref = self.sequencer.unsent_refs.get(msg.id, ("", None))
                 self._queue(batch, member, msg, by_hash if by_hash == mine else "", ref)
                 since = msg.id
                 self.seen_id = max(self.seen_id, msg.id)

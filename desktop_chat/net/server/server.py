@@ -300,7 +300,7 @@ class Server:
     def _release(self) -> None:
         self.flusher.close()  # safe whether or not it started
         if getattr(self, "hub", None) is not None and self.hub.cluster is not None:
-            self.hub.cluster.bp.stop()
+            self.hub.cluster.stop()
         for s in (self._listener, self._wake_r, self._wake_w):
             if s is not None:
                 s.close()
