@@ -58,6 +58,13 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _heartbeat(text: str) -> float:
+    value = float(text)
+    if not 0.3 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0.3 and 3600 seconds, not {value}")
+    return value
+
+
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -248,11 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument(
         "--heartbeat-ttl",
-        type=float,
-        default=9.0,
+        type=_heartbeat,
+        default=d.heartbeat_ttl,
         metavar="SECONDS",
         help="with a --backplane: a process whose heartbeat is this old counts as dead, and "
-        "its users are shown leaving (default %(default)s)",
+        "its users are shown leaving, within this and a third of it (default %(default)s)",
     )
     ap.add_argument(
         "--workers",

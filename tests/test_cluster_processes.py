@@ -251,3 +251,14 @@ def test_a_terminal_user_and_an_app_on_two_processes(start: Any, clients: Any) -
     assert nc.read_line() == b"bob: hello from a terminal"
     alice.send_json(type="dm", to="bob", text="psst")
     assert nc.read_line() == b"[dm] alice: psst"
+
+
+def test_the_heartbeat_ttl_flag() -> None:
+    from desktop_chat.server_cli import build_parser, config_from_args
+
+    assert config_from_args(build_parser().parse_args([])).heartbeat_ttl == 7.5
+    args = build_parser().parse_args(["--heartbeat-ttl", "2"])
+    assert config_from_args(args).heartbeat_ttl == 2.0
+    for bad in ("0", "-1", "soon"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--heartbeat-ttl", bad])

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PREFIX = "dc:"
-DEFAULT_TTL = 9.0  # seconds without a heartbeat before a process counts as dead
+DEFAULT_TTL = 7.5  # seconds without a heartbeat before a process counts as dead
 RETRY_EVERY = 0.5  # seconds between reconnection attempts
 
 
