@@ -25,6 +25,8 @@ from desktop_chat.net.server.storage_api import ChatStore, NewMessage, StorageEr
 
 log = logging.getLogger(__name__)
 
+MAX_QUEUED = 4096  # submissions (a message each, from say/dm) queued at most; then senders wait
+
 Done = Callable[[list[p.ChatMessage], StorageError | None], None]
 
 
@@ -58,7 +60,7 @@ class Sequencer:
         """Store what is queued, then end the thread."""
         with self._cond:
             self._stopping = True
-            self._cond.notify()
+            self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=10.0)
             if self._thread.is_alive():
@@ -69,12 +71,16 @@ class Sequencer:
         ``done([], error)`` if they could not be stored (then none was). Called on the
         writer thread: keep it short."""
         with self._cond:
+            # A sender waits while the queue is full (PostgreSQL slower than the senders):
+            # as it would if it stored its message itself.
+            while len(self._waiting) >= MAX_QUEUED and not self._stopping:
+                self._cond.wait()
             if self._stopping or self._thread is None:
                 closing = True
             else:
                 closing = False
                 self._waiting.append(_Pending(rows, done))
-                self._cond.notify()
+                self._cond.notify_all()
         if closing:
             done([], StorageError("the server is closing"))
 
@@ -103,6 +109,7 @@ class Sequencer:
                 if not self._waiting:
                     return  # stopping, and everything queued is written
                 batch, self._waiting = self._waiting, []
+                self._cond.notify_all()  # room in the queue again
             self._round(batch)
 
     def _round(self, batch: list[_Pending]) -> None:
