@@ -31,10 +31,16 @@ from tests.helpers import wait_until
 
 MISSING = "PostgreSQL not found: install Debian's postgresql package"
 _RUN_AS = "nobody"  # PostgreSQL will not run as root
+# UTF-8 whatever the machine's locale (names and texts are any Unicode), byte order.
+_INITDB = ("-E", "UTF8", "--locale=C", "--no-sync")
 
 
 def _bin_dir() -> Path | None:
-    """The newest installed PostgreSQL's programs, else None."""
+    """The newest installed PostgreSQL's programs (or the folder named by
+    ``DESKTOP_CHAT_PG_BIN``), else None."""
+    chosen = os.environ.get("DESKTOP_CHAT_PG_BIN")
+    if chosen is not None:
+        return Path(chosen) if (Path(chosen) / "pg_ctl").exists() else None
     found = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
         key=lambda p: (
@@ -74,34 +80,35 @@ class PgCluster:
             raise RuntimeError(f"{program} failed: {done.stdout}{done.stderr}")
 
     def start(self) -> None:
-        self._run(
-            "initdb",
-            "-D",
-            str(self.data),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-        )
-        options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=300"
-        )
-        self._run(
-            "pg_ctl",
-            "-D",
-            str(self.data),
-            "-o",
-            options,
-            "-l",
-            str(self.root / "server.log"),
-            "-w",
-            "start",
-        )
-        self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        """Make the cluster and start it."""
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", *_INITDB)
+        self.launch()
         self._template()
+
+    def launch(self) -> None:
+        """Start the postmaster (again, after :meth:`halt`: same folder, same port)."""
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        options += " -c max_connections=300"
+        if not self.fsync:
+            # A throwaway cluster: the machine's own crashes are not under test, and without
+            # fsync a fresh database per test costs milliseconds (bench/ measures with it).
+            # synchronous_commit stays on: a commit is in the WAL (the OS's cache) when it
+            # returns, so halt() (PostgreSQL crashing) loses nothing committed.
+            options += " -c fsync=off -c full_page_writes=off"
+        log = str(self.root / "server.log")
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
+        self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
+
+    def halt(self) -> None:
+        """Stop the postmaster at once, by its pid (no checkpoint: what was committed is in
+        the WAL and comes back on :meth:`launch`)."""
+        pid, self.pid = self.pid, None
+        if pid is not None:
+            os.kill(pid, signal.SIGQUIT)
+            # Not our child (pg_ctl started it): watch for its pid file to go.
+            wait_until(
+                lambda: not (self.data / "postmaster.pid").exists(), 30, "PostgreSQL stopped"
+            )
 
     def _template(self) -> None:
         """A database at the current schema to copy for each test (migrating every test's
@@ -116,14 +123,8 @@ class PgCluster:
             migrate(db)
 
     def stop(self) -> None:
-        """Fast shutdown of the postmaster (by its pid), then the folder goes."""
-        pid, self.pid = self.pid, None
-        if pid is not None:
-            os.kill(pid, signal.SIGINT)
-            # Not our child (pg_ctl started it): watch for its pid file to go.
-            wait_until(
-                lambda: not (self.data / "postmaster.pid").exists(), 30, "PostgreSQL stopped"
-            )
+        """Stop the postmaster; the folder goes with the cluster in it."""
+        self.halt()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def url(self, database: str = "postgres") -> str:
@@ -140,6 +141,18 @@ class PgCluster:
             admin.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
         return self.url(name)
 
+    def drop(self, url: str) -> None:
+        """Drop the database of ``url``, unless something still uses it (a server made
+        before the URL was asked for and closed after it: then it stays, harmless)."""
+        import psycopg
+
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(self.url(), autocommit=True) as admin:
+            try:
+                admin.execute(f"DROP DATABASE IF EXISTS {name}")
+            except psycopg.errors.ObjectInUse:
+                pass  # never pulled from under a running server
+
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
@@ -155,9 +168,12 @@ def pg_cluster() -> Iterator[PgCluster]:
 
 
 @pytest.fixture
-def pg_url(pg_cluster: PgCluster) -> str:
-    """The URL of a PostgreSQL database for this test alone (the chat's tables, no rows)."""
-    return pg_cluster.fresh_url()
+def pg_url(pg_cluster: PgCluster) -> Iterator[str]:
+    """The URL of a PostgreSQL database for this test alone (the chat's tables, no rows);
+    dropped afterwards, so the cluster stays small."""
+    url = pg_cluster.fresh_url()
+    yield url
+    pg_cluster.drop(url)
 
 
 def run_sql(store: object, sql: str) -> list[tuple[object, ...]]:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -20,7 +21,7 @@ from desktop_chat.net.protocol.events import ChatMessage
 from desktop_chat.net.server.storage_api import Identity, NewMessage, StorageError, open_store
 from desktop_chat.net.server.storage_pg import PgStorage
 from desktop_chat.net.server.storage_pg_schema import SCHEMA_VERSION, migrate
-from tests.helpers import LineClient, T
+from tests.helpers import LineClient, T, wait_until
 from tests.pg_server import PgCluster, run_sql
 
 CMD = [sys.executable, "-m", "desktop_chat.server_cli"]
@@ -260,3 +261,86 @@ def test_open_store_refuses_what_is_not_a_database_url(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="not a database URL") as refused:
         open_store("mysql://root:hunter2@db/chat", tmp_path)
     assert "hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_send_the_database_cannot_take_is_refused_and_nothing_acked_is_lost(
+    make_server: Any,
+) -> None:
+    srv = make_server(rate_per_sec=0)
+    with LineClient(srv.address) as alice, LineClient(srv.address) as bob:
+        alice.login("alice")
+        bob.login("bob")
+        alice.send_json(type="say", room="general", text="before", ref=1)
+        first = alice.expect("message")
+        assert bob.expect("message")["id"] == first["id"]
+        # PostgreSQL drops the server's connections (a restart, a failover).
+        run_sql(
+            srv.storage,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        alice.send_json(type="say", room="general", text="refused", ref=2)
+        refused = alice.expect("error")
+        assert (refused["code"], refused["ref"]) == ("storage_failed", 2)
+        alice.send_json(type="say", room="general", text="again", ref=2)  # the client resends
+        again = alice.expect("message")
+        assert (again["ref"], bob.expect("message")["id"]) == (2, again["id"])
+        bob.send_json(type="history", room="general")
+        texts = [m["text"] for m in bob.expect("history")["messages"]]
+        assert texts == ["before", "again"]
+
+
+def test_pooled_connections_the_database_dropped_are_replaced(pg_url: str) -> None:
+    store = PgStorage(pg_url)
+    try:
+        store.save_account("zoe", "Zoe", "hash")
+        run_sql(
+            store,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        assert store.account("zoe") == ("Zoe", "hash", "user")  # no error on the first use
+    finally:
+        store.close()
+
+
+def test_postgresql_down_refuses_sends_and_then_serves_again(
+    make_server: Any, pg_cluster: PgCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL stops (crashes, restarts): senders are told to send again, everyone else is
+    still served, and once it is back the resent message is stored once after the others."""
+    own = PgCluster(pg_cluster.bin_dir)  # a cluster of this test's own, to stop and restart
+    own.start()
+    try:
+        srv = make_server(database=own.fresh_url(), rate_per_sec=0)
+        with LineClient(srv.address) as alice, LineClient(srv.address) as bob:
+            alice.login("alice")
+            bob.login("bob")
+            alice.send_json(type="say", room="general", text="before", ref=1)
+            before = alice.expect("message")
+            assert bob.expect("message")["id"] == before["id"]
+            own.halt()
+            alice.send_json(type="say", room="general", text="during", ref=2)
+            assert alice.expect("error")["code"] == "storage_failed"
+            bob.send_json(type="ping", n=1)
+            assert bob.expect("pong")["n"] == 1  # everyone else is still served
+            with LineClient(srv.address) as late:  # a login needs the database: closed, no bug
+                late.send_json(type="hello", protocol=1, name="cy")
+                late.assert_closed()
+            assert "the database failed" in caplog.text and "on our side" not in caplog.text
+            own.launch()
+
+            def resent() -> dict[str, Any] | None:
+                alice.send_json(type="say", room="general", text="during", ref=2)
+                reply = alice.read_json()
+                return reply if reply["type"] == "message" else None
+
+            stored = wait_until(resent, 20, "a send accepted once PostgreSQL is back")
+            assert stored["ref"] == 2 and stored["id"] > before["id"]  # type: ignore[index]
+            assert bob.expect("message")["text"] == "during"
+            bob.send_json(type="history", room="general")
+            assert [m["text"] for m in bob.expect("history")["messages"]] == ["before", "during"]
+        srv.close()
+    finally:
+        own.stop()

@@ -58,3 +58,20 @@ def test_a_driver_that_cannot_start_is_reported_with_its_own_stderr(tmp_path: Pa
     assert f"start: {node}: error while loading shared libraries: libatomic.so.1: " in line
     assert "apt-get install libatomic1" in line
     assert "Connection closed while reading from the driver" in line  # what Playwright said
+
+
+PG_TEST = "tests/test_postgresql.py::test_a_database_from_a_newer_version_is_refused"
+
+
+def test_without_postgresql_its_tests_skip_naming_the_package(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", PG_TEST],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=T(120.0),
+        env=dict(os.environ, COLUMNS="2000", DESKTOP_CHAT_PG_BIN=str(tmp_path / "no-pg")),
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    [skipped] = [line for line in result.stdout.splitlines() if line.startswith("SKIPPED")]
+    assert "install Debian's postgresql package" in skipped

@@ -9,8 +9,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from desktop_chat.net.server.storage import Identity, Storage, StorageError
 from tests.helpers import LineClient, T
+
+# A full disk on demand is SQLite's max_page_count (Storage.cap_pages); PostgreSQL's failures
+# (an aborted transaction, a lost connection) are tested in tests/test_postgresql.py.
+pytestmark = pytest.mark.sqlite_only("cap_pages: a full disk on demand is SQLite's")
 
 
 def _integrity(path: Path) -> str:

@@ -21,6 +21,7 @@ from desktop_chat.net.server.irc_session import IrcSession
 from desktop_chat.net.server.json_session import JsonSession
 from desktop_chat.net.server.plain_session import PlainSession
 from desktop_chat.net.server.sniff import Kind, classify
+from desktop_chat.net.server.storage_api import StorageError
 from desktop_chat.net.server.transport import PeerGone, Transport
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,9 @@ class Connection:
             self.way_in.run(first)
         except PeerGone:
             pass
+        except StorageError as exc:  # the database is gone (PostgreSQL down): not a bug
+            log.warning("%s: closed, the database failed: %s", transport.peer, exc)
+            transport.close_reason = transport.close_reason or "disconnected"
         except Exception:  # a bug of ours: logged, and it closes this connection only
             log.exception("%s: connection failed on our side", transport.peer)
             transport.close_reason = transport.close_reason or "disconnected"

@@ -1,4 +1,6 @@
 """SQLite storage: messages (rooms and DMs), sessions and rooms, in one file in the data folder.
+The default back end of :class:`~desktop_chat.net.server.storage_api.ChatStore` (PostgreSQL's
+is :mod:`storage_pg`); its ``append_ordered`` critical section is a lock of this process.
 
 Durability, exactly: the database runs in WAL mode with ``synchronous=NORMAL``. Messages are
 inserted into an open transaction, and the server's writer loop commits it before each round of

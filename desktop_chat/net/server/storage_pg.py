@@ -37,6 +37,7 @@ from dataclasses import replace
 
 import psycopg
 from psycopg.pq import TransactionStatus
+from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
 from desktop_chat.net.protocol.events import ChatMessage, FileInfo, Ref
@@ -55,8 +56,9 @@ from desktop_chat.net.server.storage_pg_schema import ORDER_LOCK, Conn, migrate
 from desktop_chat.net.server.storage_pg_tables import PgSettingsTables, one_line
 
 CONNECT_TIMEOUT = 5  # seconds to reach the database before a call fails
-POOL_WAIT = 5.0  # seconds a call waits for a pooled connection
+POOL_WAIT = 2.0  # seconds a call waits for a pooled connection (longer: the database is gone)
 POOL_SIZE = 8  # pooled connections at most (sessions, rooms, accounts...)
+RECONNECT_PAUSE = 1.0  # seconds between attempts to reach a database that did not answer
 SWEEP_CHECK = 2.0  # seconds between looks at whether a session sweep is due
 EXPIRE_EVERY = 600.0  # seconds between sweeps of expired sessions
 
@@ -85,6 +87,7 @@ class PgStorage(PgSettingsTables):
         self._ordered = threading.Lock()  # the ordered connection
         self._pending: list[tuple[object, ...]] = []  # rows (with ids) since the last commit
         self._closed = False
+        self._retry_at = 0.0  # monotonic time before which the writer does not reconnect
         self._db: Conn | None = self._connect()
         self._order_db: Conn | None = None
         try:
@@ -102,6 +105,9 @@ class PgStorage(PgSettingsTables):
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
             name="dc-pg",
             timeout=POOL_WAIT,
+            # A connection the database dropped (restart, failover) is replaced when taken,
+            # not failed on: a round trip per use, off the message path.
+            check=ConnectionPool.check_connection,
             open=True,
         )
         self._stop = threading.Event()
@@ -164,10 +170,15 @@ class PgStorage(PgSettingsTables):
                 raise StorageError(one_line(exc)) from exc
 
     def _writer(self) -> Conn:
-        """The writer connection (lock held), connected again if it was lost."""
+        """The writer connection (lock held), connected again if it was lost; after a failed
+        attempt, calls fail at once for a moment (the hub's lock is held meanwhile)."""
         if self._db is None or self._db.closed:
             self._db = None
+            if time.monotonic() < self._retry_at:
+                raise StorageError("the database is unreachable; trying again in a moment")
+            self._retry_at = time.monotonic() + RECONNECT_PAUSE
             self._db = self._connect()
+            self._retry_at = 0.0
             self._recover()
             if self._db is None:
                 raise StorageError("the connection to the database was lost again")
@@ -267,6 +278,8 @@ class PgStorage(PgSettingsTables):
     def _commit_pending(self) -> None:
         """Commit the open transaction (lock held); a failure is logged, and the messages
         are kept for the next round."""
+        if self._db is None and not self._pending:
+            return  # connection lost and nothing to write: the next message reconnects
         try:
             db = self._writer()
             status = db.info.transaction_status
@@ -296,28 +309,22 @@ class PgStorage(PgSettingsTables):
                 raise StorageError("the database is closed")
             db = self._ordered_db()
             try:
-                db.execute("SELECT pg_advisory_lock(%s)", (ORDER_LOCK,))
-            except psycopg.Error as exc:
-                self._drop_ordered()
-                raise StorageError(one_line(exc)) from exc
-            try:
                 try:
-                    with db.transaction(), db.cursor() as cur:
-                        cur.executemany(_INSERT, values, returning=True)
-                        ids = []
-                        while True:
-                            found = cur.fetchone()
-                            assert found is not None
-                            ids.append(int(found[0]))
-                            if not cur.nextset():
-                                break
+                    # One round trip: the server takes the lock, then runs the transaction
+                    # (a pipeline's statements run in order, each after the one before).
+                    with db.cursor() as cur:
+                        with db.pipeline():
+                            cur.execute("SELECT pg_advisory_lock(%s)", (ORDER_LOCK,))
+                            with db.transaction():
+                                cur.executemany(_INSERT, values, returning=True)
+                        ids = _returned_ids(cur, len(values))
                 except psycopg.Error as exc:
                     raise StorageError(one_line(exc)) from exc
                 stored = [new.stored(i, r) for new, i, r in zip(rows, ids, values, strict=True)]
                 after_commit(stored)
                 return stored
             finally:
-                self._unlock_ordered(db)
+                self._unlock_ordered(db)  # whether or not the lock was taken
 
     def _ordered_db(self) -> Conn:
         if self._order_db is None or self._order_db.closed:
@@ -537,6 +544,21 @@ class PgStorage(PgSettingsTables):
         with self._pooled() as db:
             cur = db.execute("DELETE FROM sessions WHERE last_seen < %s", (cutoff,))
         return cur.rowcount
+
+
+def _returned_ids(cur: psycopg.Cursor[TupleRow], count: int) -> list[int]:
+    """The ids an ``executemany(..., returning=True)`` of ``count`` inserts returned, in order
+    (one result set per insert)."""
+    ids: list[int] = []
+    while True:
+        found = cur.fetchone()
+        if found is not None:
+            ids.append(int(found[0]))
+        if not cur.nextset():
+            break
+    if len(ids) != count:
+        raise StorageError(f"{count} messages stored, {len(ids)} ids returned")
+    return ids
 
 
 def _broken(db: Conn) -> bool:
