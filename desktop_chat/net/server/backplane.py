@@ -173,7 +173,6 @@ class Backplane:
     def _subscribe_loop(self) -> None:
         while not self._stop.is_set():
             pubsub = self.redis.pubsub()
-            first = False
             try:
                 pubsub.subscribe(self.channel)
                 # Wait for Redis to confirm: from then on nothing published is missed, so the
@@ -186,13 +185,17 @@ class Backplane:
                     return
                 self._lost.clear()
                 self.beat()
-                first, self._first = self._first, False
-                self.on_up(first)
+                self.on_up(self._first)
+                self._first = False
                 self.up.set()
                 self._read(pubsub)
             except self.errors() as exc:
                 if self.up.is_set():
                     log.warning("backplane: connection to Redis lost: %s", exc)
+            except Exception:
+                # E.g. the database away during the catch-up: nothing is read from this
+                # subscription before a catch-up has worked, so subscribe and try again.
+                log.exception("backplane: catching up failed; trying again")
             finally:
                 pubsub.close()
             if self.up.is_set():
