@@ -22,8 +22,9 @@ servers: list[Server] = []  # the servers of the running test (for clients())
 
 @pytest.fixture
 def cluster(
-    make_server: Any, redis_url: str, pg_url: str
+    pg_url: str, redis_url: str, make_server: Any
 ) -> Iterator[Callable[[int], list[Server]]]:
+    # pg_url first: set up before the servers, so torn down after they are closed.
     def make(n: int) -> list[Server]:
         servers[:] = [
             make_server(database=pg_url, backplane=redis_url, heartbeat_ttl=1.0, tls="off")
