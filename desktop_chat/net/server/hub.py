@@ -26,6 +26,9 @@ settings, history, loading a room that is not live — runs before or after it):
 
 Resuming (:mod:`~desktop_chat.net.server.resume`) replays a backlog in chunks that fit the
 buffer, and goes live under the lock in the step of the last chunk: no gap, no overlap.
+
+Several processes (``hub.cluster``, :mod:`~desktop_chat.net.server.cluster`): messages and
+typing go through the cluster and everything is delivered from its subscription, in one order.
 """
 
 from __future__ import annotations
