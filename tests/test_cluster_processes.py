@@ -262,3 +262,15 @@ def test_the_heartbeat_ttl_flag() -> None:
     for bad in ("0", "-1", "soon"):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["--heartbeat-ttl", bad])
+
+
+def test_an_unreachable_backplane_stops_the_server_with_one_line(tmp_path: Path) -> None:
+    nobody = f"redis://127.0.0.1:{free_port()}/0"
+    result = subprocess.run(
+        [sys.executable, "-m", "desktop_chat.server_cli", "--host", "127.0.0.1", "--port", "0",
+         "--no-announce", "--data-dir", str(tmp_path), "--backplane", nobody],
+        capture_output=True, text=True, timeout=T(30),
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if "desktop-chat-server:" in line]
+    assert len(lines) == 1 and f"the backplane {nobody} cannot be reached" in lines[0], lines
