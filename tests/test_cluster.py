@@ -305,3 +305,34 @@ def test_a_ref_sent_twice_at_once_is_stored_and_delivered_once(cluster: Any, cli
     bob.send_json(type="history", room="general")
     texts = [m["text"] for m in bob.expect("history")["messages"]]
     assert texts == ["twice", "after"]
+
+
+def test_a_send_the_database_cannot_take_is_refused_and_delivered_once_when_resent(
+    cluster: Any, clients: Any, pg_url: str, tmp_path: Any
+) -> None:
+    from desktop_chat.net.server.storage_api import open_store
+    from tests.pg_server import run_sql
+
+    a, b = cluster(2)
+    alice = clients(a, "alice")
+    bob = clients(b, "bob")
+    before = _say(alice, "before")
+    assert bob.expect("message")["id"] == before["id"]
+    # PostgreSQL drops every connection (a restart, a failover): the round cannot be stored.
+    run_sql(
+        a.storage,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    alice.send_json(type="say", room="general", text="again", ref="r")
+    refused = alice.expect("error")
+    assert (refused["code"], refused["ref"]) == ("storage_failed", "r")
+    alice.send_json(type="say", room="general", text="again", ref="r")  # the client resends
+    again = alice.expect("message", where=lambda m: m.get("ref") == "r")
+    assert bob.expect("message")["id"] == again["id"] > before["id"]
+    store = open_store(pg_url, tmp_path)  # stored once
+    try:
+        msgs, _more = store.room_history("general", before=None, limit=10)
+    finally:
+        store.close()
+    assert [m.text for m in msgs] == ["before", "again"]

@@ -95,9 +95,9 @@ class Cluster(PresenceMixin, AdminMixin):
         with hub._lock:
             if self._queued(member, ref):
                 return  # a resend of one still being stored: its echo answers both
-            original = hub._original(member, ref)
+            original, error = self._original(member, ref)
             room = hub._rooms.get(key)
-            if original is not None:
+            if original is not None or error is not None:
                 pass
             elif room is None or room.members.get(member.key) is not member:
                 error = (p.NOT_IN_ROOM, f"you are not in {room_name!r}")
@@ -120,9 +120,9 @@ class Cluster(PresenceMixin, AdminMixin):
         with hub._lock:
             if self._queued(member, ref):
                 return  # a resend of one still being stored: its echo answers both
-            original = hub._original(member, ref)
+            original, error = self._original(member, ref)
             target = self.identity_online(to_key)
-            if original is not None:
+            if original is not None or error is not None:
                 pass
             elif target is None:
                 error = (p.NO_SUCH_USER, f"nobody called {to!r} is online")
@@ -161,14 +161,11 @@ class Cluster(PresenceMixin, AdminMixin):
 
             def done(_msgs: list[p.ChatMessage], error: StorageError | None) -> None:
                 with hub._lock:
+                    if ref is not None and error is None:
+                        hub._refs.add(member.session, ref)  # stored: a resend finds it
                     self._queued_refs.discard((member.session, ref))
                 if error is not None:
-                    hub._error(
-                        member,
-                        p.STORAGE_FAILED,
-                        f"the server could not store your message ({error}); send it again",
-                        ref,
-                    )
+                    hub._error(member, *_storage_failed(error), ref)
 
             # Not waited for: the echo comes from the subscription, like everyone's copy.
             self.sequencer.submit([row], done)
@@ -177,10 +174,19 @@ class Cluster(PresenceMixin, AdminMixin):
         return ref is not None and (member.session, ref) in self._queued_refs
 
     def _queue_ref(self, member: Member, ref: p.Ref | None) -> None:
-        """``ref`` is this session's from now on (lock held; stored when its row is)."""
+        """``ref``'s message is queued (lock held): a resend now waits for its echo."""
         if ref is not None:
             self._queued_refs.add((member.session, ref))
-            self.hub._refs.add(member.session, ref)
+
+    def _original(
+        self, member: Member, ref: p.Ref | None
+    ) -> tuple[p.ChatMessage | None, tuple[str, str] | None]:
+        """The stored message this session already sent with ``ref``, or the error to answer
+        with if the database cannot say (lock held)."""
+        try:
+            return self.hub._original(member, ref), None
+        except StorageError as exc:
+            return None, _storage_failed(exc)
 
     def share_file(
         self, reader: Reader, file: p.FileInfo, *, room: str | None, to: str | None
@@ -354,3 +360,8 @@ class Cluster(PresenceMixin, AdminMixin):
                 self.seen_id = max(self.seen_id, msg.id)
             if len(msgs) < REPLAY_ROWS or member.outbox.closed:
                 return
+
+
+def _storage_failed(exc: StorageError) -> tuple[str, str]:
+    log.error("a message could not be stored: %s", exc)
+    return (p.STORAGE_FAILED, f"the server could not store your message ({exc}); send it again")
