@@ -58,6 +58,10 @@ class Cluster(PresenceMixin, AdminMixin):
     """The hub's collaborator in cluster mode. Handlers run on the backplane's subscriber
     thread and take the hub's lock for every change they make."""
 
+    # Seconds after a resume during which every ref'd message asks the database whether its
+    # ref was used: the process the session came from may still be storing what it queued.
+    refs_doubt = 10.0
+
     def __init__(self, hub: Hub, backplane: Backplane) -> None:
         self.hub = hub
         self.bp = backplane

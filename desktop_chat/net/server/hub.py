@@ -189,7 +189,8 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
                 self._replaying.discard(current)
             self._users[key] = member
             self._skeletons[look] = key
-            self._refs.start(session, known_refs)
+            doubt = 0.0 if self.cluster is None or stored is None else self.cluster.refs_doubt
+            self._refs.start(session, known_refs, doubt_for=doubt)
             batch.send(
                 member,
                 Outgoing(
