@@ -48,7 +48,6 @@ def configs(counts: list[int], backplane: bool) -> tuple[list[Config], list[str]
 def run_scale(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(REPO))  # the tests' start code for PostgreSQL and Redis
     from tests.pg_server import PgCluster, _bin_dir
-
     from tests.redis_server import RedisServer, redis_binary
 
     counts = sorted({int(c) for c in args.workers.split(",") if c.strip()})

@@ -24,6 +24,7 @@ import segno
 
 from desktop_chat import __version__
 from desktop_chat.net.protocol.invite import invite_link, web_url
+from desktop_chat.net.server.backplane import BackplaneError
 from desktop_chat.net.server.server import DEFAULT_PORT, Server, ServerConfig
 from desktop_chat.net.server.storage_api import StorageError, describe, is_database_url
 
@@ -54,6 +55,13 @@ def _non_negative(text: str) -> float:
     value = float(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"cannot be negative: {value}")
+    return value
+
+
+def _heartbeat(text: str) -> float:
+    value = float(text)
+    if not 0.3 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0.3 and 3600 seconds, not {value}")
     return value
 
 
@@ -247,11 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument(
         "--heartbeat-ttl",
-        type=float,
-        default=9.0,
+        type=_heartbeat,
+        default=d.heartbeat_ttl,
         metavar="SECONDS",
         help="with a --backplane: a process whose heartbeat is this old counts as dead, and "
-        "its users are shown leaving (default %(default)s)",
+        "its users are shown leaving, within this and a third of it (default %(default)s)",
     )
     ap.add_argument(
         "--workers",
@@ -435,6 +443,9 @@ def serve(config: ServerConfig, *, banner: bool = True) -> int:
     except StorageError as exc:
         # A bad URL (from the environment), PostgreSQL unreachable or refusing us.
         print(f"desktop-chat-server: database: {exc}", file=sys.stderr)
+        return 2
+    except BackplaneError as exc:
+        print(f"desktop-chat-server: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         return _cannot_start(config, exc)

@@ -1,5 +1,6 @@
 """Several servers, one chat (``--backplane``): two and three servers in this test process,
-sharing one database and a real redis-server (tests/redis_server.py).
+sharing one PostgreSQL database (tests/pg_server.py) and a real redis-server
+(tests/redis_server.py).
 
 What separate processes add (SIGKILL, the real command) is in tests/test_cluster_processes.py.
 """
@@ -20,15 +21,15 @@ servers: list[Server] = []  # the servers of the running test (for clients())
 
 
 @pytest.fixture
-def cluster(make_server: Any, redis_url: str) -> Iterator[Callable[[int], list[Server]]]:
+def cluster(
+    pg_url: str, redis_url: str, make_server: Any
+) -> Iterator[Callable[[int], list[Server]]]:
+    # pg_url first: set up before the servers, so torn down after they are closed.
     def make(n: int) -> list[Server]:
         servers[:] = [
-            make_server(backplane=redis_url, heartbeat_ttl=1.0, tls="off") for _ in range(n)
+            make_server(database=pg_url, backplane=redis_url, heartbeat_ttl=1.0, tls="off")
+            for _ in range(n)
         ]
-        # One SQLite file in one process: its stores share one critical section, as the
-        # processes of a cluster share PostgreSQL's advisory lock.
-        for server in servers[1:]:
-            server.storage._ordered = servers[0].storage._ordered
         return list(servers)
 
     yield make
@@ -79,11 +80,15 @@ def test_ids_arrive_in_one_order_everywhere(cluster: Any, clients: Any) -> None:
     people = [clients(s, f"p{i}") for i, s in enumerate(servers)]
     for i, person in enumerate(people):
         for j in range(5):
-            person.send_json(type="say", room="general", text=f"{i}-{j}")
+            person.send_json(type="say", room="general", text=f"{i}-{j}", ref=j)
     seen = []
-    for person in people:
-        ids = [person.expect("message", timeout=5)["id"] for _ in range(15)]
+    for i, person in enumerate(people):
+        got = [person.expect("message", timeout=5) for _ in range(15)]
+        ids = [m["id"] for m in got]
         assert ids == sorted(ids) and len(set(ids)) == 15
+        # Its own five carry their refs (sent at once: stored in shared rounds).
+        assert [m.get("ref") for m in got if m["from"] == f"p{i}"] == [0, 1, 2, 3, 4]
+        assert all("ref" not in m for m in got if m["from"] != f"p{i}")
         seen.append(ids)
     assert seen[0] == seen[1] == seen[2]
 
@@ -184,6 +189,150 @@ def test_resuming_elsewhere_replaces_the_old_connection_silently(
     live = _say(bob, "still here?")
     assert back.expect("message")["id"] == live["id"]
     assert "alice" in a.hub.online_names()
+    # a's list in Redis (what a server starting now would load) no longer has alice.
+    wait_until(lambda: a.hub.cluster.bp.redis.hkeys(f"dc:users:{a.hub.cluster.bp.proc}") == ["bob"])
     # bob saw no `left` of alice: the next event after his own message is nothing else.
     bob.send_json(type="ping", n=7)
     assert bob.expect("pong", skip=())["n"] == 7
+
+
+def test_redis_restarted_mid_chat_loses_nothing_and_repeats_nothing(
+    cluster: Any, clients: Any, redis_service: Any
+) -> None:
+    a, b = cluster(2)
+    alice = clients(a, "alice")
+    bob = clients(b, "bob")
+    before = _say(alice, "before")
+    assert bob.expect("message")["id"] == before["id"]
+    redis_service.stop()
+    # Stored while Redis is away (sending is not refused); delivery waits.
+    alice.send_json(type="say", room="general", text="during", ref="during")
+    wait_until(lambda: a.storage.last_message_id() > before["id"], T(10), "stored")
+    redis_service.start()
+    got = bob.expect("message", timeout=15)
+    assert (got["text"], got["from"]) == ("during", "alice")
+    mine = alice.expect("message")
+    assert (mine["id"], mine.get("ref")) == (got["id"], "during")
+    after = _say(bob, "after")
+    assert alice.expect("message")["id"] == after["id"]
+    for client in (alice, bob):  # and nothing twice
+        client.send_json(type="ping", n=1)
+        assert client.expect("pong", skip=("joined", "left", "users", "typing"))["n"] == 1
+
+
+def test_kick_ban_and_promote_reach_a_user_on_another_server(cluster: Any, clients: Any) -> None:
+    a, b = cluster(2)
+    host = clients(a, "host", owner=a.owner_token)
+    carol = clients(b, "carol")
+    dave = clients(b, "dave")
+    host.send_json(type="kick", name="Carol", reason="spam", ref="k")
+    assert host.expect("ok")["ref"] == "k"
+    assert carol.expect("error")["code"] == "kicked"
+    carol.assert_closed()
+    left = host.expect("left", where=lambda m: m["name"] == "carol")
+    assert left["reason"] == "kicked"
+    host.send_json(type="ban", name="dave", ref="b")
+    assert host.expect("ok")["ref"] == "b"
+    assert dave.expect("error")["code"] == "kicked"
+    dave.assert_closed()
+    for server in (a, b):  # the ban holds on every server
+        again = clients(server)
+        again.send_json(type="hello", protocol=1, name="dave")
+        assert again.read_json()["code"] == "banned"
+    host.send_json(type="ban", name="host", ref="self")
+    assert host.expect("error")["code"] == "forbidden"
+
+
+def test_promote_topic_and_typing_reach_another_server(cluster: Any, clients: Any) -> None:
+    from desktop_chat.net.server.accounts import hash_password
+
+    a, b = cluster(2)
+    a.storage.save_account("bob", "bob", hash_password("bob's password"))
+    host = clients(a, "host", owner=a.owner_token)
+    carol = clients(a, "carol")
+    bob = clients(b, "bob", password="bob's password")
+    assert "admin" not in bob.welcome
+    host.send_json(type="promote", name="bob", ref="p")
+    assert host.expect("ok")["ref"] == "p"
+    # bob, on the other server, may moderate now: he sets the topic for everyone...
+    wait_until(lambda: b.hub.members()[0].is_admin, T(5), "bob an admin on b")
+    bob.send_json(type="topic", room="general", topic="cluster night", ref="t")
+    assert bob.expect("ok", skip=("joined", "users", "topic"))["ref"] == "t"
+    for person in (host, carol):
+        changed = person.expect("topic")
+        assert (changed["topic"], changed["by"]) == ("cluster night", "bob")
+    # ...and typing, in the room and to one person, crosses too.
+    bob.send_json(type="typing", to="carol")
+    assert carol.expect("typing", skip=("joined", "users"))["name"] == "bob"
+    # ...and kicks someone who is on the first server.
+    bob.send_json(type="kick", name="carol", ref="k")
+    assert bob.expect("ok", skip=("joined", "users", "topic", "typing"))["ref"] == "k"
+    assert carol.expect("error", skip=("joined", "users", "typing", "topic"))["code"] == "kicked"
+
+
+def test_a_name_registered_on_one_server_is_guarded_on_another(cluster: Any, clients: Any) -> None:
+    a, b = cluster(2)
+    carol = clients(a, "carol")
+    carol.send_json(type="register", password="carol's long password", ref="r")
+    assert carol.expect("ok")["ref"] == "r"
+    carol.send_json(type="quit")
+    carol.assert_closed()
+    wait_until(lambda: "carol" in b.hub._registered_keys, T(5), "b knows carol registered")
+    # The name itself needs its password; one with a Cyrillic а looks the same: refused.
+    for name, code in (("carol", "auth_failed"), ("c\u0430rol", "name_taken")):
+        late = clients(b)
+        late.send_json(type="hello", protocol=1, name=name)
+        assert late.read_json()["code"] == code, name
+
+
+def test_a_ref_sent_twice_at_once_is_stored_and_delivered_once(cluster: Any, clients: Any) -> None:
+    a, b = cluster(2)
+    alice = clients(a, "alice")
+    bob = clients(b, "bob")
+    line = b'{"type":"say","room":"general","text":"twice","ref":"r"}\n'
+    alice.send(line * 2)  # the second may arrive while the first is still queued
+    first = bob.expect("message")
+    mine = alice.expect("message")
+    assert (mine["id"], mine["ref"]) == (first["id"], "r")
+    # alice gets the original once more at most (the answer to a resend found stored)...
+    alice.send_json(type="say", room="general", text="after", ref="after")
+    got = alice.expect("message")
+    if got["id"] == first["id"]:
+        got = alice.expect("message")
+    assert got["ref"] == "after"
+    # ...and bob, and the history, have it once.
+    assert bob.expect("message")["text"] == "after"
+    bob.send_json(type="history", room="general")
+    texts = [m["text"] for m in bob.expect("history")["messages"]]
+    assert texts == ["twice", "after"]
+
+
+def test_a_send_the_database_cannot_take_is_refused_and_delivered_once_when_resent(
+    cluster: Any, clients: Any, pg_url: str, tmp_path: Any
+) -> None:
+    from desktop_chat.net.server.storage_api import open_store
+    from tests.pg_server import run_sql
+
+    a, b = cluster(2)
+    alice = clients(a, "alice")
+    bob = clients(b, "bob")
+    before = _say(alice, "before")
+    assert bob.expect("message")["id"] == before["id"]
+    # PostgreSQL drops every connection (a restart, a failover): the round cannot be stored.
+    run_sql(
+        a.storage,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    alice.send_json(type="say", room="general", text="again", ref="r")
+    refused = alice.expect("error")
+    assert (refused["code"], refused["ref"]) == ("storage_failed", "r")
+    alice.send_json(type="say", room="general", text="again", ref="r")  # the client resends
+    again = alice.expect("message", where=lambda m: m.get("ref") == "r")
+    assert bob.expect("message")["id"] == again["id"] > before["id"]
+    store = open_store(pg_url, tmp_path)  # stored once
+    try:
+        msgs, _more = store.room_history("general", before=None, limit=10)
+    finally:
+        store.close()
+    assert [m.text for m in msgs] == ["before", "again"]

@@ -10,6 +10,11 @@ below it is skipped: that is what makes a resume's replay (read under the hub lo
 delivery (also under the hub lock) meet without a gap or a repeat. The sender's own copy
 carries its ``ref``: the event names the sender's session by its hash.
 
+The critical section is entered by this process's :class:`~desktop_chat.net.server.sequencer.
+Sequencer` (one writer thread, rounds of many messages: the cluster's group commit); ``say``
+and ``dm`` do not wait for it. A resend of a ``ref`` still queued is answered by the
+original's echo; one already stored by the stored original.
+
 Presence lives in :mod:`~desktop_chat.net.server.presence` (mixed in here): a replica per
 process of who is online on the others, names owned in Redis, dead processes' users leaving.
 
@@ -21,6 +26,7 @@ the database (from its ``last_id``, exactly once) before any new live message.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -29,9 +35,11 @@ from desktop_chat.net.protocol import events as p
 from desktop_chat.net.protocol.names import name_key
 from desktop_chat.net.protocol.records import Invalid
 from desktop_chat.net.server.backplane import Backplane, Event
+from desktop_chat.net.server.cluster_admin import AdminMixin
 from desktop_chat.net.server.fanout import Batch, Member, Outgoing
 from desktop_chat.net.server.presence import PresenceMixin
 from desktop_chat.net.server.resume import REPLAY_ROWS
+from desktop_chat.net.server.sequencer import Sequencer
 from desktop_chat.net.server.storage_api import (
     Identity,
     NewMessage,
@@ -46,18 +54,26 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Cluster(PresenceMixin):
+class Cluster(PresenceMixin, AdminMixin):
     """The hub's collaborator in cluster mode. Handlers run on the backplane's subscriber
     thread and take the hub's lock for every change they make."""
+
+    # Seconds after a resume during which every ref'd message asks the database whether its
+    # ref was used: the process the session came from may still be storing what it queued.
+    refs_doubt = 10.0
 
     def __init__(self, hub: Hub, backplane: Backplane) -> None:
         self.hub = hub
         self.bp = backplane
         self.last_id: dict[Member, int] = {}  # highest message id queued to each live member
         self.seen_id = 0  # highest message id delivered from the subscription
-        self._unsent_refs: dict[int, tuple[str, p.Ref]] = {}  # id -> (session hash, ref)
+        self.sequencer = Sequencer(hub.storage, backplane)
+        # (session, ref) of messages queued but not stored yet: a resend of one is answered
+        # by the original's echo, never stored twice (hub lock).
+        self._queued_refs: set[tuple[str, p.Ref]] = set()
         self._handlers: dict[str, Callable[[Event], None]] = {"msg": self._on_msg}
         self.init_presence()
+        self.init_admin()
         backplane.on_event = self._on_event
         backplane.on_up = self._on_up
         backplane.on_down = self._on_down
@@ -65,7 +81,13 @@ class Cluster(PresenceMixin):
 
     def start(self) -> None:
         self.seen_id = self.hub.storage.last_message_id()
+        self.sequencer.start()
         self.bp.start()
+
+    def stop(self) -> None:
+        """Store and publish what is queued, then leave the backplane."""
+        self.sequencer.stop()
+        self.bp.stop()
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -75,9 +97,11 @@ class Cluster(PresenceMixin):
         error: tuple[str, str] | None = None
         row = None
         with hub._lock:
-            original = hub._original(member, ref)
+            if self._queued(member, ref):
+                return  # a resend of one still being stored: its echo answers both
+            original, error = self._original(member, ref)
             room = hub._rooms.get(key)
-            if original is not None:
+            if original is not None or error is not None:
                 pass
             elif room is None or room.members.get(member.key) is not member:
                 error = (p.NOT_IN_ROOM, f"you are not in {room_name!r}")
@@ -89,6 +113,7 @@ class Cluster(PresenceMixin):
                     sender=member.name, text=text, room=room.name, room_key=key, me=me, by=by,
                     ref=ref,
                 )  # fmt: skip
+                self._queue_ref(member, ref)
         self._send(member, ref, original, error, row)
 
     def dm(self, member: Member, to: str, text: str, ref: p.Ref | None, me: bool) -> None:
@@ -97,9 +122,11 @@ class Cluster(PresenceMixin):
         error: tuple[str, str] | None = None
         row = None
         with hub._lock:
-            original = hub._original(member, ref)
+            if self._queued(member, ref):
+                return  # a resend of one still being stored: its echo answers both
+            original, error = self._original(member, ref)
             target = self.identity_online(to_key)
-            if original is not None:
+            if original is not None or error is not None:
                 pass
             elif target is None:
                 error = (p.NO_SUCH_USER, f"nobody called {to!r} is online")
@@ -109,6 +136,7 @@ class Cluster(PresenceMixin):
                     sender=member.name, text=text, dm_from=member.key, dm_to=to_key,
                     to_name=to_name, me=me, by=hub.identity(member), to=to_id, ref=ref,
                 )  # fmt: skip
+                self._queue_ref(member, ref)
         self._send(member, ref, original, error, row)
 
     def identity_online(self, key: str) -> tuple[str, Identity] | None:
@@ -134,19 +162,35 @@ class Cluster(PresenceMixin):
         elif error is not None:
             hub._error(member, *error, ref)
         elif row is not None:
-            try:
-                self.store([row])
-            except StorageError as exc:
-                log.error("a message could not be stored: %s", exc)
-                hub._error(
-                    member,
-                    p.STORAGE_FAILED,
-                    f"the server could not store your message ({exc}); send it again",
-                    ref,
-                )
-                return
-            if ref is not None:
-                hub._refs.add(member.session, ref)
+
+            def done(_msgs: list[p.ChatMessage], error: StorageError | None) -> None:
+                with hub._lock:
+                    if ref is not None and error is None:
+                        hub._refs.add(member.session, ref)  # stored: a resend finds it
+                    self._queued_refs.discard((member.session, ref))
+                if error is not None:
+                    hub._error(member, *_storage_failed(error), ref)
+
+            # Not waited for: the echo comes from the subscription, like everyone's copy.
+            self.sequencer.submit([row], done)
+
+    def _queued(self, member: Member, ref: p.Ref | None) -> bool:
+        return ref is not None and (member.session, ref) in self._queued_refs
+
+    def _queue_ref(self, member: Member, ref: p.Ref | None) -> None:
+        """``ref``'s message is queued (lock held): a resend now waits for its echo."""
+        if ref is not None:
+            self._queued_refs.add((member.session, ref))
+
+    def _original(
+        self, member: Member, ref: p.Ref | None
+    ) -> tuple[p.ChatMessage | None, tuple[str, str] | None]:
+        """The stored message this session already sent with ``ref``, or the error to answer
+        with if the database cannot say (lock held)."""
+        try:
+            return self.hub._original(member, ref), None
+        except StorageError as exc:
+            return None, _storage_failed(exc)
 
     def share_file(
         self, reader: Reader, file: p.FileInfo, *, room: str | None, to: str | None
@@ -169,31 +213,7 @@ class Cluster(PresenceMixin):
                 file=file, by=hub.reader_identity(reader) if to_key is not None else None,
                 to=to_id,
             )  # fmt: skip
-        return self.store([row])[0]
-
-    def store(self, rows: list[NewMessage]) -> list[p.ChatMessage]:
-        """Store ``rows`` and publish them, in one critical section of the cluster."""
-
-        def publish(msgs: list[p.ChatMessage]) -> None:
-            for row, msg in zip(rows, msgs, strict=True):
-                by_hash = "" if row.by is None else row.by.session
-                event: Event = {
-                    "t": "msg",
-                    "m": msg.to_dict(),
-                    "rk": row.room_key,
-                    "fk": row.dm_from,
-                    "tk": row.dm_to,
-                    "h": by_hash,
-                    "ref": row.ref,
-                }
-                # Once more if the first try fails: Redis may just have come back, and a
-                # process already resubscribed would otherwise never see this message (a
-                # repeat is harmless: last_id skips it).
-                sent = self.bp.publish(event) or self.bp.publish(event)
-                if not sent and row.ref is not None:
-                    self._unsent_refs[msg.id] = (by_hash, row.ref)
-
-        return self.hub.storage.append_ordered(rows, publish)
+        return self.sequencer.store([row])[0]
 
     def typing(
         self, member: Member, *, room: str | None, to: str | None, ref: p.Ref | None
@@ -232,13 +252,30 @@ class Cluster(PresenceMixin):
     def _on_msg(self, event: Event) -> None:
         msg = p.ChatMessage.from_dict(event["m"])
         ref: p.Ref | None = event.get("ref")
+        sender, by_hash = event.get("sk"), str(event.get("h") or "")
+        shared = Outgoing(msg)  # encoded once for every recipient
         hub = self.hub
         batch = Batch(hub.flusher)
+        mid = msg.id
         with hub._lock:
-            self.seen_id = max(self.seen_id, msg.id)
-            for member in self._recipients(event):
-                self._queue(batch, member, msg, event.get("h", ""), ref)
+            self.seen_id = max(self.seen_id, mid)
+            last = self.last_id
+            # Skip whoever had it already: from a resume's replay, or a repeated publish.
+            fresh = [m for m in self._recipients(event) if last.get(m, 0) < mid]
+            for member in fresh:
+                last[member] = mid
+            if ref is not None:
+                own = [m for m in fresh if m.key == sender and self._is(m, by_hash)]
+                if own:
+                    fresh = [m for m in fresh if m not in own]
+                    batch.send_all(own, Outgoing(replace(msg, ref=ref)))
+            batch.send_all(fresh, shared)
         batch.finish()
+
+    @staticmethod
+    def _is(member: Member, session_hash: str) -> bool:
+        """``member`` holds the session of this hash (the sender's own copy gets its ref)."""
+        return bool(session_hash) and token_hash(member.session) == session_hash
 
     def _recipients(self, event: Event) -> list[Member]:
         hub = self.hub
@@ -256,7 +293,7 @@ class Cluster(PresenceMixin):
         if self.last_id.get(member, 0) >= msg.id:
             return  # from a resume's replay, or a repeated publish
         self.last_id[member] = msg.id
-        if ref is not None and by_hash and token_hash(member.session) == by_hash:
+        if ref is not None and self._is(member, by_hash):
             batch.send(member, Outgoing(replace(msg, ref=ref)))
         else:
             batch.send(member, Outgoing(msg))
@@ -291,6 +328,9 @@ class Cluster(PresenceMixin):
 
     def _on_down(self) -> None:
         log.warning("backplane down: messages are stored, delivery waits for Redis")
+        # Nobody counts as dead until a heartbeat's TTL after Redis is back: a restarted
+        # Redis has no heartbeat keys until every process has beaten again.
+        self._grace_until = math.inf
 
     def _on_up(self, first: bool) -> None:
         """Subscribed (again): presence from Redis, ours back into it, and — after an
@@ -305,7 +345,7 @@ class Cluster(PresenceMixin):
             for member in list(hub._users.values()):
                 if member not in hub._replaying:
                     self._catch_up(batch, member)
-            self._unsent_refs.clear()
+            self.sequencer.unsent_refs.clear()
         batch.finish()
 
     def _catch_up(self, batch: Batch, member: Member) -> None:
@@ -318,9 +358,14 @@ class Cluster(PresenceMixin):
                 since, member.rooms.keys(), identity, limit=REPLAY_ROWS
             )
             for msg in msgs:
-                by_hash, ref = self._unsent_refs.get(msg.id, ("", None))
+                by_hash, ref = self.sequencer.unsent_refs.get(msg.id, ("", None))
                 self._queue(batch, member, msg, by_hash if by_hash == mine else "", ref)
                 since = msg.id
                 self.seen_id = max(self.seen_id, msg.id)
             if len(msgs) < REPLAY_ROWS or member.outbox.closed:
                 return
+
+
+def _storage_failed(exc: StorageError) -> tuple[str, str]:
+    log.error("a message could not be stored: %s", exc)
+    return (p.STORAGE_FAILED, f"the server could not store your message ({exc}); send it again")

@@ -26,6 +26,9 @@ settings, history, loading a room that is not live — runs before or after it):
 
 Resuming (:mod:`~desktop_chat.net.server.resume`) replays a backlog in chunks that fit the
 buffer, and goes live under the lock in the step of the last chunk: no gap, no overlap.
+
+Several processes (``hub.cluster``, :mod:`~desktop_chat.net.server.cluster`): messages and
+typing go through the cluster and everything is delivered from its subscription, in one order.
 """
 
 from __future__ import annotations
@@ -102,10 +105,11 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
 
     def online_names(self) -> list[str]:
         with self._lock:
-            names = [m.name for m in self._users.values()]
+            names = {m.key: m.name for m in self._users.values()}
             if self.cluster is not None:
-                names += [u.name for us in self.cluster.remote.values() for u in us.values()]
-            return sorted(names, key=_sort_key)
+                for users in self.cluster.remote.values():
+                    names.update({u.key: u.name for u in users.values() if u.key not in names})
+            return sorted(names.values(), key=_sort_key)
 
     def room_names(self, key: str) -> list[str]:
         with self._lock:
@@ -185,7 +189,8 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
                 self._replaying.discard(current)
             self._users[key] = member
             self._skeletons[look] = key
-            self._refs.start(session, known_refs)
+            doubt = 0.0 if self.cluster is None or stored is None else self.cluster.refs_doubt
+            self._refs.start(session, known_refs, doubt_for=doubt)
             batch.send(
                 member,
                 Outgoing(

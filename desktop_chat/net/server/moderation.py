@@ -14,7 +14,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from desktop_chat.net.protocol import admin as pa
 from desktop_chat.net.protocol import events as p
@@ -34,7 +34,18 @@ if TYPE_CHECKING:
     from desktop_chat.net.server.guard import Guard
 
 
-def rank(member: Member) -> int:
+class Ranked(Protocol):
+    """Someone whose rank counts: a member here, or one of another process (a cluster)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def is_admin(self) -> bool: ...
+    @property
+    def is_owner(self) -> bool: ...
+
+
+def rank(member: Ranked) -> int:
     """Owner (2) > admins (1) > users (0)."""
     return 2 if member.is_owner else 1 if member.is_admin else 0
 
@@ -80,7 +91,7 @@ class ModerationMixin:
         self._error(member, pa.FORBIDDEN, "only the host or an admin can do that", ref)
         return False
 
-    def _outranks(self, member: Member, target: Member, ref: p.Ref | None) -> bool:
+    def _outranks(self, member: Member, target: Ranked, ref: p.Ref | None) -> bool:
         """May ``member`` act against ``target``? Never against the owner or a higher rank."""
         if target.is_owner or rank(target) > rank(member):
             self._error(member, pa.FORBIDDEN, f"{target.name} outranks you", ref)
@@ -171,17 +182,24 @@ class ModerationMixin:
         if not self._admin_only(member, req.ref):
             return
         role = "user" if req.admin is False else "admin"
+        key = name_key(req.name)
         with self._lock:
-            online = self._users.get(name_key(req.name))
+            online = self._users.get(key)
         if online is not None and not self._outranks(member, online, req.ref):
             return
-        if not self.storage.set_role(name_key(req.name), role):
+        with self._lock:
+            elsewhere = None if self.cluster is None else self.cluster.remote_user(key)
+        if elsewhere is not None and not self._outranks(member, elsewhere, req.ref):
+            return
+        if not self.storage.set_role(key, role):
             self._error(member, p.NO_SUCH_USER, f"{req.name!r} has no registered account", req.ref)
             return
         with self._lock:
-            target = self._users.get(name_key(req.name))
+            target = self._users.get(key)
         if target is not None:
             target.is_admin = role == "admin"
+        if self.cluster is not None:
+            self.cluster.set_role_remote(key, role == "admin")
         self._ok(member, req.TYPE, req.ref)
 
     # -- removing people --------------------------------------------------------------------
@@ -189,8 +207,15 @@ class ModerationMixin:
     def kick(self, member: Member, req: pa.Kick) -> None:
         if not self._admin_only(member, req.ref):
             return
+        key = name_key(req.name)
         with self._lock:
-            target = self._users.get(name_key(req.name))
+            target = self._users.get(key)
+            elsewhere = None if self.cluster is None else self.cluster.remote_user(key)
+        if target is None and elsewhere is not None and self.cluster is not None:
+            if self._outranks(member, elsewhere, req.ref):
+                self.cluster.remove_remote(elsewhere, by=member.name, why=req.reason or "kicked")
+                self._ok(member, req.TYPE, req.ref)
+            return
         if target is None:
             self._error(member, p.NO_SUCH_USER, f"nobody called {req.name!r} is online", req.ref)
             return
@@ -218,9 +243,14 @@ class ModerationMixin:
                 self._error(member, p.NAME_INVALID, str(exc), req.ref)
                 return
             targets = [u for u in users if u.key == key]
-            if any(not self._outranks(member, t, req.ref) for t in targets):
+            with self._lock:
+                elsewhere = None if self.cluster is None else self.cluster.remote_user(key)
+            ranked: list[Ranked] = [*targets, *([elsewhere] if elsewhere else [])]
+            if any(not self._outranks(member, t, req.ref) for t in ranked):
                 return
             self.storage.add_ban("name", key, member.name)
+            if elsewhere is not None and self.cluster is not None:
+                self.cluster.remove_remote(elsewhere, by=member.name, why="banned")
         else:
             address = (req.address or "").strip()
             self.storage.add_ban("address", address, member.name)
@@ -228,6 +258,8 @@ class ModerationMixin:
             # never locks the hosting app out of its own chat.
             targets = [u for u in users if u.address[0] == address and rank(u) <= rank(member)]
             targets = [u for u in targets if not u.is_owner]
+            if self.cluster is not None:
+                self.cluster.ban_address_remote(address, by=member.name, rank=rank(member))
         for target in targets:
             if target is not member:
                 self._remove(target, by=member.name, why="banned")
@@ -265,6 +297,8 @@ class ModerationMixin:
             key = name_key(room.name)
         self.storage.set_topic(key, room.topic)
         self._broadcast_room(room, pa.TopicChanged(room=room.name, topic=req.topic, by=member.name))
+        if self.cluster is not None:
+            self.cluster.room_changed(key, topic=req.topic, by=member.name)
         self._ok(member, req.TYPE, req.ref)
 
     def room_settings(self, member: Member, req: pa.RoomSettings) -> None:
@@ -303,9 +337,11 @@ class ModerationMixin:
         with self._lock:
             room.slow = slow
             room.locked = pw_hash is not None
-        if notes:
-            text = f"{member.name}: {room.name} " + " and ".join(notes)
+        text = f"{member.name}: {room.name} " + " and ".join(notes) if notes else None
+        if text is not None:
             self._broadcast_room(room, pa.Notice(text=text, room=room.name))
+        if self.cluster is not None:
+            self.cluster.room_changed(key, slow=slow, locked=pw_hash is not None, notice=text)
         self._ok(member, req.TYPE, req.ref)
 
     def slow_mode_wait(self, member: Member, room: Room, key: str) -> float:

@@ -67,21 +67,33 @@ class RemoteUser:
     hash: str  # SHA-256 of its session token: DM ownership, replacing a resumed session
     account: str | None
     admin: bool = False
+    owner: bool = False  # logged in with the owner token: nobody may act against it
     rooms: dict[str, str] = field(default_factory=dict)  # room key -> room name
 
     @property
     def identity(self) -> Identity:
         return Identity(self.key, self.hash, self.account)
 
+    @property
+    def is_admin(self) -> bool:
+        return self.admin
+
+    @property
+    def is_owner(self) -> bool:
+        return self.owner
+
     def to_dict(self) -> dict[str, Any]:
         return {"k": self.key, "n": self.name, "h": self.hash, "a": self.account,
-                "adm": self.admin, "r": self.rooms}  # fmt: skip
+                "adm": self.admin, "own": self.owner, "r": self.rooms}  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RemoteUser:
         rooms = {str(k): str(v) for k, v in dict(d["r"]).items()}
         account = None if d.get("a") is None else str(d["a"])
-        return cls(str(d["k"]), str(d["n"]), str(d["h"]), account, bool(d.get("adm")), rooms)
+        return cls(
+            str(d["k"]), str(d["n"]), str(d["h"]), account, bool(d.get("adm")),
+            bool(d.get("own")), rooms,
+        )  # fmt: skip
 
 
 def name_value(proc: str, key: str, session_hash: str) -> str:
@@ -121,7 +133,8 @@ class PresenceMixin:
         return [u for users in self.remote.values() for u in users.values() if room_key in u.rooms]
 
     def remote_count(self) -> int:
-        return sum(len(users) for users in self.remote.values())
+        """People on other processes (once each, should two list one for a moment)."""
+        return len({key for users in self.remote.values() for key in users})
 
     def remote_rooms(self) -> dict[str, tuple[str, int]]:
         """Room key -> (name, people on other processes)."""
@@ -183,7 +196,7 @@ class PresenceMixin:
         ident = self.hub.identity(member)
         return RemoteUser(
             member.key, member.name, ident.session, ident.account, member.is_admin,
-            dict(member.rooms),
+            member.is_owner, dict(member.rooms),
         )  # fmt: skip
 
     def _announce(self, event: Event, member: Member | None = None, gone: bool = False) -> None:
@@ -248,6 +261,8 @@ class PresenceMixin:
         batch.finish()
         if dropped is not None:
             dropped.abort("replaced")
+            # No longer ours (its name is the other process's now): out of our list.
+            self.bp.redis.hdel(self.bp.key("users", self.bp.proc), user.key)
 
     def _on_join(self, event: Event) -> None:
         self._room_change(event, joined=True)
@@ -322,11 +337,12 @@ class PresenceMixin:
 
     def reap_dead(self) -> None:
         """After each heartbeat: the users of processes whose heartbeat expired leave."""
-        if time.monotonic() < self._grace_until:
+        if time.monotonic() < self._grace_until or not self.bp.up.is_set():
             return
         with self.hub._lock:
             procs = list(self.remote)
-        dead = [proc for proc in procs if proc not in self.bp.alive(procs)]
+        alive = self.bp.alive(procs)
+        dead = [proc for proc in procs if proc not in alive]
         for proc in dead:
             batch = Batch(self.hub.flusher)
             with self.hub._lock:
@@ -339,14 +355,23 @@ class PresenceMixin:
             self.bp.redis.delete(self.bp.key("users", proc))
             log.info("backplane: process %s is gone; %d users left", proc, len(users))
 
+    def _release_stale(self, held: set[str]) -> None:
+        """Free the names this process holds for people who left while Redis was
+        unreachable (their release could not be written then)."""
+        r = self.bp.redis
+        for kind in ("name", "look"):
+            for slot in r.scan_iter(match=self.bp.key(kind, "*")):
+                value = r.get(slot)
+                if slot not in held and value and json.loads(value).get("p") == self.bp.proc:
+                    r.eval(_RELEASE, 1, slot, value)
+
     def resync_presence(self, first: bool) -> None:
         """On (re)subscribing: write our presence again (Redis may have restarted empty),
         publish it, and load the others' (a process that has not written its own yet keeps
         its old entry: it will publish its ``sync`` soon)."""
         hub = self.hub
         with hub._lock:
-            mine = [m for m in hub._users.values() if m not in hub._replaying]
-            ours = [self.user_of(m) for m in mine]
+            ours = [self.user_of(m) for m in hub._users.values()]
         r, proc = self.bp.redis, self.bp.proc
         pipe = r.pipeline()
         pipe.delete(self.bp.key("users", proc))
@@ -355,6 +380,8 @@ class PresenceMixin:
             for slot in self._slots(user.name, user.key):
                 pipe.set(slot, name_value(proc, user.key, user.hash))
         pipe.execute()
+        if not first:
+            self._release_stale({slot for u in ours for slot in self._slots(u.name, u.key)})
         self.bp.publish({"t": "sync", "users": [u.to_dict() for u in ours]})
         found: dict[str, dict[str, RemoteUser]] = {}
         for rkey in r.scan_iter(match=self.bp.key("users", "*")):

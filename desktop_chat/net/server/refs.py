@@ -15,6 +15,7 @@ needs no query on a miss. Otherwise a miss is checked against the database's ind
 from __future__ import annotations
 
 import json
+import time
 
 from desktop_chat.net.protocol.events import Ref
 
@@ -27,11 +28,12 @@ def ref_key(ref: Ref) -> str:
 
 
 class _SessionRefs:
-    __slots__ = ("complete", "seen")
+    __slots__ = ("complete", "doubt_until", "seen")
 
-    def __init__(self, *, complete: bool) -> None:
+    def __init__(self, *, complete: bool, doubt_until: float = 0.0) -> None:
         self.seen: dict[int, None] = {}  # hashes of ref keys, oldest first
         self.complete = complete
+        self.doubt_until = doubt_until  # monotonic time until which the database decides
 
 
 class RecentRefs:
@@ -41,14 +43,19 @@ class RecentRefs:
         self._keep = keep
         self._sessions: dict[str, _SessionRefs] = {}
 
-    def start(self, session: str, stored: list[str] | None = None) -> None:
+    def start(
+        self, session: str, stored: list[str] | None = None, *, doubt_for: float = 0.0
+    ) -> None:
         """A session logged in. ``stored``: the ref keys the database holds for it, oldest
         first (None or empty for a new session); more than :data:`KEEP` of them and only the
-        newest are kept here, the database answering for the rest."""
+        newest are kept here, the database answering for the rest. ``doubt_for``: seconds
+        during which the database answers for every ref (a session resumed from another
+        process of a cluster, which may still be storing what it sent there)."""
         if session in self._sessions:
             return
         stored = stored or []
-        known = _SessionRefs(complete=len(stored) <= self._keep)
+        doubt_until = time.monotonic() + doubt_for if doubt_for else 0.0
+        known = _SessionRefs(complete=len(stored) <= self._keep, doubt_until=doubt_until)
         known.seen.update((hash(key), None) for key in stored[-self._keep :])
         self._sessions[session] = known
 
@@ -65,7 +72,9 @@ class RecentRefs:
         known = self._sessions.get(session)
         if known is None:
             return True
-        return hash(ref_key(ref)) in known.seen or not known.complete
+        if hash(ref_key(ref)) in known.seen or not known.complete:
+            return True
+        return bool(known.doubt_until) and time.monotonic() < known.doubt_until
 
     def add(self, session: str, ref: Ref) -> None:
         """The session's message with ``ref`` was accepted."""

@@ -1,0 +1,146 @@
+"""One process's way into the cluster's critical section: store, then publish, in id order.
+
+Messages to store queue here; one writer thread takes everything queued into one
+:meth:`ChatStore.append_ordered` — one INSERT, one COMMIT and one pipelined PUBLISH under the
+cluster-wide lock — and then tells each sender how it went. That is the group commit of a
+cluster: while one round is in the critical section (several round trips to PostgreSQL and
+one to Redis), the next round gathers. A connection does not wait for its message to be stored
+(its echo comes from the subscription like everyone's copy), so a client that pipelines many
+messages fills a round on its own.
+
+If Redis cannot take a round's messages they are stored all the same (nothing accepted is
+lost); the refs of those messages are kept in :attr:`Sequencer.unsent_refs` until the
+catch-up after the outage has given each sender its copy with its ref.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from desktop_chat.net.protocol import events as p
+from desktop_chat.net.server.backplane import Backplane, Event
+from desktop_chat.net.server.storage_api import ChatStore, NewMessage, StorageError
+
+log = logging.getLogger(__name__)
+
+MAX_QUEUED = 4096  # submissions (a message each, from say/dm) queued at most; then senders wait
+
+Done = Callable[[list[p.ChatMessage], StorageError | None], None]
+
+
+class _Pending:
+    """One caller's rows in a round, and whom to tell how it went."""
+
+    __slots__ = ("done", "rows")
+
+    def __init__(self, rows: list[NewMessage], done: Done) -> None:
+        self.rows = rows
+        self.done = done
+
+
+class Sequencer:
+    """Stores and publishes this process's messages, in rounds, on a thread of its own."""
+
+    def __init__(self, storage: ChatStore, backplane: Backplane) -> None:
+        self.storage = storage
+        self.bp = backplane
+        self.unsent_refs: dict[int, tuple[str, p.Ref]] = {}  # id -> (session hash, ref)
+        self._cond = threading.Condition()
+        self._waiting: list[_Pending] = []
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="dc-cluster-writer")
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Store what is queued, then end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=10.0)
+            if self._thread.is_alive():
+                log.error("the cluster's writer thread did not stop")
+
+    def submit(self, rows: list[NewMessage], done: Done) -> None:
+        """Queue ``rows``; ``done(messages, None)`` once stored and published, or
+        ``done([], error)`` if they could not be stored (then none was). Called on the
+        writer thread: keep it short."""
+        with self._cond:
+            # A sender waits while the queue is full (PostgreSQL slower than the senders):
+            # as it would if it stored its message itself.
+            while len(self._waiting) >= MAX_QUEUED and not self._stopping:
+                self._cond.wait()
+            if self._stopping or self._thread is None:
+                closing = True
+            else:
+                closing = False
+                self._waiting.append(_Pending(rows, done))
+                self._cond.notify_all()
+        if closing:
+            done([], StorageError("the server is closing"))
+
+    def store(self, rows: list[NewMessage]) -> list[p.ChatMessage]:
+        """Queue ``rows`` and wait until they are stored and published (raises
+        :class:`StorageError` if they could not be stored)."""
+        finished = threading.Event()
+        outcome: list[tuple[list[p.ChatMessage], StorageError | None]] = []
+
+        def done(msgs: list[p.ChatMessage], error: StorageError | None) -> None:
+            outcome.append((msgs, error))
+            finished.set()
+
+        self.submit(rows, done)
+        finished.wait()
+        msgs, error = outcome[0]
+        if error is not None:
+            raise error
+        return msgs
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._stopping:
+                    self._cond.wait()
+                if not self._waiting:
+                    return  # stopping, and everything queued is written
+                batch, self._waiting = self._waiting, []
+                self._cond.notify_all()  # room in the queue again
+            self._round(batch)
+
+    def _round(self, batch: list[_Pending]) -> None:
+        rows = [row for pending in batch for row in pending.rows]
+        try:
+            msgs = self.storage.append_ordered(rows, lambda m: self._publish(rows, m))
+        except StorageError as exc:
+            log.error("%d messages could not be stored: %s", len(rows), exc)
+            for pending in batch:
+                pending.done([], exc)
+            return
+        at = 0
+        for pending in batch:
+            pending.done(msgs[at : at + len(pending.rows)], None)
+            at += len(pending.rows)
+
+    def _publish(self, rows: list[NewMessage], msgs: list[p.ChatMessage]) -> None:
+        """In the critical section: the stored messages to every process, in id order."""
+        events: list[Event] = []
+        for row, msg in zip(rows, msgs, strict=True):
+            events.append(
+                {
+                    "t": "msg", "m": msg.to_dict(), "rk": row.room_key, "fk": row.dm_from,
+                    "tk": row.dm_to, "sk": None if row.by is None else row.by.key,
+                    "h": "" if row.by is None else row.by.session, "ref": row.ref,
+                }
+            )  # fmt: skip
+        # Once more if the first try fails: Redis may just have come back, and a process
+        # already resubscribed would otherwise never see these (a repeat is harmless: the
+        # receivers' last_id skips it). Else the catch-up after the outage delivers them.
+        if not (self.bp.publish_many(events) or self.bp.publish_many(events)):
+            for event in events:
+                if event["ref"] is not None:
+                    self.unsent_refs[event["m"]["id"]] = (event["h"], event["ref"])
