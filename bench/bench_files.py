@@ -13,7 +13,10 @@ In one run, on 127.0.0.1:
 2. Upload: ``curl -T`` streams the file as one tus ``PATCH`` (plain, then TLS); MB/s.
 3. Download: ``curl`` fetches the file from our server and from nginx (plain, then TLS); MB/s
    and the ratio ours / nginx.
-4. Chat: 50 clients (``loadgen.py``) at a fixed total rate; fan-out p99 without a transfer,
+4. The desktop app's transfer code (``net/client/files.py``, TLS with the pin), up and down;
+   again with a second thread of the benchmark's process keeping Python busy (``--no-desktop``
+   skips these rows).
+5. Chat: 50 clients (``loadgen.py``) at a fixed total rate; fan-out p99 without a transfer,
    while ``curl`` downloads the file (plain) in a loop, and while it uploads it in a loop (to
    the uploader's own DMs). The ratios with / without.
 
@@ -27,10 +30,12 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import os
 import shutil
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -41,9 +46,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # this checkout's desktop_chat
 
 from loadgen import LoadGenerator, warm_up
 from serverproc import ServerProcess, free_port, raise_nofile
+
+from desktop_chat.net.client import files as dc_files
+from desktop_chat.net.protocol.tls import fingerprint_of_der
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 MIB = 1 << 20
@@ -240,6 +249,7 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=100.0, help="chat messages/s in total")
     ap.add_argument("--chat-seconds", type=float, default=6.0)
     ap.add_argument("--chat-repeat", type=int, default=3, help="quiet/busy pairs (median)")
+    ap.add_argument("--no-desktop", action="store_true", help="skip the desktop app's rows")
     args = ap.parse_args()
     raise_nofile()
     size = args.size_mib * MIB
@@ -262,6 +272,8 @@ def main() -> int:
             keep, token = login(host, port, "uploader")
             try:
                 file_id = measure(args, host, port, token, src, nginx, rows)
+                if not args.no_desktop:
+                    desktop_rows(args, srv, token, src, file_id, rows)
                 p99s = chat_runs(args, host, port, token, file_id, src)
             finally:
                 keep.shutdown(socket.SHUT_RDWR)  # ends the drain thread's recv
@@ -275,7 +287,7 @@ def main() -> int:
         for what, ours, theirs in rows:
             ratio = f"{(mb / ours) / (mb / theirs):.2f}" if theirs else "-"
             their_text = f"{mb / theirs:.0f}" if theirs else "-"
-            print(f"{what:<22}{mb / ours:>12.0f}{their_text:>12}{ratio:>8}")
+            print(f"{what:<36}{mb / ours:>12.0f}{their_text:>12}{ratio:>8}")
         runs = args.chat_repeat
         print(f"\nchat p99 ({args.clients} clients, {args.rate:.0f} msg/s; median of {runs} runs):")
         quiet = statistics.median(p99s["quiet"])
@@ -320,6 +332,72 @@ def measure(
         )
         rows.append((f"download {scheme}", ours, theirs))
     return file_id
+
+
+def desktop_rows(
+    args: argparse.Namespace,
+    srv: ServerProcess,
+    token: str,
+    src: Path,
+    file_id: str,
+    rows: list[tuple[str, float, float | None]],
+) -> None:
+    """The desktop app's own transfer code (``net/client/files.py``: always TLS, pinned), up
+    and down; then again while another thread of this process keeps Python busy, as the GUI
+    thread or a hosted server's chat can (they share the interpreter lock)."""
+    pem = (srv.data_dir / "tls-cert.pem").read_text()
+    fp = fingerprint_of_der(ssl.PEM_cert_to_DER_cert(pem))
+    ep = dc_files.Endpoint(srv.host, srv.port, fp, token)
+    size = src.stat().st_size
+    sha = hashlib.sha256()
+    with src.open("rb") as f:
+        while block := f.read(8 * MIB):
+            sha.update(block)
+    folder = src.parent.parent / "desktop-downloads"
+    folder.mkdir(exist_ok=True)
+
+    def up() -> float:
+        job = dc_files.UploadJob(str(src), "bench.bin", size, to="uploader")
+        t0 = time.perf_counter()
+        dc_files.upload(ep, job, lambda _n: None, dc_files.Cancel())
+        return time.perf_counter() - t0
+
+    def down() -> float:
+        job = dc_files.DownloadJob(file_id, "bench.bin", size, sha.hexdigest(), str(folder))
+        t0 = time.perf_counter()
+        saved = dc_files.download(ep, job, lambda _n: None, dc_files.Cancel())
+        seconds = time.perf_counter() - t0
+        saved.unlink()
+        return seconds
+
+    for busy in (False, True):
+        with Spinner(busy):
+            label = "desktop {} (TLS)" + (", busy thread" if busy else "")
+            rows.append((label.format("upload"), min(up() for _ in range(args.repeat)), None))
+            rows.append((label.format("download"), min(down() for _ in range(args.repeat)), None))
+
+
+class Spinner:
+    """A thread that keeps Python busy while the block runs (when ``on``)."""
+
+    def __init__(self, on: bool) -> None:
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._spin, name="bench-spinner") if on else None
+
+    def _spin(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+
+    def __enter__(self) -> Spinner:
+        if self.thread is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
 
 
 def latest_file_id(host: str, port: int, token: str) -> str:
