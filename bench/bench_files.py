@@ -283,7 +283,7 @@ def main() -> int:
         print(
             f"\nfile: {args.size_mib} MiB, best of {args.repeat}; loopback, {os.cpu_count()} cores"
         )
-        print(f"{'what':<22}{'ours MB/s':>12}{'nginx MB/s':>12}{'ratio':>8}")
+        print(f"{'what':<36}{'ours MB/s':>12}{'nginx MB/s':>12}{'ratio':>8}")
         for what, ours, theirs in rows:
             ratio = f"{(mb / ours) / (mb / theirs):.2f}" if theirs else "-"
             their_text = f"{mb / theirs:.0f}" if theirs else "-"
