@@ -22,7 +22,6 @@ import errno
 import hashlib
 import logging
 import os
-import queue
 import secrets
 import sqlite3
 import threading
@@ -176,7 +175,6 @@ class FileStore:
         """
         offset = upload.offset
         hasher = self._hasher(upload)
-        hashing = _BackgroundHash(hasher)
         path = self._part(upload.id)
         pending: list[bytes] = []
         pending_size = 0
@@ -191,15 +189,14 @@ class FileStore:
                         pending.append(chunk)
                         pending_size += len(chunk)
                         if pending_size >= _WRITE_SIZE:
-                            offset = self._flush(out, pending, hashing, offset)
+                            offset = self._flush(out, pending, hasher, offset)
                             pending_size = 0
                 finally:
                     # What arrived before the stream ended (or went too far) is kept: tus
                     # resumes from there.
                     if pending:
-                        offset = self._flush(out, pending, hashing, offset)
+                        offset = self._flush(out, pending, hasher, offset)
         finally:
-            hashing.finish()
             self._hashers[upload.id] = (offset, hasher)
             try:
                 with self._lock:
@@ -212,7 +209,7 @@ class FileStore:
         return offset
 
     def _flush(
-        self, out: BinaryIO, pending: list[bytes], hashing: _BackgroundHash, offset: int
+        self, out: BinaryIO, pending: list[bytes], hasher: hashlib._Hash, offset: int
     ) -> int:
         """Write what is pending at ``offset`` (``out`` is unbuffered: what write() accepted
         is in the file); on failure cut the file back to ``offset``, never a torn chunk."""
@@ -231,7 +228,7 @@ class FileStore:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                 raise StoreFull("the server's disk is full") from exc
             raise
-        hashing.update(data)
+        hasher.update(data)
         return offset + len(data)
 
     def _hasher(self, upload: Upload) -> hashlib._Hash:
@@ -379,32 +376,6 @@ class FileStore:
         if self.on_expired is not None:
             for message_id in message_ids:
                 self.on_expired(message_id)
-
-
-class _BackgroundHash:
-    """Feeds a hasher on a thread of its own, in order, while the connection's thread goes on
-    receiving (and decrypting) the next bytes. ``hashlib`` lets go of the interpreter lock for
-    large updates, so hashing (about a third of an upload's CPU under TLS) runs on another
-    core. At most a few megabytes wait in between. The thread is made by the connection's
-    thread and so shares its lowered priority (``Transport.mark_bulk``)."""
-
-    def __init__(self, hasher: hashlib._Hash) -> None:
-        self._hasher = hasher
-        self._queue: queue.Queue[memoryview | None] = queue.Queue(maxsize=4)
-        self._thread = threading.Thread(target=self._run, name="dc-upload-hash")
-        self._thread.start()
-
-    def update(self, data: memoryview) -> None:
-        self._queue.put(data)
-
-    def finish(self) -> None:
-        """Wait until everything given is hashed (the hasher is then the caller's again)."""
-        self._queue.put(None)
-        self._thread.join()
-
-    def _run(self) -> None:
-        while (data := self._queue.get()) is not None:
-            self._hasher.update(data)
 
 
 def default_quota(folder: Path) -> int:
