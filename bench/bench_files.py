@@ -17,8 +17,10 @@ In one run, on 127.0.0.1:
    again with a second thread of the benchmark's process keeping Python busy (``--no-desktop``
    skips these rows).
 5. Chat: 50 clients (``loadgen.py``) at a fixed total rate; fan-out p99 without a transfer,
-   while ``curl`` downloads the file (plain) in a loop, and while it uploads it in a loop (to
-   the uploader's own DMs). The ratios with / without.
+   while ``curl`` downloads the file (plain) in a loop, while it uploads it in a loop (to the
+   uploader's own DMs), and while it downloads the same file from nginx in a loop: the
+   control, a transfer our server takes no part in, so its ratio is what any transfer costs
+   the chat on this machine (curl's CPU, the kernel's copying). The ratios with / without.
 
 Throughput is a best of ``--repeat`` (the machine is shared: the best is the least
 disturbed); the chat p99s are medians of ``--chat-repeat`` quiet/busy pairs, run alternately
@@ -195,17 +197,27 @@ http {{
 
 
 def chat_runs(
-    args: argparse.Namespace, host: str, port: int, token: str, file_id: str, src: Path
+    args: argparse.Namespace,
+    host: str,
+    port: int,
+    token: str,
+    file_id: str,
+    src: Path,
+    nginx: Nginx,
 ) -> dict[str, list[float]]:
-    """Chat p99s without a transfer, during downloads and during uploads, alternated (the
-    machine's noise hits all three)."""
-    p99s: dict[str, list[float]] = {"quiet": [], "downloads": [], "uploads": []}
+    """Chat p99s without a transfer, during downloads from our server, during uploads to it,
+    and during downloads of the same file from nginx, alternated (the machine's noise hits
+    all four). The nginx row is the control: our server moves no byte of that transfer, so
+    what it does to the chat is the cost of any transfer on this machine (curl's CPU, the
+    kernel's copying), not ours."""
+    p99s: dict[str, list[float]] = {"quiet": [], "downloads": [], "uploads": [], "nginx": []}
     auth = ["-H", f"Authorization: Bearer {token}"]
     url = f"http://{host}:{port}/files/{file_id}"
     # Uploads go to the uploader's own DMs: the 50 clients see only the chat they measure.
     loops: dict[str, Callable[[], object]] = {
         "downloads": lambda: curl(*auth, url),
         "uploads": lambda: upload(f"http://{host}:{port}", token, src, False, "to uploader"),
+        "nginx": lambda: curl(f"http://127.0.0.1:{nginx.plain}/{src.name}"),
     }
     with LoadGenerator(host, port) as gen:
         joined = gen.join(args.clients, timeout=30)
@@ -274,7 +286,7 @@ def main() -> int:
                 file_id = measure(args, host, port, token, src, nginx, rows)
                 if not args.no_desktop:
                     desktop_rows(args, srv, token, src, file_id, rows)
-                p99s = chat_runs(args, host, port, token, file_id, src)
+                p99s = chat_runs(args, host, port, token, file_id, src, nginx)
             finally:
                 keep.shutdown(socket.SHUT_RDWR)  # ends the drain thread's recv
                 keep.close()
@@ -291,12 +303,12 @@ def main() -> int:
         runs = args.chat_repeat
         print(f"\nchat p99 ({args.clients} clients, {args.rate:.0f} msg/s; median of {runs} runs):")
         quiet = statistics.median(p99s["quiet"])
-        print(f"  without a transfer   {quiet:8.2f} ms   {_ms(p99s['quiet'])}")
-        for what in ("downloads", "uploads"):
+        print(f"  without a transfer      {quiet:8.2f} ms   {_ms(p99s['quiet'])}")
+        labels = {"downloads": "downloads", "uploads": "uploads", "nginx": "nginx downloads"}
+        for what, label in labels.items():
             busy = statistics.median(p99s[what])
-            print(
-                f"  during {what:<13} {busy:8.2f} ms   {_ms(p99s[what])}   ratio {busy / quiet:.2f}"
-            )
+            ratio = f"ratio {busy / quiet:.2f}"
+            print(f"  during {label:<16} {busy:8.2f} ms   {_ms(p99s[what])}   {ratio}")
     return 0
 
 
