@@ -123,7 +123,8 @@ class TlsChannel:
         self._obj = ctx.wrap_bio(self._in, self._out, server_side=True)
         self._sock = sock
         self._lock = threading.Lock()
-        self._raw_pending = b""
+        self._raw_pending = b""  # ciphertext the socket has not taken, from _raw_sent on
+        self._raw_sent = 0
 
     @property
     def backlogged(self) -> bool:
@@ -201,17 +202,26 @@ class TlsChannel:
     def _queue_out_locked(self) -> None:
         pending = self._out.read()
         if pending:
-            self._raw_pending += pending
+            if self._raw_pending:
+                self._raw_pending = self._raw_pending[self._raw_sent :] + pending
+            else:
+                self._raw_pending = pending
+            self._raw_sent = 0
         self._push_locked()
 
     def _push_locked(self) -> None:
         if not self._raw_pending:
             return
         try:
-            sent = self._sock.send(self._raw_pending)
+            # A view, not a slice: what the socket did not take is not copied again for
+            # every retry (a download's 256 KB write often goes out in several pieces).
+            with memoryview(self._raw_pending) as view:
+                sent = self._sock.send(view[self._raw_sent :])
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            self._raw_pending = b""  # the peer is gone; the reading thread will notice
+            self._raw_pending, self._raw_sent = b"", 0  # the peer is gone: the reader notices
             return
-        self._raw_pending = self._raw_pending[sent:]
+        self._raw_sent += sent
+        if self._raw_sent >= len(self._raw_pending):
+            self._raw_pending, self._raw_sent = b"", 0
