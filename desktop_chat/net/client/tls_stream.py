@@ -1,12 +1,13 @@
 """TLS for the file transfers: a blocking socket with the ``ssl`` module's memory BIOs.
 
-Why not ``ssl.SSLSocket``: its ``recv`` returns at most one TLS record (16 KB) per call, and
-every call gives up the interpreter lock and takes it back. When any other thread of the app
-keeps Python busy (the GUI painting, a hosted server's chat), each of those hand-overs can cost
-that thread's whole switch interval (5 ms), and a download crawled at a few MB/s. Here one
+Why not ``ssl.SSLSocket``: its ``recv`` returns at most one TLS record (16 KB) per call, each
+call may read the socket twice (a record's header, then its body), and every call gives up the
+interpreter lock and takes it back. When another thread of the app keeps Python busy, each of
+those hand-overs can cost this thread up to that thread's switch interval (5 ms). Here one
 socket read takes whatever the kernel holds (up to :data:`READ` bytes) and every complete
-record in it is decrypted before the caller sees anything, so a transfer makes a handful of
-blocking calls per megabyte instead of hundreds; writes encrypt a whole chunk at once.
+record in it is decrypted from memory before the caller sees anything (``SSLObject.read``
+still lets go of the lock once per record, but makes no system call and returns at once);
+writes encrypt a whole chunk in one call.
 
 The socket keeps its timeout, and closing or shutting it down from another thread (see
 ``files.Cancel``) ends a read or write waiting on it.
