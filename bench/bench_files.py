@@ -13,9 +13,14 @@ In one run, on 127.0.0.1:
 2. Upload: ``curl -T`` streams the file as one tus ``PATCH`` (plain, then TLS); MB/s.
 3. Download: ``curl`` fetches the file from our server and from nginx (plain, then TLS); MB/s
    and the ratio ours / nginx.
-4. Chat: 50 clients (``loadgen.py``) at a fixed total rate; fan-out p99 without a transfer,
-   while ``curl`` downloads the file (plain) in a loop, and while it uploads it in a loop (to
-   the uploader's own DMs). The ratios with / without.
+4. The desktop app's transfer code (``net/client/files.py``, TLS with the pin), up and down;
+   again with a second thread of the benchmark's process keeping Python busy (``--no-desktop``
+   skips these rows).
+5. Chat: 50 clients (``loadgen.py``) at a fixed total rate; fan-out p99 without a transfer,
+   while ``curl`` downloads the file (plain) in a loop, while it uploads it in a loop (to the
+   uploader's own DMs), and while it downloads the same file from nginx in a loop: the
+   control, a transfer our server takes no part in, so its ratio is what any transfer costs
+   the chat on this machine (curl's CPU, the kernel's copying). The ratios with / without.
 
 Throughput is a best of ``--repeat`` (the machine is shared: the best is the least
 disturbed); the chat p99s are medians of ``--chat-repeat`` quiet/busy pairs, run alternately
@@ -27,10 +32,12 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import os
 import shutil
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -41,9 +48,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # this checkout's desktop_chat
 
 from loadgen import LoadGenerator, warm_up
 from serverproc import ServerProcess, free_port, raise_nofile
+
+from desktop_chat.net.client import files as dc_files
+from desktop_chat.net.protocol.tls import fingerprint_of_der
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 MIB = 1 << 20
@@ -186,17 +197,27 @@ http {{
 
 
 def chat_runs(
-    args: argparse.Namespace, host: str, port: int, token: str, file_id: str, src: Path
+    args: argparse.Namespace,
+    host: str,
+    port: int,
+    token: str,
+    file_id: str,
+    src: Path,
+    nginx: Nginx,
 ) -> dict[str, list[float]]:
-    """Chat p99s without a transfer, during downloads and during uploads, alternated (the
-    machine's noise hits all three)."""
-    p99s: dict[str, list[float]] = {"quiet": [], "downloads": [], "uploads": []}
+    """Chat p99s without a transfer, during downloads from our server, during uploads to it,
+    and during downloads of the same file from nginx, alternated (the machine's noise hits
+    all four). The nginx row is the control: our server moves no byte of that transfer, so
+    what it does to the chat is the cost of any transfer on this machine (curl's CPU, the
+    kernel's copying), not ours."""
+    p99s: dict[str, list[float]] = {"quiet": [], "downloads": [], "uploads": [], "nginx": []}
     auth = ["-H", f"Authorization: Bearer {token}"]
     url = f"http://{host}:{port}/files/{file_id}"
     # Uploads go to the uploader's own DMs: the 50 clients see only the chat they measure.
     loops: dict[str, Callable[[], object]] = {
         "downloads": lambda: curl(*auth, url),
         "uploads": lambda: upload(f"http://{host}:{port}", token, src, False, "to uploader"),
+        "nginx": lambda: curl(f"http://127.0.0.1:{nginx.plain}/{src.name}"),
     }
     with LoadGenerator(host, port) as gen:
         joined = gen.join(args.clients, timeout=30)
@@ -240,6 +261,7 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=100.0, help="chat messages/s in total")
     ap.add_argument("--chat-seconds", type=float, default=6.0)
     ap.add_argument("--chat-repeat", type=int, default=3, help="quiet/busy pairs (median)")
+    ap.add_argument("--no-desktop", action="store_true", help="skip the desktop app's rows")
     args = ap.parse_args()
     raise_nofile()
     size = args.size_mib * MIB
@@ -262,7 +284,9 @@ def main() -> int:
             keep, token = login(host, port, "uploader")
             try:
                 file_id = measure(args, host, port, token, src, nginx, rows)
-                p99s = chat_runs(args, host, port, token, file_id, src)
+                if not args.no_desktop:
+                    desktop_rows(args, srv, token, src, file_id, rows)
+                p99s = chat_runs(args, host, port, token, file_id, src, nginx)
             finally:
                 keep.shutdown(socket.SHUT_RDWR)  # ends the drain thread's recv
                 keep.close()
@@ -271,20 +295,20 @@ def main() -> int:
         print(
             f"\nfile: {args.size_mib} MiB, best of {args.repeat}; loopback, {os.cpu_count()} cores"
         )
-        print(f"{'what':<22}{'ours MB/s':>12}{'nginx MB/s':>12}{'ratio':>8}")
+        print(f"{'what':<36}{'ours MB/s':>12}{'nginx MB/s':>12}{'ratio':>8}")
         for what, ours, theirs in rows:
             ratio = f"{(mb / ours) / (mb / theirs):.2f}" if theirs else "-"
             their_text = f"{mb / theirs:.0f}" if theirs else "-"
-            print(f"{what:<22}{mb / ours:>12.0f}{their_text:>12}{ratio:>8}")
+            print(f"{what:<36}{mb / ours:>12.0f}{their_text:>12}{ratio:>8}")
         runs = args.chat_repeat
         print(f"\nchat p99 ({args.clients} clients, {args.rate:.0f} msg/s; median of {runs} runs):")
         quiet = statistics.median(p99s["quiet"])
-        print(f"  without a transfer   {quiet:8.2f} ms   {_ms(p99s['quiet'])}")
-        for what in ("downloads", "uploads"):
+        print(f"  without a transfer      {quiet:8.2f} ms   {_ms(p99s['quiet'])}")
+        labels = {"downloads": "downloads", "uploads": "uploads", "nginx": "nginx downloads"}
+        for what, label in labels.items():
             busy = statistics.median(p99s[what])
-            print(
-                f"  during {what:<13} {busy:8.2f} ms   {_ms(p99s[what])}   ratio {busy / quiet:.2f}"
-            )
+            ratio = f"ratio {busy / quiet:.2f}"
+            print(f"  during {label:<16} {busy:8.2f} ms   {_ms(p99s[what])}   {ratio}")
     return 0
 
 
@@ -320,6 +344,72 @@ def measure(
         )
         rows.append((f"download {scheme}", ours, theirs))
     return file_id
+
+
+def desktop_rows(
+    args: argparse.Namespace,
+    srv: ServerProcess,
+    token: str,
+    src: Path,
+    file_id: str,
+    rows: list[tuple[str, float, float | None]],
+) -> None:
+    """The desktop app's own transfer code (``net/client/files.py``: always TLS, pinned), up
+    and down; then again while another thread of this process keeps Python busy, as the GUI
+    thread or a hosted server's chat can (they share the interpreter lock)."""
+    pem = (srv.data_dir / "tls-cert.pem").read_text()
+    fp = fingerprint_of_der(ssl.PEM_cert_to_DER_cert(pem))
+    ep = dc_files.Endpoint(srv.host, srv.port, fp, token)
+    size = src.stat().st_size
+    sha = hashlib.sha256()
+    with src.open("rb") as f:
+        while block := f.read(8 * MIB):
+            sha.update(block)
+    folder = src.parent.parent / "desktop-downloads"
+    folder.mkdir(exist_ok=True)
+
+    def up() -> float:
+        job = dc_files.UploadJob(str(src), "bench.bin", size, to="uploader")
+        t0 = time.perf_counter()
+        dc_files.upload(ep, job, lambda _n: None, dc_files.Cancel())
+        return time.perf_counter() - t0
+
+    def down() -> float:
+        job = dc_files.DownloadJob(file_id, "bench.bin", size, sha.hexdigest(), str(folder))
+        t0 = time.perf_counter()
+        saved = dc_files.download(ep, job, lambda _n: None, dc_files.Cancel())
+        seconds = time.perf_counter() - t0
+        saved.unlink()
+        return seconds
+
+    for busy in (False, True):
+        with Spinner(busy):
+            label = "desktop {} (TLS)" + (", busy thread" if busy else "")
+            rows.append((label.format("upload"), min(up() for _ in range(args.repeat)), None))
+            rows.append((label.format("download"), min(down() for _ in range(args.repeat)), None))
+
+
+class Spinner:
+    """A thread that keeps Python busy while the block runs (when ``on``)."""
+
+    def __init__(self, on: bool) -> None:
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._spin, name="bench-spinner") if on else None
+
+    def _spin(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+
+    def __enter__(self) -> Spinner:
+        if self.thread is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
 
 
 def latest_file_id(host: str, port: int, token: str) -> str:

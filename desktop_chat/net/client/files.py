@@ -31,9 +31,12 @@ from pathlib import Path
 import h11
 
 from desktop_chat.net.client.savenames import claim_unique, safe_name
+from desktop_chat.net.client.tls_stream import TlsStream
 from desktop_chat.net.protocol.tls import client_context, fingerprint_of_der
 
-CHUNK = 256 * 1024
+# Bytes per file read, socket write, hash update and progress call: each of those lets other
+# threads run, and a busy one may then keep the interpreter for its switch interval (5 ms).
+CHUNK = 1 << 20
 TIMEOUT = 30.0  # seconds without progress before a connection counts as lost
 
 Progress = Callable[[int], None]  # bytes done so far (of the whole file)
@@ -118,21 +121,19 @@ class _Exchange:
             raise TransferError(
                 f"could not reach the chat: {exc.strerror or exc}", retry=True
             ) from None
-        sock: socket.socket = raw
         try:
             cancel.use(raw)
-            sock = client_context().wrap_socket(raw)  # raw is detached into sock from here
-            cancel.use(sock)
+        except Cancelled:
+            raw.close()
+            raise
+        self.sock = TlsStream(raw, client_context())
+        try:
+            self.sock.handshake()
         except (OSError, ssl.SSLError) as exc:
-            sock.close()
+            self.close()
             cancel.check()
             raise TransferError(f"no encrypted link: {exc}", retry=True) from None
-        except Cancelled:
-            sock.close()
-            raise
-        assert isinstance(sock, ssl.SSLSocket)
-        self.sock: ssl.SSLSocket = sock
-        der = self.sock.getpeercert(binary_form=True)
+        der = self.sock.peer_certificate()
         if not der or fingerprint_of_der(der) != ep.fingerprint:
             self.close()
             raise TransferError("the server's certificate is not the chat's", retry=False)
@@ -158,7 +159,7 @@ class _Exchange:
         while True:
             event = self.conn.next_event()
             if event is h11.NEED_DATA:
-                data = self._io(lambda: self.sock.recv(CHUNK))
+                data = self._io(self.sock.recv)
                 assert isinstance(data, bytes)
                 self.conn.receive_data(data)
                 continue
@@ -404,7 +405,7 @@ def download(ep: Endpoint, job: DownloadJob, progress: Progress, cancel: Cancel)
                 _hash_prefix(out, have, digest)
                 out.seek(have)
                 out.truncate()
-                for chunk in ex.body():
+                for chunk in _gathered(ex.body()):
                     out.write(chunk)
                     digest.update(chunk)
                     have += len(chunk)
@@ -424,6 +425,22 @@ def download(ep: Endpoint, job: DownloadJob, progress: Progress, cancel: Cancel)
     final = claim_unique(Path(job.folder), safe_name(job.name))
     os.replace(part, final)
     return final
+
+
+def _gathered(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """``chunks`` joined into pieces of about :data:`CHUNK` bytes (what one socket read gives
+    can be much less): fewer file writes, hash updates and progress calls."""
+    pending: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        size += len(chunk)
+        if size >= CHUNK:
+            yield b"".join(pending)
+            pending.clear()
+            size = 0
+    if pending:
+        yield b"".join(pending)
 
 
 def _hash_prefix(f: object, length: int, digest: hashlib._Hash) -> None:

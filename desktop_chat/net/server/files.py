@@ -58,7 +58,8 @@ from desktop_chat.net.server.sniff_media import HEAD_BYTES, detect
 
 log = logging.getLogger(__name__)
 
-_WRITE_SIZE = 1 << 20  # bytes gathered before one write() to the temporary file
+_WRITE_SIZE = 1 << 20  # bytes gathered before one writev() to the temporary file
+_WRITEV_PIECES = 64  # more pieces than this are joined first (the kernel takes at most 1024)
 
 
 class FileStore:
@@ -267,14 +268,23 @@ class FileStore:
         self, out: BinaryIO, pending: list[bytes], hasher: hashlib._Hash, offset: int
     ) -> int:
         """Write what is pending at ``offset`` (``out`` is unbuffered: what write() accepted
-        is in the file); on failure cut the file back to ``offset``, never a torn chunk."""
-        data = memoryview(b"".join(pending))
-        pending.clear()
+        is in the file); on failure cut the file back to ``offset``, never a torn chunk.
+
+        The pieces go out in one ``writev`` and are hashed one by one, never joined: joining
+        copies every byte while holding the interpreter lock, and this thread runs at a lower
+        priority (``Transport.mark_bulk``), so a chat thread waiting for the lock would wait
+        for a thread the kernel lets run last."""
+        if len(pending) > _WRITEV_PIECES:  # many small pieces (a chunked body): one copy
+            pending[:] = [b"".join(pending)]
+        size = sum(map(len, pending))
         try:
-            done = 0
-            while done < len(data):
-                done += out.write(data[done:]) or 0
+            done = os.writev(out.fileno(), pending)
+            if done < size:  # a short write (rare): the rest as one piece
+                rest = memoryview(b"".join(pending))[done:]
+                while rest:
+                    rest = rest[out.write(rest) or 0 :]
         except OSError as exc:
+            pending.clear()
             try:
                 os.truncate(out.fileno(), offset)
                 out.seek(offset)
@@ -283,8 +293,10 @@ class FileStore:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                 raise StoreFull("the server's disk is full") from exc
             raise
-        hasher.update(data)
-        return offset + len(data)
+        for piece in pending:
+            hasher.update(piece)
+        pending.clear()
+        return offset + size
 
     def _hasher(self, upload: Upload) -> hashlib._Hash:
         known = self._hashers.pop(upload.id, None)

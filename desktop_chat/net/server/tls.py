@@ -22,9 +22,11 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from desktop_chat.net.protocol.tls import fingerprint_of_der, format_fingerprint, group_for_reading
 
+_RECORD = 16_384 + 256  # the most plaintext one TLS record holds, and some
 CERT_FILE = "tls-cert.pem"
 KEY_FILE = "tls-key.pem"
 
@@ -121,7 +123,8 @@ class TlsChannel:
         self._obj = ctx.wrap_bio(self._in, self._out, server_side=True)
         self._sock = sock
         self._lock = threading.Lock()
-        self._raw_pending = b""
+        self._raw_pending = b""  # ciphertext the socket has not taken, from _raw_sent on
+        self._raw_sent = 0
 
     @property
     def backlogged(self) -> bool:
@@ -150,23 +153,32 @@ class TlsChannel:
 
     def decrypt(self, raw: bytes) -> bytes:
         """Ciphertext in, the plaintext it completes out (maybe b""). Raises TlsClosed."""
-        chunks: list[bytes] = []
         with self._lock:
             self._in.write(raw)
+            # Every record is read into one buffer and copied out once. The plaintext is no
+            # longer than the ciphertext in the BIO plus the partial record OpenSSL already
+            # took from it (at most one); the buffer grows if that ever falls short.
+            out = bytearray(self._in.pending + _RECORD)
+            got = 0
             while True:
+                if got == len(out):
+                    out.extend(bytes(_RECORD))
                 try:
-                    data = self._obj.read(65_536)
+                    with memoryview(out) as view:
+                        # With a buffer, read() returns a count (typeshed says bytes).
+                        n = cast(int, self._obj.read(len(out) - got, view[got:]))
                 except ssl.SSLWantReadError:
                     break
                 except (ssl.SSLZeroReturnError, ssl.SSLEOFError) as exc:
                     raise TlsClosed("closed") from exc
                 except ssl.SSLError as exc:
                     raise TlsClosed(str(exc)) from exc
-                if not data:
+                if not n:
                     raise TlsClosed("closed")
-                chunks.append(data)
+                got += n
             self._queue_out_locked()
-        return b"".join(chunks)
+            del out[got:]
+            return bytes(out)
 
     def send(self, data: bytes) -> int:
         """Encrypt all of ``data`` and send what the socket takes; the rest waits in
@@ -190,17 +202,26 @@ class TlsChannel:
     def _queue_out_locked(self) -> None:
         pending = self._out.read()
         if pending:
-            self._raw_pending += pending
+            if self._raw_pending:
+                self._raw_pending = self._raw_pending[self._raw_sent :] + pending
+            else:
+                self._raw_pending = pending
+            self._raw_sent = 0
         self._push_locked()
 
     def _push_locked(self) -> None:
         if not self._raw_pending:
             return
         try:
-            sent = self._sock.send(self._raw_pending)
+            # A view, not a slice: what the socket did not take is not copied again for
+            # every retry (a download's 256 KB write often goes out in several pieces).
+            with memoryview(self._raw_pending) as view:
+                sent = self._sock.send(view[self._raw_sent :])
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            self._raw_pending = b""  # the peer is gone; the reading thread will notice
+            self._raw_pending, self._raw_sent = b"", 0  # the peer is gone: the reader notices
             return
-        self._raw_pending = self._raw_pending[sent:]
+        self._raw_sent += sent
+        if self._raw_sent >= len(self._raw_pending):
+            self._raw_pending, self._raw_sent = b"", 0
