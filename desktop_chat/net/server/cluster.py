@@ -71,7 +71,12 @@ class Cluster(PresenceMixin, AdminMixin):
         # (session, ref) of messages queued but not stored yet: a resend of one is answered
         # by the original's echo, never stored twice (hub lock).
         self._queued_refs: set[tuple[str, p.Ref]] = set()
-        self._handlers: dict[str, Callable[[Event], None]] = {"msg": self._on_msg}
+        # member -> {message id: ref}: resends answered when the original reaches the member
+        # in id order (from the subscription or a catch-up), never before (hub lock).
+        self._owed: dict[Member, dict[int, p.Ref]] = {}
+        self._handlers: dict[str, Callable[[Event], None]] = {
+            "msg": self._on_msg, "sync": self._on_sync,
+        }  # fmt: skip
         self.init_presence()
         self.init_admin()
         backplane.on_event = self._on_event
@@ -100,6 +105,8 @@ class Cluster(PresenceMixin, AdminMixin):
             if self._queued(member, ref):
                 return  # a resend of one still being stored: its echo answers both
             original, error = self._original(member, ref)
+            if self._owe(member, original, ref):
+                return  # stored but not delivered yet: its copy answers the resend
             room = hub._rooms.get(key)
             if original is not None or error is not None:
                 pass
@@ -125,6 +132,8 @@ class Cluster(PresenceMixin, AdminMixin):
             if self._queued(member, ref):
                 return  # a resend of one still being stored: its echo answers both
             original, error = self._original(member, ref)
+            if self._owe(member, original, ref):
+                return  # stored but not delivered yet: its copy answers the resend
             target = self.identity_online(to_key)
             if original is not None or error is not None:
                 pass
@@ -176,6 +185,19 @@ class Cluster(PresenceMixin, AdminMixin):
 
     def _queued(self, member: Member, ref: p.Ref | None) -> bool:
         return ref is not None and (member.session, ref) in self._queued_refs
+
+    def _owe(self, member: Member, original: p.ChatMessage | None, ref: p.Ref | None) -> bool:
+        """A resend of ``original``, which ``member`` has not been sent yet (e.g. stored during
+        a Redis outage): answering now would put its id before lower ones still to come, so
+        the member's copy carries ``ref`` when it arrives in order (lock held)."""
+        if original is None or ref is None or original.id <= self.last_id.get(member, 0):
+            return False
+        self._owed.setdefault(member, {})[original.id] = ref
+        return True
+
+    def _owed_ref(self, member: Member, msg_id: int) -> p.Ref | None:
+        owed = self._owed.get(member)
+        return None if owed is None else owed.pop(msg_id, None)
 
     def _queue_ref(self, member: Member, ref: p.Ref | None) -> None:
         """``ref``'s message is queued (lock held): a resend now waits for its echo."""
@@ -258,6 +280,11 @@ class Cluster(PresenceMixin, AdminMixin):
         batch = Batch(hub.flusher)
         mid = msg.id
         with hub._lock:
+            if mid > self.seen_id + 1:
+                # Ids below mid were committed before mid was stored (one critical section),
+                # but some were never published (their process lost Redis, or was paused past
+                # the lock's bound): fill the gap from the database first, in order.
+                self._fill(batch, mid - 1)
             self.seen_id = max(self.seen_id, mid)
             last = self.last_id
             # Skip whoever had it already: from a resume's replay, or a repeated publish.
@@ -269,6 +296,11 @@ class Cluster(PresenceMixin, AdminMixin):
                 if own:
                     fresh = [m for m in fresh if m not in own]
                     batch.send_all(own, Outgoing(replace(msg, ref=ref)))
+            if self._owed:
+                for member in [m for m in fresh if m in self._owed]:
+                    if (owed := self._owed_ref(member, mid)) is not None:
+                        fresh.remove(member)
+                        batch.send(member, Outgoing(replace(msg, ref=owed)))
             batch.send_all(fresh, shared)
         batch.finish()
 
@@ -293,7 +325,9 @@ class Cluster(PresenceMixin, AdminMixin):
         if self.last_id.get(member, 0) >= msg.id:
             return  # from a resume's replay, or a repeated publish
         self.last_id[member] = msg.id
-        if ref is not None and self._is(member, by_hash):
+        if (owed := self._owed_ref(member, msg.id)) is not None:
+            batch.send(member, Outgoing(replace(msg, ref=owed)))
+        elif ref is not None and self._is(member, by_hash):
             batch.send(member, Outgoing(replace(msg, ref=ref)))
         else:
             batch.send(member, Outgoing(msg))
@@ -323,6 +357,7 @@ class Cluster(PresenceMixin, AdminMixin):
 
     def gone(self, member: Member) -> None:
         self.last_id.pop(member, None)
+        self._owed.pop(member, None)
 
     # -- outage and recovery -----------------------------------------------------------------
 
@@ -345,11 +380,35 @@ class Cluster(PresenceMixin, AdminMixin):
             for member in list(hub._users.values()):
                 if member not in hub._replaying:
                     self._catch_up(batch, member)
-            self.sequencer.unsent_refs.clear()
+            self.sequencer.forget_refs(self.seen_id)
+            newest = self.hub.storage.last_message_id()
+        batch.finish()
+        # Some of this process's messages may have been stored but never published while it
+        # could not reach Redis, and the others may have had nothing newer since: tell them
+        # how far the database goes, so they fill the gap now rather than at the next message.
+        self.bp.publish({"t": "sync", "id": newest})
+
+    def _on_sync(self, event: Event) -> None:
+        """A process is back on Redis: every message up to ``id`` is stored; deliver the ones
+        the subscription never carried (see :meth:`_fill`)."""
+        newest = int(event["id"])
+        batch = Batch(self.hub.flusher)
+        with self.hub._lock:
+            if newest > self.seen_id:
+                self._fill(batch, newest)
+                self.seen_id = newest
         batch.finish()
 
-    def _catch_up(self, batch: Batch, member: Member) -> None:
-        """Queue what ``member`` missed while the backplane was away (lock held)."""
+    def _fill(self, batch: Batch, upto: int) -> None:
+        """Queue to every live member what it lacks up to id ``upto`` (lock held)."""
+        hub = self.hub
+        for member in list(hub._users.values()):
+            if member not in hub._replaying and self.last_id.get(member, 0) < upto:
+                self._catch_up(batch, member, upto)
+
+    def _catch_up(self, batch: Batch, member: Member, upto: int | None = None) -> None:
+        """Queue what ``member`` missed while the backplane was away, up to id ``upto``
+        if given (lock held)."""
         since = self.last_id.get(member, self.seen_id)
         identity = self.hub.identity(member)
         mine = token_hash(member.session)
@@ -358,7 +417,9 @@ class Cluster(PresenceMixin, AdminMixin):
                 since, member.rooms.keys(), identity, limit=REPLAY_ROWS
             )
             for msg in msgs:
-                by_hash, ref = self.sequencer.unsent_refs.get(msg.id, ("", None))
+                if upto is not None and msg.id > upto:
+                    return
+                by_hash, ref = self.sequencer.unsent_ref(msg.id)
                 self._queue(batch, member, msg, by_hash if by_hash == mine else "", ref)
                 since = msg.id
                 self.seen_id = max(self.seen_id, msg.id)

@@ -46,11 +46,26 @@ class Sequencer:
     def __init__(self, storage: ChatStore, backplane: Backplane) -> None:
         self.storage = storage
         self.bp = backplane
-        self.unsent_refs: dict[int, tuple[str, p.Ref]] = {}  # id -> (session hash, ref)
+        # id -> (session hash, ref): written by the writer thread, read and pruned by the
+        # subscriber's catch-up, hence a lock of its own.
+        self.unsent_refs: dict[int, tuple[str, p.Ref]] = {}
+        self._unsent_lock = threading.Lock()
         self._cond = threading.Condition()
         self._waiting: list[_Pending] = []
         self._stopping = False
         self._thread: threading.Thread | None = None
+
+    def unsent_ref(self, msg_id: int) -> tuple[str, p.Ref | None]:
+        """(sender's session hash, ref) of a stored message Redis never carried, or ("", None)."""
+        with self._unsent_lock:
+            return self.unsent_refs.get(msg_id, ("", None))
+
+    def forget_refs(self, upto: int) -> None:
+        """The catch-up has delivered every message up to id ``upto``: their refs are done
+        (newer ones, stored since the catch-up read the database, are kept)."""
+        with self._unsent_lock:
+            for msg_id in [i for i in self.unsent_refs if i <= upto]:
+                del self.unsent_refs[msg_id]
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="dc-cluster-writer")
@@ -119,12 +134,26 @@ class Sequencer:
         except StorageError as exc:
             log.error("%d messages could not be stored: %s", len(rows), exc)
             for pending in batch:
-                pending.done([], exc)
+                self._tell(pending, [], exc)
+            return
+        except Exception:
+            # A bug must not end the writer thread: every later send would wait forever.
+            # The senders hear that their messages were not stored.
+            log.exception("storing %d messages failed", len(rows))
+            for pending in batch:
+                self._tell(pending, [], StorageError("an internal error"))
             return
         at = 0
         for pending in batch:
-            pending.done(msgs[at : at + len(pending.rows)], None)
+            self._tell(pending, msgs[at : at + len(pending.rows)], None)
             at += len(pending.rows)
+
+    @staticmethod
+    def _tell(pending: _Pending, msgs: list[p.ChatMessage], error: StorageError | None) -> None:
+        try:
+            pending.done(msgs, error)
+        except Exception:
+            log.exception("telling a sender how its message went failed")
 
     def _publish(self, rows: list[NewMessage], msgs: list[p.ChatMessage]) -> None:
         """In the critical section: the stored messages to every process, in id order."""
@@ -137,10 +166,12 @@ class Sequencer:
                     "h": "" if row.by is None else row.by.session, "ref": row.ref,
                 }
             )  # fmt: skip
-        # Once more if the first try fails: Redis may just have come back, and a process
-        # already resubscribed would otherwise never see these (a repeat is harmless: the
-        # receivers' last_id skips it). Else the catch-up after the outage delivers them.
-        if not (self.bp.publish_many(events) or self.bp.publish_many(events)):
-            for event in events:
-                if event["ref"] is not None:
-                    self.unsent_refs[event["m"]["id"]] = (event["h"], event["ref"])
+        # Tried once (the cluster's lock is held meanwhile): if Redis cannot take them, the
+        # other processes fill the gap from the database when the next message or this
+        # process's "sync" reaches them, and this process's catch-up after the outage gives
+        # each sender its copy with its ref.
+        if not self.bp.publish_many(events):
+            with self._unsent_lock:
+                for event in events:
+                    if event["ref"] is not None:
+                        self.unsent_refs[event["m"]["id"]] = (event["h"], event["ref"])

@@ -61,6 +61,13 @@ POOL_SIZE = 8  # pooled connections at most (sessions, rooms, accounts...)
 RECONNECT_PAUSE = 1.0  # seconds between attempts to reach a database that did not answer
 SWEEP_CHECK = 2.0  # seconds between looks at whether a session sweep is due
 EXPIRE_EVERY = 600.0  # seconds between sweeps of expired sessions
+# The cluster's ordering lock (append_ordered): a process that holds it and then stops
+# answering (paused, host lost) loses its session — and the lock — after LOCK_HOLD seconds
+# idle (PostgreSQL's idle_session_timeout); a process waiting for the lock gives up after
+# LOCK_WAIT (lock_timeout: its senders get storage_failed). LOCK_WAIT > LOCK_HOLD, so waiters
+# outlast a stalled holder; LOCK_HOLD is well above a Redis publish's 2 s timeout.
+LOCK_HOLD = 10.0
+LOCK_WAIT = 15.0
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +97,7 @@ class PgStorage(PgSettingsTables):
         self._retry_at = 0.0  # monotonic time before which the writer does not reconnect
         self._db: Conn | None = self._connect()
         self._order_db: Conn | None = None
+        self._order_used = 0.0  # time.monotonic() of the ordered connection's last round
         try:
             migrate(self._db)
         except psycopg.Error as exc:
@@ -327,8 +335,20 @@ class PgStorage(PgSettingsTables):
                 self._unlock_ordered(db)  # whether or not the lock was taken
 
     def _ordered_db(self) -> Conn:
+        now = time.monotonic()
+        if self._order_db is not None and now - self._order_used > LOCK_HOLD / 2:
+            self._drop_ordered()  # PostgreSQL may be about to end it as idle: a fresh one
         if self._order_db is None or self._order_db.closed:
             self._order_db = self._connect()
+            try:
+                self._order_db.execute(
+                    f"SET lock_timeout = {int(LOCK_WAIT * 1000)};"
+                    f" SET idle_session_timeout = {int(LOCK_HOLD * 1000)};"
+                    f" SET idle_in_transaction_session_timeout = {int(LOCK_HOLD * 1000)}"
+                )
+            except psycopg.Error as exc:  # e.g. PostgreSQL before 14: no idle_session_timeout
+                log.warning("the ordering lock's time limits are not set: %s", one_line(exc))
+        self._order_used = now
         return self._order_db
 
     def _unlock_ordered(self, db: Conn) -> None:
