@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from desktop_chat.net.protocol import events as p
 from desktop_chat.net.server.accounts import hash_password
 from desktop_chat.net.server.storage_api import open_store
 from tests.helpers import LineClient, T, wait_until
@@ -274,3 +275,59 @@ def test_an_unreachable_backplane_stops_the_server_with_one_line(tmp_path: Path)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if "desktop-chat-server:" in line]
     assert len(lines) == 1 and f"the backplane {nobody} cannot be reached" in lines[0], lines
+
+
+def _pause(proc: ServerProcess, watcher: LineClient, name: str) -> None:
+    """SIGSTOP ``proc`` until ``watcher`` (on another process) sees ``name`` leave: the
+    others took ``proc`` for dead."""
+    proc.process.send_signal(signal.SIGSTOP)
+    try:
+        left = watcher.expect("left", timeout=15, skip=("typing", "ping", "users", "joined"))
+        assert (left["name"], left["reason"]) == (name, "disconnected")
+    except BaseException:
+        proc.process.send_signal(signal.SIGCONT)
+        raise
+
+
+def test_a_paused_processs_users_come_back_when_it_continues(start: Any, clients: Any) -> None:
+    a, b = start(2)
+    alice = clients(a, "alice")
+    bob = clients(b, "bob")
+    assert alice.expect("joined")["name"] == "bob"
+    _pause(b, alice, "bob")
+    b.process.send_signal(signal.SIGCONT)
+    # Back: it announces its users again; they are online for everyone once more.
+    assert alice.expect("joined", timeout=15)["name"] == "bob"
+    alice.send_json(type="dm", to="bob", text="still there?", ref="d")
+    assert alice.expect("message", where=lambda m: m.get("ref") == "d")["to"] == "bob"
+    assert bob.expect("message", timeout=10)["text"] == "still there?"
+    alice.send_json(type="join", room="general")
+    assert alice.expect("users", skip=("typing",))["names"] == ["alice", "bob"]
+
+
+def test_a_name_taken_while_its_process_was_paused_stays_with_the_new_holder(
+    start: Any, clients: Any
+) -> None:
+    a, b = start(2)
+    alice = clients(a, "alice")
+    bob = clients(b, "bob")
+    assert alice.expect("joined")["name"] == "bob"
+    _pause(b, alice, "bob")
+    new_bob = clients(a, "Bob")  # the name is free: its holder counts as gone
+    b.process.send_signal(signal.SIGCONT)
+    bob.assert_closed(timeout=15)  # the paused process's bob lost the name
+    resume = {"session": bob.welcome_session, "since": 0}
+
+    def refused() -> str:
+        again = clients(b)
+        again.send_json(type="hello", protocol=1, name="bob", resume=resume)
+        return str(again.read_json()["code"])
+
+    # server_full ("try again shortly") while b is still subscribing again; then for good:
+    wait_until(lambda: refused() != p.SERVER_FULL, T(10), "b back on Redis")
+    assert refused() == p.NAME_TAKEN
+    alice.send_json(type="dm", to="bob", text="who are you?", ref="d")
+    alice.expect("message", where=lambda m: m.get("ref") == "d")
+    assert new_bob.expect("message", timeout=10)["text"] == "who are you?"
+    alice.send_json(type="join", room="general")
+    assert alice.expect("users", skip=("typing", "joined", "left"))["names"] == ["alice", "Bob"]

@@ -82,7 +82,8 @@ class Backplane:
             raise BackplaneError(f"the backplane {self.url} cannot be reached: {exc}") from exc
         self._redis = client
         self.beat()
-        for target, name in ((self._subscribe_loop, "sub"), (self._heartbeat_loop, "beat")):
+        loops = ((self._subscribe_loop, "sub"), (self._heartbeat_loop, "beat"), (self._tick_loop, "tick"))
+        for target, name in loops:
             thread = threading.Thread(target=target, name=f"dc-backplane-{name}", daemon=True)
             self._threads.append(thread)
             thread.start()
@@ -142,8 +143,10 @@ class Backplane:
             return False
         return True
 
-    def beat(self) -> None:
-        self.redis.set(self.key("proc", self.proc), "1", px=int(self.ttl * 1000))
+    def beat(self) -> bool:
+        """Renew the heartbeat key; False if it had expired (or Redis restarted empty)."""
+        prev = self.redis.set(self.key("proc", self.proc), "1", px=int(self.ttl * 1000), get=True)
+        return prev is not None
 
     def alive(self, procs: list[str]) -> set[str]:
         """Which of ``procs`` have a live heartbeat (raises a Redis error if unreachable)."""
@@ -155,19 +158,32 @@ class Backplane:
     # -- threads ----------------------------------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
+        # Only beats: it never waits for the hub's lock (a long catch-up must not get this
+        # process taken for dead).
         while not self._stop.wait(self.ttl / 3):
             try:
-                self.beat()
+                renewed = self.beat()
             except self.errors() as exc:
                 log.warning("backplane: heartbeat failed: %s", exc)
                 self._lost.set()
+                continue
+            if not renewed and self.up.is_set():
+                # Paused or cut off longer than the TTL: the others took us for dead, dropped
+                # our users and freed their names. Subscribe again: on_up announces them anew
+                # (and catches them up on what the dropped subscription may have missed).
+                log.warning("backplane: our heartbeat had expired; announcing our users again")
+                self._lost.set()
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            if not self.up.is_set():
                 continue
             try:
                 self.on_tick()
             except self.errors() as exc:
                 log.warning("backplane: looking for dead processes failed: %s", exc)
             except Exception:
-                # Never let a bug end the heartbeat: the others would take us for dead.
+                # Never let a bug end this loop: dead processes' users would stay forever.
                 log.exception("backplane: looking for dead processes failed")
 
     def _subscribe_loop(self) -> None:

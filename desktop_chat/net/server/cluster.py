@@ -75,7 +75,7 @@ class Cluster(PresenceMixin, AdminMixin):
         # in id order (from the subscription or a catch-up), never before (hub lock).
         self._owed: dict[Member, dict[int, p.Ref]] = {}
         self._handlers: dict[str, Callable[[Event], None]] = {
-            "msg": self._on_msg, "sync": self._on_sync,
+            "msg": self._on_msg, "stored": self._on_stored,
         }  # fmt: skip
         self.init_presence()
         self.init_admin()
@@ -386,9 +386,9 @@ class Cluster(PresenceMixin, AdminMixin):
         # Some of this process's messages may have been stored but never published while it
         # could not reach Redis, and the others may have had nothing newer since: tell them
         # how far the database goes, so they fill the gap now rather than at the next message.
-        self.bp.publish({"t": "sync", "id": newest})
+        self.bp.publish({"t": "stored", "id": newest})
 
-    def _on_sync(self, event: Event) -> None:
+    def _on_stored(self, event: Event) -> None:
         """A process is back on Redis: every message up to ``id`` is stored; deliver the ones
         the subscription never carried (see :meth:`_fill`)."""
         newest = int(event["id"])

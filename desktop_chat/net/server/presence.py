@@ -159,6 +159,11 @@ class PresenceMixin:
         )
         if not self.bp.up.is_set():
             raise unreachable
+        other = self.remote_user(key)
+        if other is not None and other.hash != token_hash(session):
+            # Online on another process even if Redis' name key says otherwise (e.g. just
+            # rewritten by a process back from a partition): the replica has the last word.
+            raise LoginRefused(p.NAME_TAKEN, f"the name {name!r} is in use")
         try:
             return self._claim(name, key, token_hash(session))
         except self.bp.errors() as exc:
@@ -365,20 +370,60 @@ class PresenceMixin:
                 if slot not in held and value and json.loads(value).get("p") == self.bp.proc:
                     r.eval(_RELEASE, 1, slot, value)
 
+    def _reclaim(self, user: RemoteUser) -> bool:
+        """Hold ``user``'s name (and look-alike key) again unless a live other process holds
+        it; False then."""
+        r, proc = self.bp.redis, self.bp.proc
+        slots = self._slots(user.name, user.key)
+        mine = name_value(proc, user.key, user.hash)
+        for _ in range(4):
+            held = [str(v or "") for v in r.mget(slots)]
+            for value in held:
+                other = json.loads(value)["p"] if value and value != mine else None
+                if other is not None and other != proc and self.bp.alive([str(other)]):
+                    return False
+            if r.eval(_CLAIM, 2, *slots, mine, *held) == 1:
+                return True
+        return False
+
+    def _drop_lost(self, members: list[Member]) -> None:
+        """Close the connections of ``members``, whose names went to someone else while this
+        process counted as dead: their rooms here see them leave; the other processes had
+        seen them leave already. A resume of theirs is then refused (``name_taken``)."""
+        hub = self.hub
+        batch = Batch(hub.flusher)
+        with hub._lock:
+            for member in members:
+                if hub._users.get(member.key) is not member:
+                    continue
+                log.warning("%s lost its name while this process counted as dead", member.name)
+                user = self.user_of(member)
+                hub._drop_replaced(member)
+                self.last_id.pop(member, None)
+                self._say_left(batch, user, "disconnected")
+        batch.finish()
+        for member in members:
+            member.abort("disconnected")
+
     def resync_presence(self, first: bool) -> None:
         """On (re)subscribing: write our presence again (Redis may have restarted empty),
         publish it, and load the others' (a process that has not written its own yet keeps
         its old entry: it will publish its ``sync`` soon)."""
         hub = self.hub
         with hub._lock:
-            ours = [self.user_of(m) for m in hub._users.values()]
+            members = list(hub._users.values())
+            ours = [self.user_of(m) for m in members]
+        # Names first, compare-and-set: one taken meanwhile by someone on a live process (we
+        # were taken for dead: paused, or cut off from Redis) stays theirs; ours ends here.
+        lost = {user.key for user in ours if not self._reclaim(user)}
+        if lost:
+            self._drop_lost([m for m in members if m.key in lost])
+            ours = [user for user in ours if user.key not in lost]
         r, proc = self.bp.redis, self.bp.proc
         pipe = r.pipeline()
         pipe.delete(self.bp.key("users", proc))
         for user in ours:
             pipe.hset(self.bp.key("users", proc), user.key, json.dumps(user.to_dict()))
-            for slot in self._slots(user.name, user.key):
-                pipe.set(slot, name_value(proc, user.key, user.hash))
         pipe.execute()
         if not first:
             self._release_stale({slot for u in ours for slot in self._slots(u.name, u.key)})

@@ -168,7 +168,7 @@ class Sequencer:
             )  # fmt: skip
         # Tried once (the cluster's lock is held meanwhile): if Redis cannot take them, the
         # other processes fill the gap from the database when the next message or this
-        # process's "sync" reaches them, and this process's catch-up after the outage gives
+        # process's "stored" event reaches them, and this process's catch-up after the outage gives
         # each sender its copy with its ref.
         if not self.bp.publish_many(events):
             with self._unsent_lock:
