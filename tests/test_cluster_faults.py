@@ -7,6 +7,7 @@ Servers run in this test process, as in tests/test_cluster.py; what needs a real
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -218,3 +219,27 @@ def test_a_sender_waiting_too_long_for_the_lock_is_told_to_resend(
     alice.send_json(type="say", room="general", text="hello", ref="h")  # the resend
     got = alice.expect("message", timeout=15)
     assert (got["text"], got.get("ref")) == ("hello", "h")
+
+
+def _health(server: Server) -> tuple[int, dict[str, Any]]:
+    with socket.create_connection(server.address, timeout=T(5)) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_health_says_when_redis_is_out_of_reach(
+    pg_url: str, make_server: Any, relay: Relay
+) -> None:
+    a = _server(make_server, pg_url, relay.url)
+    status, body = _health(a)
+    assert (status, body["status"]) == (200, "ok")
+    relay.cut()
+    # Logins are refused now (server_full): a load balancer should send people elsewhere.
+    wait_until(lambda: _health(a)[0] == 503, T(10), "503 while cut off")
+    assert _health(a)[1]["status"] == "backplane_down"
+    relay.restore()
+    wait_until(lambda: _health(a)[0] == 200, T(10), "200 once back")

@@ -103,16 +103,20 @@ def web_file(path: str, title: str, port: int) -> tuple[bytes, str] | None:
     return body, ctype
 
 
-def health(ctx: ServerContext) -> bytes:
+def health(ctx: ServerContext) -> tuple[int, bytes]:
     """``GET /health``: this process is up and serving, for a load balancer's checks; which
-    process answered (``pid``, ``worker``: its number under ``--workers``, else null)."""
+    process answered (``pid``, ``worker``: its number under ``--workers``, else null).
+    503 with ``"status": "backplane_down"`` while a cluster process cannot reach Redis: it
+    refuses logins then (``server_full``), so the balancer should send people elsewhere."""
+    cluster = ctx.hub.cluster
+    down = cluster is not None and not cluster.bp.up.is_set()
     body = {
-        "status": "ok",
+        "status": "backplane_down" if down else "ok",
         "pid": os.getpid(),
         "worker": ctx.config.worker,
         "people": ctx.hub.people_count(),
     }
-    return json.dumps(body).encode() + b"\n"
+    return (503 if down else 200), json.dumps(body).encode() + b"\n"
 
 
 def header(request: h11.Request, name: bytes) -> str | None:
@@ -198,7 +202,8 @@ class HttpExchange:
         elif request.method not in (b"GET", b"HEAD"):
             self.respond(405, b"Method not allowed\n", "text/plain")
         elif target == "/health":
-            self.respond(200, health(self.ctx), "application/json", head=head)
+            status, body = health(self.ctx)
+            self.respond(status, body, "application/json", head=head)
         elif (found := web_file(target, self.ctx.hub.title, self.ctx.port)) is not None:
             body, ctype = found
             self.respond(200, body, ctype, head=head)
