@@ -243,3 +243,41 @@ def test_health_says_when_redis_is_out_of_reach(
     assert _health(a)[1]["status"] == "backplane_down"
     relay.restore()
     wait_until(lambda: _health(a)[0] == 200, T(10), "200 once back")
+
+
+def _keys(redis_service: Any) -> list[str]:
+    import redis
+
+    with redis.Redis.from_url(redis_service.url, decode_responses=True) as r:
+        return sorted(str(k) for k in r.keys("dc:*"))
+
+
+def test_a_clean_stop_leaves_no_names_in_redis(
+    pg_url: str, redis_url: str, redis_service: Any, make_server: Any, clients: Any
+) -> None:
+    a = _server(make_server, pg_url, redis_url)
+    clients(a, "alice", [a])
+    assert "dc:name:alice" in _keys(redis_service)
+    a.close()
+    assert _keys(redis_service) == []
+
+
+def test_names_and_lists_of_dead_processes_are_removed(
+    pg_url: str, redis_url: str, redis_service: Any, make_server: Any, clients: Any
+) -> None:
+    import redis
+
+    from desktop_chat.net.server.presence import RemoteUser, name_value
+
+    ghost = name_value("0123456789ab", "ghost", "h")  # a process killed with nobody to reap it
+    with redis.Redis.from_url(redis_url) as r:
+        r.set("dc:name:ghost", ghost)
+        r.set("dc:look:ghost", ghost)
+        user = RemoteUser("ghost", "ghost", "h", None, rooms={"general": "general"})
+        r.hset("dc:users:0123456789ab", "ghost", json.dumps(user.to_dict()))
+    a = _server(make_server, pg_url, redis_url)
+    clients(a, "alice", [a])
+    keys = _keys(redis_service)
+    assert not [k for k in keys if "ghost" in k or "0123456789ab" in k], keys
+    ghost_again = clients(a, "Ghost", [a])  # and the name is free
+    assert ghost_again.welcome["name"] == "Ghost"

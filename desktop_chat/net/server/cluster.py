@@ -92,6 +92,8 @@ class Cluster(PresenceMixin, AdminMixin):
     def stop(self) -> None:
         """Store and publish what is queued, then leave the backplane."""
         self.sequencer.stop()
+        if self.bp.up.is_set():
+            self.withdraw_presence()
         self.bp.stop()
 
     # -- sending ----------------------------------------------------------------------------

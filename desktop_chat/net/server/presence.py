@@ -360,15 +360,31 @@ class PresenceMixin:
             self.bp.redis.delete(self.bp.key("users", proc))
             log.info("backplane: process %s is gone; %d users left", proc, len(users))
 
-    def _release_stale(self, held: set[str]) -> None:
-        """Free the names this process holds for people who left while Redis was
-        unreachable (their release could not be written then)."""
-        r = self.bp.redis
-        for kind in ("name", "look"):
-            for slot in r.scan_iter(match=self.bp.key(kind, "*")):
-                value = r.get(slot)
-                if slot not in held and value and json.loads(value).get("p") == self.bp.proc:
-                    r.eval(_RELEASE, 1, slot, value)
+    def _sweep_names(self, held: set[str]) -> None:
+        """Free the name keys nobody holds any more: ours but not in ``held`` (people who left
+        while Redis was unreachable, or all of them at a clean stop) and those of dead
+        processes (killed with nobody left to reap them, or from an earlier run)."""
+        r, proc = self.bp.redis, self.bp.proc
+        slots = [s for kind in ("name", "look") for s in r.scan_iter(self.bp.key(kind, "*"), 500)]
+        owners: dict[str, tuple[str, str]] = {}
+        for slot, value in zip(slots, r.mget(slots) if slots else [], strict=True):
+            if value:
+                owners[str(slot)] = (str(value), str(json.loads(value).get("p")))
+        alive = self.bp.alive(sorted({o for _, o in owners.values() if o != proc}))
+        pipe = r.pipeline(transaction=False)
+        for slot, (value, owner) in owners.items():
+            if (slot not in held) if owner == proc else (owner not in alive):
+                pipe.eval(_RELEASE, 1, slot, value)  # unless it changed hands meanwhile
+        pipe.execute()
+
+    def withdraw_presence(self) -> None:
+        """A clean stop: this process's users and names out of Redis (its users' sessions
+        are kept: they resume elsewhere or later, and claim their names again)."""
+        try:
+            self._sweep_names(set())
+            self.bp.redis.delete(self.bp.key("users", self.bp.proc))
+        except self.bp.errors() as exc:
+            log.warning("backplane: could not withdraw our users' names: %s", exc)
 
     def _reclaim(self, user: RemoteUser) -> bool:
         """Hold ``user``'s name (and look-alike key) again unless a live other process holds
@@ -425,8 +441,7 @@ class PresenceMixin:
         for user in ours:
             pipe.hset(self.bp.key("users", proc), user.key, json.dumps(user.to_dict()))
         pipe.execute()
-        if not first:
-            self._release_stale({slot for u in ours for slot in self._slots(u.name, u.key)})
+        self._sweep_names({slot for u in ours for slot in self._slots(u.name, u.key)})
         self.bp.publish({"t": "sync", "users": [u.to_dict() for u in ours]})
         found: dict[str, dict[str, RemoteUser]] = {}
         for rkey in r.scan_iter(match=self.bp.key("users", "*")):
@@ -435,6 +450,9 @@ class PresenceMixin:
                 raw = r.hgetall(rkey)
                 found[other] = {str(k): RemoteUser.from_dict(json.loads(v)) for k, v in raw.items()}
         alive = self.bp.alive(list(found))
+        dead = [other for other in found if other not in alive]
+        if dead:  # nobody reaped them (e.g. every process was stopped): their lists go
+            r.delete(*(self.bp.key("users", other) for other in dead))
         batch = Batch(hub.flusher)
         with hub._lock:
             for other, users in found.items():
