@@ -281,3 +281,32 @@ def test_names_and_lists_of_dead_processes_are_removed(
     assert not [k for k in keys if "ghost" in k or "0123456789ab" in k], keys
     ghost_again = clients(a, "Ghost", [a])  # and the name is free
     assert ghost_again.welcome["name"] == "Ghost"
+
+
+def test_a_bug_in_a_writers_round_is_reported_and_the_writer_goes_on(
+    pg_url: str, redis_url: str, tmp_path: Any
+) -> None:
+    from desktop_chat.net.server.backplane import Backplane
+    from desktop_chat.net.server.sequencer import Sequencer
+    from desktop_chat.net.server.storage_api import NewMessage, StorageError, open_store
+
+    store = open_store(pg_url, tmp_path)
+    # Never started: publishing fails with an AssertionError, as a bug of ours would.
+    sequencer = Sequencer(store, Backplane(redis_url))
+    sequencer.start()
+    try:
+        for text in ("one", "two"):  # the second round proves the thread is still there
+            told = threading.Event()
+            errors: list[StorageError | None] = []
+
+            def done(_msgs: list[Any], error: StorageError | None) -> None:
+                errors.append(error)
+                told.set()
+
+            row = NewMessage(sender="alice", text=text, room="general", room_key="general")
+            sequencer.submit([row], done)
+            assert told.wait(T(10)), "the sender was never told"
+            assert isinstance(errors[0], StorageError)
+    finally:
+        sequencer.stop()
+        store.close()

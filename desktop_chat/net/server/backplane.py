@@ -82,7 +82,11 @@ class Backplane:
             raise BackplaneError(f"the backplane {self.url} cannot be reached: {exc}") from exc
         self._redis = client
         self.beat()
-        loops = ((self._subscribe_loop, "sub"), (self._heartbeat_loop, "beat"), (self._tick_loop, "tick"))
+        loops = (
+            (self._subscribe_loop, "sub"),
+            (self._heartbeat_loop, "beat"),
+            (self._tick_loop, "tick"),
+        )
         for target, name in loops:
             thread = threading.Thread(target=target, name=f"dc-backplane-{name}", daemon=True)
             self._threads.append(thread)
