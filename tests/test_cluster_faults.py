@@ -207,18 +207,24 @@ def test_a_sender_waiting_too_long_for_the_lock_is_told_to_resend(
     pg_url: str, redis_url: str, make_server: Any, clients: Any, monkeypatch: Any
 ) -> None:
     monkeypatch.setattr(storage_pg, "LOCK_WAIT", 0.5)
+    monkeypatch.setattr(storage_pg, "LOCK_HOLD", 0.2)
     a = _server(make_server, pg_url, redis_url)
     alice = clients(a, "alice", [a])
-    holder = _hold_order_lock(pg_url)  # held by a session without limits, and kept
+    # A holder whose session PostgreSQL does not end by itself (as one stopped halfway
+    # through sending its round: its session counts as active, not idle).
+    holder = _hold_order_lock(pg_url)
     try:
         alice.send_json(type="say", room="general", text="hello", ref="h")
         error = alice.expect("error", timeout=15)
         assert (error["code"], error.get("ref")) == ("storage_failed", "h")
+        # The waiter ended the stalled holder's session: the resend goes through.
+        alice.send_json(type="say", room="general", text="hello", ref="h")
+        got = alice.expect("message", timeout=15)
+        assert (got["text"], got.get("ref")) == ("hello", "h")
+        with pytest.raises(psycopg.OperationalError):
+            holder.execute("SELECT 1")
     finally:
         holder.close()
-    alice.send_json(type="say", room="general", text="hello", ref="h")  # the resend
-    got = alice.expect("message", timeout=15)
-    assert (got["text"], got.get("ref")) == ("hello", "h")
 
 
 def _health(server: Server) -> tuple[int, dict[str, Any]]:

@@ -78,6 +78,14 @@ _INSERT_AGAIN = (
     f"INSERT INTO messages (id, {MESSAGE_COLUMNS}) VALUES ({', '.join(['%s'] * 17)}) "
     "ON CONFLICT (id) DO NOTHING"
 )
+# The session holding the ordering lock if it has not changed state for a while (%s: the
+# lock's key, then an interval); same database user, so no superuser is needed.
+_END_STALLED = """
+SELECT pg_terminate_backend(a.pid) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND (l.classid::bigint << 32 | l.objid::bigint) = %s
+  AND a.state_change < now() - %s::interval AND a.pid <> pg_backend_pid()
+"""
 _MINE_SENT = "(from_session = %(session)s OR from_account = %(account)s)"
 _MINE_RECEIVED = "(to_session = %(session)s OR to_account = %(account)s)"
 
@@ -327,12 +335,25 @@ class PgStorage(PgSettingsTables):
                                 cur.executemany(_INSERT, values, returning=True)
                         ids = _returned_ids(cur, len(values))
                 except psycopg.Error as exc:
+                    if isinstance(exc, psycopg.errors.LockNotAvailable):
+                        self._end_stalled_holder()
                     raise StorageError(one_line(exc)) from exc
                 stored = [new.stored(i, r) for new, i, r in zip(rows, ids, values, strict=True)]
                 after_commit(stored)
                 return stored
             finally:
                 self._unlock_ordered(db)  # whether or not the lock was taken
+
+    def _end_stalled_holder(self) -> None:
+        """We waited LOCK_WAIT for the ordering lock: end the session of a holder that has
+        not moved for LOCK_HOLD. idle_session_timeout cannot do it when the holder stopped
+        halfway through sending its round (its session then counts as active, waiting for
+        the rest): this is the bound for that case. The next round gets the lock."""
+        try:
+            with self._pooled() as db:
+                db.execute(_END_STALLED, (ORDER_LOCK, f"{LOCK_HOLD} seconds"))
+        except (psycopg.Error, StorageError) as exc:
+            log.warning("could not end a stalled holder of the ordering lock: %s", exc)
 
     def _ordered_db(self) -> Conn:
         now = time.monotonic()
