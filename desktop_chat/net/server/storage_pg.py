@@ -52,7 +52,7 @@ from desktop_chat.net.server.storage_api import (
     message_from_row,
     token_hash,
 )
-from desktop_chat.net.server.storage_pg_schema import ORDER_LOCK, Conn, migrate
+from desktop_chat.net.server.storage_pg_schema import END_STALLED, ORDER_LOCK, Conn, migrate
 from desktop_chat.net.server.storage_pg_tables import PgSettingsTables, one_line
 
 CONNECT_TIMEOUT = 5  # seconds to reach the database before a call fails
@@ -61,11 +61,10 @@ POOL_SIZE = 8  # pooled connections at most (sessions, rooms, accounts...)
 RECONNECT_PAUSE = 1.0  # seconds between attempts to reach a database that did not answer
 SWEEP_CHECK = 2.0  # seconds between looks at whether a session sweep is due
 EXPIRE_EVERY = 600.0  # seconds between sweeps of expired sessions
-# The cluster's ordering lock (append_ordered): a process that holds it and then stops
-# answering (paused, host lost) loses its session — and the lock — after LOCK_HOLD seconds
-# idle (PostgreSQL's idle_session_timeout); a process waiting for the lock gives up after
-# LOCK_WAIT (lock_timeout: its senders get storage_failed). LOCK_WAIT > LOCK_HOLD, so waiters
-# outlast a stalled holder; LOCK_HOLD is well above a Redis publish's 2 s timeout.
+# The ordering lock (append_ordered): a holder that stops answering (paused, host lost) loses
+# its session, and the lock, after LOCK_HOLD s idle (idle_session_timeout, or a waiter's
+# _end_stalled_holder); a waiter gives up after LOCK_WAIT (lock_timeout: storage_failed).
+# LOCK_WAIT > LOCK_HOLD > a Redis publish's 2 s timeout.
 LOCK_HOLD = 10.0
 LOCK_WAIT = 15.0
 
@@ -78,14 +77,6 @@ _INSERT_AGAIN = (
     f"INSERT INTO messages (id, {MESSAGE_COLUMNS}) VALUES ({', '.join(['%s'] * 17)}) "
     "ON CONFLICT (id) DO NOTHING"
 )
-# The session holding the ordering lock if it has not changed state for a while (%s: the
-# lock's key, then an interval); same database user, so no superuser is needed.
-_END_STALLED = """
-SELECT pg_terminate_backend(a.pid) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-  AND (l.classid::bigint << 32 | l.objid::bigint) = %s
-  AND a.state_change < now() - %s::interval AND a.pid <> pg_backend_pid()
-"""
 _MINE_SENT = "(from_session = %(session)s OR from_account = %(account)s)"
 _MINE_RECEIVED = "(to_session = %(session)s OR to_account = %(account)s)"
 
@@ -351,7 +342,7 @@ class PgStorage(PgSettingsTables):
         the rest): this is the bound for that case. The next round gets the lock."""
         try:
             with self._pooled() as db:
-                db.execute(_END_STALLED, (ORDER_LOCK, f"{LOCK_HOLD} seconds"))
+                db.execute(END_STALLED, (ORDER_LOCK, f"{LOCK_HOLD} seconds"))
         except (psycopg.Error, StorageError) as exc:
             log.warning("could not end a stalled holder of the ordering lock: %s", exc)
 

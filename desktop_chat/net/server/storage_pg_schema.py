@@ -28,6 +28,14 @@ log = logging.getLogger(__name__)
 # pg_advisory_lock keys (any 64-bit numbers; ours spell "dc-mig" and "dc-ord").
 MIGRATE_LOCK = 0x64632D6D6967
 ORDER_LOCK = 0x64632D6F7264
+# The session holding the ordering lock if it has not changed state for a while (%s: the
+# lock's key, then an interval); same database user, so no superuser is needed.
+END_STALLED = """
+SELECT pg_terminate_backend(a.pid) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND (l.classid::bigint << 32 | l.objid::bigint) = %s
+  AND a.state_change < now() - %s::interval AND a.pid <> pg_backend_pid()
+"""
 
 _TABLES = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
