@@ -352,14 +352,14 @@ class PgStorage(PgSettingsTables):
             self._drop_ordered()  # PostgreSQL may be about to end it as idle: a fresh one
         if self._order_db is None or self._order_db.closed:
             self._order_db = self._connect()
-            try:
-                self._order_db.execute(
-                    f"SET lock_timeout = {int(LOCK_WAIT * 1000)};"
-                    f" SET idle_session_timeout = {int(LOCK_HOLD * 1000)};"
-                    f" SET idle_in_transaction_session_timeout = {int(LOCK_HOLD * 1000)}"
-                )
-            except psycopg.Error as exc:  # e.g. PostgreSQL before 14: no idle_session_timeout
-                log.warning("the ordering lock's time limits are not set: %s", one_line(exc))
+            hold = int(LOCK_HOLD * 1000)
+            for name, ms in (("lock_timeout", int(LOCK_WAIT * 1000)),
+                             ("idle_in_transaction_session_timeout", hold),
+                             ("idle_session_timeout", hold)):  # fmt: skip
+                try:
+                    self._order_db.execute(f"SET {name} = {ms}")
+                except psycopg.Error as exc:  # idle_session_timeout: PostgreSQL 14 or newer
+                    log.warning("the ordering lock's %s is not set: %s", name, one_line(exc))
         self._order_used = now
         return self._order_db
 
