@@ -20,7 +20,11 @@ process of who is online on the others, names owned in Redis, dead processes' us
 
 Redis outage: a message is still stored (the sender's ``say`` is accepted), delivery pauses;
 when the subscription is back, each process sends each of its members what it missed from
-the database (from its ``last_id``, exactly once) before any new live message.
+the database (from its ``last_id``, exactly once) before any new live message. A message
+stored but never published (its process cut off from Redis alone, or paused past the
+ordering lock's bound) leaves a gap in the ids the others see: they fill it from the database
+before the next id (:meth:`Cluster._fill`), or on the ``stored`` event the process sends when
+it is back.
 """
 
 from __future__ import annotations
