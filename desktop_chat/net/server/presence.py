@@ -215,6 +215,13 @@ class PresenceMixin:
 
     def logged_in(self, member: Member, replaced: str | None) -> None:
         user = self.user_of(member)
+        with self.hub._lock:
+            # The name is ours now (claim_name said so): whoever the replica still lists
+            # under it on another process — a dead one not reaped yet, or the one this
+            # session moved from — is this person, here. Left there, a later reaping would
+            # tell everyone here that they left.
+            for users in self.remote.values():
+                users.pop(member.key, None)
         self._announce({"t": "login", "u": user.to_dict(), "from": replaced}, member)
 
     def joined_room(self, member: Member, rkey: str, rname: str) -> None:
@@ -348,12 +355,18 @@ class PresenceMixin:
             with self.hub._lock:
                 users = self.remote.pop(proc, {})
                 for user in users.values():
-                    self._say_left(batch, user, "disconnected")
+                    if not self._online_elsewhere(user.key):
+                        self._say_left(batch, user, "disconnected")
             batch.finish()
             for user in users.values():
                 self._release(proc, user.name, user.key, user.hash)
             self.bp.redis.delete(self.bp.key("users", proc))
             log.info("backplane: process %s is gone; %d users left", proc, len(users))
+
+    def _online_elsewhere(self, key: str) -> bool:
+        """Is ``key`` online here or on a live process (lock held)? A dead process's user
+        who already came back is not shown leaving."""
+        return key in self.hub._users or any(key in users for users in self.remote.values())
 
     def _release_stale(self, held: set[str]) -> None:
         """Free the names this process holds for people who left while Redis was
