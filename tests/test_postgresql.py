@@ -344,3 +344,28 @@ def test_postgresql_down_refuses_sends_and_then_serves_again(
         srv.close()
     finally:
         own.stop()
+
+
+def test_without_psycopg_a_postgresql_url_is_one_clear_line(tmp_path: Path) -> None:
+    """The bundled server leaves psycopg out: --database postgresql://… says what is missing
+    in one line instead of a traceback."""
+    code = (
+        "import sys\n"
+        "class NoPsycopg:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('psycopg', 'psycopg_pool'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, NoPsycopg())\n"
+        "from desktop_chat.server_cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    args = ["--host", "127.0.0.1", "--port", "0", "--data-dir", str(tmp_path)]
+    args += ["--database", "postgresql://chat:hunter2@127.0.0.1:1/chat"]
+    run = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=T(30)
+    )
+    assert run.returncode == 2
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, run.stderr
+    assert "PostgreSQL support is not installed" in lines[0]
+    assert "hunter2" not in run.stderr

@@ -288,6 +288,11 @@ def open_store(database: str | None, data_dir: Path) -> ChatStore:
         raise StorageError(
             f"{describe(database)!r} is not a database URL; give postgresql://user@host/dbname"
         )
-    from desktop_chat.net.server.storage_pg import PgStorage  # psycopg: only when asked for
-
+    try:
+        from desktop_chat.net.server.storage_pg import PgStorage  # psycopg: only when asked
+    except ImportError as exc:  # e.g. the bundled server, made for SQLite only
+        raise StorageError(
+            f"PostgreSQL support is not installed here ({exc.name} is missing): install "
+            "Desktop Chat with pip (it brings psycopg) to use a postgresql:// database"
+        ) from exc
     return PgStorage(database)
