@@ -78,6 +78,42 @@ def test_old_database_is_upgraded_in_place(tmp_path: Path) -> None:
     Storage(path).close()  # opening an up-to-date database changes nothing
 
 
+def test_a_database_with_repeated_refs_keeps_the_earliest_and_then_refuses_repeats(
+    tmp_path: Path,
+) -> None:
+    """Schema step 5 makes (session, ref) unique. A database of step 4 where a ref was stored
+    twice (two processes racing) still upgrades: the earliest keeps the ref."""
+    path = tmp_path / "chat.sqlite3"
+    Storage(path).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP INDEX messages_session_ref")
+    db.execute(
+        "CREATE INDEX messages_session_ref ON messages (from_session, ref) WHERE ref IS NOT NULL"
+    )
+    for text in ("first", "second"):
+        db.execute(
+            "INSERT INTO messages (ts, sender, room_key, room, text, from_session, ref) "
+            "VALUES (1, 'ann', 'general', 'general', ?, 's-ann', '\"r\"')",
+            (text,),
+        )
+    db.execute("PRAGMA user_version = 4")
+    db.commit()
+    db.close()
+    storage = Storage(path)
+    try:
+        original = storage.message_for_ref("s-ann", "r")
+        assert original is not None and original.text == "first"
+        again = storage.add_message(
+            sender="ann", text="third", room="general", room_key="general",
+            by=Identity("ann", "s-ann"), ref="r",
+        )  # fmt: skip
+        assert again == original
+        texts = [m.text for m in storage.room_history("general", before=None, limit=9)[0]]
+        assert texts == ["first", "second"]  # the messages stay; only the ref is kept once
+    finally:
+        storage.close()
+
+
 def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "chat.sqlite3"
     db = sqlite3.connect(path)

@@ -60,6 +60,33 @@ def test_a_database_at_the_previous_step_is_upgraded_with_its_data(pg_cluster: P
     assert _versions(url) == list(range(1, SCHEMA_VERSION + 1))
 
 
+def test_repeated_refs_of_an_old_database_keep_the_earliest(pg_cluster: PgCluster) -> None:
+    """Step 3 makes (session, ref) unique; a ref stored twice before (two processes racing)
+    keeps it on the earliest message, and a repeat is then answered with that one."""
+    url = pg_cluster.fresh_url(empty=True)
+    with psycopg.connect(url, autocommit=True) as db:
+        migrate(db, upto=2)
+        for text in ("first", "second"):
+            db.execute(
+                "INSERT INTO messages (ts, sender, room_key, room, text, from_session, ref) "
+                "VALUES (1, 'Ann', 'general', 'general', %s, 's-ann', '\"r\"')",
+                (text,),
+            )
+    store = PgStorage(url)
+    try:
+        original = store.message_for_ref(ANN.session, "r")
+        assert original is not None and original.text == "first"
+        again = store.add_message(
+            sender="Ann", text="third", room="general", room_key="general", by=ANN, ref="r"
+        )
+        assert again == original
+        store.commit()
+        texts = [m.text for m in store.room_history("general", before=None, limit=9)[0]]
+        assert texts == ["first", "second"]
+    finally:
+        store.close()
+
+
 def test_processes_starting_at_once_migrate_once(pg_cluster: PgCluster) -> None:
     url = pg_cluster.fresh_url(empty=True)
     opened: list[PgStorage] = []

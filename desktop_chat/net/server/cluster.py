@@ -257,6 +257,13 @@ class Cluster(PresenceMixin, AdminMixin):
         hub = self.hub
         batch = Batch(hub.flusher)
         mid = msg.id
+        if event.get("once"):
+            with hub._lock:  # a resend answered by its original: to the sender only
+                member = hub._users.get(str(sender))
+                if member is not None and self._is(member, by_hash):
+                    self._queue(batch, member, msg, by_hash, ref)
+            batch.finish()
+            return
         with hub._lock:
             self.seen_id = max(self.seen_id, mid)
             last = self.last_id

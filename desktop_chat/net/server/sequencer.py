@@ -130,13 +130,16 @@ class Sequencer:
         """In the critical section: the stored messages to every process, in id order."""
         events: list[Event] = []
         for row, msg in zip(rows, msgs, strict=True):
-            events.append(
-                {
-                    "t": "msg", "m": msg.to_dict(), "rk": row.room_key, "fk": row.dm_from,
-                    "tk": row.dm_to, "sk": None if row.by is None else row.by.key,
-                    "h": "" if row.by is None else row.by.session, "ref": row.ref,
-                }
-            )  # fmt: skip
+            event: Event = {
+                "t": "msg", "m": msg.to_dict(), "rk": row.room_key, "fk": row.dm_from,
+                "tk": row.dm_to, "sk": None if row.by is None else row.by.key,
+                "h": "" if row.by is None else row.by.session, "ref": row.ref,
+            }  # fmt: skip
+            if msg.ref is not None:
+                # A resend whose original another process stored: only the sender's session
+                # is answered (it has the original already if its last_id says so).
+                event["once"] = True
+            events.append(event)
         # Once more if the first try fails: Redis may just have come back, and a process
         # already resubscribed would otherwise never see these (a repeat is harmless: the
         # receivers' last_id skips it). Else the catch-up after the outage delivers them.

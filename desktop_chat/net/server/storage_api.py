@@ -189,9 +189,12 @@ class ChatStore(Protocol):
         to: Identity | None = None,
         ref: Ref | None = None,
     ) -> ChatMessage:
-        """Store a message in the open transaction; return it with its server-wide id.
-        Raises :class:`StorageError` when it cannot be written: then nothing of it was
-        stored, and the messages already added are kept."""
+        """Store a message in the open transaction; return it with its server-wide id
+        (without ``ref``). If the sending session already stored a message with this
+        ``ref`` (the database's unique index says so), nothing is stored and that original
+        is returned *with* its ``ref``: the caller answers the resend with it. Raises
+        :class:`StorageError` when it cannot be written: then nothing of it was stored,
+        and the messages already added are kept."""
         ...
 
     def commit(self) -> None:
@@ -203,8 +206,10 @@ class ChatStore(Protocol):
     ) -> list[ChatMessage]:
         """Store ``rows`` in one critical section (see the module docstring): insert, commit,
         call ``after_commit`` with the stored messages (in id order) while still inside it,
-        then leave it. Raises :class:`StorageError` (and calls nothing) when the rows could
-        not be stored: then none of them was."""
+        then leave it. A row whose (session, ``ref``) is stored already is not stored
+        again: its place in the list (and in the callback's) holds the original, *with*
+        its ``ref`` (new messages come without). Raises :class:`StorageError` (and calls
+        nothing) when the rows could not be stored: then none of them was."""
         ...
 
     def mark_file_expired(self, message_id: int) -> None: ...

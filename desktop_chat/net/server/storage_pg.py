@@ -64,12 +64,17 @@ EXPIRE_EVERY = 600.0  # seconds between sweeps of expired sessions
 
 log = logging.getLogger(__name__)
 
-_INSERT = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join(['%s'] * 16)}) RETURNING id"
+# A new message: one whose (session, ref) is stored already is not stored again (the unique
+# index of schema step 3 decides, whichever process checked what before), and returns no id.
+_INSERT = (
+    f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join(['%s'] * 16)}) "
+    "ON CONFLICT (from_session, ref) WHERE ref IS NOT NULL DO NOTHING RETURNING id"
+)
 # _recover writes rows again with their ids; a row whose commit did reach the database before
 # the connection broke is there already.
 _INSERT_AGAIN = (
     f"INSERT INTO messages (id, {MESSAGE_COLUMNS}) VALUES ({', '.join(['%s'] * 17)}) "
-    "ON CONFLICT (id) DO NOTHING"
+    "ON CONFLICT DO NOTHING"
 )
 _MINE_SENT = "(from_session = %(session)s OR from_account = %(account)s)"
 _MINE_RECEIVED = "(to_session = %(session)s OR to_account = %(account)s)"
@@ -264,7 +269,8 @@ class PgStorage(PgSettingsTables):
             if db.info.transaction_status == TransactionStatus.IDLE:
                 db.execute("BEGIN")
             found = db.execute(_INSERT, row).fetchone()
-            assert found is not None
+            if found is None:
+                return _original(db, new)
             msg_id = int(found[0])
             self._pending.append((msg_id, *row))
         return new.stored(msg_id, row)
@@ -318,9 +324,14 @@ class PgStorage(PgSettingsTables):
                             with db.transaction():
                                 cur.executemany(_INSERT, values, returning=True)
                         ids = _returned_ids(cur, len(values))
+                    # Rows that met their ref already stored: answered with the original
+                    # (committed: the unique index waited for it).
+                    stored = [
+                        _original(db, new) if i is None else new.stored(i, r)
+                        for new, i, r in zip(rows, ids, values, strict=True)
+                    ]
                 except psycopg.Error as exc:
                     raise StorageError(one_line(exc)) from exc
-                stored = [new.stored(i, r) for new, i, r in zip(rows, ids, values, strict=True)]
                 after_commit(stored)
                 return stored
             finally:
@@ -546,19 +557,30 @@ class PgStorage(PgSettingsTables):
         return cur.rowcount
 
 
-def _returned_ids(cur: psycopg.Cursor[TupleRow], count: int) -> list[int]:
+def _returned_ids(cur: psycopg.Cursor[TupleRow], count: int) -> list[int | None]:
     """The ids an ``executemany(..., returning=True)`` of ``count`` inserts returned, in order
-    (one result set per insert)."""
-    ids: list[int] = []
+    (one result set per insert; None for a row not stored: its ref was used)."""
+    ids: list[int | None] = []
     while True:
         found = cur.fetchone()
-        if found is not None:
-            ids.append(int(found[0]))
+        ids.append(None if found is None else int(found[0]))
         if not cur.nextset():
             break
     if len(ids) != count:
         raise StorageError(f"{count} messages stored, {len(ids)} ids returned")
     return ids
+
+
+def _original(db: Conn, new: NewMessage) -> ChatMessage:
+    """The stored message whose (session, ref) ``new`` repeats, with its ref."""
+    assert new.by is not None and new.ref is not None
+    row = db.execute(
+        f"SELECT {READ_COLUMNS} FROM messages WHERE from_session = %s AND ref = %s",
+        (new.by.session, json.dumps(new.ref)),
+    ).fetchone()
+    if row is None:
+        raise StorageError("a ref conflicts with no stored message")
+    return replace(message_from_row(row), ref=new.ref)
 
 
 def _broken(db: Conn) -> bool:

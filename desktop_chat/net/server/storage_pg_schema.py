@@ -109,9 +109,25 @@ def _session_indexes(db: Conn) -> None:
     )
 
 
+def _refs_once(db: Conn) -> None:
+    """3: a ``ref`` is stored once per session, whichever process stores it: a unique index
+    (the database, not a check before the insert, decides). Duplicates that slipped in
+    before keep their earliest copy; the later ones lose their ref (the message stays)."""
+    _script(
+        db,
+        "UPDATE messages m SET ref = NULL WHERE m.ref IS NOT NULL AND EXISTS "
+        "(SELECT 1 FROM messages o WHERE o.from_session = m.from_session AND o.ref = m.ref "
+        "AND o.id < m.id);"
+        "DROP INDEX IF EXISTS messages_session_ref;"
+        "CREATE UNIQUE INDEX messages_session_ref ON messages (from_session, ref) "
+        "WHERE ref IS NOT NULL;",
+    )
+
+
 STEPS: list[Callable[[Conn], None]] = [
     _tables,
     _session_indexes,
+    _refs_once,
 ]
 SCHEMA_VERSION = len(STEPS)
 

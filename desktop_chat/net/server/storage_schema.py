@@ -112,11 +112,28 @@ def _message_refs(db: sqlite3.Connection) -> None:
     )
 
 
+def _refs_once(db: sqlite3.Connection) -> None:
+    """5: a ``ref`` is stored once per session, whichever process stores it: a unique index
+    (the database, not a check before the insert, decides). Duplicates that slipped in
+    before keep their earliest copy; the later ones lose their ref (the message stays)."""
+    db.execute(
+        "UPDATE messages SET ref = NULL WHERE ref IS NOT NULL AND from_session IS NOT NULL "
+        "AND id > (SELECT MIN(o.id) FROM messages o "
+        "WHERE o.from_session = messages.from_session AND o.ref = messages.ref)"
+    )
+    db.execute("DROP INDEX IF EXISTS messages_session_ref")
+    db.execute(
+        "CREATE UNIQUE INDEX messages_session_ref ON messages (from_session, ref) "
+        "WHERE ref IS NOT NULL"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_base,
     _privacy_dm_owners,
     _privacy_hashed_tokens,
     _message_refs,
+    _refs_once,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
