@@ -95,7 +95,7 @@ def test_processes_starting_at_once_migrate_once(pg_cluster: PgCluster) -> None:
     def start() -> None:
         try:
             opened.append(PgStorage(url))
-        except (StorageError, psycopg.Error, RuntimeError) as exc:
+        except (StorageError, psycopg.Error) as exc:
             failed.append(exc)
 
     threads = [threading.Thread(target=start) for _ in range(4)]
@@ -114,7 +114,7 @@ def test_processes_starting_at_once_migrate_once(pg_cluster: PgCluster) -> None:
 def test_a_database_from_a_newer_version_is_refused(pg_url: str) -> None:
     with psycopg.connect(pg_url, autocommit=True) as db:
         db.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION + 1,))
-    with pytest.raises(RuntimeError, match="schema version"):
+    with pytest.raises(StorageError, match="schema version"):
         PgStorage(pg_url)
 
 
@@ -369,5 +369,54 @@ def test_postgresql_down_refuses_sends_and_then_serves_again(
             bob.send_json(type="history", room="general")
             assert [m["text"] for m in bob.expect("history")["messages"]] == ["before", "during"]
         srv.close()
+    finally:
+        own.stop()
+
+
+def test_after_postgresql_restarts_every_read_is_served_and_meanwhile_refused_clearly(
+    make_server: Any, pg_cluster: PgCluster
+) -> None:
+    """A restart leaves each process's writer connection dead, which only its first use finds
+    out: the read is made again on a fresh connection (a history, a resume's refs and
+    backlog), not failed. While PostgreSQL is down a read is answered ``storage_failed`` and
+    the connection stays open."""
+    own = PgCluster(pg_cluster.bin_dir)  # a cluster of this test's own, to stop and restart
+    own.start()
+    try:
+        url = own.fresh_url()
+        srv, other = make_server(database=url), make_server(database=url)
+        with LineClient(srv.address) as alice, LineClient(srv.address) as bob:
+            alice.login("alice")
+            bob.login("bob")
+            alice.send_json(type="say", room="general", text="before", ref=1)
+            before = alice.expect("message")
+            assert bob.expect("message")["id"] == before["id"]
+            token = alice.welcome_session
+            alice.close()
+            own.halt()
+            own.launch()
+            bob.send_json(type="history", room="general", ref="h1")
+            assert [m["text"] for m in bob.expect("history")["messages"]] == ["before"]
+            with LineClient(other.address) as back:  # its writer connection is stale too
+                back.login("alice", resume={"session": token, "since": 0})
+                assert back.welcome["resumed"] is True
+                replayed = back.expect("message")
+                assert (replayed["id"], replayed["ref"]) == (before["id"], 1)
+
+            own.halt()
+            bob.send_json(type="history", room="general", ref="h2")
+            refused = bob.expect("error")
+            assert (refused["code"], refused["ref"]) == ("storage_failed", "h2")
+            bob.send_json(type="ping", n=1)
+            assert bob.expect("pong")["n"] == 1  # still connected
+            own.launch()
+
+            def served() -> dict[str, Any] | None:
+                bob.send_json(type="history", room="general", ref="h3")
+                reply = bob.read_json()
+                return reply if reply["type"] == "history" else None
+
+            again = wait_until(served, 20, "history served once PostgreSQL is back")
+            assert [m["text"] for m in again["messages"]] == ["before"]  # type: ignore[index]
     finally:
         own.stop()

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import TypeVar
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -47,10 +48,8 @@ from desktop_chat.net.server.storage_api import (
     Identity,
     NewMessage,
     StorageError,
-    StoredSession,
     describe,
     message_from_row,
-    token_hash,
 )
 from desktop_chat.net.server.storage_pg_schema import ORDER_LOCK, Conn, migrate
 from desktop_chat.net.server.storage_pg_tables import PgSettingsTables, one_line
@@ -63,6 +62,7 @@ SWEEP_CHECK = 2.0  # seconds between looks at whether a session sweep is due
 EXPIRE_EVERY = 600.0  # seconds between sweeps of expired sessions
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # A new message: one whose (session, ref) is stored already is not stored again (the unique
 # index of schema step 3 decides, whichever process checked what before), and returns no id.
@@ -173,6 +173,25 @@ class PgStorage(PgSettingsTables):
             except psycopg.Error as exc:
                 self._after_error()
                 raise StorageError(one_line(exc)) from exc
+
+    def _read(self, work: Callable[[Conn], _T]) -> _T:
+        """``work`` (statements that only read) on the writer connection, under its lock. A
+        connection the database dropped (a restart) is only found out when used: then once
+        more on a fresh one (which first writes again what the old one lost), so a request
+        fails only while the database is really out of reach."""
+        with self._lock:
+            if self._closed:
+                raise StorageError("the database is closed")
+            for again in (False, True):
+                try:
+                    return work(self._writer())
+                except psycopg.Error as exc:
+                    stale = not again and (self._db is None or _broken(self._db))
+                    self._after_error()
+                    if not stale:
+                        raise StorageError(one_line(exc)) from exc
+                    log.info("the database connection was lost (%s): connecting again", exc)
+            raise AssertionError("unreachable")
 
     def _writer(self) -> Conn:
         """The writer connection (lock held), connected again if it was lost; after a failed
@@ -372,22 +391,24 @@ class PgStorage(PgSettingsTables):
     def session_refs(self, session: str, newest: int) -> list[str]:
         """The last ``newest`` refs (as stored: JSON) of the session whose token hashes to
         ``session``, oldest first."""
-        with self._locked() as db:
-            rows = db.execute(
+        rows = self._read(
+            lambda db: db.execute(
                 "SELECT ref FROM messages WHERE from_session = %s AND ref IS NOT NULL "
                 "ORDER BY id DESC LIMIT %s",
                 (session, newest),
             ).fetchall()
+        )
         return [str(r[0]) for r in reversed(rows)]
 
     def message_for_ref(self, session: str, ref: Ref) -> ChatMessage | None:
         """The message the session (token hash ``session``) already sent with this ``ref``."""
-        with self._locked() as db:
-            row = db.execute(
+        row = self._read(
+            lambda db: db.execute(
                 f"SELECT {READ_COLUMNS} FROM messages WHERE from_session = %s AND ref = %s "
                 "ORDER BY id LIMIT 1",
                 (session, json.dumps(ref)),
             ).fetchone()
+        )
         return None if row is None else replace(message_from_row(row), ref=ref)
 
     def room_history(
@@ -404,8 +425,7 @@ class PgStorage(PgSettingsTables):
             f"((dm_from = %(key)s AND {_MINE_SENT}) OR (dm_to = %(key)s AND {_MINE_RECEIVED}))"
         )
         args = {"id": message_id, "key": me.key, "session": me.session, "account": me.account}
-        with self._locked() as db:
-            return db.execute(sql, args).fetchone() is not None
+        return self._read(lambda db: db.execute(sql, args).fetchone()) is not None
 
     def dm_history(
         self, me: Identity, other_key: str, *, before: int | None, limit: int
@@ -433,8 +453,7 @@ class PgStorage(PgSettingsTables):
             args["before"] = before
         sql += " ORDER BY id DESC LIMIT %(limit)s"
         args["limit"] = limit + 1
-        with self._locked() as db:
-            rows = db.execute(sql, args).fetchall()
+        rows = self._read(lambda db: db.execute(sql, args).fetchall())
         more = len(rows) > limit
         return [message_from_row(r) for r in reversed(rows[:limit])], more
 
@@ -460,8 +479,7 @@ class PgStorage(PgSettingsTables):
             "account": me.account,
             "limit": None if limit < 0 else limit,  # LIMIT NULL: all
         }
-        with self._locked() as db:
-            rows = db.execute(sql, args).fetchall()
+        rows = self._read(lambda db: db.execute(sql, args).fetchall())
         out = []
         for row in rows:
             msg = message_from_row(row[:-1])
@@ -472,8 +490,8 @@ class PgStorage(PgSettingsTables):
 
     def name_used_by_others(self, key: str, session: str) -> bool:
         """Has anyone but session ``session`` (a token hash) used the name ``key``?"""
-        with self._locked() as db:
-            row = db.execute(
+        row = self._read(
+            lambda db: db.execute(
                 "SELECT 1 FROM sessions WHERE name_key = %(key)s AND token != %(s)s UNION ALL "
                 "SELECT 1 FROM messages WHERE sender_key = %(key)s "
                 "AND from_session IS DISTINCT FROM %(s)s UNION ALL "
@@ -481,6 +499,7 @@ class PgStorage(PgSettingsTables):
                 "AND to_session IS DISTINCT FROM %(s)s LIMIT 1",
                 {"key": key, "s": session},
             ).fetchone()
+        )
         return row is not None
 
     def claim_dms(self, me: Identity) -> None:
@@ -498,63 +517,8 @@ class PgStorage(PgSettingsTables):
                 )
 
     def last_message_id(self) -> int:
-        with self._locked() as db:
-            row = db.execute("SELECT MAX(id) FROM messages").fetchone()
+        row = self._read(lambda db: db.execute("SELECT MAX(id) FROM messages").fetchone())
         return 0 if row is None or row[0] is None else int(row[0])
-
-    # -- sessions -----------------------------------------------------------------------
-
-    def save_session(
-        self, token: str, name: str, name_key: str, rooms: Sequence[str], *, tls: bool = False
-    ) -> None:
-        """Create or update a session (kept as the token's hash); ``tls`` counts only when
-        the session is created. Best effort: a failure is logged, the session lives on in
-        memory meanwhile."""
-        now = int(time.time())
-        try:
-            with self._pooled() as db:
-                db.execute(
-                    "INSERT INTO sessions (token, name_key, name, rooms, created, last_seen, tls) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (token) DO UPDATE SET "
-                    "name = excluded.name, rooms = excluded.rooms, last_seen = excluded.last_seen",
-                    (token_hash(token), name_key, name, json.dumps(list(rooms)), now, now, tls),
-                )
-        except StorageError as exc:
-            log.warning("a session was not saved: %s", exc)
-
-    def load_session(self, token: str) -> StoredSession | None:
-        """The session of ``token``; None if unknown or unused for longer than
-        :attr:`session_ttl` (deleted then)."""
-        hashed = token_hash(token)
-        with self._pooled() as db:
-            row = db.execute(
-                "SELECT name_key, name, rooms, last_seen, tls FROM sessions WHERE token = %s",
-                (hashed,),
-            ).fetchone()
-            if row is None:
-                return None
-            if self.session_ttl is not None and row[3] < time.time() - self.session_ttl:
-                db.execute("DELETE FROM sessions WHERE token = %s", (hashed,))
-                return None
-        rooms = json.loads(row[2])
-        return StoredSession(
-            token=token,
-            name_key=str(row[0]),
-            name=str(row[1]),
-            rooms=tuple(str(r) for r in rooms),
-            last_seen=float(row[3]),
-            tls=bool(row[4]),
-        )
-
-    def delete_session(self, token: str) -> None:
-        with self._pooled() as db:
-            db.execute("DELETE FROM sessions WHERE token = %s", (token_hash(token),))
-
-    def expire_sessions(self, older_than_seconds: float) -> int:
-        cutoff = int(time.time() - older_than_seconds)
-        with self._pooled() as db:
-            cur = db.execute("DELETE FROM sessions WHERE last_seen < %s", (cutoff,))
-        return cur.rowcount
 
 
 def _returned_ids(cur: psycopg.Cursor[TupleRow], count: int) -> list[int | None]:
