@@ -4,6 +4,8 @@ across a resume and a server restart; and the numbered schema migrations that ma
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +13,9 @@ import pytest
 
 from desktop_chat.net.server.refs import RecentRefs, ref_key
 from desktop_chat.net.server.storage import Identity, Storage, token_hash
+from desktop_chat.net.server.storage_api import StorageError
 from desktop_chat.net.server.storage_schema import SCHEMA_VERSION
-from tests.helpers import LineClient
+from tests.helpers import LineClient, T
 
 pytestmark = pytest.mark.backends  # the contract: on SQLite and on PostgreSQL
 
@@ -119,8 +122,35 @@ def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     db.close()
-    with pytest.raises(RuntimeError, match="schema version"):
+    with pytest.raises(StorageError, match="schema version"):
         Storage(path).close()
+
+
+def test_the_command_refuses_a_database_from_a_newer_version_in_one_line(
+    data_dir: Path, database: str | None
+) -> None:
+    if database is None:
+        db = sqlite3.connect(data_dir / "chat.sqlite3")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        db.close()
+    else:
+        import psycopg
+
+        from desktop_chat.net.server.storage_pg_schema import SCHEMA_VERSION as PG_VERSION
+
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (PG_VERSION + 1,))
+    flags = [] if database is None else ["--database", database]
+    result = subprocess.run(
+        [sys.executable, "-m", "desktop_chat.server_cli", "--host", "127.0.0.1", "--port", "0",
+         "--data-dir", str(data_dir), "--no-announce", "--tls", "off", *flags],
+        capture_output=True, text=True, timeout=T(30),
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("desktop-chat-server: database: the database has schema version")
+    assert "newer" in line
 
 
 def test_repeated_ref_answers_the_original_and_stores_nothing(connect: Any) -> None:

@@ -42,6 +42,17 @@ class StorageError(Exception):
     PostgreSQL unreachable. A write that raises it stored nothing."""
 
 
+class NewerDatabase(StorageError):
+    """The database was made by a newer version of the program (a higher schema version):
+    refused rather than misread. One line, for the person who started the server."""
+
+    def __init__(self, had: int, known: int) -> None:
+        super().__init__(
+            f"the database has schema version {had}, made by a newer Desktop Chat; this "
+            f"program knows up to {known}: upgrade it (or use another database)"
+        )
+
+
 def token_hash(token: str) -> str:
     """What the database keeps of a session token: its SHA-256 (hex). A stolen database file
     (or backup) does not let anyone resume someone else's session."""

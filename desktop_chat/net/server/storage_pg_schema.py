@@ -21,6 +21,8 @@ from collections.abc import Callable
 import psycopg
 from psycopg.rows import TupleRow
 
+from desktop_chat.net.server.storage_api import NewerDatabase
+
 Conn = psycopg.Connection[TupleRow]
 
 log = logging.getLogger(__name__)
@@ -144,7 +146,7 @@ def schema_version(db: Conn) -> int:
 def migrate(db: Conn, *, upto: int = SCHEMA_VERSION) -> int:
     """Apply the steps a database lacks (up to ``upto``: tests build old databases); return
     the version it had. ``db`` is in autocommit mode. A database newer than this code is
-    refused (RuntimeError) rather than misread."""
+    refused (:class:`NewerDatabase`) rather than misread."""
     db.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
     try:
         db.execute(
@@ -153,9 +155,7 @@ def migrate(db: Conn, *, upto: int = SCHEMA_VERSION) -> int:
         )
         had = schema_version(db)
         if had > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"the database has schema version {had}; this program knows up to {SCHEMA_VERSION}"
-            )
+            raise NewerDatabase(had, SCHEMA_VERSION)
         for version in range(had + 1, upto + 1):
             with db.transaction():
                 STEPS[version - 1](db)

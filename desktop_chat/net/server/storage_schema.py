@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Callable
 
 from desktop_chat.net.protocol.names import name_key
+from desktop_chat.net.server.storage_api import NewerDatabase
 from desktop_chat.net.server.storage_api import token_hash as token_hash
 
 log = logging.getLogger(__name__)
@@ -140,14 +141,13 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def migrate(db: sqlite3.Connection) -> int:
     """Apply the steps a database lacks; return the version it had. ``db`` is in autocommit
-    mode. A database newer than this code is refused rather than misread."""
+    mode. A database newer than this code is refused (:class:`NewerDatabase`) rather than
+    misread."""
     db.create_function("dc_name_key", 1, name_key, deterministic=True)
     db.create_function("dc_sha256", 1, token_hash, deterministic=True)
     had = int(db.execute("PRAGMA user_version").fetchone()[0])
     if had > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"the database has schema version {had}; this program knows up to {SCHEMA_VERSION}"
-        )
+        raise NewerDatabase(had, SCHEMA_VERSION)
     for version in range(had + 1, SCHEMA_VERSION + 1):
         db.execute("BEGIN IMMEDIATE")
         try:
