@@ -69,6 +69,9 @@ _INSERT = f"INSERT INTO messages (id, {MESSAGE_COLUMNS}) VALUES ({', '.join('?' 
 # A new message: one whose (session, ref) is stored already is not stored again (the unique
 # index of schema step 5 decides, whoever checked what before).
 _INSERT_NEW = f"{_INSERT} ON CONFLICT (from_session, ref) WHERE ref IS NOT NULL DO NOTHING"
+# _recover writes rolled-back rows again; one whose ref was stored meanwhile stays out (as on
+# PostgreSQL) rather than block every later recovery.
+_INSERT_AGAIN = f"{_INSERT} ON CONFLICT DO NOTHING"
 # The DMs an Identity took part in (named parameters :session and :account).
 _MINE_SENT = "(from_session = :session OR from_account = :account)"
 _MINE_RECEIVED = "(to_session = :session OR to_account = :account)"
@@ -322,7 +325,7 @@ class Storage(SettingsTables):
         rows, self._pending = self._pending, []
         try:
             self._db.execute("BEGIN")
-            self._db.executemany(_INSERT, rows)
+            self._db.executemany(_INSERT_AGAIN, rows)
             self._db.execute("COMMIT")
         except sqlite3.Error:
             if self._db.in_transaction:
