@@ -249,7 +249,11 @@ class Storage(SettingsTables):
         return replace(message_from_row(row), ref=new.ref)
 
     def append_ordered(
-        self, rows: Sequence[NewMessage], after_commit: Callable[[list[ChatMessage]], None]
+        self,
+        rows: Sequence[NewMessage],
+        after_commit: Callable[[list[ChatMessage]], None],
+        *,
+        more: Callable[[], bool] = lambda: False,
     ) -> list[ChatMessage]:
         """Store ``rows`` and commit them in a critical section of this process, then call
         ``after_commit`` with them before leaving it (see :class:`ChatStore`). Raises

@@ -213,14 +213,21 @@ class ChatStore(Protocol):
         messages kept for the next round)."""
 
     def append_ordered(
-        self, rows: Sequence[NewMessage], after_commit: Callable[[list[ChatMessage]], None]
+        self,
+        rows: Sequence[NewMessage],
+        after_commit: Callable[[list[ChatMessage]], None],
+        *,
+        more: Callable[[], bool] = lambda: False,
     ) -> list[ChatMessage]:
         """Store ``rows`` in one critical section (see the module docstring): insert, commit,
         call ``after_commit`` with the stored messages (in id order) while still inside it,
         then leave it. A row whose (session, ``ref``) is stored already is not stored
         again: its place in the list (and in the callback's) holds the original, *with*
         its ``ref`` (new messages come without). Raises :class:`StorageError` (and calls
-        nothing) when the rows could not be stored: then none of them was."""
+        nothing) when the rows could not be stored: then none of them was. ``more()``, asked
+        at the end, says another call follows at once: a back end may then keep its lock
+        for it (PostgreSQL: the next round lets go of it and takes it again in one round
+        trip, behind any other process waiting)."""
         ...
 
     def mark_file_expired(self, message_id: int) -> None: ...
