@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+DELIVERIES_PER_HOLD = 4096  # deliveries queued under one hold of the hub's lock at most
+
 
 class Cluster(PresenceMixin, AdminMixin):
     """The hub's collaborator in cluster mode. Handlers run on the backplane's subscriber
@@ -71,7 +73,10 @@ class Cluster(PresenceMixin, AdminMixin):
         # (session, ref) of messages queued but not stored yet: a resend of one is answered
         # by the original's echo, never stored twice (hub lock).
         self._queued_refs: set[tuple[str, p.Ref]] = set()
-        self._handlers: dict[str, Callable[[Event], None]] = {"msg": self._on_msg}
+        self._handlers: dict[str, Callable[[Event], None]] = {
+            "msgs": self._on_msgs,
+            "msg": self._on_msg,  # one message alone (as processes of 0.2.0 published)
+        }
         self.init_presence()
         self.init_admin()
         backplane.on_event = self._on_event
@@ -250,27 +255,47 @@ class Cluster(PresenceMixin, AdminMixin):
             log.error("backplane: a malformed %r event was ignored: %s", event.get("t"), exc)
 
     def _on_msg(self, event: Event) -> None:
-        msg = p.ChatMessage.from_dict(event["m"])
-        ref: p.Ref | None = event.get("ref")
-        sender, by_hash = event.get("sk"), str(event.get("h") or "")
-        shared = Outgoing(msg)  # encoded once for every recipient
+        self._on_msgs({"ms": [event]})
+
+    def _on_msgs(self, event: Event) -> None:
+        """A round of messages one process stored, in id order: delivered under one hold of
+        the hub's lock and handed to the flusher once (a hold is cut short after
+        :data:`DELIVERIES_PER_HOLD` deliveries, so a big round does not keep the lock long)."""
+        items = [(p.ChatMessage.from_dict(item["m"]), item) for item in event["ms"]]
         hub = self.hub
-        batch = Batch(hub.flusher)
+        at = 0
+        while at < len(items):
+            batch = Batch(hub.flusher)
+            queued = 0
+            with hub._lock:
+                while at < len(items) and queued < DELIVERIES_PER_HOLD:
+                    queued += self._deliver(batch, *items[at])
+                    at += 1
+            batch.finish()
+
+    def _deliver(self, batch: Batch, msg: p.ChatMessage, item: Event) -> int:
+        """Queue one published message to its local recipients (lock held); how many."""
+        ref: p.Ref | None = item.get("ref")
+        sender, by_hash = item.get("sk"), str(item.get("h") or "")
         mid = msg.id
-        with hub._lock:
-            self.seen_id = max(self.seen_id, mid)
-            last = self.last_id
-            # Skip whoever had it already: from a resume's replay, or a repeated publish.
-            fresh = [m for m in self._recipients(event) if last.get(m, 0) < mid]
-            for member in fresh:
-                last[member] = mid
-            if ref is not None:
-                own = [m for m in fresh if m.key == sender and self._is(m, by_hash)]
-                if own:
-                    fresh = [m for m in fresh if m not in own]
-                    batch.send_all(own, Outgoing(replace(msg, ref=ref)))
-            batch.send_all(fresh, shared)
-        batch.finish()
+        if item.get("once"):  # a resend answered by its original: to the sender only
+            member = self.hub._users.get(str(sender))
+            if member is not None and self._is(member, by_hash):
+                self._queue(batch, member, msg, by_hash, ref)
+            return 1
+        self.seen_id = max(self.seen_id, mid)
+        last = self.last_id
+        # Skip whoever had it already: from a resume's replay, or a repeated publish.
+        fresh = [m for m in self._recipients(item) if last.get(m, 0) < mid]
+        for member in fresh:
+            last[member] = mid
+        if ref is not None:
+            own = [m for m in fresh if m.key == sender and self._is(m, by_hash)]
+            if own:
+                fresh = [m for m in fresh if m not in own]
+                batch.send_all(own, Outgoing(replace(msg, ref=ref)))
+        batch.send_all(fresh, Outgoing(msg))  # encoded once for every recipient
+        return len(fresh) + 1
 
     @staticmethod
     def _is(member: Member, session_hash: str) -> bool:

@@ -115,7 +115,9 @@ class Sequencer:
     def _round(self, batch: list[_Pending]) -> None:
         rows = [row for pending in batch for row in pending.rows]
         try:
-            msgs = self.storage.append_ordered(rows, lambda m: self._publish(rows, m))
+            msgs = self.storage.append_ordered(
+                rows, lambda m: self._publish(rows, m), more=lambda: bool(self._waiting)
+            )
         except StorageError as exc:
             log.error("%d messages could not be stored: %s", len(rows), exc)
             for pending in batch:
@@ -127,20 +129,26 @@ class Sequencer:
             at += len(pending.rows)
 
     def _publish(self, rows: list[NewMessage], msgs: list[p.ChatMessage]) -> None:
-        """In the critical section: the stored messages to every process, in id order."""
-        events: list[Event] = []
+        """In the critical section: the stored messages to every process, in id order, as one
+        event (one PUBLISH, and one message to parse and one hold of the hub's lock for each
+        receiver, however many messages the round has)."""
+        items: list[Event] = []
         for row, msg in zip(rows, msgs, strict=True):
-            events.append(
-                {
-                    "t": "msg", "m": msg.to_dict(), "rk": row.room_key, "fk": row.dm_from,
-                    "tk": row.dm_to, "sk": None if row.by is None else row.by.key,
-                    "h": "" if row.by is None else row.by.session, "ref": row.ref,
-                }
-            )  # fmt: skip
+            item: Event = {
+                "m": msg.to_dict(), "rk": row.room_key, "fk": row.dm_from, "tk": row.dm_to,
+                "sk": None if row.by is None else row.by.key,
+                "h": "" if row.by is None else row.by.session, "ref": row.ref,
+            }  # fmt: skip
+            if msg.ref is not None:
+                # A resend whose original another process stored: only the sender's session
+                # is answered (it has the original already if its last_id says so).
+                item["once"] = True
+            items.append(item)
+        events: list[Event] = [{"t": "msgs", "ms": items}]
         # Once more if the first try fails: Redis may just have come back, and a process
         # already resubscribed would otherwise never see these (a repeat is harmless: the
         # receivers' last_id skips it). Else the catch-up after the outage delivers them.
         if not (self.bp.publish_many(events) or self.bp.publish_many(events)):
-            for event in events:
-                if event["ref"] is not None:
-                    self.unsent_refs[event["m"]["id"]] = (event["h"], event["ref"])
+            for item in items:
+                if item["ref"] is not None:
+                    self.unsent_refs[item["m"]["id"]] = (item["h"], item["ref"])

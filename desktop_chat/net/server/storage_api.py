@@ -42,6 +42,17 @@ class StorageError(Exception):
     PostgreSQL unreachable. A write that raises it stored nothing."""
 
 
+class NewerDatabase(StorageError):
+    """The database was made by a newer version of the program (a higher schema version):
+    refused rather than misread. One line, for the person who started the server."""
+
+    def __init__(self, had: int, known: int) -> None:
+        super().__init__(
+            f"the database has schema version {had}, made by a newer Desktop Chat; this "
+            f"program knows up to {known}: upgrade it (or use another database)"
+        )
+
+
 def token_hash(token: str) -> str:
     """What the database keeps of a session token: its SHA-256 (hex). A stolen database file
     (or backup) does not let anyone resume someone else's session."""
@@ -189,9 +200,12 @@ class ChatStore(Protocol):
         to: Identity | None = None,
         ref: Ref | None = None,
     ) -> ChatMessage:
-        """Store a message in the open transaction; return it with its server-wide id.
-        Raises :class:`StorageError` when it cannot be written: then nothing of it was
-        stored, and the messages already added are kept."""
+        """Store a message in the open transaction; return it with its server-wide id
+        (without ``ref``). If the sending session already stored a message with this
+        ``ref`` (the database's unique index says so), nothing is stored and that original
+        is returned *with* its ``ref``: the caller answers the resend with it. Raises
+        :class:`StorageError` when it cannot be written: then nothing of it was stored,
+        and the messages already added are kept."""
         ...
 
     def commit(self) -> None:
@@ -199,12 +213,21 @@ class ChatStore(Protocol):
         messages kept for the next round)."""
 
     def append_ordered(
-        self, rows: Sequence[NewMessage], after_commit: Callable[[list[ChatMessage]], None]
+        self,
+        rows: Sequence[NewMessage],
+        after_commit: Callable[[list[ChatMessage]], None],
+        *,
+        more: Callable[[], bool] = lambda: False,
     ) -> list[ChatMessage]:
         """Store ``rows`` in one critical section (see the module docstring): insert, commit,
         call ``after_commit`` with the stored messages (in id order) while still inside it,
-        then leave it. Raises :class:`StorageError` (and calls nothing) when the rows could
-        not be stored: then none of them was."""
+        then leave it. A row whose (session, ``ref``) is stored already is not stored
+        again: its place in the list (and in the callback's) holds the original, *with*
+        its ``ref`` (new messages come without). Raises :class:`StorageError` (and calls
+        nothing) when the rows could not be stored: then none of them was. ``more()``, asked
+        at the end, says another call follows at once: a back end may then keep its lock
+        for it (PostgreSQL: the next round lets go of it and takes it again in one round
+        trip, behind any other process waiting)."""
         ...
 
     def mark_file_expired(self, message_id: int) -> None: ...
