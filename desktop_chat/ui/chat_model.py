@@ -89,6 +89,7 @@ class Entry:
     thumb: Any = None  # a picture's QImage preview, decoded at bounded size, once fetched
     thumb_asked: bool = False  # its preview was asked for (when first painted)
     thumb_failed: bool = False  # no preview can be made (too large, a bomb): the icon shows
+    thumb_note: str = ""  # why not ("too large to preview"), said on the card
     file_note: str = ""  # what became of saving it here ("saving… 40 %", "saved as x.pdf")
 
     @property

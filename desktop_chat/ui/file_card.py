@@ -256,7 +256,7 @@ class CardPainter:
     ) -> None:
         """Paint ``entry``'s card (its ``file`` is set) with the keyboard on ``focused``."""
         name_font, small_font, name_fm, small_fm = fonts
-        info, thumb, note = entry.file, entry.thumb, entry.file_note
+        info, thumb, note = entry.file, entry.thumb, entry.file_note or entry.thumb_note
         assert info is not None
         sender = "you" if entry.own else entry.sender
         painter.setPen(QPen(self.border, 1))
