@@ -4,6 +4,7 @@ for cards on screen while 200 pictures scroll past, and honest previews of big p
 
 from __future__ import annotations
 
+import os
 import resource
 import threading
 from pathlib import Path
@@ -123,6 +124,9 @@ def test_a_big_picture_gets_a_preview_and_a_bomb_says_too_large(
     assert bob.chat_view.file_action_at(QPoint(card.picture.center())) is not None
     meta = file_card.meta_text(bad.file, "carol", bad.file_note or bad.thumb_note)
     assert meta.endswith("· too large to preview")
+    bob.chat_view.scroll_to_newest()
+    folder = Path(os.environ.get("DESKTOP_CHAT_CARD_SCREENSHOTS") or tmp_path)
+    assert bob.grab().save(str(folder / "files-card-big.png"))
     # A damaged picture says so, not "too large".
     image, why = previews.decode_thumbnail(big.read_bytes()[:5000])
     assert image.isNull() and why == "no preview: the picture is damaged"
