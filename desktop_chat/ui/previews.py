@@ -5,8 +5,9 @@ The chat delegate asks (``thumbWanted``) when it paints a picture's card that ha
 thread of its own (at most THUMB_FETCH_CAP bytes in memory, over the transfer code's pinned
 TLS), and only for cards still on screen: when the view scrolls, fetches of cards scrolled away
 are cancelled and asks for them dropped (they ask again when painted again), and new fetches
-wait until the view has been still for SETTLE_MS. So a conversation of many large pictures
-costs a viewer who scrolls past them at most MAX_FETCHES × THUMB_FETCH_CAP of memory.
+wait until the view has been still for SETTLE_MS (not while it follows the newest message).
+So a conversation of many large pictures costs a viewer who scrolls past them at most
+MAX_FETCHES × THUMB_FETCH_CAP of memory.
 
 A picture is decoded on its fetch thread (Qt lets go of the Python lock while it decodes: the
 window stays responsive), scaled to fit PREVIEW_BOX, under an allocation limit: THUMB_ALLOC_MB,
@@ -166,7 +167,14 @@ class Previews(QObject):
             if not fetch.cancel.cancelled and not any(id(e) in shown for e in fetch.entries):
                 fetch.cancel.cancel()  # its slot is free once its thread has ended
         self._drop_unseen(shown)
-        self._settle.start()
+        bar = self.view.verticalScrollBar()
+        if bar.value() >= bar.maximum():
+            # Following the newest messages (a busy chat scrolls for every one): waiting for
+            # the view to settle would keep new pictures waiting as long as people talk.
+            self._settle.stop()
+            self._pump()
+        else:
+            self._settle.start()
 
     def _drop_unseen(self, shown: set[int]) -> None:
         for file_id, entries in list(self._queue.items()):
