@@ -224,8 +224,12 @@ class Previews(QObject):
         fetch.thread.join()  # it has handed over: only its return is left
         entries = fetch.entries
         if fetch.cancel.cancelled:
+            shown = self._on_screen()
             for entry in entries:
-                entry.thumb_asked = False  # scrolled away: asked again when shown again
+                if id(entry) in shown:  # back on screen meanwhile: fetched again
+                    self._queue.setdefault(file_id, []).append(entry)
+                else:
+                    entry.thumb_asked = False  # scrolled away: asked again when shown again
         elif image is None or image.isNull():  # a bomb, too big, damaged, or none came
             for entry in entries:
                 entry.thumb_failed = True

@@ -79,8 +79,8 @@ def test_at_most_two_previews_are_fetched_at_once_and_only_for_cards_on_screen(
         assert bob.files.previews.fetching <= previews.MAX_FETCHES
         # The pictures scrolled past were not fetched (or their fetch was cancelled): they
         # are asked for again when they come back on screen.
-        for entry in first_seen:
-            assert entry.thumb is None and not entry.thumb_asked
+        qtbot.waitUntil(lambda: not any(e.thumb_asked for e in first_seen), timeout=TIMEOUT_MS)
+        assert first_seen and all(e.thumb is None for e in first_seen)
         relay.open()
         top = _on_screen(bob)
         assert top and top[0].file.name == "p0.png"
@@ -130,3 +130,35 @@ def test_a_big_picture_gets_a_preview_and_a_bomb_says_too_large(
     # A damaged picture says so, not "too large".
     image, why = previews.decode_thumbnail(big.read_bytes()[:5000])
     assert image.isNull() and why == "no preview: the picture is damaged"
+
+
+def test_a_card_scrolled_away_and_back_mid_fetch_still_gets_its_preview(
+    qtbot: QtBot, server: Server, connect: Any, bob: MainWindow, tmp_path: Path
+) -> None:
+    relay = GateRelay(("127.0.0.1", server.port))
+    try:
+        manager = bob.files.manager
+        ep = manager.endpoint
+        assert ep is not None
+        manager.set_endpoint(f.Endpoint(ep.host, ep.port, ep.fingerprint, ep.token,
+                                        ("127.0.0.1", relay.port)))  # fmt: skip
+        carol = connect("carol")
+        for i in range(12):
+            path = plain_png(tmp_path / f"q{i}.png", 300, 200, f"#c0{i:02x}40")
+            share(server, carol.welcome_session, path, room="general")
+        last = _wait_card(qtbot, bob, "q11.png")
+        view = bob.chat_view
+        view.scroll_to_newest()
+        view.viewport().repaint()
+        qtbot.waitUntil(lambda: bob.files.previews.fetching > 0, timeout=TIMEOUT_MS)
+        assert last in _on_screen(bob) and last.thumb_asked
+        bar = view.verticalScrollBar()
+        bottom = bar.value()
+        bar.setValue(0)  # away: its fetch is cancelled...
+        bar.setValue(bottom)  # ...and back before that fetch has ended
+        view.viewport().repaint()  # painted while its preview is still asked for
+        relay.open()
+        qtbot.waitUntil(lambda: last.thumb is not None, timeout=TIMEOUT_MS)
+        assert last.thumb.pixelColor(100, 100) == QColor("#c00b40")
+    finally:
+        relay.close()
