@@ -39,6 +39,9 @@ SAVE, OPEN, VIEW = "save", "open", "view"
 # Only these are shown in the app (the server serves only these inline, too).
 VIEWABLE = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 PREVIEW_BOX = QSize(240, 180)  # a picture's preview fits in this
+# Why a picture has no preview (the card says it after the picture's size).
+TOO_LARGE = "too large to preview"
+DAMAGED = "no preview: the picture is damaged"
 
 # Characters that reorder or hide text (bidi embeddings, overrides, isolates and marks).
 _BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -118,14 +121,22 @@ def shown_name(info: FileInfo, fm: QFontMetrics, width: int) -> str:
 
 
 def meta_text(info: FileInfo, sender: str, note: str = "") -> str:
-    """The line under the name: size, picture size, sender, and what became of saving it."""
+    """The line under the name: size, picture size, sender, and what became of saving it or
+    its preview. What matters most comes first where the card is narrow: a program's warning,
+    why a picture has no preview."""
     if info.expired:
         return "expired: the server no longer has it"
-    dims = f" · {info.width}×{info.height}" if info.width and info.height and not note else ""
-    tail = f" · {note}" if note else ""
-    if not note and is_program(info.name):
-        return f"{PROGRAM_NOTE} · {human_size(info.size)} · from {sender}"
-    return f"{human_size(info.size)}{dims} · from {sender}{tail}"
+    size = human_size(info.size)
+    if is_program(info.name):
+        if not note:
+            return f"{PROGRAM_NOTE} · {size} · from {sender}"
+        return f"program — check before running · {note} · {size} · from {sender}"
+    dims = f" · {info.width}×{info.height}" if info.width and info.height else ""
+    if note in (TOO_LARGE, DAMAGED):
+        return f"{size}{dims} · {note} · from {sender}"
+    if note:
+        return f"{size} · from {sender} · {note}"
+    return f"{size}{dims} · from {sender}"
 
 
 def preview_size(info: FileInfo) -> tuple[int, int]:

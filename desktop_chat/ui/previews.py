@@ -33,7 +33,7 @@ from PySide6.QtGui import QImage, QImageReader
 from PySide6.QtWidgets import QListView
 
 from desktop_chat.net.client import files as f
-from desktop_chat.ui.file_card import PREVIEW_BOX, preview_size
+from desktop_chat.ui.file_card import DAMAGED, PREVIEW_BOX, TOO_LARGE, preview_size
 
 MAX_FETCHES = 2  # previews fetched at once
 SETTLE_MS = 120  # after a scroll, fetches start once the view has been still this long
@@ -41,8 +41,6 @@ THUMB_FETCH_CAP = 16 * 1024 * 1024  # bytes of a picture fetched into memory for
 THUMB_ALLOC_MB = 64  # what Qt may allocate to decode one picture, whatever its header says
 PREVIEW_MAX_PIXELS = 50_000_000  # up to this the limit is raised to the header's full size
 PREVIEW_CACHE = 256  # decoded previews kept (240×180×4 bytes each at most: about 44 MB)
-TOO_LARGE = "too large to preview"
-DAMAGED = "no preview: the picture is damaged"
 
 _big_decode = threading.Lock()  # one decode above THUMB_ALLOC_MB at a time, in all windows
 

@@ -61,6 +61,9 @@ def test_a_program_has_no_open_button_and_says_to_check_it(
     qtbot.keyClick(view, Qt.Key.Key_Return)
     (saved,) = _saved(qtbot, bob, 1)
     assert saved.name == "setup.exe" and saved.read_bytes() == source.read_bytes()
+    qtbot.waitUntil(lambda: exe.file_note == "saved as setup.exe", timeout=TIMEOUT_MS)
+    meta = file_card.meta_text(exe.file, "carol", exe.file_note)
+    assert meta == "program — check before running · saved as setup.exe · 4.9 KB · from carol"
     view.fileAction.emit(exe, file_card.OPEN)  # even if asked to (a stale key, a bug)
     assert len(bob.files.manager.transfers) == 1 and not opened.urls
     _grab(bob, tmp_path)
