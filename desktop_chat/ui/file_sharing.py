@@ -51,9 +51,11 @@ from desktop_chat.paths import data_dir
 from desktop_chat.ui import file_card
 from desktop_chat.ui.image_viewer import ImageViewer
 from desktop_chat.ui.previews import Previews
+from desktop_chat.ui.programs import is_program, looks_runnable
 from desktop_chat.ui.transfers import Transfer, TransferManager, human_size
 
 ENV_DOWNLOADS = "DESKTOP_CHAT_DOWNLOADS"
+NOT_OPENED = " · a program: not opened"  # the card's note when Open met a program's bytes
 
 
 def downloads_folder() -> Path:
@@ -168,6 +170,7 @@ class FileSharing(QObject):
         self._open_after: set[str] = set()
         self._saved: dict[str, Path] = {}  # file id -> where it was saved this session
         self._noted: dict[str, list[Any]] = {}  # file id -> cards that show how saving goes
+        self._not_opened: set[str] = set()  # files whose bytes are a program: never opened
         self.manager.changed.connect(self._on_transfer_changed)
         self.viewers: dict[str, ImageViewer] = {}  # file id -> its open viewer
         self._pictures: dict[str, Path] = {}  # file id -> its checked copy for the viewer
@@ -264,9 +267,11 @@ class FileSharing(QObject):
         if action == file_card.VIEW:
             self.view(info)
         elif action == file_card.OPEN:
+            if is_program(info.name):
+                return  # a program's card has no Open: it is never run from here
             saved = self._saved.get(info.id)
             if saved is not None and saved.is_file():
-                self._open_path(saved)  # saved already this session: no second copy
+                self._open_checked(info.id, saved)  # saved already this session: no second copy
             else:
                 self.save(info, open_after=True)
         else:
@@ -309,8 +314,8 @@ class FileSharing(QObject):
         t = self.manager.transfers[tid]
         if t.download is not None and t.saved_to:
             self._saved[t.download.file_id] = Path(t.saved_to)
-        if tid in self._open_after and t.saved_to:
-            self._open_path(Path(t.saved_to))
+        if tid in self._open_after and t.saved_to and t.download is not None:
+            self._open_checked(t.download.file_id, Path(t.saved_to))
 
     def _on_transfer_changed(self, tid: str) -> None:
         """Say on the file's card how saving it goes (the transfer panel has the details)."""
@@ -323,6 +328,8 @@ class FileSharing(QObject):
             note = "saving: waiting for the connection"
         elif t.state == "done":
             note = f"saved as {Path(t.saved_to).name}"
+            if t.download.file_id in self._not_opened:
+                note += NOT_OPENED
         elif t.state == "failed":
             note = f"not saved: {t.detail}"
         else:
@@ -339,9 +346,26 @@ class FileSharing(QObject):
             self.window.chat_view.scheduleDelayedItemsLayout()
             self.window.chat_view.viewport().update()
 
-    @staticmethod
-    def _open_path(path: Path) -> None:
+    def _open_checked(self, file_id: str, path: Path) -> None:
+        """Open a saved file with the desktop's program for it, unless its bytes say it is a
+        program itself (an executable or a script named ``notes.txt``): that stays saved, and
+        the card says why it was not opened."""
+        try:
+            with path.open("rb") as saved:
+                head = saved.read(16)
+        except OSError as exc:
+            self._note(file_id, f"not opened: {exc.strerror or exc}")
+            return
+        if looks_runnable(head):
+            self._not_opened.add(file_id)
+            self._note(file_id, f"saved as {path.name}{NOT_OPENED}")
+            return
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+
+    def _note(self, file_id: str, note: str) -> None:
+        for entry in self._noted.get(file_id, []):
+            entry.file_note = note
+        self.window.chat_view.viewport().update()
 
     # -- previews -----------------------------------------------------------------------------
 
