@@ -282,9 +282,26 @@ class Cluster(PresenceMixin, AdminMixin):
         if event.get("tk") is None:
             room = hub._rooms.get(str(event.get("rk")))
             return [] if room is None else list(room.members.values())
-        # A member still replaying its backlog gets a DM from storage, in order.
-        found = (hub._users.get(k) for k in {event.get("fk"), event["tk"]} if k is not None)
-        return [m for m in found if m is not None and m not in hub._replaying]
+        # A member still replaying its backlog gets a DM from storage, in order. A DM goes
+        # only to the sender's and the recipient's own session or account: not to someone
+        # who took either name while the round was being stored.
+        ends = ((event.get("fk"), event.get("h"), event.get("fa")),
+                (event["tk"], event.get("th"), event.get("ta")))  # fmt: skip
+        found: list[Member] = []
+        for key, session, account in ends:
+            m = None if key is None else hub._users.get(str(key))
+            if m is None or m in found or m in hub._replaying:
+                continue
+            if self._owns(m, session, account):
+                found.append(m)
+        return found
+
+    def _owns(self, member: Member, session_hash: Any, account: Any) -> bool:
+        """``member`` is the DM's party of this session hash or account (lock held)."""
+        me = self.hub.identity(member)
+        if session_hash and me.session == session_hash:
+            return True
+        return account is not None and me.account == account
 
     def _queue(
         self, batch: Batch, member: Member, msg: p.ChatMessage, by_hash: str, ref: Any

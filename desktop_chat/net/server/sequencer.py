@@ -19,6 +19,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+import psycopg
+
 from desktop_chat.net.protocol import events as p
 from desktop_chat.net.server.backplane import Backplane, Event
 from desktop_chat.net.server.storage_api import ChatStore, NewMessage, StorageError
@@ -118,6 +120,12 @@ class Sequencer:
             msgs = self.storage.append_ordered(rows, lambda m: self._publish(rows, m))
         except StorageError as exc:
             log.error("%d messages could not be stored: %s", len(rows), exc)
+            if len(batch) > 1 and _refused_rows(exc):
+                # The database refused a row (bad data): one sender's bad message must not
+                # fail everyone else's, so each sender's rows are tried on their own.
+                for pending in batch:
+                    self._round([pending])
+                return
             for pending in batch:
                 pending.done([], exc)
             return
@@ -135,6 +143,10 @@ class Sequencer:
                     "t": "msg", "m": msg.to_dict(), "rk": row.room_key, "fk": row.dm_from,
                     "tk": row.dm_to, "sk": None if row.by is None else row.by.key,
                     "h": "" if row.by is None else row.by.session, "ref": row.ref,
+                    # Whose DM it is (session hash, account): never a later holder of a name.
+                    "fa": None if row.by is None else row.by.account,
+                    "th": None if row.to is None else row.to.session,
+                    "ta": None if row.to is None else row.to.account,
                 }
             )  # fmt: skip
         # Once more if the first try fails: Redis may just have come back, and a process
@@ -144,3 +156,8 @@ class Sequencer:
             for event in events:
                 if event["ref"] is not None:
                     self.unsent_refs[event["m"]["id"]] = (event["h"], event["ref"])
+
+
+def _refused_rows(exc: StorageError) -> bool:
+    """The database answered and refused the data (not: could not be reached)."""
+    return isinstance(exc.__cause__, psycopg.DataError | psycopg.IntegrityError)
