@@ -144,3 +144,17 @@ def test_nul_from_a_terminal_becomes_a_replacement_character_on_postgresql(
     nc.send(b"a\0b\n")
     got = alice.expect("message")
     assert (got["from"], got["text"]) == ("bob", "a\ufffdb")
+
+
+def test_resuming_on_the_same_server_keeps_no_state_of_the_replaced_connection(
+    cluster: Any,
+) -> None:
+    (a,) = servers = cluster(1)
+    first = _login(a, "alice", servers)
+    session = first.welcome_session
+    for _ in range(3):
+        again = LineClient(a.address)
+        opened.append(again)
+        again.login("alice", resume={"session": session, "since": 0})
+    # One live member, one entry: the replaced connections' entries are gone with them.
+    assert len(a.hub.cluster.last_id) == 1
