@@ -374,6 +374,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 5 ms for a busy one to let go (measured: it is most of the fan-out latency).
     sys.setswitchinterval(0.0005)
     config = config_from_args(args)
+    if config.backplane and not is_database_url(config.database or ""):
+        # Each process would keep its own SQLite file: ids collide, messages go missing.
+        print(
+            "desktop-chat-server: --backplane needs a PostgreSQL --database that every process "
+            "shares (see docs/deploy.md)",
+            file=sys.stderr,
+        )
+        return 2
     if args.check:
         from desktop_chat.net.discovery.netcheck import format_report, run_check
 
