@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from desktop_chat.net.server.storage_api import describe, has_password
 from tests.helpers import T
 
 CMD = [sys.executable, "-m", "desktop_chat.server_cli"]
@@ -34,3 +35,33 @@ def test_a_backplane_without_postgresql_is_refused_with_one_line(tmp_path: Path)
         assert result.stderr.count("\n") == 1, result.stderr
         assert "--backplane needs a PostgreSQL --database" in result.stderr
         assert not (data_dir / "chat.sqlite3").exists()  # refused before touching anything
+
+
+def test_passwords_never_show_in_errors_or_logs(tmp_path: Path, pg_url: str) -> None:
+    bad_db = "postgresql://chat:s3cret-db@127.0.0.1:1/chat?password=s3cret-q"
+    bad_bp = "redis://:s3cret-bp@127.0.0.1:1/0"
+    for args in (("--database", bad_db), ("--database", pg_url, "--backplane", bad_bp)):
+        result = run_cli("--data-dir", str(tmp_path / "data"), *args)
+        assert result.returncode != 0
+        assert "s3cret" not in result.stdout + result.stderr, result.stderr
+        # The operator is told why it failed, with the password masked...
+        assert ("chat:***@127.0.0.1:1" in result.stderr) or ":***@127.0.0.1:1/0" in result.stderr
+        # ... and that a password in the command line shows in ps.
+        assert "shows in ps" in result.stderr
+
+
+def test_describe_masks_every_kind_of_password() -> None:
+    shown = {
+        "postgresql://chat:pw@db/chat": "postgresql://chat:***@db/chat",
+        "postgresql://db/chat?sslmode=require&password=pw": (
+            "postgresql://db/chat?sslmode=require&password=***"
+        ),
+        "redis://:pw@cache:6379/0": "redis://:***@cache:6379/0",
+        "rediss://default:pw@cache/0": "rediss://default:***@cache/0",
+        "redis://cache/0?password=pw": "redis://cache/0?password=***",
+        "postgresql://chat@db/chat": "postgresql://chat@db/chat",
+        "redis://[::1:6379": "(a URL that cannot be read)",
+    }
+    for url, expected in shown.items():
+        assert describe(url) == expected
+        assert has_password(url) == ("pw" in url)
