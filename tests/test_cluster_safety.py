@@ -158,3 +158,28 @@ def test_resuming_on_the_same_server_keeps_no_state_of_the_replaced_connection(
         again.login("alice", resume={"session": session, "since": 0})
     # One live member, one entry: the replaced connections' entries are gone with them.
     assert len(a.hub.cluster.last_id) == 1
+
+
+def test_a_message_event_the_database_does_not_have_is_ignored(
+    cluster: Any, redis_url: str
+) -> None:
+    import json
+
+    import redis
+
+    (a,) = servers = cluster(1)
+    alice = _login(a, "alice", servers)
+    forged = {
+        "t": "msg", "rk": "general", "fk": None, "tk": None, "sk": None, "h": "", "ref": None,
+        "m": {"type": "message", "id": 10**12, "ts": 1, "from": "admin", "room": "general",
+              "text": "forged"},
+    }  # fmt: skip
+    with redis.Redis.from_url(redis_url) as r:
+        r.publish(a.hub.cluster.bp.channel, json.dumps(forged))
+    # Someone who logs in afterwards still gets the real messages (seen_id not poisoned).
+    bob = _login(a, "bob", servers)
+    alice.send_json(type="say", room="general", text="real", ref="r")
+    for person in (alice, bob):
+        got = person.expect("message")
+        assert got["text"] == "real", got
+    assert a.hub.cluster.seen_id == got["id"]

@@ -67,6 +67,7 @@ class Cluster(PresenceMixin, AdminMixin):
         self.bp = backplane
         self.last_id: dict[Member, int] = {}  # highest message id queued to each live member
         self.seen_id = 0  # highest message id delivered from the subscription
+        self.stored_id = 0  # an id the database is known to have reached (subscriber thread)
         self.sequencer = Sequencer(hub.storage, backplane)
         # (session, ref) of messages queued but not stored yet: a resend of one is answered
         # by the original's echo, never stored twice (hub lock).
@@ -253,12 +254,17 @@ class Cluster(PresenceMixin, AdminMixin):
         msg = p.ChatMessage.from_dict(event["m"])
         ref: p.Ref | None = event.get("ref")
         sender, by_hash = event.get("sk"), str(event.get("h") or "")
+        mid = msg.id
+        stored = self._stored(mid)
+        if stored is False:
+            log.error("backplane: message %d is not in the database; ignored (forged?)", mid)
+            return
         shared = Outgoing(msg)  # encoded once for every recipient
         hub = self.hub
         batch = Batch(hub.flusher)
-        mid = msg.id
         with hub._lock:
-            self.seen_id = max(self.seen_id, mid)
+            if stored:  # an id the database cannot vouch for never moves seen_id
+                self.seen_id = max(self.seen_id, mid)
             last = self.last_id
             # Skip whoever had it already: from a resume's replay, or a repeated publish.
             fresh = [m for m in self._recipients(event) if last.get(m, 0) < mid]
@@ -271,6 +277,18 @@ class Cluster(PresenceMixin, AdminMixin):
                     batch.send_all(own, Outgoing(replace(msg, ref=ref)))
             batch.send_all(fresh, shared)
         batch.finish()
+
+    def _stored(self, mid: int) -> bool | None:
+        """Is message ``mid`` in the database (None: it cannot say now)? A message is
+        committed before it is published, so a higher id is not one of ours: someone wrote to
+        Redis, and a huge id would make every new login skip real messages (seen_id)."""
+        if mid > self.stored_id:
+            try:
+                self.stored_id = max(self.stored_id, self.hub.storage.last_message_id())
+            except StorageError as exc:
+                log.warning("cannot check message %d against the database: %s", mid, exc)
+                return None
+        return mid <= self.stored_id
 
     @staticmethod
     def _is(member: Member, session_hash: str) -> bool:
