@@ -466,6 +466,17 @@ def _cannot_start(config: ServerConfig, exc: OSError) -> int:
 
 def serve(config: ServerConfig, *, banner: bool = True) -> int:
     """Run one server until SIGINT/SIGTERM; ``banner``: print how to join."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    # Before the start (which may wait seconds for PostgreSQL): a signal during it still
+    # ends in a clean stop. A worker comes here with them blocked (workers.py): now they may.
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    if hasattr(signal, "pthread_sigmask"):  # not on Windows
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     server = Server(config)
     try:
         server.start()
@@ -478,13 +489,6 @@ def serve(config: ServerConfig, *, banner: bool = True) -> int:
         return 2
     except OSError as exc:
         return _cannot_start(config, exc)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     try:
         if config.worker is not None:
             log.info(

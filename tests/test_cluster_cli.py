@@ -65,3 +65,36 @@ def test_describe_masks_every_kind_of_password() -> None:
     for url, expected in shown.items():
         assert describe(url) == expected
         assert has_password(url) == ("pw" in url)
+
+
+def test_a_stop_signal_during_the_start_still_stops_cleanly(tmp_path: Path, pg_url: str) -> None:
+    import psycopg
+
+    from desktop_chat.net.server.storage_pg_schema import MIGRATE_LOCK
+    from tests.helpers import wait_until
+
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        # The start waits for the schema lock: a start that takes a while, on purpose.
+        db.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
+        proc = subprocess.Popen(
+            [*CMD, "--host", "127.0.0.1", "--port", "0", "--no-announce", "--tls", "off",
+             "--data-dir", str(tmp_path), "--database", pg_url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+
+            def starting() -> bool:
+                row = db.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                ).fetchone()
+                return row is not None and row[0] == 1
+
+            wait_until(starting, T(20), "the server waits for the schema lock")
+            proc.terminate()  # SIGTERM in the middle of the start
+            db.execute("SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK,))
+            _out, err = proc.communicate(timeout=T(30))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, err  # not killed by the signal: started, then closed
