@@ -142,8 +142,6 @@ class FilesEndpoint:
         name = meta.get("filename")
         if not name:
             raise _Refused(400, "Upload-Metadata needs a filename")
-        if "\0" in name:
-            raise _Refused(400, "the filename cannot contain the NUL character")
         room, to = meta.get("room"), meta.get("to")
         if (room is None) == (to is None):
             raise _Refused(400, "Upload-Metadata needs exactly one of room or to")
