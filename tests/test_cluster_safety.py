@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from desktop_chat.net.server.cluster import _storage_failed
 from desktop_chat.net.server.storage_api import Identity, NewMessage, StorageError
 from desktop_chat.net.server.storage_pg_schema import ORDER_LOCK
 from tests.helpers import LineClient, T, wait_until
@@ -116,6 +117,8 @@ def test_one_row_the_database_refuses_fails_only_its_sender(
     assert bob.expect("message", where=lambda m: m.get("ref") == "b1")["text"] == "fine"
     wait_until(lambda: outcome, T(5), "the bad row answered")
     assert isinstance(outcome[0], StorageError)
+    # Its sender is not told to send it again: it would be refused again.
+    assert "send it again" not in _storage_failed(outcome[0])[1]
     texts = [
         m.text for m in a.hub.storage.messages_since(0, ["general"], Identity("x", "x"), limit=10)
     ]

@@ -39,7 +39,7 @@ from desktop_chat.net.server.cluster_admin import AdminMixin
 from desktop_chat.net.server.fanout import Batch, Member, Outgoing
 from desktop_chat.net.server.presence import PresenceMixin
 from desktop_chat.net.server.resume import REPLAY_ROWS
-from desktop_chat.net.server.sequencer import Sequencer
+from desktop_chat.net.server.sequencer import Sequencer, refused_rows
 from desktop_chat.net.server.storage_api import (
     Identity,
     NewMessage,
@@ -403,4 +403,6 @@ class Cluster(PresenceMixin, AdminMixin):
 
 def _storage_failed(exc: StorageError) -> tuple[str, str]:
     log.error("a message could not be stored: %s", exc)
+    if refused_rows(exc):  # the same message would be refused again
+        return (p.STORAGE_FAILED, f"the server cannot store this message ({exc})")
     return (p.STORAGE_FAILED, f"the server could not store your message ({exc}); send it again")

@@ -120,7 +120,7 @@ class Sequencer:
             msgs = self.storage.append_ordered(rows, lambda m: self._publish(rows, m))
         except StorageError as exc:
             log.error("%d messages could not be stored: %s", len(rows), exc)
-            if len(batch) > 1 and _refused_rows(exc):
+            if len(batch) > 1 and refused_rows(exc):
                 # The database refused a row (bad data): one sender's bad message must not
                 # fail everyone else's, so each sender's rows are tried on their own.
                 for pending in batch:
@@ -158,6 +158,6 @@ class Sequencer:
                     self.unsent_refs[event["m"]["id"]] = (event["h"], event["ref"])
 
 
-def _refused_rows(exc: StorageError) -> bool:
+def refused_rows(exc: StorageError) -> bool:
     """The database answered and refused the data (not: could not be reached)."""
     return isinstance(exc.__cause__, psycopg.DataError | psycopg.IntegrityError)
