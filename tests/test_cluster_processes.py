@@ -298,11 +298,14 @@ def test_the_heartbeat_ttl_flag() -> None:
             build_parser().parse_args(["--heartbeat-ttl", bad])
 
 
-def test_an_unreachable_backplane_stops_the_server_with_one_line(tmp_path: Path) -> None:
+def test_an_unreachable_backplane_stops_the_server_with_one_line(
+    tmp_path: Path, pg_url: str
+) -> None:
     nobody = f"redis://127.0.0.1:{free_port()}/0"
     result = subprocess.run(
         [sys.executable, "-m", "desktop_chat.server_cli", "--host", "127.0.0.1", "--port", "0",
-         "--no-announce", "--data-dir", str(tmp_path), "--backplane", nobody],
+         "--no-announce", "--data-dir", str(tmp_path), "--database", pg_url,
+         "--backplane", nobody],
         capture_output=True, text=True, timeout=T(30),
     )  # fmt: skip
     assert result.returncode == 2

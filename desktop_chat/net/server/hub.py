@@ -187,6 +187,8 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
             if replacing and current is not None:
                 self._detach(current)
                 self._replaying.discard(current)
+                if self.cluster is not None:
+                    self.cluster.gone(current)  # leave() will not: it is no longer the user
             self._users[key] = member
             self._skeletons[look] = key
             doubt = 0.0 if self.cluster is None or stored is None else self.cluster.refs_doubt

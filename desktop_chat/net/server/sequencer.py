@@ -19,6 +19,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+import psycopg
+
 from desktop_chat.net.protocol import events as p
 from desktop_chat.net.server.backplane import Backplane, Event
 from desktop_chat.net.server.storage_api import ChatStore, NewMessage, StorageError
@@ -120,6 +122,12 @@ class Sequencer:
             )
         except StorageError as exc:
             log.error("%d messages could not be stored: %s", len(rows), exc)
+            if len(batch) > 1 and refused_rows(exc):
+                # The database refused a row (bad data): one sender's bad message must not
+                # fail everyone else's, so each sender's rows are tried on their own.
+                for pending in batch:
+                    self._round([pending])
+                return
             for pending in batch:
                 pending.done([], exc)
             return
@@ -138,6 +146,10 @@ class Sequencer:
                 "m": msg.to_dict(), "rk": row.room_key, "fk": row.dm_from, "tk": row.dm_to,
                 "sk": None if row.by is None else row.by.key,
                 "h": "" if row.by is None else row.by.session, "ref": row.ref,
+                # Whose DM it is (session hash, account): never a later holder of a name.
+                "fa": None if row.by is None else row.by.account,
+                "th": None if row.to is None else row.to.session,
+                "ta": None if row.to is None else row.to.account,
             }  # fmt: skip
             if msg.ref is not None:
                 # A resend whose original another process stored: only the sender's session
@@ -152,3 +164,8 @@ class Sequencer:
             for item in items:
                 if item["ref"] is not None:
                     self.unsent_refs[item["m"]["id"]] = (item["h"], item["ref"])
+
+
+def refused_rows(exc: StorageError) -> bool:
+    """The database answered and refused the data (not: could not be reached)."""
+    return isinstance(exc.__cause__, psycopg.DataError | psycopg.IntegrityError)

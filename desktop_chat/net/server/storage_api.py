@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from desktop_chat.net.protocol.events import ChatMessage, FileInfo, Ref
 
@@ -289,13 +289,37 @@ def is_database_url(database: str) -> bool:
     return urlsplit(database).scheme.lower() in URL_SCHEMES
 
 
-def describe(database: str) -> str:
-    """``database`` fit to show in a log or an error: the password left out."""
-    parts = urlsplit(database)
-    if parts.password is None:
-        return database
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+def describe(url: str) -> str:
+    """A database or Redis URL fit to show in a log or an error: every password masked
+    (``user:password@`` and a ``password=`` in the query)."""
+    try:
+        parts = urlsplit(url)
+        has_password = parts.password is not None
+    except ValueError:
+        return "(a URL that cannot be read)"  # not shown: it may hold a password
+    netloc, query = parts.netloc, parts.query
+    if has_password:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        masked = [(k, "***" if k.lower() in _SECRET_KEYS else v) for k, v in pairs]
+        query = urlencode(masked, safe="*")
+    return parts._replace(netloc=netloc, query=query).geturl()
+
+
+def has_password(url: str) -> bool:
+    """Does ``url`` carry a password (which ``ps`` would show if it came as an argument)?"""
+    try:
+        parts = urlsplit(url)
+        if parts.password is not None:
+            return True
+    except ValueError:
+        return False
+    return any(k.lower() in _SECRET_KEYS for k, _v in parse_qsl(parts.query))
+
+
+_SECRET_KEYS = frozenset({"password", "passwd", "pass", "sslpassword"})
 
 
 def open_store(database: str | None, data_dir: Path) -> ChatStore:
