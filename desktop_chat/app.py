@@ -447,7 +447,13 @@ def _run(app: QApplication, controller: AppController) -> int:
     # Python only runs signal handlers between bytecodes; a timer lets Ctrl+C (or a plain
     # kill) quit the Qt event loop instead of waiting for the next GUI event.
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        app.quit()
+        # SIGTERM (logout, shutdown) and Ctrl+C quit without asking: nobody is there to
+        # answer. QApplication.quit() would first ask every window to close, and the host's
+        # window would open "Stop the chat and quit?" and wait. Shut down first (the server
+        # tells everyone it is closing), then leave the event loop with exit(), which asks
+        # no window.
+        controller.shutdown()
+        app.exit(0)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     ticker = QTimer()
