@@ -411,6 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         announce=not args.no_announce,
         discovery=DiscoverySetup(),
     )
+    signals = _Signals(app, controller)
     name = args.name if args.name is not None else _default_name(settings)
     if args.host_chat:
         port = args.port if args.port is not None else (settings.host_port or DEFAULT_PORT)
@@ -420,6 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 controller.start_server(choice)
             except OSError as exc:
                 sys.stderr.write(f"desktop-chat: {port_error_message(port, exc)}\n")
+                signals.restore()
                 return 2
             controller.connect_client(choice)
     elif join_target is not None:
@@ -429,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         controller.show_start()
     apply_theme(app, resolve_theme(settings.theme))
-    return _run(app, controller)
+    return _run(app, controller, signals)
 
 
 def _name_is_usable(controller: AppController, choice: StartChoice) -> bool:
@@ -443,28 +445,45 @@ def _name_is_usable(controller: AppController, choice: StartChoice) -> bool:
     return True
 
 
-def _run(app: QApplication, controller: AppController) -> int:
-    # Python only runs signal handlers between bytecodes; a timer lets Ctrl+C (or a plain
-    # kill) quit the Qt event loop instead of waiting for the next GUI event.
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        # SIGTERM (logout, shutdown) and Ctrl+C quit without asking: nobody is there to
-        # answer. QApplication.quit() would first ask every window to close, and the host's
-        # window would open "Stop the chat and quit?" and wait. Shut down first (the server
-        # tells everyone it is closing), then leave the event loop with exit(), which asks
-        # no window.
-        controller.shutdown()
-        app.exit(0)
+class _Signals:
+    """SIGTERM (logout, shutdown) and SIGINT (Ctrl+C) quit the app without asking: nobody is
+    there to answer. Installed before the server starts, so that a signal never finds the
+    default handler, which would end the process without telling anyone."""
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    def __init__(self, app: QApplication, controller: AppController) -> None:
+        self.app = app
+        self.controller = controller
+        self.received = False
+        self.previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+
+    def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        # QApplication.quit() would first ask every window to close, and the host's window
+        # would open "Stop the chat and quit?" and wait for an answer nobody gives. exit()
+        # asks no window; _run() then shuts down (the server tells everyone it is closing).
+        # Nothing else here: the handler may run in the middle of any startup step.
+        self.received = True
+        self.app.exit(0)
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(app: QApplication, controller: AppController, signals: _Signals | None = None) -> int:
+    signals = signals or _Signals(app, controller)
+    # Python only runs signal handlers between bytecodes; a timer lets a signal be handled
+    # at once instead of waiting for the next GUI event.
     ticker = QTimer()
     ticker.timeout.connect(lambda: None)
     ticker.start(250)
     try:
-        status = app.exec()
+        # A signal before the loop ran: its exit() came too early to count.
+        status = 0 if signals.received else app.exec()
     finally:
         ticker.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        signals.restore()
         controller.shutdown()
     return int(status)
 
