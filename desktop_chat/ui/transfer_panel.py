@@ -112,7 +112,9 @@ class TransferPanel(QScrollArea):
     ``connected`` says whether the chat is connected (a stalled transfer then waits for the
     server, else for the chat to reconnect)."""
 
-    def __init__(self, manager: TransferManager, connected: Callable[[], bool]) -> None:
+    def __init__(
+        self, manager: TransferManager, connected: Callable[[], bool] = lambda: True
+    ) -> None:
         super().__init__()
         self.setObjectName("transferPanel")
         self.setWidgetResizable(True)
