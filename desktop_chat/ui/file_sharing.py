@@ -46,7 +46,7 @@ from desktop_chat.ui import file_card
 from desktop_chat.ui.image_viewer import ImageViewer
 from desktop_chat.ui.previews import Previews
 from desktop_chat.ui.transfer_panel import TransferPanel
-from desktop_chat.ui.transfers import TransferManager
+from desktop_chat.ui.transfers import TransferManager, short_reason
 
 ENV_DOWNLOADS = "DESKTOP_CHAT_DOWNLOADS"
 
@@ -227,7 +227,7 @@ class FileSharing(QObject):
         elif t.state == "done":
             note = f"saved as {Path(t.saved_to).name}"
         elif t.state == "failed":
-            note = f"not saved: {t.detail}"
+            note = f"not saved: {short_reason(t.why) if t.why else t.detail}"
         else:
             note = ""
         changed = False
