@@ -382,3 +382,23 @@ def test_a_ref_queued_on_one_server_and_resent_on_another_is_stored_once(
     after = back.expect("message")
     assert after["ref"] == "after" and after["id"] > echo["id"]
     assert bob.expect("message")["id"] == after["id"]
+
+
+def test_a_login_while_redis_is_down_is_refused_in_plain_words(
+    cluster: Any, clients: Any, redis_service: Any
+) -> None:
+    (a,) = cluster(1)
+    assert a.hub.cluster is not None
+    redis_service.stop()
+    wait_until(lambda: not a.hub.cluster.bp.up.is_set(), T(10), "the outage noticed")
+    newcomer = clients(a)
+    newcomer.send_json(type="hello", protocol=1, name="nina")
+    refusal = newcomer.read_json()
+    assert refusal["code"] == "server_full"
+    assert refusal["message"] == "the chat server is busy reconnecting; try again in a moment"
+    nc = clients(a)  # a netcat user reads the same words, no jargon
+    nc.send("nina\n")
+    seen = nc.read_until_text("try again in a moment", timeout=5).decode()
+    assert "! the chat server is busy reconnecting" in seen
+    assert "Redis" not in seen and "backplane" not in seen
+    redis_service.start()

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from desktop_chat.net.server.hub import Hub
 
 log = logging.getLogger(__name__)
+BUSY_RECONNECTING = "the chat server is busy reconnecting; try again in a moment"
 
 # Set both keys (the name key's and the look-alike skeleton's) to ARGV[1] if they hold
 # ARGV[2] and ARGV[3] ('' = absent): 1; else what they hold ('' = absent).
@@ -154,14 +155,15 @@ class PresenceMixin:
         """Hold ``name`` for this process (hub lock held, local checks passed). Returns the
         process it was taken from if that process has this very session online (a resume
         moving here), else None. Raises LoginRefused when it is someone else's."""
-        unreachable = LoginRefused(
-            p.SERVER_FULL, "the chat's backplane (Redis) is unreachable; try again shortly"
-        )
+        # People read this; the log says what is actually down.
+        unreachable = LoginRefused(p.SERVER_FULL, BUSY_RECONNECTING)
         if not self.bp.up.is_set():
+            log.warning("login of %s refused: the backplane (Redis) is unreachable", name)
             raise unreachable
         try:
             return self._claim(name, key, token_hash(session))
         except self.bp.errors() as exc:
+            log.warning("login of %s refused: the backplane (Redis) failed: %s", name, exc)
             raise unreachable from exc
 
     def _claim(self, name: str, key: str, session_hash: str) -> str | None:
