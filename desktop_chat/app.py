@@ -22,6 +22,7 @@ from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtWidgets import QApplication, QWidget
 
 from desktop_chat import __version__
+from desktop_chat.kept_sessions import KeptSessions, server_key
 from desktop_chat.net.client.transport import NO_TLS, NOT_A_CHAT, UNKNOWN_HOST
 from desktop_chat.net.client.worker import ChatClient, ClientTiming
 from desktop_chat.net.protocol import events as p
@@ -95,10 +96,12 @@ class AppController(QObject):
         bind_host: str = "0.0.0.0",
         timing: ClientTiming | None = None,
         discovery: DiscoverySetup | None = None,
+        kept: KeptSessions | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.settings = settings
+        self.kept = kept if kept is not None else KeptSessions()  # sessions on joined chats
         self.discovery = discovery  # the Join page's LAN discovery; None: off (tests)
         self.data_dir = data_dir
         self.announce = announce
@@ -195,15 +198,20 @@ class AppController(QObject):
             kept = self.settings.hosted_session(fingerprint) if fingerprint else None
             if kept is not None and name_key(kept.name) == name_key(choice.name):
                 resume, dms = (kept.session, kept.since), kept.dms
+        else:
+            # Joining: the session this app had there, if we still trust that certificate.
+            pinned = fingerprint or self.settings.pinned_fingerprint(host, port)
+            kept = self.kept.get(server_key(host, port, pinned)) if pinned else None
+            if kept is not None and name_key(kept.name) == name_key(choice.name):
+                resume, dms = (kept.session, kept.since), kept.dms
         client = ChatClient(timing=self.timing, pins=self.settings)
         self.client = client
         window = MainWindow(client, server=self.server, settings=self.settings)
         self._pending_window = window
-        if self.server is not None:
-            window.closing.connect(lambda: self._keep_hosted_session(client, window))
-            client.welcomed.connect(lambda _w: self._keep_hosted_session(client, window))
-            for name in dms:
-                window.session.open_dm(name)
+        window.closing.connect(lambda: self._keep_session(client, window))
+        client.welcomed.connect(lambda _w: self._keep_session(client, window))
+        for name in dms:
+            window.session.open_dm(name)
         self.prompter = CertificatePrompter(client, self._dialog_parent)
         client.welcomed.connect(self._welcomed)
         client.connectionFailed.connect(self._connection_failed)
@@ -218,17 +226,26 @@ class AppController(QObject):
         )
         return client
 
-    def _keep_hosted_session(self, client: ChatClient, window: MainWindow) -> None:
-        """Remember the hosting window's session (on each welcome and when it closes)."""
+    def _keep_session(self, client: ChatClient, window: MainWindow) -> None:
+        """Remember the window's session (on each welcome and when it closes), to resume it
+        on the next start; forget it when the user left the chat."""
         server = self.server
-        if server is None or server.fingerprint is None:
-            return
         if client.session is None or client.name is None:
             return
         convs = window.session.conversations.conversations()
         dms = tuple(c.name for c in convs if c.kind == "dm")
         kept = HostedSession(client.name, client.session, client.last_id, dms)
-        self.settings.store_hosted_session(server.fingerprint, kept)
+        if server is not None:
+            if server.fingerprint is not None:
+                self.settings.store_hosted_session(server.fingerprint, kept)
+            return
+        if client.address is None or not client.fingerprint:
+            return  # no certificate to tie the token to: nothing kept
+        key = server_key(client.address[0], client.address[1], client.fingerprint)
+        if window.leaving:
+            self.kept.forget(key)
+        else:
+            self.kept.put(key, kept)
 
     def _dialog_parent(self) -> QWidget | None:
         """The window a question belongs to: the chat window once shown, else the start
@@ -411,6 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         announce=not args.no_announce,
         discovery=DiscoverySetup(),
     )
+    signals = _Signals(app, controller)
     name = args.name if args.name is not None else _default_name(settings)
     if args.host_chat:
         port = args.port if args.port is not None else (settings.host_port or DEFAULT_PORT)
@@ -420,6 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 controller.start_server(choice)
             except OSError as exc:
                 sys.stderr.write(f"desktop-chat: {port_error_message(port, exc)}\n")
+                signals.restore()
                 return 2
             controller.connect_client(choice)
     elif join_target is not None:
@@ -429,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         controller.show_start()
     apply_theme(app, resolve_theme(settings.theme))
-    return _run(app, controller)
+    return _run(app, controller, signals)
 
 
 def _name_is_usable(controller: AppController, choice: StartChoice) -> bool:
@@ -443,22 +462,45 @@ def _name_is_usable(controller: AppController, choice: StartChoice) -> bool:
     return True
 
 
-def _run(app: QApplication, controller: AppController) -> int:
-    # Python only runs signal handlers between bytecodes; a timer lets Ctrl+C (or a plain
-    # kill) quit the Qt event loop instead of waiting for the next GUI event.
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        app.quit()
+class _Signals:
+    """SIGTERM (logout, shutdown) and SIGINT (Ctrl+C) quit the app without asking: nobody is
+    there to answer. Installed before the server starts, so that a signal never finds the
+    default handler, which would end the process without telling anyone."""
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    def __init__(self, app: QApplication, controller: AppController) -> None:
+        self.app = app
+        self.controller = controller
+        self.received = False
+        self.previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+
+    def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        # QApplication.quit() would first ask every window to close, and the host's window
+        # would open "Stop the chat and quit?" and wait for an answer nobody gives. exit()
+        # asks no window; _run() then shuts down (the server tells everyone it is closing).
+        # Nothing else here: the handler may run in the middle of any startup step.
+        self.received = True
+        self.app.exit(0)
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(app: QApplication, controller: AppController, signals: _Signals | None = None) -> int:
+    signals = signals or _Signals(app, controller)
+    # Python only runs signal handlers between bytecodes; a timer lets a signal be handled
+    # at once instead of waiting for the next GUI event.
     ticker = QTimer()
     ticker.timeout.connect(lambda: None)
     ticker.start(250)
     try:
-        status = app.exec()
+        # A signal before the loop ran: its exit() came too early to count.
+        status = 0 if signals.received else app.exec()
     finally:
         ticker.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        signals.restore()
         controller.shutdown()
     return int(status)
 

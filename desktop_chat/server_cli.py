@@ -26,7 +26,12 @@ from desktop_chat import __version__
 from desktop_chat.net.protocol.invite import invite_link, web_url
 from desktop_chat.net.server.backplane import BackplaneError
 from desktop_chat.net.server.server import DEFAULT_PORT, Server, ServerConfig
-from desktop_chat.net.server.storage_api import StorageError, describe, is_database_url
+from desktop_chat.net.server.storage_api import (
+    StorageError,
+    describe,
+    has_password,
+    is_database_url,
+)
 
 log = logging.getLogger("desktop_chat")
 
@@ -81,6 +86,9 @@ def _size(text: str) -> int:
     return int(value * _UNITS[unit])
 
 
+_ENV = {"--database": "DESKTOP_CHAT_DATABASE", "--backplane": "DESKTOP_CHAT_BACKPLANE"}
+
+
 def _backplane(text: str) -> str:
     """A Redis URL: ``redis://[user:password@]host[:port][/db]``, ``rediss://…`` (TLS) or
     ``unix:///path/to/redis.sock``."""
@@ -90,10 +98,12 @@ def _backplane(text: str) -> str:
     except ValueError:
         url = None
     if url is None or url.scheme not in ("redis", "rediss", "unix"):
-        raise argparse.ArgumentTypeError(f"not a Redis URL: {text!r} (e.g. redis://127.0.0.1:6379)")
+        raise argparse.ArgumentTypeError(
+            f"not a Redis URL: {describe(text)!r} (e.g. redis://127.0.0.1:6379)"
+        )
     where = url.path if url.scheme == "unix" else url.hostname
     if not where:
-        raise argparse.ArgumentTypeError(f"{text!r} names no Redis server")
+        raise argparse.ArgumentTypeError(f"{describe(text)!r} names no Redis server")
     return text.strip()
 
 
@@ -128,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="keep the chat in this PostgreSQL database (postgresql://user@host/dbname), "
         "which several server processes can share; default: SQLite in the data folder "
-        "(environment: DESKTOP_CHAT_DATABASE)",
+        "(environment: DESKTOP_CHAT_DATABASE). A password here shows in ps: put it in "
+        "DESKTOP_CHAT_DATABASE, PGPASSWORD or a ~/.pgpass file instead",
     )
     ap.add_argument("--title", default=d.title, help="server title shown to people")
     ap.add_argument(
@@ -251,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="Redis that carries messages and people between server processes, e.g. "
         "redis://127.0.0.1:6379 (default: the DESKTOP_CHAT_BACKPLANE environment variable; "
-        "none: one process). See docs/deploy.md",
+        "none: one process). A password here shows in ps: give a URL with one in "
+        "DESKTOP_CHAT_BACKPLANE instead. See docs/deploy.md",
     )
     ap.add_argument(
         "--heartbeat-ttl",
@@ -358,6 +370,7 @@ def raise_file_limit() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    in_argv = {"--database": args.database, "--backplane": args.backplane}  # shown by ps
     if args.backplane is None and os.environ.get("DESKTOP_CHAT_BACKPLANE"):
         try:
             args.backplane = _backplane(os.environ["DESKTOP_CHAT_BACKPLANE"])
@@ -374,6 +387,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 5 ms for a busy one to let go (measured: it is most of the fan-out latency).
     sys.setswitchinterval(0.0005)
     config = config_from_args(args)
+    if config.backplane and not is_database_url(config.database or ""):
+        # Each process would keep its own SQLite file: ids collide, messages go missing.
+        print(
+            "desktop-chat-server: --backplane needs a PostgreSQL --database that every process "
+            "shares (see docs/deploy.md)",
+            file=sys.stderr,
+        )
+        return 2
+    for flag, url in in_argv.items():
+        if url is not None and has_password(url):
+            log.warning(
+                "the password in %s shows in ps to every user of this machine: give it in %s "
+                "(or, for PostgreSQL, PGPASSWORD or ~/.pgpass) instead",
+                flag,
+                _ENV[flag],
+            )
     if args.check:
         from desktop_chat.net.discovery.netcheck import format_report, run_check
 
@@ -437,6 +466,17 @@ def _cannot_start(config: ServerConfig, exc: OSError) -> int:
 
 def serve(config: ServerConfig, *, banner: bool = True) -> int:
     """Run one server until SIGINT/SIGTERM; ``banner``: print how to join."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    # Before the start (which may wait seconds for PostgreSQL): a signal during it still
+    # ends in a clean stop. A worker comes here with them blocked (workers.py): now they may.
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    if hasattr(signal, "pthread_sigmask"):  # not on Windows
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     server = Server(config)
     try:
         server.start()
@@ -449,13 +489,6 @@ def serve(config: ServerConfig, *, banner: bool = True) -> int:
         return 2
     except OSError as exc:
         return _cannot_start(config, exc)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     try:
         if config.worker is not None:
             log.info(

@@ -336,3 +336,69 @@ def test_a_send_the_database_cannot_take_is_refused_and_delivered_once_when_rese
     finally:
         store.close()
     assert [m.text for m in msgs] == ["before", "again"]
+
+
+def test_a_ref_queued_on_one_server_and_resent_on_another_is_stored_once(
+    cluster: Any, clients: Any, pg_url: str
+) -> None:
+    """alice's message is queued on a (its round waits for the cluster's lock, held here);
+    she resumes on b and resends the ref, which b's database check cannot see yet. The
+    unique index decides: one message stored, and her echo is the one original."""
+    import psycopg
+
+    from desktop_chat.net.server.storage_pg_schema import ORDER_LOCK
+
+    a, b = cluster(2)
+    alice = clients(a, "alice")
+    bob = clients(b, "bob")
+    before = _say(alice, "before")
+    assert bob.expect("message")["id"] == before["id"]
+
+    def waiting() -> int:
+        row = holder.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    with psycopg.connect(pg_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (ORDER_LOCK,))
+        alice.send_json(type="say", room="general", text="x", ref="x")
+        wait_until(lambda: waiting() == 1, T(5), "a's round waits for the lock")
+        token = alice.welcome_session
+        alice.close()
+        back = clients(b)
+        back.login("alice", resume={"session": token, "since": before["id"]})
+        back.send_json(type="say", room="general", text="x", ref="x")
+        wait_until(lambda: waiting() == 2, T(5), "b's round waits for the lock too")
+        holder.execute("SELECT pg_advisory_unlock(%s)", (ORDER_LOCK,))
+        echo = back.expect("message", where=lambda m: m.get("ref") == "x")
+        stored = holder.execute(
+            "SELECT id, ts FROM messages WHERE text = 'x' ORDER BY id"
+        ).fetchall()
+    assert [(echo["id"], echo["ts"])] == [tuple(r) for r in stored]
+    assert bob.expect("message")["id"] == echo["id"]
+    # Neither gets it twice: the next message each sees is the next one said.
+    back.send_json(type="say", room="general", text="after", ref="after")
+    after = back.expect("message")
+    assert after["ref"] == "after" and after["id"] > echo["id"]
+    assert bob.expect("message")["id"] == after["id"]
+
+
+def test_a_login_while_redis_is_down_is_refused_in_plain_words(
+    cluster: Any, clients: Any, redis_service: Any
+) -> None:
+    (a,) = cluster(1)
+    assert a.hub.cluster is not None
+    redis_service.stop()
+    wait_until(lambda: not a.hub.cluster.bp.up.is_set(), T(10), "the outage noticed")
+    newcomer = clients(a)
+    newcomer.send_json(type="hello", protocol=1, name="nina")
+    refusal = newcomer.read_json()
+    assert refusal["code"] == "server_full"
+    assert refusal["message"] == "the chat server is busy reconnecting; try again in a moment"
+    nc = clients(a)  # a netcat user reads the same words, no jargon
+    nc.send("nina\n")
+    seen = nc.read_until_text("try again in a moment", timeout=5).decode()
+    assert "! the chat server is busy reconnecting" in seen
+    assert "Redis" not in seen and "backplane" not in seen
+    redis_service.start()

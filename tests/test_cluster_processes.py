@@ -181,6 +181,40 @@ def test_a_killed_process_users_leave_and_resume_elsewhere(start: Any, clients: 
     assert back.expect("pong", skip=("joined", "left", "users", "typing"))["n"] == 1
 
 
+def test_people_who_resumed_elsewhere_before_the_reaping_are_not_shown_leaving(
+    start: Any, clients: Any
+) -> None:
+    """A stranger killed a worker: its people resumed on the other within a second, and ~9 s
+    later the survivor announced them as gone (its own replica still listed them under the
+    dead process); a phone page then sat outside every room."""
+    doomed, survivor = start(2)
+    alice = clients(doomed, "alice")
+    dave = clients(doomed, "dave")
+    bob = clients(survivor, "bob")
+    _see_all(bob, ["alice", "bob", "dave"])
+    first = _say(bob, "m1")
+    assert alice.expect("message")["id"] == first["id"]
+    token = alice.welcome_session
+    doomed.kill()
+    alice.assert_closed()
+    dave.assert_closed()
+    back = clients(survivor)  # at once, well before the dead process is noticed
+    back.login("alice", resume={"session": token, "since": first["id"]})
+    assert back.welcome["resumed"] is True
+    gone = bob.expect("left", timeout=TTL * 4)
+    assert (gone["name"], gone["reason"]) == ("dave", "disconnected")
+    # The reaping told bob everything in one batch: a ping's answer comes after all of it.
+    bob.send_json(type="ping", n=7)
+    seen = []
+    while (event := bob.read_json())["type"] != "pong":
+        seen.append(event)
+    assert [e for e in seen if e["type"] == "left"] == []
+    live = _say(bob, "m2")
+    assert back.expect("message")["id"] == live["id"]
+    carol = clients(survivor, "carol")  # a newcomer's list of the room: alice is in it
+    assert set(carol.users[0]["names"]) == {"alice", "bob", "carol"}
+
+
 def test_a_ban_on_one_process_holds_on_the_other(
     start: Any, clients: Any, pg_url: str, tmp_path: Path
 ) -> None:
@@ -265,11 +299,14 @@ def test_the_heartbeat_ttl_flag() -> None:
             build_parser().parse_args(["--heartbeat-ttl", bad])
 
 
-def test_an_unreachable_backplane_stops_the_server_with_one_line(tmp_path: Path) -> None:
+def test_an_unreachable_backplane_stops_the_server_with_one_line(
+    tmp_path: Path, pg_url: str
+) -> None:
     nobody = f"redis://127.0.0.1:{free_port()}/0"
     result = subprocess.run(
         [sys.executable, "-m", "desktop_chat.server_cli", "--host", "127.0.0.1", "--port", "0",
-         "--no-announce", "--data-dir", str(tmp_path), "--backplane", nobody],
+         "--no-announce", "--data-dir", str(tmp_path), "--database", pg_url,
+         "--backplane", nobody],
         capture_output=True, text=True, timeout=T(30),
     )  # fmt: skip
     assert result.returncode == 2

@@ -4,6 +4,8 @@ across a resume and a server restart; and the numbered schema migrations that ma
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +13,9 @@ import pytest
 
 from desktop_chat.net.server.refs import RecentRefs, ref_key
 from desktop_chat.net.server.storage import Identity, Storage, token_hash
+from desktop_chat.net.server.storage_api import StorageError
 from desktop_chat.net.server.storage_schema import SCHEMA_VERSION
-from tests.helpers import LineClient
+from tests.helpers import LineClient, T
 
 pytestmark = pytest.mark.backends  # the contract: on SQLite and on PostgreSQL
 
@@ -78,13 +81,76 @@ def test_old_database_is_upgraded_in_place(tmp_path: Path) -> None:
     Storage(path).close()  # opening an up-to-date database changes nothing
 
 
+def test_a_database_with_repeated_refs_keeps_the_earliest_and_then_refuses_repeats(
+    tmp_path: Path,
+) -> None:
+    """Schema step 5 makes (session, ref) unique. A database of step 4 where a ref was stored
+    twice (two processes racing) still upgrades: the earliest keeps the ref."""
+    path = tmp_path / "chat.sqlite3"
+    Storage(path).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP INDEX messages_session_ref")
+    db.execute(
+        "CREATE INDEX messages_session_ref ON messages (from_session, ref) WHERE ref IS NOT NULL"
+    )
+    for text in ("first", "second"):
+        db.execute(
+            "INSERT INTO messages (ts, sender, room_key, room, text, from_session, ref) "
+            "VALUES (1, 'ann', 'general', 'general', ?, 's-ann', '\"r\"')",
+            (text,),
+        )
+    db.execute("PRAGMA user_version = 4")
+    db.commit()
+    db.close()
+    storage = Storage(path)
+    try:
+        original = storage.message_for_ref("s-ann", "r")
+        assert original is not None and original.text == "first"
+        again = storage.add_message(
+            sender="ann", text="third", room="general", room_key="general",
+            by=Identity("ann", "s-ann"), ref="r",
+        )  # fmt: skip
+        assert again == original
+        texts = [m.text for m in storage.room_history("general", before=None, limit=9)[0]]
+        assert texts == ["first", "second"]  # the messages stay; only the ref is kept once
+    finally:
+        storage.close()
+
+
 def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "chat.sqlite3"
     db = sqlite3.connect(path)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     db.close()
-    with pytest.raises(RuntimeError, match="schema version"):
+    with pytest.raises(StorageError, match="schema version"):
         Storage(path).close()
+
+
+def test_the_command_refuses_a_database_from_a_newer_version_in_one_line(
+    data_dir: Path, database: str | None
+) -> None:
+    if database is None:
+        db = sqlite3.connect(data_dir / "chat.sqlite3")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        db.close()
+    else:
+        import psycopg
+
+        from desktop_chat.net.server.storage_pg_schema import SCHEMA_VERSION as PG_VERSION
+
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (PG_VERSION + 1,))
+    flags = [] if database is None else ["--database", database]
+    result = subprocess.run(
+        [sys.executable, "-m", "desktop_chat.server_cli", "--host", "127.0.0.1", "--port", "0",
+         "--data-dir", str(data_dir), "--no-announce", "--tls", "off", *flags],
+        capture_output=True, text=True, timeout=T(30),
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("desktop-chat-server: database: the database has schema version")
+    assert "newer" in line
 
 
 def test_repeated_ref_answers_the_original_and_stores_nothing(connect: Any) -> None:

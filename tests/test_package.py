@@ -114,6 +114,21 @@ def test_version() -> None:
     assert (result.returncode, result.stdout) == (0, f"desktop-chat {__version__}\n")
 
 
+def test_python_dash_m_desktop_chat_is_the_launcher() -> None:
+    for args, said in (
+        (("--version",), "desktop-chat"),
+        (("--server", "--version"), "desktop-chat-server"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "desktop_chat", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=T(60.0),
+        )
+        assert (result.returncode, result.stdout) == (0, f"{said} {__version__}\n"), result.stderr
+
+
 def test_server_mode_is_the_headless_server() -> None:
     result = launcher("--server", "--version")
     assert (result.returncode, result.stdout) == (0, f"desktop-chat-server {__version__}\n")

@@ -60,6 +60,33 @@ def test_a_database_at_the_previous_step_is_upgraded_with_its_data(pg_cluster: P
     assert _versions(url) == list(range(1, SCHEMA_VERSION + 1))
 
 
+def test_repeated_refs_of_an_old_database_keep_the_earliest(pg_cluster: PgCluster) -> None:
+    """Step 3 makes (session, ref) unique; a ref stored twice before (two processes racing)
+    keeps it on the earliest message, and a repeat is then answered with that one."""
+    url = pg_cluster.fresh_url(empty=True)
+    with psycopg.connect(url, autocommit=True) as db:
+        migrate(db, upto=2)
+        for text in ("first", "second"):
+            db.execute(
+                "INSERT INTO messages (ts, sender, room_key, room, text, from_session, ref) "
+                "VALUES (1, 'Ann', 'general', 'general', %s, 's-ann', '\"r\"')",
+                (text,),
+            )
+    store = PgStorage(url)
+    try:
+        original = store.message_for_ref(ANN.session, "r")
+        assert original is not None and original.text == "first"
+        again = store.add_message(
+            sender="Ann", text="third", room="general", room_key="general", by=ANN, ref="r"
+        )
+        assert again == original
+        store.commit()
+        texts = [m.text for m in store.room_history("general", before=None, limit=9)[0]]
+        assert texts == ["first", "second"]
+    finally:
+        store.close()
+
+
 def test_processes_starting_at_once_migrate_once(pg_cluster: PgCluster) -> None:
     url = pg_cluster.fresh_url(empty=True)
     opened: list[PgStorage] = []
@@ -68,7 +95,7 @@ def test_processes_starting_at_once_migrate_once(pg_cluster: PgCluster) -> None:
     def start() -> None:
         try:
             opened.append(PgStorage(url))
-        except (StorageError, psycopg.Error, RuntimeError) as exc:
+        except (StorageError, psycopg.Error) as exc:
             failed.append(exc)
 
     threads = [threading.Thread(target=start) for _ in range(4)]
@@ -87,7 +114,7 @@ def test_processes_starting_at_once_migrate_once(pg_cluster: PgCluster) -> None:
 def test_a_database_from_a_newer_version_is_refused(pg_url: str) -> None:
     with psycopg.connect(pg_url, autocommit=True) as db:
         db.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION + 1,))
-    with pytest.raises(RuntimeError, match="schema version"):
+    with pytest.raises(StorageError, match="schema version"):
         PgStorage(pg_url)
 
 
@@ -124,6 +151,40 @@ def test_ordered_appends_of_two_processes_call_back_in_id_order(pg_url: str) -> 
     finally:
         for store in stores:
             store.close()
+
+
+def test_a_lock_kept_for_the_next_round_lets_a_waiting_process_go_first(pg_url: str) -> None:
+    """With more to store (``more``), a process keeps the cluster's lock between rounds (one
+    round trip less each); its next round lets go first, so another process waiting for the
+    lock is not starved: it stores before that next round."""
+    first, other = PgStorage(pg_url), PgStorage(pg_url)
+    order: list[str] = []
+
+    def row(text: str) -> list[NewMessage]:
+        return [NewMessage(sender="Ann", text=text, room="general", room_key="general")]
+
+    def waiting() -> int:
+        found = run_sql(first, "SELECT count(*) FROM pg_locks WHERE NOT granted")
+        return int(found[0][0])  # type: ignore[call-overload]
+
+    def publish(msgs: list[ChatMessage]) -> None:
+        order.append(msgs[0].text)
+
+    try:
+        first.append_ordered(row("a1"), publish, more=lambda: True)  # keeps the lock
+        thread = threading.Thread(target=other.append_ordered, args=(row("b1"), publish))
+        thread.start()
+        wait_until(lambda: waiting() == 1, T(5), "the other process waits for the lock")
+        first.append_ordered(row("a2"), publish)
+        thread.join(T(10))
+        assert order == ["a1", "b1", "a2"]
+        stored = run_sql(first, "SELECT text FROM messages ORDER BY id")
+        assert [r[0] for r in stored] == order
+        held = run_sql(first, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        assert held == [(0,)]  # nobody keeps it once no more is coming
+    finally:
+        first.close()
+        other.close()
 
 
 def test_a_failed_insert_keeps_the_rounds_other_messages(pg_url: str) -> None:
@@ -342,5 +403,78 @@ def test_postgresql_down_refuses_sends_and_then_serves_again(
             bob.send_json(type="history", room="general")
             assert [m["text"] for m in bob.expect("history")["messages"]] == ["before", "during"]
         srv.close()
+    finally:
+        own.stop()
+
+
+def test_without_psycopg_a_postgresql_url_is_one_clear_line(tmp_path: Path) -> None:
+    """The bundled server leaves psycopg out: --database postgresql://… says what is missing
+    in one line instead of a traceback."""
+    code = (
+        "import sys\n"
+        "class NoPsycopg:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('psycopg', 'psycopg_pool'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, NoPsycopg())\n"
+        "from desktop_chat.server_cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    args = ["--host", "127.0.0.1", "--port", "0", "--data-dir", str(tmp_path)]
+    args += ["--database", "postgresql://chat@127.0.0.1:1/chat"]
+    run = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=T(30)
+    )
+    assert run.returncode == 2
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, run.stderr
+    assert "PostgreSQL support is not installed" in lines[0]
+
+
+def test_after_postgresql_restarts_every_read_is_served_and_meanwhile_refused_clearly(
+    make_server: Any, pg_cluster: PgCluster
+) -> None:
+    """A restart leaves each process's writer connection dead, which only its first use finds
+    out: the read is made again on a fresh connection (a history, a resume's refs and
+    backlog), not failed. While PostgreSQL is down a read is answered ``storage_failed`` and
+    the connection stays open."""
+    own = PgCluster(pg_cluster.bin_dir)  # a cluster of this test's own, to stop and restart
+    own.start()
+    try:
+        url = own.fresh_url()
+        srv, other = make_server(database=url), make_server(database=url)
+        with LineClient(srv.address) as alice, LineClient(srv.address) as bob:
+            alice.login("alice")
+            bob.login("bob")
+            alice.send_json(type="say", room="general", text="before", ref=1)
+            before = alice.expect("message")
+            assert bob.expect("message")["id"] == before["id"]
+            token = alice.welcome_session
+            alice.close()
+            own.halt()
+            own.launch()
+            bob.send_json(type="history", room="general", ref="h1")
+            assert [m["text"] for m in bob.expect("history")["messages"]] == ["before"]
+            with LineClient(other.address) as back:  # its writer connection is stale too
+                back.login("alice", resume={"session": token, "since": 0})
+                assert back.welcome["resumed"] is True
+                replayed = back.expect("message")
+                assert (replayed["id"], replayed["ref"]) == (before["id"], 1)
+
+            own.halt()
+            bob.send_json(type="history", room="general", ref="h2")
+            refused = bob.expect("error")
+            assert (refused["code"], refused["ref"]) == ("storage_failed", "h2")
+            bob.send_json(type="ping", n=1)
+            assert bob.expect("pong")["n"] == 1  # still connected
+            own.launch()
+
+            def served() -> dict[str, Any] | None:
+                bob.send_json(type="history", room="general", ref="h3")
+                reply = bob.read_json()
+                return reply if reply["type"] == "history" else None
+
+            again = wait_until(served, 20, "history served once PostgreSQL is back")
+            assert [m["text"] for m in again["messages"]] == ["before"]  # type: ignore[index]
     finally:
         own.stop()

@@ -36,6 +36,7 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelInde
 from desktop_chat.net.protocol.events import ChatMessage, FileInfo
 from desktop_chat.net.protocol.names import name_key
 from desktop_chat.ui.message_text import Span, action_text, find_links, find_mentions
+from desktop_chat.ui.programs import PROGRAM_NOTE, is_program
 
 # Consecutive messages from one sender within this time share one header.
 GROUP_WINDOW_MS = 5 * 60 * 1000
@@ -88,6 +89,7 @@ class Entry:
     thumb: Any = None  # a picture's QImage preview, decoded at bounded size, once fetched
     thumb_asked: bool = False  # its preview was asked for (when first painted)
     thumb_failed: bool = False  # no preview can be made (too large, a bomb): the icon shows
+    thumb_note: str = ""  # why not ("too large to preview"), said on the card
     file_note: str = ""  # what became of saving it here ("saving… 40 %", "saved as x.pdf")
 
     @property
@@ -139,7 +141,10 @@ def file_accessible_text(info: FileInfo) -> str:
     name = "".join(ch if ch.isprintable() else " " for ch in info.name)
     if info.expired:
         return f"file {name}, {size}, expired: the server no longer has it"
-    keys = "Enter saves it to Downloads; Left and Right choose Save or Open"
+    if is_program(info.name):
+        keys = f"A {PROGRAM_NOTE}. Enter saves it to Downloads"
+    else:
+        keys = "Enter saves it to Downloads; Left and Right choose Save or Open"
     if info.mime in ("image/png", "image/jpeg", "image/gif", "image/webp"):
         keys += ", or View to see the picture"
     return f"file {name}, {size}. {keys}"

@@ -47,8 +47,7 @@ def run_command(window: MainWindow, text: str) -> None:
                 return
             window.show_conversation(session.send_dm(to, said))
         case commands.Quit(reason=reason):
-            window.client.quit(reason)
-            window.close()
+            window.leave_chat(reason)
         case commands.Help():
             window.show_help()
         case commands.Who():

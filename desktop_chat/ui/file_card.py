@@ -9,6 +9,10 @@ A file's name is the sender's choice: :func:`display_name` makes it harmless to 
 control characters, no bidi overrides that turn ``photo<RLO>gnp.exe`` into ``photoexe.png``,
 no line breaks), and the painter elides it in the middle (the extension stays visible) and
 clips it to its box (a tower of combining marks stays inside the card).
+
+A program or script (:func:`is_program`: ``.exe``, ``.sh``, ``.desktop``, ``.jar``…) gets no
+Open button: one click must never run something a stranger sent. Its card offers Save only and
+says why; the bytes of what is saved are checked again before any Open (:func:`looks_runnable`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, Q
 
 from desktop_chat.net.protocol.events import FileInfo
 from desktop_chat.ui.chat_model import Entry
+from desktop_chat.ui.programs import PROGRAM_EXTENSIONS, PROGRAM_NOTE, is_program
 from desktop_chat.ui.theme import Theme
 
 PAD = 10  # inside the card
@@ -34,16 +39,22 @@ SAVE, OPEN, VIEW = "save", "open", "view"
 # Only these are shown in the app (the server serves only these inline, too).
 VIEWABLE = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 PREVIEW_BOX = QSize(240, 180)  # a picture's preview fits in this
+# Why a picture has no preview (the card says it after the picture's size).
+TOO_LARGE = "too large to preview"
+DAMAGED = "no preview: the picture is damaged"
 
 # Characters that reorder or hide text (bidi embeddings, overrides, isolates and marks).
 _BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Zero-width non-joiner and joiner: invisible too, but Persian and Indic names and emoji
+# sequences need them between their characters; next to ASCII they only hide things.
+_JOINERS = set("\u200c\u200d")
 _KINDS = {
     "image": ("png", "jpg", "jpeg", "gif", "webp", "bmp", "svg", "heic", "tif", "tiff"),
     "video": ("mp4", "mkv", "mov", "avi", "webm", "m4v"),
     "audio": ("mp3", "wav", "flac", "ogg", "m4a", "opus"),
     "archive": ("zip", "tar", "gz", "tgz", "bz2", "xz", "7z", "rar", "zst", "deb", "iso"),
     "document": ("pdf", "doc", "docx", "odt", "txt", "md", "rtf", "xls", "xlsx", "ods", "csv"),
-    "program": ("exe", "msi", "bat", "cmd", "sh", "py", "js", "apk", "dmg", "app", "jar"),
+    "program": tuple(PROGRAM_EXTENSIONS),
 }
 _KIND_COLOURS = {
     "image": "#2f9e6e",
@@ -57,12 +68,18 @@ _KIND_COLOURS = {
 
 
 def display_name(name: str) -> str:
-    """The name as it may be shown: control, line-breaking and bidi-control characters become
-    U+FFFD (visible, so a disguised name looks odd rather than innocent)."""
+    """The name as it may be shown: control, line-breaking, bidi-control and invisible format
+    characters (U+200B zero-width space, U+2060, U+FEFF…) become U+FFFD (visible, so a
+    disguised name looks odd rather than innocent). A zero-width joiner or non-joiner stays
+    only between two non-ASCII characters, where scripts and emoji use it."""
     out = []
-    for ch in name:
+    last = len(name) - 1
+    for i, ch in enumerate(name):
         category = unicodedata.category(ch)
-        if ch in _BIDI or category in ("Cc", "Zl", "Zp", "Cs"):
+        if ch in _JOINERS:
+            inside = 0 < i < last and not name[i - 1].isascii() and not name[i + 1].isascii()
+            out.append(ch if inside else "\ufffd")
+        elif ch in _BIDI or category in ("Cc", "Cf", "Zl", "Zp", "Cs"):
             out.append("\ufffd")
         else:
             out.append(ch)
@@ -80,6 +97,8 @@ def extension(name: str) -> str:
 def file_kind(info: FileInfo) -> str:
     if info.mime and info.mime.startswith("image/"):
         return "image"
+    if is_program(info.name):
+        return "program"
     ext = extension(info.name).lower()
     for kind, extensions in _KINDS.items():
         if ext in extensions:
@@ -102,12 +121,22 @@ def shown_name(info: FileInfo, fm: QFontMetrics, width: int) -> str:
 
 
 def meta_text(info: FileInfo, sender: str, note: str = "") -> str:
-    """The line under the name: size, picture size, sender, and what became of saving it."""
+    """The line under the name: size, picture size, sender, and what became of saving it or
+    its preview. What matters most comes first where the card is narrow: a program's warning,
+    why a picture has no preview."""
     if info.expired:
         return "expired: the server no longer has it"
-    dims = f" · {info.width}×{info.height}" if info.width and info.height and not note else ""
-    tail = f" · {note}" if note else ""
-    return f"{human_size(info.size)}{dims} · from {sender}{tail}"
+    size = human_size(info.size)
+    if is_program(info.name):
+        if not note:
+            return f"{PROGRAM_NOTE} · {size} · from {sender}"
+        return f"program — check before running · {note} · {size} · from {sender}"
+    dims = f" · {info.width}×{info.height}" if info.width and info.height else ""
+    if note in (TOO_LARGE, DAMAGED):
+        return f"{size}{dims} · {note} · from {sender}"
+    if note:
+        return f"{size} · from {sender} · {note}"
+    return f"{size}{dims} · from {sender}"
 
 
 def preview_size(info: FileInfo) -> tuple[int, int]:
@@ -130,12 +159,14 @@ def wants_preview(entry: Entry) -> bool:
 
 
 def actions(info: FileInfo | None, has_picture: bool) -> tuple[str, ...]:
-    """The card's buttons in keyboard order (the picture counts as one: it opens the viewer)."""
+    """The card's buttons in keyboard order (the picture counts as one: it opens the viewer).
+    A program has no Open: it is saved, and the person decides what to do with it."""
     if info is None or info.expired:
         return ()
+    buttons = (SAVE,) if is_program(info.name) else (SAVE, OPEN)
     if has_picture or info.mime in VIEWABLE:
-        return (VIEW, SAVE, OPEN)
-    return (SAVE, OPEN)
+        return (VIEW, *buttons)
+    return buttons
 
 
 @dataclass(slots=True)
@@ -189,8 +220,9 @@ def card_geometry(
     save = open_ = QRect()
     buttons_w = 0
     if not info.expired:
-        save_w, open_w = button_width(small_fm, "Save"), button_width(small_fm, "Open")
-        buttons_w = save_w + BUTTON_GAP + open_w
+        save_w = button_width(small_fm, "Save")
+        open_w = 0 if is_program(info.name) else button_width(small_fm, "Open")
+        buttons_w = save_w + (BUTTON_GAP + open_w if open_w else 0)
     wide = width >= WIDE_ENOUGH
     text_right = right - (buttons_w + GAP if buttons_w and wide else 0)
     text_top = y + (info_h - text_h) // 2
@@ -203,8 +235,11 @@ def card_geometry(
         else:
             by = bottom + GAP
             bottom = by + BUTTON_H
-        open_ = QRect(right - open_w, by, open_w, BUTTON_H)
-        save = QRect(open_.left() - BUTTON_GAP - save_w, by, save_w, BUTTON_H)
+        if open_w:
+            open_ = QRect(right - open_w, by, open_w, BUTTON_H)
+            save = QRect(open_.left() - BUTTON_GAP - save_w, by, save_w, BUTTON_H)
+        else:
+            save = QRect(right - save_w, by, save_w, BUTTON_H)
     card = QRect(left, top, width, bottom + PAD - top)
     return CardGeometry(card, picture, name, meta, save, open_)
 
@@ -232,7 +267,7 @@ class CardPainter:
     ) -> None:
         """Paint ``entry``'s card (its ``file`` is set) with the keyboard on ``focused``."""
         name_font, small_font, name_fm, small_fm = fonts
-        info, thumb, note = entry.file, entry.thumb, entry.file_note
+        info, thumb, note = entry.file, entry.thumb, entry.file_note or entry.thumb_note
         assert info is not None
         sender = "you" if entry.own else entry.sender
         painter.setPen(QPen(self.border, 1))
@@ -264,6 +299,7 @@ class CardPainter:
         painter.drawText(g.meta, flags, meta)
         if not g.save.isEmpty():
             self._button(painter, g.save, "Save", primary=True, focused=focused == SAVE)
+        if not g.open.isEmpty():
             self._button(painter, g.open, "Open", primary=False, focused=focused == OPEN)
 
     def _button(

@@ -36,13 +36,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QFileDialog,
-    QHBoxLayout,
-    QLabel,
-    QProgressBar,
-    QPushButton,
-    QSizePolicy,
     QToolButton,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -51,9 +45,12 @@ from desktop_chat.paths import data_dir
 from desktop_chat.ui import file_card
 from desktop_chat.ui.image_viewer import ImageViewer
 from desktop_chat.ui.previews import Previews
-from desktop_chat.ui.transfers import Transfer, TransferManager, human_size
+from desktop_chat.ui.programs import is_program, looks_runnable
+from desktop_chat.ui.transfer_panel import TransferPanel
+from desktop_chat.ui.transfers import TransferManager, short_reason
 
 ENV_DOWNLOADS = "DESKTOP_CHAT_DOWNLOADS"
+NOT_OPENED = " · a program: not opened"  # the card's note when Open met a program's bytes
 
 
 def downloads_folder() -> Path:
@@ -64,99 +61,6 @@ def downloads_folder() -> Path:
     return Path(found or Path.home())
 
 
-class TransferRow(QWidget):
-    """One transfer: name, progress bar, Cancel (✕ to clear it from the list once it ended),
-    and under them speed and time left, or why it waits. Nothing in it widens the window: a
-    long name is elided and the line of details is cut rather than pushing the chat aside."""
-
-    def __init__(self, t: Transfer, manager: TransferManager, panel: TransferPanel) -> None:
-        super().__init__()
-        self.tid = t.id
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(4, 2, 4, 2)
-        outer.setSpacing(0)
-        top = QHBoxLayout()
-        arrow = "↑" if t.kind == "upload" else "↓"
-        shown = file_card.display_name(t.name)
-        self.name = QLabel()
-        self.name.setText(
-            self.name.fontMetrics().elidedText(
-                f"{arrow} {shown}", Qt.TextElideMode.ElideMiddle, 140
-            )
-        )
-        self.name.setToolTip(shown)
-        self.bar = QProgressBar()
-        self.bar.setRange(0, 1000)
-        self.bar.setAccessibleName(f"Progress of {shown}")
-        self.cancel = QPushButton("Cancel")
-        self.cancel.setAccessibleName(f"Cancel {shown}")
-        self.cancel.clicked.connect(lambda: manager.cancel(self.tid))
-        self.dismiss = QToolButton()
-        self.dismiss.setText("✕")
-        self.dismiss.setAutoRaise(True)
-        self.dismiss.setAccessibleName(f"Clear {shown} from the list")
-        self.dismiss.setToolTip("Clear from the list")
-        self.dismiss.clicked.connect(lambda: panel.dismiss(self.tid))
-        for w, stretch in ((self.name, 0), (self.bar, 1), (self.cancel, 0), (self.dismiss, 0)):
-            top.addWidget(w, stretch)
-        self.detail = QLabel()
-        self.detail.setProperty("role", "muted")
-        self.detail.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        outer.addLayout(top)
-        outer.addWidget(self.detail)
-        self.update_from(t)
-
-    def update_from(self, t: Transfer) -> None:
-        self.bar.setValue(int(1000 * t.done / t.size) if t.size else 1000)
-        if t.state == "running":
-            left = t.seconds_left
-            eta = f", {int(left) + 1} s left" if left is not None else ""
-            text = f"{human_size(t.done)} of {human_size(t.size)} · {human_size(t.speed)}/s{eta}"
-        else:
-            text = t.detail
-        self.detail.setText(text)
-        self.detail.setToolTip(text)
-        active = t.state in ("running", "waiting")
-        self.cancel.setVisible(active)
-        self.dismiss.setVisible(not active)
-
-
-class TransferPanel(QWidget):
-    """The transfers of this window, one row each; hidden when there are none."""
-
-    def __init__(self, manager: TransferManager) -> None:
-        super().__init__()
-        self.setObjectName("transferPanel")
-        self.manager = manager
-        self.rows: dict[str, TransferRow] = {}
-        self._dismissed: set[str] = set()
-        self._layout = QVBoxLayout(self)
-        self._layout.setContentsMargins(0, 0, 0, 0)
-        self._layout.setSpacing(0)
-        manager.changed.connect(self._on_changed)
-        self.setVisible(False)
-
-    def _on_changed(self, tid: str) -> None:
-        if tid in self._dismissed:
-            return
-        t = self.manager.transfers[tid]
-        row = self.rows.get(tid)
-        if row is None:
-            row = self.rows[tid] = TransferRow(t, self.manager, self)
-            self._layout.addWidget(row)
-        row.update_from(t)
-        self.setVisible(bool(self.rows))
-
-    def dismiss(self, tid: str) -> None:
-        """Clear an ended transfer's row."""
-        row = self.rows.pop(tid, None)
-        if row is not None:
-            self._dismissed.add(tid)
-            self._layout.removeWidget(row)
-            row.deleteLater()
-        self.setVisible(bool(self.rows))
-
-
 class FileSharing(QObject):
     """Wires file sharing into one main window (see the module docstring)."""
 
@@ -164,10 +68,11 @@ class FileSharing(QObject):
         super().__init__(window)
         self.window = window
         self.manager = TransferManager(store or data_dir() / "transfers.json", self)
-        self.panel = TransferPanel(self.manager)
+        self.panel = TransferPanel(self.manager, lambda: window.client.state == "connected")
         self._open_after: set[str] = set()
         self._saved: dict[str, Path] = {}  # file id -> where it was saved this session
         self._noted: dict[str, list[Any]] = {}  # file id -> cards that show how saving goes
+        self._not_opened: set[str] = set()  # files whose bytes are a program: never opened
         self.manager.changed.connect(self._on_transfer_changed)
         self.viewers: dict[str, ImageViewer] = {}  # file id -> its open viewer
         self._pictures: dict[str, Path] = {}  # file id -> its checked copy for the viewer
@@ -181,6 +86,7 @@ class FileSharing(QObject):
         )
         parent_layout = composer.parentWidget().layout()
         parent_layout.insertWidget(parent_layout.indexOf(composer), self.panel)
+        self.panel.follow_column(window.chat_view.parentWidget())  # the whole chat column
         window.setAcceptDrops(True)
         window.installEventFilter(self)
         window.input.installEventFilter(self)
@@ -264,9 +170,11 @@ class FileSharing(QObject):
         if action == file_card.VIEW:
             self.view(info)
         elif action == file_card.OPEN:
+            if is_program(info.name):
+                return  # a program's card has no Open: it is never run from here
             saved = self._saved.get(info.id)
             if saved is not None and saved.is_file():
-                self._open_path(saved)  # saved already this session: no second copy
+                self._open_checked(info.id, saved)  # saved already this session: no second copy
             else:
                 self.save(info, open_after=True)
         else:
@@ -309,8 +217,8 @@ class FileSharing(QObject):
         t = self.manager.transfers[tid]
         if t.download is not None and t.saved_to:
             self._saved[t.download.file_id] = Path(t.saved_to)
-        if tid in self._open_after and t.saved_to:
-            self._open_path(Path(t.saved_to))
+        if tid in self._open_after and t.saved_to and t.download is not None:
+            self._open_checked(t.download.file_id, Path(t.saved_to))
 
     def _on_transfer_changed(self, tid: str) -> None:
         """Say on the file's card how saving it goes (the transfer panel has the details)."""
@@ -323,8 +231,10 @@ class FileSharing(QObject):
             note = "saving: waiting for the connection"
         elif t.state == "done":
             note = f"saved as {Path(t.saved_to).name}"
+            if t.download.file_id in self._not_opened:
+                note += NOT_OPENED
         elif t.state == "failed":
-            note = f"not saved: {t.detail}"
+            note = f"not saved: {short_reason(t.why) if t.why else t.detail}"
         else:
             note = ""
         changed = False
@@ -339,9 +249,26 @@ class FileSharing(QObject):
             self.window.chat_view.scheduleDelayedItemsLayout()
             self.window.chat_view.viewport().update()
 
-    @staticmethod
-    def _open_path(path: Path) -> None:
+    def _open_checked(self, file_id: str, path: Path) -> None:
+        """Open a saved file with the desktop's program for it, unless its bytes say it is a
+        program itself (an executable or a script named ``notes.txt``): that stays saved, and
+        the card says why it was not opened."""
+        try:
+            with path.open("rb") as saved:
+                head = saved.read(16)
+        except OSError as exc:
+            self._note(file_id, f"not opened: {exc.strerror or exc}")
+            return
+        if looks_runnable(head):
+            self._not_opened.add(file_id)
+            self._note(file_id, f"saved as {path.name}{NOT_OPENED}")
+            return
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+
+    def _note(self, file_id: str, note: str) -> None:
+        for entry in self._noted.get(file_id, []):
+            entry.file_note = note
+        self.window.chat_view.viewport().update()
 
     # -- previews -----------------------------------------------------------------------------
 
@@ -353,4 +280,5 @@ class FileSharing(QObject):
             self._picture_tmp.cleanup()
             self._picture_tmp = None
         self.previews.close()
+        self.panel.close_panel()
         self.manager.close()

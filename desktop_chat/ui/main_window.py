@@ -71,6 +71,7 @@ class MainWindow(QMainWindow):
         self.server = server
         self.settings: UiSettings = settings if settings is not None else MemorySettings()
         self._closed = False
+        self.leaving = False  # the user left the chat: the session ended, not kept
         self._welcomed_once = False
         self._drafts: dict[str, str] = {}
         self.current_key = ""
@@ -156,6 +157,7 @@ class MainWindow(QMainWindow):
         chat.addSeparator()
         self._action(chat, "&Settings…", self.open_settings, QKeySequence.StandardKey.Preferences)
         chat.addSeparator()
+        self._action(chat, "L&eave the chat", lambda: self.leave_chat())
         self.quit_action = self._action(chat, "&Quit", self.close, QKeySequence.StandardKey.Quit)
         view = bar.addMenu("&View")
         self._action(view, "&Next conversation", lambda: self.cycle(1), "Ctrl+Tab", "Ctrl+PgDown")
@@ -554,6 +556,12 @@ class MainWindow(QMainWindow):
         self.shutdown()
         super().closeEvent(e)
 
+    def leave_chat(self, reason: str | None = None) -> None:
+        """End the session (the others read "left the chat") and close."""
+        self.leaving = True
+        self.client.quit(reason)
+        self.close()
+
     def close_now(self) -> None:
         """Close without asking (the host agreed to stop the chat)."""
         self.shutdown()
@@ -572,11 +580,8 @@ class MainWindow(QMainWindow):
         QGuiApplication.styleHints().colorSchemeChanged.disconnect(self._on_system_scheme)
         self.session.close()
         self.files.close()
-        if self.server is None and self.client.state == "connected":
-            # Leaving on purpose: the others read "left the chat" at once, not a dropped
-            # connection. The host says nothing: its server tells everyone it is closing,
-            # and its session is kept, to resume when it hosts again.
-            self.client.quit()
+        # Quitting the app keeps the session (the next start resumes it: same rooms, same
+        # DMs); leave_chat() ends it. The host's server tells everyone it is closing.
         self.client.close()
         if self.server is not None:
             self.server.close()

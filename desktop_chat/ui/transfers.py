@@ -18,6 +18,7 @@ import json
 import secrets
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -30,6 +31,14 @@ Kind = Literal["upload", "download"]
 State = Literal["running", "waiting", "done", "failed", "cancelled"]
 _REPORT_EVERY = 0.1  # seconds between progress reports
 _RETRY_MAX = 15.0
+# Speed is measured over the last few seconds only: a mean over the whole transfer (or one
+# that counts the minutes a connection was down) shows absurd figures right after a resume.
+SPEED_WINDOW = 3.0
+_SPEED_MIN_SPAN = 0.5  # seconds of samples before a speed is shown at all
+# A running transfer whose bytes have not moved for this long says so instead of showing the
+# last speed and a time left that no longer mean anything.
+STALL_AFTER = 3.0
+_NOT_SAVED = ("cancel", "samples", "moved_at", "why")
 
 
 @dataclass
@@ -43,19 +52,74 @@ class Transfer:
     server: str  # "host:port fingerprint": a restart resumes only on the same server
     done: int = 0
     state: State = "running"
-    detail: str = ""
-    speed: float = 0.0  # bytes per second, smoothed
+    detail: str = ""  # short, ours: what the row says when not running
+    why: str = ""  # the whole reason (the row's tooltip)
+    speed: float = 0.0  # bytes per second over the last SPEED_WINDOW seconds
     upload: f.UploadJob | None = None
     download: f.DownloadJob | None = None
     saved_to: str = ""
     gone: bool = False  # the server no longer has the file (expired): nothing to retry
     cancel: f.Cancel = field(default_factory=f.Cancel, repr=False)
+    samples: deque[tuple[float, int]] = field(default_factory=deque, repr=False)
+    moved_at: float = field(default_factory=time.monotonic, repr=False)  # bytes last moved
 
     @property
     def seconds_left(self) -> float | None:
         if self.speed <= 0 or self.state != "running":
             return None
         return (self.size - self.done) / self.speed
+
+    def note_progress(self, done: int, now: float) -> None:
+        """Bytes reached ``done``: the speed over the last SPEED_WINDOW seconds follows."""
+        if done != self.done:
+            self.moved_at = now
+        self.done = done
+        self.samples.append((now, done))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= SPEED_WINDOW:
+            self.samples.popleft()
+        first_at, first_done = self.samples[0]
+        span = now - first_at
+        self.speed = (done - first_done) / span if span >= _SPEED_MIN_SPAN else 0.0
+
+    def restart_clock(self, now: float) -> None:
+        """A new attempt: the speed starts afresh (the pause is not part of it)."""
+        self.samples.clear()
+        self.samples.append((now, self.done))
+        self.speed, self.moved_at = 0.0, now
+
+    def stalled(self, now: float) -> bool:
+        return self.state == "running" and now - self.moved_at > STALL_AFTER
+
+
+def status_line(t: Transfer, now: float, connected: bool) -> str:
+    """The line under a transfer's progress bar: speed and time left while bytes move; while
+    they do not, why (never a stale speed)."""
+    if t.state != "running":
+        return t.detail
+    if t.stalled(now):
+        return "stalled — waiting for the server" if connected else "reconnecting…"
+    sizes = f"{human_size(t.done)} of {human_size(t.size)}"
+    if t.speed <= 0:
+        return sizes
+    left = t.seconds_left
+    eta = f", {_duration(left)} left" if left is not None else ""
+    return f"{sizes} · {human_size(t.speed)}/s{eta}"
+
+
+def short_reason(message: str) -> str:
+    """Our own words of a transfer error, without the library's detail in brackets (that goes
+    to the tooltip): "the download broke off (peer closed connection without...)" is
+    "the download broke off"."""
+    return message.split(" (", 1)[0].strip() or message
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds) + 1
+    if s < 90:
+        return f"{s} s"
+    if s < 90 * 60:
+        return f"{round(s / 60)} min"
+    return f"{s // 3600} h {round(s % 3600 / 60)} min"
 
 
 class _Bridge(QObject):
@@ -146,6 +210,7 @@ class TransferManager(QObject):
         if self._closed or self.endpoint is None or (old is not None and old.is_alive()):
             return
         t.state, t.detail, t.cancel = "running", "", f.Cancel()
+        t.restart_clock(time.monotonic())
         thread = threading.Thread(
             target=self._run, args=(t, self.endpoint, t.cancel), name=f"transfer-{t.id}"
         )
@@ -155,14 +220,13 @@ class TransferManager(QObject):
 
     def _run(self, t: Transfer, ep: f.Endpoint, cancel: f.Cancel) -> None:
         """The transfer's own thread: retries lost connections until done, failed or stopped."""
-        last = [0.0, t.done, time.monotonic()]  # last report time, bytes then, speed clock
+        last = [0.0]  # when progress was last reported
 
         def progress(done: int) -> None:
             now = time.monotonic()
             if now - last[0] >= _REPORT_EVERY or done == t.size:
-                rate = (done - last[1]) / max(now - last[2], 1e-3)
-                last[:] = [now, done, now]
-                self._bridge.report.emit(t.id, "progress", (done, rate))
+                last[0] = now
+                self._bridge.report.emit(t.id, "progress", (done, now))
 
         delay = 1.0
         while True:
@@ -198,8 +262,7 @@ class TransferManager(QObject):
             return
         if what == "progress":
             assert isinstance(payload, tuple)
-            t.done, rate = payload
-            t.speed = rate if t.speed == 0 else 0.7 * t.speed + 0.3 * rate
+            t.note_progress(*payload)
         elif what == "save":
             self._save()  # the upload's location: resumable from now on
         elif what == "done":
@@ -208,17 +271,20 @@ class TransferManager(QObject):
             self._save()
             self.finished.emit(tid)
         elif what in ("failed", "gone"):
-            t.state, t.detail, t.gone = "failed", str(payload), what == "gone"
+            t.state, t.gone = "failed", what == "gone"
+            t.detail, t.why = f"Failed: {short_reason(str(payload))}", str(payload)
             if t.download is not None and t.download.part:
                 # A final failure: nothing will continue this part (it was even left empty in
                 # Downloads when the file had expired before its first byte).
                 Path(t.download.part).unlink(missing_ok=True)
             self._save()
         elif what == "waiting":
-            t.state, t.detail, t.speed = "waiting", f"Waiting to resume: {payload}", 0.0
+            t.state, t.speed = "waiting", 0.0
+            t.detail, t.why = f"Waiting to resume: {short_reason(str(payload))}", str(payload)
             self._save()
         elif what == "running":
-            t.state, t.detail = "running", ""
+            t.state, t.detail, t.why = "running", "", ""
+            t.restart_clock(time.monotonic())
         self.changed.emit(tid)
 
     def _forget_later(self, t: Transfer) -> None:
@@ -243,7 +309,8 @@ class TransferManager(QObject):
         for t in self.transfers.values():
             if t.state not in ("running", "waiting"):
                 continue
-            row = {k: v for k, v in vars(t).items() if k != "cancel"}  # a lock: not data
+            # The cancel lock and the speed clock are not data.
+            row = {k: v for k, v in vars(t).items() if k not in _NOT_SAVED}
             row["upload"] = asdict(t.upload) if t.upload else None
             row["download"] = asdict(t.download) if t.download else None
             keep.append(row)

@@ -54,14 +54,14 @@ const connection = new ChatConnection({
     return hello;
   },
   event: handle,
-  lost(delay, refused) {
+  lost(delay, refused, why) {
     outbox.requeue();
     const secs = Math.max(1, Math.round(delay / 1000));
     if (!refused) {
-      showBanner(`Connection lost. Reconnecting in ${secs} s…`, true);
+      showBanner(`Connection lost: ${why}. Reconnecting in ${secs} s…`, true);
       return;
     }
-    showBanner(`Not connected. Trying again in ${secs} s…`, true);
+    showBanner(`Not connected: ${why}. Trying again in ${secs} s…`, true);
     serverIsFull().then((full) => {
       if (full && !connection.loggedIn) showBanner(`${FULL} Trying again in ${secs} s…`, true);
     });

@@ -7,11 +7,22 @@ const KEEPALIVE_EVERY = 25000; // ask after this much silence...
 const KEEPALIVE_GRACE = 10000; // ...and give up on the link if no answer comes in this time
 const RETRY_FIRST = 500;
 const RETRY_MAX = 15000;
+const OPEN_TIMEOUT = 8000; // a socket that did not open in this time: "timed out"
+
+// Why the link ended, in the words the banner uses (what a page can know: a WebSocket never
+// says "refused", but one that fails at once was refused, one that hangs timed out).
+export const WHY = {
+  refused: "the connection was refused",
+  timeout: "the connection timed out",
+  closed: "the server closed the connection",
+  stopped: "the server stopped the chat",
+};
 
 export class ChatConnection {
-  // handlers: hello() -> the hello object to send; event(msg); lost(delayMs, refused) when the
-  // link dropped and a retry is due; retrying(); failed(refused) when the first connection did
-  // not work. `refused`: the socket never opened (no server, or a refusal such as "full").
+  // handlers: hello() -> the hello object to send; event(msg); lost(delayMs, refused, why) when
+  // the link dropped and a retry is due; retrying(); failed(refused) when the first connection
+  // did not work. `refused`: the socket never opened (no server, or a refusal such as "full");
+  // `why`: one of WHY's texts.
   constructor(handlers) {
     this.handlers = handlers;
     this.ws = null;
@@ -24,6 +35,8 @@ export class ChatConnection {
     this.lastHeard = 0;
     this.pingSent = 0;
     this.opened = false;    // this socket opened (a refused one never does)
+    this.why = "";          // set when we know better than the close event (timeout, closing)
+    this.openTimer = 0;
   }
 
   get isOpen() {
@@ -41,6 +54,7 @@ export class ChatConnection {
   stop() {
     this.stopped = true;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.openTimer);
     clearInterval(this.aliveTimer);
   }
 
@@ -78,6 +92,7 @@ export class ChatConnection {
     if (this.pingSent && this.lastHeard < this.pingSent) {
       if (now - this.pingSent > KEEPALIVE_GRACE) {
         this.pingSent = 0;
+        this.why = WHY.timeout;
         ws.close();
         this.closed(ws); // its own close event may come much later: reconnect now
       }
@@ -101,7 +116,16 @@ export class ChatConnection {
     const ws = new WebSocket(`${scheme}//${location.host}/ws`);
     this.ws = ws;
     this.opened = false;
+    this.why = "";
+    clearTimeout(this.openTimer);
+    this.openTimer = setTimeout(() => {
+      if (this.ws !== ws || this.opened) return;
+      this.why = WHY.timeout;
+      ws.close();
+      this.closed(ws);
+    }, OPEN_TIMEOUT);
     ws.onopen = () => {
+      clearTimeout(this.openTimer);
       this.opened = true;
       this.lastHeard = Date.now();
       ws.send(JSON.stringify(this.handlers.hello()));
@@ -121,6 +145,7 @@ export class ChatConnection {
         this.send({ type: "pong", n: msg.n });
         return;
       }
+      if (msg.type === "closing") this.why = WHY.stopped;
       this.handlers.event(msg);
     };
     ws.onclose = () => this.closed(ws);
@@ -128,6 +153,7 @@ export class ChatConnection {
 
   closed(ws) {
     if (this.ws !== ws) return;
+    clearTimeout(this.openTimer);
     this.ws = null;
     this.loggedIn = false;
     clearInterval(this.aliveTimer);
@@ -138,7 +164,8 @@ export class ChatConnection {
       return;
     }
     this.retryDelay = Math.min(this.retryDelay ? this.retryDelay * 2 : RETRY_FIRST, RETRY_MAX);
-    this.handlers.lost(this.retryDelay, !this.opened);
+    const why = this.why || (this.opened ? WHY.closed : WHY.refused);
+    this.handlers.lost(this.retryDelay, !this.opened, why);
     this.retryTimer = setTimeout(() => {
       this.handlers.retrying();
       this.open();

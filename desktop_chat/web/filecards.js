@@ -21,6 +21,40 @@ export function formatSize(n) {
   return `${(n / 1024 / 1024 / 1024).toFixed(2)} GB`;
 }
 
+// Speed and time left of a transfer, over the last few seconds only: a mean since the start,
+// or one that counts a pause, shows absurd figures right after a resume. `restart` on each new
+// attempt; `note` on each progress; `describe` is "" until there is enough to measure.
+const RATE_WINDOW = 3000; // ms
+const RATE_MIN_SPAN = 500; // ms of samples before a speed is shown
+export class Rate {
+  constructor() {
+    this.samples = [];
+  }
+
+  restart(bytes) {
+    this.samples = [[performance.now(), bytes]];
+  }
+
+  note(bytes) {
+    const now = performance.now();
+    this.samples.push([now, bytes]);
+    while (this.samples.length > 2 && now - this.samples[1][0] >= RATE_WINDOW) {
+      this.samples.shift();
+    }
+  }
+
+  describe(done, size) {
+    if (this.samples.length < 2) return "";
+    const [t0, b0] = this.samples[0];
+    const [t1, b1] = this.samples[this.samples.length - 1];
+    if (t1 - t0 < RATE_MIN_SPAN || b1 <= b0) return "";
+    const perSecond = ((b1 - b0) * 1000) / (t1 - t0);
+    const left = Math.floor(Math.max(0, size - done) / perSecond) + 1;
+    const eta = left < 90 ? `${left} s` : `${Math.round(left / 60)} min`;
+    return ` · ${formatSize(Math.round(perSecond))}/s, ${eta} left`;
+  }
+}
+
 export const authorization = () => ({ Authorization: `Bearer ${state.session || ""}` });
 
 // A name to save under: the server already removed folders and control characters, but what
@@ -239,6 +273,7 @@ async function download(card, f, button) {
   bar.value = 0;
   setButton(button, CROSS, `Cancel the download of ${f.name}`);
   const chunks = [];
+  const rate = new Rate();
   let got = 0;
   let failures = 0;
   let complete = false;
@@ -246,6 +281,7 @@ async function download(card, f, button) {
     while (!complete) {
       const headers = authorization();
       if (got > 0) headers.Range = `bytes=${got}-`;
+      rate.restart(got);
       try {
         const res = await fetch(`/files/${encodeURIComponent(f.id)}`,
           { headers, signal: ctl.signal, cache: "no-store" });
@@ -268,7 +304,8 @@ async function download(card, f, button) {
           got += value.length;
           failures = 0;
           bar.value = size ? got / size : 1;
-          setMeta(card, `${formatSize(got)} of ${formatSize(size)}`);
+          rate.note(got);
+          setMeta(card, `${formatSize(got)} of ${formatSize(size)}${rate.describe(got, size)}`);
         }
         if (got < size) throw new Error("the download stopped early");
         complete = true;

@@ -73,9 +73,10 @@ export function showInvitation() {
     box.append(
       line("invite-lead", "You were invited to the chat whose comparison code is ",
         strong(code), ". Check that the host’s screen shows the same code."),
-      line("invite-fp", "Its certificate fingerprint (SHA-256) is ", fpText(fp),
-        ". If your browser warned about the certificate, it must have shown this one. " +
-        "This page cannot read the certificate itself."),
+      // The fingerprint is a block of its own: the sentence ends before it, never after.
+      line("invite-fp", "Its certificate fingerprint (SHA-256):", fpText(fp)),
+      line("invite-fp", "If your browser warned about the certificate, it must have shown " +
+        "this one. This page cannot read the certificate itself."),
     );
     ui.securityNote.textContent = `Encrypted connection (https). Invitation code ${code}.`;
   } else {
@@ -87,7 +88,7 @@ export function showInvitation() {
       line("invite-warn", "This connection is not encrypted: others on this network could " +
         "read the chat, or pretend to be it."),
       line("invite-lead", link, " (https). Your browser will warn about the certificate: " +
-        "continue only if its SHA-256 fingerprint is ", fpText(fp), "."),
+        "continue only if its SHA-256 fingerprint is:", fpText(fp)),
       line("invite-fp", "Comparison code ", strong(code), ": the host’s screen shows the same."),
     );
     ui.securityNote.textContent = `Not encrypted (http). Invitation code ${code}.`;

@@ -9,7 +9,7 @@
 // when the last byte arrives the server sends the file's message, which becomes its card.
 
 import {
-  CROSS, fileIcon, formatSize, roundButton, setButton,
+  CROSS, Rate, fileIcon, formatSize, roundButton, setButton,
 } from "./filecards.js";
 import { conv, dmKey, recall, remember, roomKey, state, ui } from "./state.js";
 
@@ -480,13 +480,21 @@ function progress(entry, sent) {
   bar.value = entry.size ? Math.min(1, sent / entry.size) : 1;
   if (entry.state === "sending" || entry.state === undefined) {
     const pct = entry.size ? Math.floor((100 * sent) / entry.size) : 100;
+    if (!entry.rate) {
+      entry.rate = new Rate();
+      entry.rate.restart(sent);
+    }
+    entry.rate.note(sent);
     entry.row.querySelector(".file-meta").textContent =
-      `${pct}% · ${formatSize(sent)} of ${formatSize(entry.size)}`;
+      `${pct}% · ${formatSize(sent)} of ${formatSize(entry.size)}` +
+      entry.rate.describe(sent, entry.size);
   }
 }
 
 // `how`: sending, waiting (for the network), paused (for the file), failed.
 function show(entry, how, words) {
+  // A new attempt measures its speed afresh (the pause is not part of it).
+  if (how === "sending" && entry.state !== "sending") entry.rate = null;
   entry.state = how;
   const li = entry.row;
   if (!li) return;

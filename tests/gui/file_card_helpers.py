@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, QPoint, Qt
-from PySide6.QtGui import QColor, QImage
+from PySide6.QtGui import QColor, QImage, QPainter
 from pytestqt.qtbot import QtBot
 
 from desktop_chat.net.client import files as f
@@ -161,3 +161,80 @@ class StallingRelay:
             t.join(T(5))
         for s in socks:
             s.close()
+
+
+class GateRelay:
+    """A TCP relay to the server that holds everything towards the client until :meth:`open`
+    (pictures held on their way, so fetches stay in flight); ``accepted`` counts connections."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.gate = threading.Event()
+        self.accepted = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.socks: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._accept, name="gate-accept")]
+        self.threads[0].start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                a, _ = self.listener.accept()
+                b = socket.create_connection(self.target, timeout=T(5))
+                b.settimeout(None)
+            except OSError:
+                return
+            with self.lock:
+                self.accepted += 1
+                self.socks += [a, b]
+            for src, dst, down in ((a, b, False), (b, a, True)):
+                t = threading.Thread(target=self._pipe, args=(src, dst, down), name="gate-pipe")
+                self.threads.append(t)
+                t.start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, down: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if down:
+                    self.gate.wait(T(30))
+                dst.sendall(data)
+        except OSError:
+            pass  # the other side went: so does this direction
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # closed already
+
+    def open(self) -> None:
+        self.gate.set()
+
+    def close(self) -> None:
+        self.gate.set()
+        self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        with self.lock:
+            socks = list(self.socks)
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed already
+        for t in self.threads:
+            t.join(T(5))
+        for s in socks:
+            s.close()
+
+
+def plain_png(path: Path, width: int, height: int, colour: str) -> Path:
+    """A PNG of one colour with a white band at the top (fast to make at any size)."""
+    image = QImage(width, height, QImage.Format.Format_RGB32)
+    image.fill(QColor(colour))
+    painter = QPainter(image)
+    painter.fillRect(0, 0, width, max(height // 10, 1), QColor("#ffffff"))
+    painter.end()
+    assert image.save(str(path))
+    return path

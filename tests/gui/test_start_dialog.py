@@ -12,6 +12,7 @@ from pytestqt.qtbot import QtBot
 
 from desktop_chat import app as app_module
 from desktop_chat.app import AppController
+from desktop_chat.kept_sessions import KeptSessions
 from desktop_chat.net.server.server import DEFAULT_PORT
 from desktop_chat.settings import MAX_RECENT_SERVERS, Settings
 from desktop_chat.ui.start_dialog import StartChoice, StartDialog, parse_address
@@ -311,12 +312,15 @@ def test_cancel_while_connecting_stops_trying(qtbot: QtBot, controller: AppContr
 
 
 def test_joining_with_a_taken_name_says_so(
-    qtbot: QtBot, controller: AppController, make_server: ServerFactory
+    qtbot: QtBot, controller: AppController, make_server: ServerFactory, tmp_path: Path
 ) -> None:
     server = make_server()
     dialog = controller.show_start()
     qtbot.addWidget(dialog)
-    first = AppController(controller.settings, timing=FAST)
+    # Ann is another person (another user's data folder): her kept session is not ours.
+    first = AppController(
+        controller.settings, timing=FAST, kept=KeptSessions(tmp_path / "ann" / "sessions.json")
+    )
     try:
         first.connect_client(
             StartChoice("join", "Ann", "127.0.0.1", server.port, fingerprint=server.fingerprint)

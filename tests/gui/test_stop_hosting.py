@@ -109,3 +109,17 @@ def test_people_in_the_chat_read_that_the_host_stopped_it(
         assert [e.text for e in conv.model.entries()].count(HOST_STOPPED_LINE) == 1
     finally:
         window.close()
+
+
+def test_quit_counts_only_people_still_connected(qtbot: QtBot, controller: AppController) -> None:
+    window = _host(qtbot, controller)
+    server = controller.server
+    assert server is not None
+    with LineClient(server.address) as bob:
+        bob.login("Bob")
+        qtbot.waitUntil(lambda: window.host_control.others() == 1, timeout=TIMEOUT_MS)
+    # Bob's connection ended without a quit: his session waits to be resumed (the window
+    # greys him), but nobody is connected to be disconnected, so quitting does not ask.
+    qtbot.waitUntil(lambda: window.host_control.others() == 0, timeout=TIMEOUT_MS)
+    with qtbot.assertNotEmitted(window.host_control.askOpened):
+        assert window.close()

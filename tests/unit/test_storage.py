@@ -175,3 +175,34 @@ def test_database_errors_are_storage_errors(storage: ChatStore) -> None:
     with pytest.raises(StorageError):
         storage.room("general")
     assert not issubclass(StorageError, sqlite3.Error)  # the same class whichever back end
+
+
+def _stored_count(storage: ChatStore, text: str) -> int:
+    storage.commit()
+    found, _more = storage.room_history("general", before=None, limit=50)
+    return sum(1 for m in found if m.text == text)
+
+
+def test_a_ref_is_stored_once_and_a_repeat_gets_the_original(storage: ChatStore) -> None:
+    """The database's unique index decides (several processes may each have checked
+    message_for_ref and found nothing): the repeat stores nothing and gets the original."""
+    first = storage.add_message(
+        sender="Ann", text="once", room="general", room_key="general", by=ANN, ref="r"
+    )
+    again = storage.add_message(
+        sender="Ann", text="once", room="general", room_key="general", by=ANN, ref="r"
+    )
+    assert first.ref is None and again == replace(first, ref="r")
+    other = storage.add_message(  # another session may use the same ref
+        sender="Ben", text="once", room="general", room_key="general", by=BEN, ref="r"
+    )
+    assert other.ref is None and other.id > first.id
+    rows = [
+        NewMessage(sender="Ann", text="once", room="general", room_key="general", by=ANN, ref="r"),
+        NewMessage(sender="Ann", text="new", room="general", room_key="general", by=ANN, ref="n"),
+    ]
+    called: list[list[ChatMessage]] = []
+    [repeat, new] = storage.append_ordered(rows, called.append)
+    assert repeat == replace(first, ref="r") and new.ref is None and new.id > other.id
+    assert called == [[repeat, new]]
+    assert _stored_count(storage, "once") == 2 and _stored_count(storage, "new") == 1

@@ -368,6 +368,17 @@ def _ref_of(obj: Mapping[str, Any]) -> Ref | None:
     return ref
 
 
+def _has_nul(value: object) -> bool:
+    """Does any string in this decoded JSON value (keys included) contain U+0000?"""
+    if isinstance(value, str):
+        return "\0" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def parse_event(obj: Mapping[str, Any], table: Mapping[str, type[_Record]]) -> Any:
     """Turn a decoded object into an event of ``table``, or raise :class:`Invalid`."""
     type_name = obj.get("type")
@@ -443,6 +454,11 @@ class JsonLinesProtocol:
         obj: Mapping[str, Any] = {}
         try:
             obj = decode_json_object(line)
+            escape = b"\\u0000" if isinstance(line, bytes) else "\\u0000"
+            if self._table is CLIENT_EVENTS and escape in line and _has_nul(obj):  # type: ignore[operator]
+                # PostgreSQL cannot store NUL in text: refused here, for every back end, so a
+                # message that could never be stored is never accepted.
+                raise Invalid(BAD_MESSAGE, "text cannot contain the NUL character (U+0000)")
             return parse_event(obj, self._table)
         except Invalid as exc:
             return ProtocolError(exc.code, exc.message, _ref_of(obj))

@@ -24,6 +24,8 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from desktop_chat.net.server.storage_api import describe
+
 if TYPE_CHECKING:
     import redis
 
@@ -79,7 +81,9 @@ class Backplane:
             )
             client.ping()
         except (redis.RedisError, ValueError) as exc:
-            raise BackplaneError(f"the backplane {self.url} cannot be reached: {exc}") from exc
+            raise BackplaneError(
+                f"the backplane {describe(self.url)} cannot be reached: {exc}"
+            ) from exc
         self._redis = client
         self.beat()
         loops = (

@@ -43,7 +43,7 @@ from desktop_chat.net.server.cluster_admin import AdminMixin
 from desktop_chat.net.server.fanout import Batch, Member, Outgoing
 from desktop_chat.net.server.presence import PresenceMixin
 from desktop_chat.net.server.resume import REPLAY_ROWS
-from desktop_chat.net.server.sequencer import Sequencer
+from desktop_chat.net.server.sequencer import Sequencer, refused_rows
 from desktop_chat.net.server.storage_api import (
     Identity,
     NewMessage,
@@ -56,6 +56,8 @@ if TYPE_CHECKING:
     from desktop_chat.net.server.sharing import Reader
 
 log = logging.getLogger(__name__)
+
+DELIVERIES_PER_HOLD = 4096  # deliveries queued under one hold of the hub's lock at most
 
 
 class Cluster(PresenceMixin, AdminMixin):
@@ -71,6 +73,7 @@ class Cluster(PresenceMixin, AdminMixin):
         self.bp = backplane
         self.last_id: dict[Member, int] = {}  # highest message id queued to each live member
         self.seen_id = 0  # highest message id delivered from the subscription
+        self.stored_id = 0  # an id the database is known to have reached (subscriber thread)
         self.sequencer = Sequencer(hub.storage, backplane)
         # (session, ref) of messages queued but not stored yet: a resend of one is answered
         # by the original's echo, never stored twice (hub lock).
@@ -79,8 +82,10 @@ class Cluster(PresenceMixin, AdminMixin):
         # in id order (from the subscription or a catch-up), never before (hub lock).
         self._owed: dict[Member, dict[int, p.Ref]] = {}
         self._handlers: dict[str, Callable[[Event], None]] = {
-            "msg": self._on_msg, "stored": self._on_stored,
-        }  # fmt: skip
+            "msgs": self._on_msgs,
+            "msg": self._on_msg,  # one message alone (as processes of 0.2.0 published)
+            "stored": self._on_stored,
+        }
         self.init_presence()
         self.init_admin()
         backplane.on_event = self._on_event
@@ -278,37 +283,88 @@ class Cluster(PresenceMixin, AdminMixin):
             log.error("backplane: a malformed %r event was ignored: %s", event.get("t"), exc)
 
     def _on_msg(self, event: Event) -> None:
-        msg = p.ChatMessage.from_dict(event["m"])
-        ref: p.Ref | None = event.get("ref")
-        sender, by_hash = event.get("sk"), str(event.get("h") or "")
-        shared = Outgoing(msg)  # encoded once for every recipient
+        self._on_msgs({"ms": [event]})
+
+    def _on_msgs(self, event: Event) -> None:
+        """A round of messages one process stored, in id order: delivered under one hold of
+        the hub's lock and handed to the flusher once (a hold is cut short after
+        :data:`DELIVERIES_PER_HOLD` deliveries, so a big round does not keep the lock long)."""
+        items = [(p.ChatMessage.from_dict(item["m"]), item) for item in event["ms"]]
+        if not items:
+            return
+        top = max(msg.id for msg, _item in items)
+        stored = self._stored(top)  # outside the lock: it may ask the database
+        if stored is False:
+            log.error("backplane: message %d is not in the database; ignored (forged?)", top)
+            return
         hub = self.hub
-        batch = Batch(hub.flusher)
+        at = 0
+        while at < len(items):
+            batch = Batch(hub.flusher)
+            queued = 0
+            with hub._lock:
+                while at < len(items) and queued < DELIVERIES_PER_HOLD:
+                    queued += self._deliver(batch, *items[at], stored=stored is True)
+                    at += 1
+            batch.finish()
+
+    def _deliver(self, batch: Batch, msg: p.ChatMessage, item: Event, *, stored: bool) -> int:
+        """Queue one published message to its local recipients (lock held); how many.
+        ``stored``: the database vouched for its id (else it never moves seen_id)."""
+        ref: p.Ref | None = item.get("ref")
+        sender, by_hash = item.get("sk"), str(item.get("h") or "")
         mid = msg.id
-        with hub._lock:
-            if mid > self.seen_id + 1:
+        if item.get("once"):  # a resend answered by its original: to the sender only
+            member = self.hub._users.get(str(sender))
+            if member is not None and self._is(member, by_hash):
+                self._queue(batch, member, msg, by_hash, ref)
+            return 1
+        if stored:
+            if mid > self.seen_id + 1 and self._gap_stored(mid):
                 # Ids below mid were committed before mid was stored (one critical section),
-                # but some were never published (their process lost Redis, or was paused past
-                # the lock's bound): fill the gap from the database first, in order.
+                # but some were never published (their process lost Redis, or was paused
+                # past the lock's bound): fill the gap from the database first.
                 self._fill(batch, mid - 1)
             self.seen_id = max(self.seen_id, mid)
-            last = self.last_id
-            # Skip whoever had it already: from a resume's replay, or a repeated publish.
-            fresh = [m for m in self._recipients(event) if last.get(m, 0) < mid]
-            for member in fresh:
-                last[member] = mid
-            if ref is not None:
-                own = [m for m in fresh if m.key == sender and self._is(m, by_hash)]
-                if own:
-                    fresh = [m for m in fresh if m not in own]
-                    batch.send_all(own, Outgoing(replace(msg, ref=ref)))
-            if self._owed:
-                for member in [m for m in fresh if m in self._owed]:
-                    if (owed := self._owed_ref(member, mid)) is not None:
-                        fresh.remove(member)
-                        batch.send(member, Outgoing(replace(msg, ref=owed)))
-            batch.send_all(fresh, shared)
-        batch.finish()
+        last = self.last_id
+        # Skip whoever had it already: from a resume's replay, or a repeated publish.
+        fresh = [m for m in self._recipients(item) if last.get(m, 0) < mid]
+        for member in fresh:
+            last[member] = mid
+        if ref is not None:
+            own = [m for m in fresh if m.key == sender and self._is(m, by_hash)]
+            if own:
+                fresh = [m for m in fresh if m not in own]
+                batch.send_all(own, Outgoing(replace(msg, ref=ref)))
+        if self._owed:
+            for member in [m for m in fresh if m in self._owed]:
+                if (owed := self._owed_ref(member, mid)) is not None:
+                    fresh.remove(member)
+                    batch.send(member, Outgoing(replace(msg, ref=owed)))
+        batch.send_all(fresh, Outgoing(msg))  # encoded once for every recipient
+        return len(fresh) + 1
+
+    def _gap_stored(self, mid: int) -> bool:
+        """Is any message between seen_id and ``mid`` stored (lock held)? Most gaps in the
+        sequence are ids nothing was stored under (a refused round, a repeated ref): one
+        query then, not one per member."""
+        try:
+            return self.hub.storage.last_message_id(upto=mid - 1) > self.seen_id
+        except StorageError as exc:
+            log.warning("cannot look for messages below %d: %s", mid, exc)
+            return True  # the catch-up will say what it can
+
+    def _stored(self, mid: int) -> bool | None:
+        """Is message ``mid`` in the database (None: it cannot say now)? A message is
+        committed before it is published, so a higher id is not one of ours: someone wrote to
+        Redis, and a huge id would make every new login skip real messages (seen_id)."""
+        if mid > self.stored_id:
+            try:
+                self.stored_id = max(self.stored_id, self.hub.storage.last_message_id())
+            except StorageError as exc:
+                log.warning("cannot check message %d against the database: %s", mid, exc)
+                return None
+        return mid <= self.stored_id
 
     @staticmethod
     def _is(member: Member, session_hash: str) -> bool:
@@ -320,9 +376,26 @@ class Cluster(PresenceMixin, AdminMixin):
         if event.get("tk") is None:
             room = hub._rooms.get(str(event.get("rk")))
             return [] if room is None else list(room.members.values())
-        # A member still replaying its backlog gets a DM from storage, in order.
-        found = (hub._users.get(k) for k in {event.get("fk"), event["tk"]} if k is not None)
-        return [m for m in found if m is not None and m not in hub._replaying]
+        # A member still replaying its backlog gets a DM from storage, in order. A DM goes
+        # only to the sender's and the recipient's own session or account: not to someone
+        # who took either name while the round was being stored.
+        ends = ((event.get("fk"), event.get("h"), event.get("fa")),
+                (event["tk"], event.get("th"), event.get("ta")))  # fmt: skip
+        found: list[Member] = []
+        for key, session, account in ends:
+            m = None if key is None else hub._users.get(str(key))
+            if m is None or m in found or m in hub._replaying:
+                continue
+            if self._owns(m, session, account):
+                found.append(m)
+        return found
+
+    def _owns(self, member: Member, session_hash: Any, account: Any) -> bool:
+        """``member`` is the DM's party of this session hash or account (lock held)."""
+        me = self.hub.identity(member)
+        if session_hash and me.session == session_hash:
+            return True
+        return account is not None and me.account == account
 
     def _queue(
         self, batch: Batch, member: Member, msg: p.ChatMessage, by_hash: str, ref: Any
@@ -435,4 +508,6 @@ class Cluster(PresenceMixin, AdminMixin):
 
 def _storage_failed(exc: StorageError) -> tuple[str, str]:
     log.error("a message could not be stored: %s", exc)
+    if refused_rows(exc):  # the same message would be refused again
+        return (p.STORAGE_FAILED, f"the server cannot store this message ({exc})")
     return (p.STORAGE_FAILED, f"the server could not store your message ({exc}); send it again")

@@ -187,6 +187,8 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
             if replacing and current is not None:
                 self._detach(current)
                 self._replaying.discard(current)
+                if self.cluster is not None:
+                    self.cluster.gone(current)  # leave() will not: it is no longer the user
             self._users[key] = member
             self._skeletons[look] = key
             doubt = 0.0 if self.cluster is None or stored is None else self.cluster.refs_doubt
@@ -455,7 +457,9 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
                     error = _storage_failed(exc)
                 else:
                     out = Outgoing(msg)
-                    if ref is None:
+                    if msg.ref is not None:
+                        batch.send(member, out)  # a resend the database caught: the original
+                    elif ref is None:
                         batch.send_all(room.members.values(), out)
                     else:
                         self._refs.add(member.session, ref)
@@ -498,6 +502,8 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
                 except StorageError as exc:
                     error = _storage_failed(exc)
                 else:
+                    if msg.ref is not None:
+                        target = member  # a resend the database caught: the original, to it
                     # A target still replaying its backlog gets this from storage, in order.
                     if target is not member and target not in self._replaying:
                         batch.send(target, Outgoing(msg))

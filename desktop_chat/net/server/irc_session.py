@@ -51,6 +51,7 @@ from desktop_chat.net.server.fanout import Outgoing
 from desktop_chat.net.server.guard import LoginRefused
 from desktop_chat.net.server.irc_view import CAPABILITIES, SERVER_NAME, IrcView
 from desktop_chat.net.server.session import Session
+from desktop_chat.net.server.storage_api import StorageError
 from desktop_chat.net.server.transport import Transport
 
 _REGISTRATION_COMMANDS = frozenset({"CAP", "PASS", "NICK", "USER", "AUTHENTICATE", "PING", "QUIT"})
@@ -135,6 +136,12 @@ class IrcSession(Session):
     def handle_line(self, line: str) -> None:
         if self.cut_off:
             return
+        try:
+            self._handle_line(line)
+        except StorageError as exc:
+            self.database_failed(exc)
+
+    def _handle_line(self, line: str) -> None:
         try:
             msg = parse(line)
         except IrcSyntaxError:

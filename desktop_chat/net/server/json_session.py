@@ -15,6 +15,7 @@ from desktop_chat.net.protocol import events as p
 from desktop_chat.net.server.context import ServerContext
 from desktop_chat.net.server.guard import LoginRefused
 from desktop_chat.net.server.session import Session
+from desktop_chat.net.server.storage_api import StorageError
 from desktop_chat.net.server.transport import Transport
 
 Handler = Callable[[Session, Any], None]
@@ -75,6 +76,12 @@ class JsonSession(Session):
         """Act on one parsed event (or answer one protocol error)."""
         if self.cut_off:
             return
+        try:
+            self._handle(event)
+        except StorageError as exc:
+            self.database_failed(exc, getattr(event, "ref", None))
+
+    def _handle(self, event: object) -> None:
         if isinstance(event, p.ProtocolError):
             self.send_event(event.reply())
         elif not self.logged_in:

@@ -18,6 +18,7 @@ from desktop_chat.net.server.guard import LoginRefused
 from desktop_chat.net.server.plaintext import HELP, PROMPT, decode_line, render
 from desktop_chat.net.server.session import Mode, Session
 from desktop_chat.net.server.sniff import Kind, classify
+from desktop_chat.net.server.storage_api import StorageError
 from desktop_chat.net.server.transport import Transport
 
 
@@ -52,6 +53,12 @@ class PlainSession(Session):
     def handle_line(self, line: str) -> None:
         if self.cut_off:
             return
+        try:
+            self._handle_line(line)
+        except StorageError as exc:
+            self.database_failed(exc)
+
+    def _handle_line(self, line: str) -> None:
         if not self.logged_in:
             self._login_line(line)
             return

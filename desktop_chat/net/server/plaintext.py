@@ -33,8 +33,9 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u20
 
 
 def decode_line(raw: bytes) -> str:
-    """Bytes of one line to text: invalid UTF-8 becomes U+FFFD, a trailing CR is dropped."""
-    text = raw.decode("utf-8", errors="replace")
+    """Bytes of one line to text: invalid UTF-8 and NUL (which PostgreSQL cannot store)
+    become U+FFFD, a trailing CR is dropped."""
+    text = raw.decode("utf-8", errors="replace").replace("\0", "\ufffd")
     return text[:-1] if text.endswith("\r") else text
 
 

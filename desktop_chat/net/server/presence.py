@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from desktop_chat.net.server.hub import Hub
 
 log = logging.getLogger(__name__)
+BUSY_RECONNECTING = "the chat server is busy reconnecting; try again in a moment"
 
 # Set both keys (the name key's and the look-alike skeleton's) to ARGV[1] if they hold
 # ARGV[2] and ARGV[3] ('' = absent): 1; else what they hold ('' = absent).
@@ -154,10 +155,10 @@ class PresenceMixin:
         """Hold ``name`` for this process (hub lock held, local checks passed). Returns the
         process it was taken from if that process has this very session online (a resume
         moving here), else None. Raises LoginRefused when it is someone else's."""
-        unreachable = LoginRefused(
-            p.SERVER_FULL, "the chat's backplane (Redis) is unreachable; try again shortly"
-        )
+        # People read this; the log says what is actually down.
+        unreachable = LoginRefused(p.SERVER_FULL, BUSY_RECONNECTING)
         if not self.bp.up.is_set():
+            log.warning("login of %s refused: the backplane (Redis) is unreachable", name)
             raise unreachable
         other = self.remote_user(key)
         if other is not None and other.hash != token_hash(session):
@@ -167,6 +168,7 @@ class PresenceMixin:
         try:
             return self._claim(name, key, token_hash(session))
         except self.bp.errors() as exc:
+            log.warning("login of %s refused: the backplane (Redis) failed: %s", name, exc)
             raise unreachable from exc
 
     def _claim(self, name: str, key: str, session_hash: str) -> str | None:
@@ -220,6 +222,13 @@ class PresenceMixin:
 
     def logged_in(self, member: Member, replaced: str | None) -> None:
         user = self.user_of(member)
+        with self.hub._lock:
+            # The name is ours now (claim_name said so): whoever the replica still lists
+            # under it on another process — a dead one not reaped yet, or the one this
+            # session moved from — is this person, here. Left there, a later reaping would
+            # tell everyone here that they left.
+            for users in self.remote.values():
+                users.pop(member.key, None)
         self._announce({"t": "login", "u": user.to_dict(), "from": replaced}, member)
 
     def joined_room(self, member: Member, rkey: str, rname: str) -> None:
@@ -353,12 +362,18 @@ class PresenceMixin:
             with self.hub._lock:
                 users = self.remote.pop(proc, {})
                 for user in users.values():
-                    self._say_left(batch, user, "disconnected")
+                    if not self._online_elsewhere(user.key):
+                        self._say_left(batch, user, "disconnected")
             batch.finish()
             for user in users.values():
                 self._release(proc, user.name, user.key, user.hash)
             self.bp.redis.delete(self.bp.key("users", proc))
             log.info("backplane: process %s is gone; %d users left", proc, len(users))
+
+    def _online_elsewhere(self, key: str) -> bool:
+        """Is ``key`` online here or on a live process (lock held)? A dead process's user
+        who already came back is not shown leaving."""
+        return key in self.hub._users or any(key in users for users in self.remote.values())
 
     def _sweep_names(self, held: set[str]) -> None:
         """Free the name keys nobody holds any more: ours but not in ``held`` (people who left

@@ -19,6 +19,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+import psycopg
+
 from desktop_chat.net.protocol import events as p
 from desktop_chat.net.server.backplane import Backplane, Event
 from desktop_chat.net.server.storage_api import ChatStore, NewMessage, StorageError
@@ -130,9 +132,17 @@ class Sequencer:
     def _round(self, batch: list[_Pending]) -> None:
         rows = [row for pending in batch for row in pending.rows]
         try:
-            msgs = self.storage.append_ordered(rows, lambda m: self._publish(rows, m))
+            msgs = self.storage.append_ordered(
+                rows, lambda m: self._publish(rows, m), more=lambda: bool(self._waiting)
+            )
         except StorageError as exc:
             log.error("%d messages could not be stored: %s", len(rows), exc)
+            if len(batch) > 1 and refused_rows(exc):
+                # The database refused a row (bad data): one sender's bad message must not
+                # fail everyone else's, so each sender's rows are tried on their own.
+                for pending in batch:
+                    self._round([pending])
+                return
             for pending in batch:
                 self._tell(pending, [], exc)
             return
@@ -156,22 +166,37 @@ class Sequencer:
             log.exception("telling a sender how its message went failed")
 
     def _publish(self, rows: list[NewMessage], msgs: list[p.ChatMessage]) -> None:
-        """In the critical section: the stored messages to every process, in id order."""
-        events: list[Event] = []
+        """In the critical section: the stored messages to every process, in id order, as one
+        event (one PUBLISH, and one message to parse and one hold of the hub's lock for each
+        receiver, however many messages the round has)."""
+        items: list[Event] = []
         for row, msg in zip(rows, msgs, strict=True):
-            events.append(
-                {
-                    "t": "msg", "m": msg.to_dict(), "rk": row.room_key, "fk": row.dm_from,
-                    "tk": row.dm_to, "sk": None if row.by is None else row.by.key,
-                    "h": "" if row.by is None else row.by.session, "ref": row.ref,
-                }
-            )  # fmt: skip
+            item: Event = {
+                "m": msg.to_dict(), "rk": row.room_key, "fk": row.dm_from, "tk": row.dm_to,
+                "sk": None if row.by is None else row.by.key,
+                "h": "" if row.by is None else row.by.session, "ref": row.ref,
+                # Whose DM it is (session hash, account): never a later holder of a name.
+                "fa": None if row.by is None else row.by.account,
+                "th": None if row.to is None else row.to.session,
+                "ta": None if row.to is None else row.to.account,
+            }  # fmt: skip
+            if msg.ref is not None:
+                # A resend whose original another process stored: only the sender's session
+                # is answered (it has the original already if its last_id says so).
+                item["once"] = True
+            items.append(item)
+        events: list[Event] = [{"t": "msgs", "ms": items}]
         # Tried once (the cluster's lock is held meanwhile): if Redis cannot take them, the
         # other processes fill the gap from the database when the next message or this
-        # process's "stored" event reaches them, and this process's catch-up after the outage gives
-        # each sender its copy with its ref.
+        # process's "stored" event reaches them, and this process's catch-up after the
+        # outage gives each sender its copy with its ref.
         if not self.bp.publish_many(events):
             with self._unsent_lock:
-                for event in events:
-                    if event["ref"] is not None:
-                        self.unsent_refs[event["m"]["id"]] = (event["h"], event["ref"])
+                for item in items:
+                    if item["ref"] is not None:
+                        self.unsent_refs[item["m"]["id"]] = (item["h"], item["ref"])
+
+
+def refused_rows(exc: StorageError) -> bool:
+    """The database answered and refused the data (not: could not be reached)."""
+    return isinstance(exc.__cause__, psycopg.DataError | psycopg.IntegrityError)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -20,10 +21,13 @@ from desktop_chat.net.server.fanout import Outgoing
 from desktop_chat.net.server.guard import LoginRefused
 from desktop_chat.net.server.outbox import MARK, OVERFLOW, QUEUED
 from desktop_chat.net.server.ratelimit import TokenBucket
+from desktop_chat.net.server.storage_api import StorageError
 from desktop_chat.net.server.transport import PeerGone, Transport
 
 if TYPE_CHECKING:
     from desktop_chat.net.server.context import ServerContext
+
+log = logging.getLogger(__name__)
 
 # Leave reasons that only say how the connection ended on our side: everyone else is told
 # "disconnected" (or "kicked" when an admin removed the member).
@@ -153,6 +157,16 @@ class Session(abc.ABC):
         may still log in without a password)."""
         self.send_event(p.ErrorReply(code=exc.code, message=exc.message, ref=ref))
         if exc.code != p.TLS_REQUIRED:
+            self.close("refused")
+
+    def database_failed(self, exc: StorageError, ref: p.Ref | None = None) -> None:
+        """A request the database could not serve (PostgreSQL down or restarting): answered
+        ``storage_failed``, to be asked again. Only a login so answered closes (every error
+        that answers ``hello`` does); a logged-in user stays connected."""
+        log.warning("%s: the database failed: %s", self.transport.peer, exc)
+        message = f"the server's database failed ({exc}); try again"
+        self.send_event(p.ErrorReply(code=p.STORAGE_FAILED, message=message, ref=ref))
+        if not self.logged_in:
             self.close("refused")
 
     def quit(self) -> None:

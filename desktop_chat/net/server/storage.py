@@ -66,6 +66,12 @@ log = logging.getLogger(__name__)
 __all__ = ["Identity", "Storage", "StorageError", "StoredSession", "token_hash"]
 
 _INSERT = f"INSERT INTO messages (id, {MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 17)})"
+# A new message: one whose (session, ref) is stored already is not stored again (the unique
+# index of schema step 5 decides, whoever checked what before).
+_INSERT_NEW = f"{_INSERT} ON CONFLICT (from_session, ref) WHERE ref IS NOT NULL DO NOTHING"
+# _recover writes rolled-back rows again; one whose ref was stored meanwhile stays out (as on
+# PostgreSQL) rather than block every later recovery.
+_INSERT_AGAIN = f"{_INSERT} ON CONFLICT DO NOTHING"
 # The DMs an Identity took part in (named parameters :session and :account).
 _MINE_SENT = "(from_session = :session OR from_account = :account)"
 _MINE_RECEIVED = "(to_session = :session OR to_account = :account)"
@@ -219,17 +225,35 @@ class Storage(SettingsTables):
             try:
                 if not self._db.in_transaction:
                     self._db.execute("BEGIN")
-                cur = self._db.execute(_INSERT, (None, *row))
+                cur = self._db.execute(_INSERT_NEW, (None, *row))
+                original = None if cur.rowcount else self._original(new)
             except sqlite3.Error as exc:
                 self._recover()
                 raise StorageError(str(exc)) from exc
+            if original is not None:
+                return original
             msg_id = cur.lastrowid
             assert msg_id is not None
             self._pending.append((msg_id, *row))
         return new.stored(msg_id, row)
 
+    def _original(self, new: NewMessage) -> ChatMessage:
+        """The stored message whose (session, ref) ``new`` repeats, with its ref (lock held)."""
+        assert new.by is not None and new.ref is not None
+        row = self._db.execute(
+            f"SELECT {READ_COLUMNS} FROM messages WHERE from_session = ? AND ref = ?",
+            (new.by.session, json.dumps(new.ref)),
+        ).fetchone()
+        if row is None:
+            raise sqlite3.IntegrityError("a ref conflicts with no stored message")
+        return replace(message_from_row(row), ref=new.ref)
+
     def append_ordered(
-        self, rows: Sequence[NewMessage], after_commit: Callable[[list[ChatMessage]], None]
+        self,
+        rows: Sequence[NewMessage],
+        after_commit: Callable[[list[ChatMessage]], None],
+        *,
+        more: Callable[[], bool] = lambda: False,
     ) -> list[ChatMessage]:
         """Store ``rows`` and commit them in a critical section of this process, then call
         ``after_commit`` with them before leaving it (see :class:`ChatStore`). Raises
@@ -242,18 +266,21 @@ class Storage(SettingsTables):
                 self._commit_pending()  # the group commit's rows first: they have lower ids
                 if self._db.in_transaction:
                     raise StorageError("earlier messages are not committed yet")
-                ids: list[int] = []
+                stored: list[ChatMessage] = []
                 try:
                     self._db.execute("BEGIN")
-                    for row in values:
-                        ids.append(self._db.execute(_INSERT, (None, *row)).lastrowid or 0)
+                    for new, row in zip(rows, values, strict=True):
+                        cur = self._db.execute(_INSERT_NEW, (None, *row))
+                        if cur.rowcount:
+                            stored.append(new.stored(cur.lastrowid or 0, row))
+                        else:
+                            stored.append(self._original(new))
                     self._db.execute("COMMIT")
                 except sqlite3.Error as exc:
                     # This transaction holds these rows only: undoing it stores none of them.
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
                     raise StorageError(str(exc)) from exc
-            stored = [new.stored(i, row) for new, i, row in zip(rows, ids, values, strict=True)]
             after_commit(stored)
             return stored
 
@@ -302,7 +329,7 @@ class Storage(SettingsTables):
         rows, self._pending = self._pending, []
         try:
             self._db.execute("BEGIN")
-            self._db.executemany(_INSERT, rows)
+            self._db.executemany(_INSERT_AGAIN, rows)
             self._db.execute("COMMIT")
         except sqlite3.Error:
             if self._db.in_transaction:
@@ -449,9 +476,11 @@ class Storage(SettingsTables):
                     {"account": me.account, "key": me.key, "session": me.session},
                 )
 
-    def last_message_id(self) -> int:
+    def last_message_id(self, upto: int | None = None) -> int:
+        """The highest message id stored (at most ``upto`` if given), 0 if none."""
+        cap = (1 << 63) - 1 if upto is None else upto
         with self._locked():
-            row = self._db.execute("SELECT MAX(id) FROM messages").fetchone()
+            row = self._db.execute("SELECT MAX(id) FROM messages WHERE id <= ?", (cap,)).fetchone()
         return int(row[0] or 0)
 
     # -- rooms ------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from desktop_chat.net.protocol.events import ChatMessage, FileInfo, Ref
 
@@ -40,6 +40,17 @@ URL_SCHEMES = ("postgresql", "postgres")
 class StorageError(Exception):
     """The database could not do what was asked: a full disk, a lock held by another process,
     PostgreSQL unreachable. A write that raises it stored nothing."""
+
+
+class NewerDatabase(StorageError):
+    """The database was made by a newer version of the program (a higher schema version):
+    refused rather than misread. One line, for the person who started the server."""
+
+    def __init__(self, had: int, known: int) -> None:
+        super().__init__(
+            f"the database has schema version {had}, made by a newer Desktop Chat; this "
+            f"program knows up to {known}: upgrade it (or use another database)"
+        )
 
 
 def token_hash(token: str) -> str:
@@ -189,9 +200,12 @@ class ChatStore(Protocol):
         to: Identity | None = None,
         ref: Ref | None = None,
     ) -> ChatMessage:
-        """Store a message in the open transaction; return it with its server-wide id.
-        Raises :class:`StorageError` when it cannot be written: then nothing of it was
-        stored, and the messages already added are kept."""
+        """Store a message in the open transaction; return it with its server-wide id
+        (without ``ref``). If the sending session already stored a message with this
+        ``ref`` (the database's unique index says so), nothing is stored and that original
+        is returned *with* its ``ref``: the caller answers the resend with it. Raises
+        :class:`StorageError` when it cannot be written: then nothing of it was stored,
+        and the messages already added are kept."""
         ...
 
     def commit(self) -> None:
@@ -199,12 +213,21 @@ class ChatStore(Protocol):
         messages kept for the next round)."""
 
     def append_ordered(
-        self, rows: Sequence[NewMessage], after_commit: Callable[[list[ChatMessage]], None]
+        self,
+        rows: Sequence[NewMessage],
+        after_commit: Callable[[list[ChatMessage]], None],
+        *,
+        more: Callable[[], bool] = lambda: False,
     ) -> list[ChatMessage]:
         """Store ``rows`` in one critical section (see the module docstring): insert, commit,
         call ``after_commit`` with the stored messages (in id order) while still inside it,
-        then leave it. Raises :class:`StorageError` (and calls nothing) when the rows could
-        not be stored: then none of them was."""
+        then leave it. A row whose (session, ``ref``) is stored already is not stored
+        again: its place in the list (and in the callback's) holds the original, *with*
+        its ``ref`` (new messages come without). Raises :class:`StorageError` (and calls
+        nothing) when the rows could not be stored: then none of them was. ``more()``, asked
+        at the end, says another call follows at once: a back end may then keep its lock
+        for it (PostgreSQL: the next round lets go of it and takes it again in one round
+        trip, behind any other process waiting)."""
         ...
 
     def mark_file_expired(self, message_id: int) -> None: ...
@@ -227,7 +250,9 @@ class ChatStore(Protocol):
 
     def name_used_by_others(self, key: str, session: str) -> bool: ...
     def claim_dms(self, me: Identity) -> None: ...
-    def last_message_id(self) -> int: ...
+    def last_message_id(self, upto: int | None = None) -> int:
+        """The highest message id stored (at most ``upto`` if given), 0 if none."""
+        ...
 
     # -- rooms --------------------------------------------------------------------------
 
@@ -266,13 +291,37 @@ def is_database_url(database: str) -> bool:
     return urlsplit(database).scheme.lower() in URL_SCHEMES
 
 
-def describe(database: str) -> str:
-    """``database`` fit to show in a log or an error: the password left out."""
-    parts = urlsplit(database)
-    if parts.password is None:
-        return database
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+def describe(url: str) -> str:
+    """A database or Redis URL fit to show in a log or an error: every password masked
+    (``user:password@`` and a ``password=`` in the query)."""
+    try:
+        parts = urlsplit(url)
+        has_password = parts.password is not None
+    except ValueError:
+        return "(a URL that cannot be read)"  # not shown: it may hold a password
+    netloc, query = parts.netloc, parts.query
+    if has_password:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        masked = [(k, "***" if k.lower() in _SECRET_KEYS else v) for k, v in pairs]
+        query = urlencode(masked, safe="*")
+    return parts._replace(netloc=netloc, query=query).geturl()
+
+
+def has_password(url: str) -> bool:
+    """Does ``url`` carry a password (which ``ps`` would show if it came as an argument)?"""
+    try:
+        parts = urlsplit(url)
+        if parts.password is not None:
+            return True
+    except ValueError:
+        return False
+    return any(k.lower() in _SECRET_KEYS for k, _v in parse_qsl(parts.query))
+
+
+_SECRET_KEYS = frozenset({"password", "passwd", "pass", "sslpassword"})
 
 
 def open_store(database: str | None, data_dir: Path) -> ChatStore:
@@ -288,6 +337,11 @@ def open_store(database: str | None, data_dir: Path) -> ChatStore:
         raise StorageError(
             f"{describe(database)!r} is not a database URL; give postgresql://user@host/dbname"
         )
-    from desktop_chat.net.server.storage_pg import PgStorage  # psycopg: only when asked for
-
+    try:
+        from desktop_chat.net.server.storage_pg import PgStorage  # psycopg: only when asked
+    except ImportError as exc:  # e.g. the bundled server, made for SQLite only
+        raise StorageError(
+            f"PostgreSQL support is not installed here ({exc.name} is missing): install "
+            "Desktop Chat with pip (it brings psycopg) to use a postgresql:// database"
+        ) from exc
     return PgStorage(database)

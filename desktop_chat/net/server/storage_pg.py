@@ -34,10 +34,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import TypeVar
 
 import psycopg
 from psycopg.pq import TransactionStatus
-from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
 from desktop_chat.net.protocol.events import ChatMessage, FileInfo, Ref
@@ -47,12 +47,16 @@ from desktop_chat.net.server.storage_api import (
     Identity,
     NewMessage,
     StorageError,
-    StoredSession,
     describe,
     message_from_row,
-    token_hash,
 )
-from desktop_chat.net.server.storage_pg_schema import END_STALLED, ORDER_LOCK, Conn, migrate
+from desktop_chat.net.server.storage_pg_schema import (
+    END_STALLED,
+    ORDER_LOCK,
+    Conn,
+    migrate,
+    returned_ids,
+)
 from desktop_chat.net.server.storage_pg_tables import PgSettingsTables, one_line
 
 CONNECT_TIMEOUT = 5  # seconds to reach the database before a call fails
@@ -69,13 +73,19 @@ LOCK_HOLD = 10.0
 LOCK_WAIT = 15.0
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
-_INSERT = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join(['%s'] * 16)}) RETURNING id"
+# A new message: one whose (session, ref) is stored already is not stored again (the unique
+# index of schema step 3 decides, whichever process checked what before), and returns no id.
+_INSERT = (
+    f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join(['%s'] * 16)}) "
+    "ON CONFLICT (from_session, ref) WHERE ref IS NOT NULL DO NOTHING RETURNING id"
+)
 # _recover writes rows again with their ids; a row whose commit did reach the database before
 # the connection broke is there already.
 _INSERT_AGAIN = (
     f"INSERT INTO messages (id, {MESSAGE_COLUMNS}) VALUES ({', '.join(['%s'] * 17)}) "
-    "ON CONFLICT (id) DO NOTHING"
+    "ON CONFLICT DO NOTHING"
 )
 _MINE_SENT = "(from_session = %(session)s OR from_account = %(account)s)"
 _MINE_RECEIVED = "(to_session = %(session)s OR to_account = %(account)s)"
@@ -97,6 +107,7 @@ class PgStorage(PgSettingsTables):
         self._db: Conn | None = self._connect()
         self._order_db: Conn | None = None
         self._order_used = 0.0  # time.monotonic() of the ordered connection's last round
+        self._holding = False  # the ordered connection kept the lock for the next round
         try:
             migrate(self._db)
         except psycopg.Error as exc:
@@ -175,6 +186,25 @@ class PgStorage(PgSettingsTables):
             except psycopg.Error as exc:
                 self._after_error()
                 raise StorageError(one_line(exc)) from exc
+
+    def _read(self, work: Callable[[Conn], _T]) -> _T:
+        """``work`` (statements that only read) on the writer connection, under its lock. A
+        connection the database dropped (a restart) is only found out when used: then once
+        more on a fresh one (which first writes again what the old one lost), so a request
+        fails only while the database is really out of reach."""
+        with self._lock:
+            if self._closed:
+                raise StorageError("the database is closed")
+            for again in (False, True):
+                try:
+                    return work(self._writer())
+                except psycopg.Error as exc:
+                    stale = not again and (self._db is None or _broken(self._db))
+                    self._after_error()
+                    if not stale:
+                        raise StorageError(one_line(exc)) from exc
+                    log.info("the database connection was lost (%s): connecting again", exc)
+            raise AssertionError("unreachable")
 
     def _writer(self) -> Conn:
         """The writer connection (lock held), connected again if it was lost; after a failed
@@ -271,7 +301,8 @@ class PgStorage(PgSettingsTables):
             if db.info.transaction_status == TransactionStatus.IDLE:
                 db.execute("BEGIN")
             found = db.execute(_INSERT, row).fetchone()
-            assert found is not None
+            if found is None:
+                return _original(db, new)
             msg_id = int(found[0])
             self._pending.append((msg_id, *row))
         return new.stored(msg_id, row)
@@ -303,7 +334,11 @@ class PgStorage(PgSettingsTables):
                 self._after_error()
 
     def append_ordered(
-        self, rows: Sequence[NewMessage], after_commit: Callable[[list[ChatMessage]], None]
+        self,
+        rows: Sequence[NewMessage],
+        after_commit: Callable[[list[ChatMessage]], None],
+        *,
+        more: Callable[[], bool] = lambda: False,
     ) -> list[ChatMessage]:
         """Store ``rows`` and commit them under the cluster-wide advisory lock, then call
         ``after_commit`` before unlocking (see :class:`ChatStore`)."""
@@ -315,25 +350,43 @@ class PgStorage(PgSettingsTables):
             if self._closed:
                 raise StorageError("the database is closed")
             db = self._ordered_db()
+            held, self._holding = self._holding, False
+            done = False
             try:
                 try:
                     # One round trip: the server takes the lock, then runs the transaction
                     # (a pipeline's statements run in order, each after the one before).
                     with db.cursor() as cur:
                         with db.pipeline():
+                            if held:
+                                # The last round kept the lock: let go of it first, so that
+                                # another process waiting for it goes before us (PostgreSQL
+                                # queues us behind it).
+                                cur.execute("SELECT pg_advisory_unlock(%s)", (ORDER_LOCK,))
                             cur.execute("SELECT pg_advisory_lock(%s)", (ORDER_LOCK,))
                             with db.transaction():
                                 cur.executemany(_INSERT, values, returning=True)
-                        ids = _returned_ids(cur, len(values))
+                        ids = returned_ids(cur, len(values))
+                    # Rows that met their ref already stored: answered with the original
+                    # (committed: the unique index waited for it).
+                    stored = [
+                        _original(db, new) if i is None else new.stored(i, r)
+                        for new, i, r in zip(rows, ids, values, strict=True)
+                    ]
                 except psycopg.Error as exc:
                     if isinstance(exc, psycopg.errors.LockNotAvailable):
                         self._end_stalled_holder()
                     raise StorageError(one_line(exc)) from exc
-                stored = [new.stored(i, r) for new, i, r in zip(rows, ids, values, strict=True)]
                 after_commit(stored)
+                done = True
                 return stored
             finally:
-                self._unlock_ordered(db)  # whether or not the lock was taken
+                if done and more():
+                    # The next round follows at once and unlocks in its own first round
+                    # trip: one round trip less per round while messages keep coming.
+                    self._holding = True
+                else:
+                    self._unlock_ordered(db)  # whether or not the lock was taken
 
     def _end_stalled_holder(self) -> None:
         """We waited LOCK_WAIT for the ordering lock: end the session of a holder that has
@@ -374,6 +427,7 @@ class PgStorage(PgSettingsTables):
             self._drop_ordered()
 
     def _drop_ordered(self) -> None:
+        self._holding = False  # closing the connection lets go of the lock
         if self._order_db is not None:
             self._order_db.close()
             self._order_db = None
@@ -393,22 +447,24 @@ class PgStorage(PgSettingsTables):
     def session_refs(self, session: str, newest: int) -> list[str]:
         """The last ``newest`` refs (as stored: JSON) of the session whose token hashes to
         ``session``, oldest first."""
-        with self._locked() as db:
-            rows = db.execute(
+        rows = self._read(
+            lambda db: db.execute(
                 "SELECT ref FROM messages WHERE from_session = %s AND ref IS NOT NULL "
                 "ORDER BY id DESC LIMIT %s",
                 (session, newest),
             ).fetchall()
+        )
         return [str(r[0]) for r in reversed(rows)]
 
     def message_for_ref(self, session: str, ref: Ref) -> ChatMessage | None:
         """The message the session (token hash ``session``) already sent with this ``ref``."""
-        with self._locked() as db:
-            row = db.execute(
+        row = self._read(
+            lambda db: db.execute(
                 f"SELECT {READ_COLUMNS} FROM messages WHERE from_session = %s AND ref = %s "
                 "ORDER BY id LIMIT 1",
                 (session, json.dumps(ref)),
             ).fetchone()
+        )
         return None if row is None else replace(message_from_row(row), ref=ref)
 
     def room_history(
@@ -425,8 +481,7 @@ class PgStorage(PgSettingsTables):
             f"((dm_from = %(key)s AND {_MINE_SENT}) OR (dm_to = %(key)s AND {_MINE_RECEIVED}))"
         )
         args = {"id": message_id, "key": me.key, "session": me.session, "account": me.account}
-        with self._locked() as db:
-            return db.execute(sql, args).fetchone() is not None
+        return self._read(lambda db: db.execute(sql, args).fetchone()) is not None
 
     def dm_history(
         self, me: Identity, other_key: str, *, before: int | None, limit: int
@@ -454,8 +509,7 @@ class PgStorage(PgSettingsTables):
             args["before"] = before
         sql += " ORDER BY id DESC LIMIT %(limit)s"
         args["limit"] = limit + 1
-        with self._locked() as db:
-            rows = db.execute(sql, args).fetchall()
+        rows = self._read(lambda db: db.execute(sql, args).fetchall())
         more = len(rows) > limit
         return [message_from_row(r) for r in reversed(rows[:limit])], more
 
@@ -481,8 +535,7 @@ class PgStorage(PgSettingsTables):
             "account": me.account,
             "limit": None if limit < 0 else limit,  # LIMIT NULL: all
         }
-        with self._locked() as db:
-            rows = db.execute(sql, args).fetchall()
+        rows = self._read(lambda db: db.execute(sql, args).fetchall())
         out = []
         for row in rows:
             msg = message_from_row(row[:-1])
@@ -493,8 +546,8 @@ class PgStorage(PgSettingsTables):
 
     def name_used_by_others(self, key: str, session: str) -> bool:
         """Has anyone but session ``session`` (a token hash) used the name ``key``?"""
-        with self._locked() as db:
-            row = db.execute(
+        row = self._read(
+            lambda db: db.execute(
                 "SELECT 1 FROM sessions WHERE name_key = %(key)s AND token != %(s)s UNION ALL "
                 "SELECT 1 FROM messages WHERE sender_key = %(key)s "
                 "AND from_session IS DISTINCT FROM %(s)s UNION ALL "
@@ -502,6 +555,7 @@ class PgStorage(PgSettingsTables):
                 "AND to_session IS DISTINCT FROM %(s)s LIMIT 1",
                 {"key": key, "s": session},
             ).fetchone()
+        )
         return row is not None
 
     def claim_dms(self, me: Identity) -> None:
@@ -518,79 +572,23 @@ class PgStorage(PgSettingsTables):
                     args,
                 )
 
-    def last_message_id(self) -> int:
-        with self._locked() as db:
-            row = db.execute("SELECT MAX(id) FROM messages").fetchone()
+    def last_message_id(self, upto: int | None = None) -> int:
+        cap = (1 << 63) - 1 if upto is None else upto
+        sql = "SELECT MAX(id) FROM messages WHERE id <= %s"
+        row = self._read(lambda db: db.execute(sql, (cap,)).fetchone())
         return 0 if row is None or row[0] is None else int(row[0])
 
-    # -- sessions -----------------------------------------------------------------------
 
-    def save_session(
-        self, token: str, name: str, name_key: str, rooms: Sequence[str], *, tls: bool = False
-    ) -> None:
-        """Create or update a session (kept as the token's hash); ``tls`` counts only when
-        the session is created. Best effort: a failure is logged, the session lives on in
-        memory meanwhile."""
-        now = int(time.time())
-        try:
-            with self._pooled() as db:
-                db.execute(
-                    "INSERT INTO sessions (token, name_key, name, rooms, created, last_seen, tls) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (token) DO UPDATE SET "
-                    "name = excluded.name, rooms = excluded.rooms, last_seen = excluded.last_seen",
-                    (token_hash(token), name_key, name, json.dumps(list(rooms)), now, now, tls),
-                )
-        except StorageError as exc:
-            log.warning("a session was not saved: %s", exc)
-
-    def load_session(self, token: str) -> StoredSession | None:
-        """The session of ``token``; None if unknown or unused for longer than
-        :attr:`session_ttl` (deleted then)."""
-        hashed = token_hash(token)
-        with self._pooled() as db:
-            row = db.execute(
-                "SELECT name_key, name, rooms, last_seen, tls FROM sessions WHERE token = %s",
-                (hashed,),
-            ).fetchone()
-            if row is None:
-                return None
-            if self.session_ttl is not None and row[3] < time.time() - self.session_ttl:
-                db.execute("DELETE FROM sessions WHERE token = %s", (hashed,))
-                return None
-        rooms = json.loads(row[2])
-        return StoredSession(
-            token=token,
-            name_key=str(row[0]),
-            name=str(row[1]),
-            rooms=tuple(str(r) for r in rooms),
-            last_seen=float(row[3]),
-            tls=bool(row[4]),
-        )
-
-    def delete_session(self, token: str) -> None:
-        with self._pooled() as db:
-            db.execute("DELETE FROM sessions WHERE token = %s", (token_hash(token),))
-
-    def expire_sessions(self, older_than_seconds: float) -> int:
-        cutoff = int(time.time() - older_than_seconds)
-        with self._pooled() as db:
-            cur = db.execute("DELETE FROM sessions WHERE last_seen < %s", (cutoff,))
-        return cur.rowcount
-
-
-def _returned_ids(cur: psycopg.Cursor[TupleRow], count: int) -> list[int]:
-    """The ids an ``executemany(..., returning=True)`` of ``count`` inserts returned, in order
-    (one result set per insert)."""
-    ids: list[int] = []
-    while True:
-        found = cur.fetchone()
-        if found is not None:
-            ids.append(int(found[0]))
-        if not cur.nextset():
-            break
-    if len(ids) != count:
-        raise StorageError(f"{count} messages stored, {len(ids)} ids returned")
-    return ids
+def _original(db: Conn, new: NewMessage) -> ChatMessage:
+    """The stored message whose (session, ref) ``new`` repeats, with its ref."""
+    assert new.by is not None and new.ref is not None
+    row = db.execute(
+        f"SELECT {READ_COLUMNS} FROM messages WHERE from_session = %s AND ref = %s",
+        (new.by.session, json.dumps(new.ref)),
+    ).fetchone()
+    if row is None:
+        raise StorageError("a ref conflicts with no stored message")
+    return replace(message_from_row(row), ref=new.ref)
 
 
 def _broken(db: Conn) -> bool:

@@ -21,6 +21,8 @@ from collections.abc import Callable
 import psycopg
 from psycopg.rows import TupleRow
 
+from desktop_chat.net.server.storage_api import NewerDatabase, StorageError
+
 Conn = psycopg.Connection[TupleRow]
 
 log = logging.getLogger(__name__)
@@ -117,9 +119,25 @@ def _session_indexes(db: Conn) -> None:
     )
 
 
+def _refs_once(db: Conn) -> None:
+    """3: a ``ref`` is stored once per session, whichever process stores it: a unique index
+    (the database, not a check before the insert, decides). Duplicates that slipped in
+    before keep their earliest copy; the later ones lose their ref (the message stays)."""
+    _script(
+        db,
+        "UPDATE messages m SET ref = NULL WHERE m.ref IS NOT NULL AND EXISTS "
+        "(SELECT 1 FROM messages o WHERE o.from_session = m.from_session AND o.ref = m.ref "
+        "AND o.id < m.id);"
+        "DROP INDEX IF EXISTS messages_session_ref;"
+        "CREATE UNIQUE INDEX messages_session_ref ON messages (from_session, ref) "
+        "WHERE ref IS NOT NULL;",
+    )
+
+
 STEPS: list[Callable[[Conn], None]] = [
     _tables,
     _session_indexes,
+    _refs_once,
 ]
 SCHEMA_VERSION = len(STEPS)
 
@@ -136,7 +154,7 @@ def schema_version(db: Conn) -> int:
 def migrate(db: Conn, *, upto: int = SCHEMA_VERSION) -> int:
     """Apply the steps a database lacks (up to ``upto``: tests build old databases); return
     the version it had. ``db`` is in autocommit mode. A database newer than this code is
-    refused (RuntimeError) rather than misread."""
+    refused (:class:`NewerDatabase`) rather than misread."""
     db.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
     try:
         db.execute(
@@ -145,9 +163,7 @@ def migrate(db: Conn, *, upto: int = SCHEMA_VERSION) -> int:
         )
         had = schema_version(db)
         if had > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"the database has schema version {had}; this program knows up to {SCHEMA_VERSION}"
-            )
+            raise NewerDatabase(had, SCHEMA_VERSION)
         for version in range(had + 1, upto + 1):
             with db.transaction():
                 STEPS[version - 1](db)
@@ -156,3 +172,17 @@ def migrate(db: Conn, *, upto: int = SCHEMA_VERSION) -> int:
         return had
     finally:
         db.execute("SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK,))
+
+
+def returned_ids(cur: psycopg.Cursor[TupleRow], count: int) -> list[int | None]:
+    """The ids an ``executemany(..., returning=True)`` of ``count`` inserts returned, in order
+    (one result set per insert; None for a row not stored: its ref was used)."""
+    ids: list[int | None] = []
+    while True:
+        found = cur.fetchone()
+        ids.append(None if found is None else int(found[0]))
+        if not cur.nextset():
+            break
+    if len(ids) != count:
+        raise StorageError(f"{count} messages stored, {len(ids)} ids returned")
+    return ids

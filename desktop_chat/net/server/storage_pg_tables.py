@@ -1,19 +1,23 @@
-"""The smaller tables of the PostgreSQL chat database: rooms, accounts, bans, room settings and
-the server's own notes (``meta``), as a mixin of
+"""The smaller tables of the PostgreSQL chat database: sessions, rooms, accounts, bans, room
+settings and the server's own notes (``meta``), as a mixin of
 :class:`~desktop_chat.net.server.storage_pg.PgStorage`. Each statement runs on a pooled
 connection and commits on its own; a failure is raised as :class:`StorageError`."""
 
 from __future__ import annotations
 
+import json
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from desktop_chat.net.server.storage_api import StorageError
+from desktop_chat.net.server.storage_api import StorageError, StoredSession, token_hash
 from desktop_chat.net.server.storage_pg_schema import Conn
+
+log = logging.getLogger(__name__)
 
 
 def one_line(exc: BaseException) -> str:
@@ -23,9 +27,11 @@ def one_line(exc: BaseException) -> str:
 
 
 class PgSettingsTables:
-    """Rooms, accounts, bans, room settings and meta, on :class:`PgStorage`'s pool."""
+    """Sessions, rooms, accounts, bans, room settings and meta, on :class:`PgStorage`'s
+    pool."""
 
     _pool: ConnectionPool[Conn]
+    session_ttl: float | None
 
     @contextmanager
     def _pooled(self) -> Iterator[Conn]:
@@ -143,3 +149,57 @@ class PgSettingsTables:
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (key, value),
                 )
+
+    # -- sessions -----------------------------------------------------------------------
+
+    def save_session(
+        self, token: str, name: str, name_key: str, rooms: Sequence[str], *, tls: bool = False
+    ) -> None:
+        """Create or update a session (kept as the token's hash); ``tls`` counts only when
+        the session is created. Best effort: a failure is logged, the session lives on in
+        memory meanwhile."""
+        now = int(time.time())
+        try:
+            with self._pooled() as db:
+                db.execute(
+                    "INSERT INTO sessions (token, name_key, name, rooms, created, last_seen, tls) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (token) DO UPDATE SET "
+                    "name = excluded.name, rooms = excluded.rooms, last_seen = excluded.last_seen",
+                    (token_hash(token), name_key, name, json.dumps(list(rooms)), now, now, tls),
+                )
+        except StorageError as exc:
+            log.warning("a session was not saved: %s", exc)
+
+    def load_session(self, token: str) -> StoredSession | None:
+        """The session of ``token``; None if unknown or unused for longer than
+        :attr:`session_ttl` (deleted then)."""
+        hashed = token_hash(token)
+        with self._pooled() as db:
+            row = db.execute(
+                "SELECT name_key, name, rooms, last_seen, tls FROM sessions WHERE token = %s",
+                (hashed,),
+            ).fetchone()
+            if row is None:
+                return None
+            if self.session_ttl is not None and row[3] < time.time() - self.session_ttl:
+                db.execute("DELETE FROM sessions WHERE token = %s", (hashed,))
+                return None
+        rooms = json.loads(row[2])
+        return StoredSession(
+            token=token,
+            name_key=str(row[0]),
+            name=str(row[1]),
+            rooms=tuple(str(r) for r in rooms),
+            last_seen=float(row[3]),
+            tls=bool(row[4]),
+        )
+
+    def delete_session(self, token: str) -> None:
+        with self._pooled() as db:
+            db.execute("DELETE FROM sessions WHERE token = %s", (token_hash(token),))
+
+    def expire_sessions(self, older_than_seconds: float) -> int:
+        cutoff = int(time.time() - older_than_seconds)
+        with self._pooled() as db:
+            cur = db.execute("DELETE FROM sessions WHERE last_seen < %s", (cutoff,))
+        return cur.rowcount

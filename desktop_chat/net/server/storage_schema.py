@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Callable
 
 from desktop_chat.net.protocol.names import name_key
+from desktop_chat.net.server.storage_api import NewerDatabase
 from desktop_chat.net.server.storage_api import token_hash as token_hash
 
 log = logging.getLogger(__name__)
@@ -112,25 +113,41 @@ def _message_refs(db: sqlite3.Connection) -> None:
     )
 
 
+def _refs_once(db: sqlite3.Connection) -> None:
+    """5: a ``ref`` is stored once per session, whichever process stores it: a unique index
+    (the database, not a check before the insert, decides). Duplicates that slipped in
+    before keep their earliest copy; the later ones lose their ref (the message stays)."""
+    db.execute(
+        "UPDATE messages SET ref = NULL WHERE ref IS NOT NULL AND from_session IS NOT NULL "
+        "AND id > (SELECT MIN(o.id) FROM messages o "
+        "WHERE o.from_session = messages.from_session AND o.ref = messages.ref)"
+    )
+    db.execute("DROP INDEX IF EXISTS messages_session_ref")
+    db.execute(
+        "CREATE UNIQUE INDEX messages_session_ref ON messages (from_session, ref) "
+        "WHERE ref IS NOT NULL"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_base,
     _privacy_dm_owners,
     _privacy_hashed_tokens,
     _message_refs,
+    _refs_once,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def migrate(db: sqlite3.Connection) -> int:
     """Apply the steps a database lacks; return the version it had. ``db`` is in autocommit
-    mode. A database newer than this code is refused rather than misread."""
+    mode. A database newer than this code is refused (:class:`NewerDatabase`) rather than
+    misread."""
     db.create_function("dc_name_key", 1, name_key, deterministic=True)
     db.create_function("dc_sha256", 1, token_hash, deterministic=True)
     had = int(db.execute("PRAGMA user_version").fetchone()[0])
     if had > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"the database has schema version {had}; this program knows up to {SCHEMA_VERSION}"
-        )
+        raise NewerDatabase(had, SCHEMA_VERSION)
     for version in range(had + 1, SCHEMA_VERSION + 1):
         db.execute("BEGIN IMMEDIATE")
         try:

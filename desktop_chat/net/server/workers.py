@@ -39,6 +39,7 @@ BACKOFF_MAX = 30.0  # the pause never grows past this
 STEADY_AFTER = 30.0  # a worker that ran this long died on its own: the pause starts over
 GIVE_UP_AFTER = 5  # deaths in a row, each before STEADY_AFTER: something is wrong; stop
 STOP_GRACE = 20.0  # seconds the workers get to end once told to, before SIGKILL
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
 def refusal(config: ServerConfig, workers: int, platform: str = sys.platform) -> str | None:
@@ -176,9 +177,17 @@ class Supervisor:
         sys.stdout.flush()
         sys.stderr.flush()
         parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # the worker: never returns into the supervisor's code
-            self._child(index, parent, restarted=fast_deaths > 0)
+        # Blocked across the fork: a stop signal that reaches the new worker before its server
+        # has its own handlers waits for them (serve() unblocks), rather than being taken by
+        # the supervisor's handler (lost) or the default one (no clean stop).
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:  # the worker: never returns into the supervisor's code
+                self._child(index, parent, restarted=fast_deaths > 0)
+        finally:
+            if pid != 0:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         self._workers[pid] = _Worker(index, pid, time.monotonic(), fast_deaths)
         log.info("worker %d started (pid %d)", index, pid)
 
@@ -240,7 +249,8 @@ class Supervisor:
     def _child(self, index: int, parent: int, *, restarted: bool) -> None:
         code = 1
         try:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            # Still blocked (see _spawn): ``serve`` installs its handlers, then unblocks.
+            for sig in STOP_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
             _end_with_parent(parent)
             code = self.serve(index, restarted)
