@@ -73,8 +73,13 @@ class Backplane:
     def start(self) -> None:
         """Connect (raises :class:`BackplaneError` if Redis does not answer) and start the
         subscriber and heartbeat threads; returns once subscribed."""
-        import redis  # only here: a server without a backplane never imports it
-
+        try:
+            import redis  # only here: a server without a backplane never imports it
+        except ImportError as exc:  # e.g. the bundled server, made for one process
+            raise BackplaneError(
+                "Redis support is not installed here (redis-py is missing): install Desktop "
+                "Chat with pip (it brings redis) to use --backplane"
+            ) from exc
         try:
             client = redis.Redis.from_url(
                 self.url, socket_timeout=2.0, socket_connect_timeout=2.0, decode_responses=True
