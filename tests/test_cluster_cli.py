@@ -98,3 +98,28 @@ def test_a_stop_signal_during_the_start_still_stops_cleanly(tmp_path: Path, pg_u
                 proc.kill()
                 proc.wait()
     assert proc.returncode == 0, err  # not killed by the signal: started, then closed
+
+
+def test_without_redis_py_a_backplane_is_one_clear_line(tmp_path: Path, pg_url: str) -> None:
+    """A build without redis-py (the bundled server is made for one process): --backplane
+    says what is missing in one line instead of a traceback."""
+    code = (
+        "import sys\n"
+        "class NoRedis:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'redis':\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, NoRedis())\n"
+        "from desktop_chat.server_cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    args = ["--host", "127.0.0.1", "--port", "0", "--no-announce", "--tls", "off"]
+    args += ["--data-dir", str(tmp_path), "--backplane", "redis://127.0.0.1:1/0"]
+    env = dict(os.environ, DESKTOP_CHAT_DATABASE=pg_url)
+    run = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=T(30), env=env
+    )
+    assert run.returncode == 2, run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, run.stderr
+    assert "Redis support is not installed" in lines[0]
