@@ -47,6 +47,7 @@ def test_every_shared_query_translates() -> None:
         storage_sql.DM_HISTORY,
         storage_sql.NAME_USED.format(distinct="IS DISTINCT FROM"),
         storage_sql.LAST_ID,
+        storage_sql.SAVE_SESSION,
     ]
     for sql in shared:
         out = pyformat(sql)

@@ -32,7 +32,6 @@ raises :data:`StorageError` and stores nothing of that message. SQLite then roll
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
@@ -55,7 +54,14 @@ from desktop_chat.net.server.storage_api import Identity as Identity
 from desktop_chat.net.server.storage_api import StoredSession as StoredSession
 from desktop_chat.net.server.storage_api import token_hash as token_hash
 from desktop_chat.net.server.storage_schema import migrate
-from desktop_chat.net.server.storage_sql import Run, SqlMessages, original_row
+from desktop_chat.net.server.storage_sql import (
+    SAVE_SESSION,
+    Run,
+    SqlMessages,
+    SqlSessions,
+    original_row,
+    session_args,
+)
 from desktop_chat.net.server.storage_tables import SettingsTables
 
 CHECKPOINT_EVERY = 2.0  # seconds between background WAL checkpoints
@@ -87,7 +93,7 @@ def _owner_only(path: Path) -> None:
         os.close(fd)
 
 
-class Storage(SqlMessages, SettingsTables):
+class Storage(SqlMessages, SqlSessions, SettingsTables):
     """The server's database. Thread-safe; every method is one short transaction."""
 
     _DISTINCT = "IS NOT"
@@ -306,17 +312,14 @@ class Storage(SqlMessages, SettingsTables):
     def _writing(self, work: Callable[[Run], _T]) -> _T:
         return self._reading(work)  # one connection, one lock: writes take the same path
 
+    def _tables(self, work: Callable[[Run], _T]) -> _T:
+        return self._reading(work)  # sessions and rooms: the same connection and lock
+
     def _in_rooms(self, room_keys: Iterable[str]) -> tuple[str, dict[str, object]]:
         rooms: dict[str, object] = {f"r{i}": k for i, k in enumerate(room_keys)}
         return f"room_key IN ({','.join(f':{name}' for name in rooms)})", rooms
 
     # -- rooms ------------------------------------------------------------------------------
-
-    def room(self, key: str) -> tuple[str, str | None] | None:
-        """(name as first given, topic) of a room ever created, else None."""
-        with self._locked():
-            row = self._db.execute("SELECT name, topic FROM rooms WHERE key = ?", (key,)).fetchone()
-        return None if row is None else (str(row[0]), row[1])
 
     def ensure_room(self, key: str, name: str) -> str:
         """Create the room if new; return its name as first given."""
@@ -330,10 +333,6 @@ class Storage(SqlMessages, SettingsTables):
         with self._locked():
             return [(str(k), str(n)) for k, n in self._db.execute("SELECT key, name FROM rooms")]
 
-    def set_topic(self, key: str, topic: str | None) -> None:
-        with self._locked():
-            self._db.execute("UPDATE rooms SET topic = ? WHERE key = ?", (topic, key))
-
     # -- sessions ---------------------------------------------------------------------------
 
     def save_session(
@@ -343,57 +342,9 @@ class Storage(SqlMessages, SettingsTables):
         session is created: a session begun over TLS stays TLS-only. Best effort: with the disk
         full or the database locked by another process it is logged, and the session lives on
         in memory meanwhile."""
-        now = int(time.time())
         with self._lock:
             try:
-                self._db.execute(
-                    "INSERT INTO sessions (token, name_key, name, rooms, created, last_seen, tls) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(token) DO UPDATE SET "
-                    "name = excluded.name, rooms = excluded.rooms, last_seen = excluded.last_seen",
-                    (
-                        token_hash(token),
-                        name_key,
-                        name,
-                        json.dumps(list(rooms)),
-                        now,
-                        now,
-                        int(tls),
-                    ),
-                )
+                self._db.execute(SAVE_SESSION, session_args(token, name, name_key, rooms, tls))
             except sqlite3.Error as exc:
                 self._recover()
                 log.warning("a session was not saved: %s", exc)
-
-    def load_session(self, token: str) -> StoredSession | None:
-        """The session of ``token``; None if unknown or unused for longer than
-        :attr:`session_ttl` (checked on every resume, not only at start; deleted then)."""
-        hashed = token_hash(token)
-        with self._locked():
-            row = self._db.execute(
-                "SELECT name_key, name, rooms, last_seen, tls FROM sessions WHERE token = ?",
-                (hashed,),
-            ).fetchone()
-            if row is None:
-                return None
-            if self.session_ttl is not None and row[3] < time.time() - self.session_ttl:
-                self._db.execute("DELETE FROM sessions WHERE token = ?", (hashed,))
-                return None
-        rooms = json.loads(row[2])
-        return StoredSession(
-            token=token,
-            name_key=row[0],
-            name=row[1],
-            rooms=tuple(str(r) for r in rooms),
-            last_seen=float(row[3]),
-            tls=bool(row[4]),
-        )
-
-    def delete_session(self, token: str) -> None:
-        with self._locked():
-            self._db.execute("DELETE FROM sessions WHERE token = ?", (token_hash(token),))
-
-    def expire_sessions(self, older_than_seconds: float) -> int:
-        cutoff = int(time.time() - older_than_seconds)
-        with self._locked():
-            cur = self._db.execute("DELETE FROM sessions WHERE last_seen < ?", (cutoff,))
-        return cur.rowcount

@@ -54,8 +54,8 @@ from desktop_chat.net.server.storage_pg_schema import (
     migrate,
     returned_ids,
 )
-from desktop_chat.net.server.storage_pg_tables import PgSettingsTables, one_line
-from desktop_chat.net.server.storage_sql import Run, SqlMessages, original_row, pyformat
+from desktop_chat.net.server.storage_pg_tables import PgSettingsTables, one_line, runner
+from desktop_chat.net.server.storage_sql import Run, SqlMessages, original_row
 
 CONNECT_TIMEOUT = 5  # seconds to reach the database before a call fails
 POOL_WAIT = 2.0  # seconds a call waits for a pooled connection (longer: the database is gone)
@@ -401,24 +401,19 @@ class PgStorage(SqlMessages, PgSettingsTables):
             self._order_db = None
 
     def _reading(self, work: Callable[[Run], _T]) -> _T:
-        return self._read(lambda db: work(_runner(db)))
+        return self._read(lambda db: work(runner(db)))
 
     def _writing(self, work: Callable[[Run], _T]) -> _T:
         with self._locked() as db:
-            return work(_runner(db))
+            return work(runner(db))
 
     def _in_rooms(self, room_keys: Iterable[str]) -> tuple[str, dict[str, object]]:
         return "room_key = ANY(:rooms)", {"rooms": list(room_keys)}
 
 
-def _runner(db: Conn) -> Run:
-    """Runs the shared SQL (``:name`` parameters) on a psycopg connection."""
-    return lambda sql, args: db.execute(pyformat(sql), args)
-
-
 def _original(db: Conn, new: NewMessage) -> ChatMessage:
     """The stored message whose (session, ref) ``new`` repeats, with its ref."""
-    row = original_row(_runner(db), new)
+    row = original_row(runner(db), new)
     if row is None:
         raise StorageError("a ref conflicts with no stored message")
     return replace(message_from_row(row), ref=new.ref)

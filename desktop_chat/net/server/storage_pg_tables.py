@@ -5,19 +5,33 @@ connection and commits on its own; a failure is raised as :class:`StorageError`.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TypeVar
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from desktop_chat.net.server.storage_api import StorageError, StoredSession, token_hash
+from desktop_chat.net.server.storage_api import StorageError
 from desktop_chat.net.server.storage_pg_schema import Conn
+from desktop_chat.net.server.storage_sql import (
+    SAVE_SESSION,
+    Run,
+    SqlSessions,
+    pyformat,
+    session_args,
+)
+
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
+
+
+def runner(db: Conn) -> Run:
+    """Runs the shared SQL (``:name`` parameters) on a psycopg connection."""
+    return lambda sql, args: db.execute(pyformat(sql), args)
 
 
 def one_line(exc: BaseException) -> str:
@@ -26,7 +40,7 @@ def one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class PgSettingsTables:
+class PgSettingsTables(SqlSessions):
     """Sessions, rooms, accounts, bans, room settings and meta, on :class:`PgStorage`'s
     pool."""
 
@@ -41,13 +55,11 @@ class PgSettingsTables:
         except psycopg.Error as exc:
             raise StorageError(one_line(exc)) from exc
 
-    # -- rooms --------------------------------------------------------------------------
-
-    def room(self, key: str) -> tuple[str, str | None] | None:
-        """(name as first given, topic) of a room ever created, else None."""
+    def _tables(self, work: Callable[[Run], _T]) -> _T:
         with self._pooled() as db:
-            row = db.execute("SELECT name, topic FROM rooms WHERE key = %s", (key,)).fetchone()
-        return None if row is None else (str(row[0]), row[1])
+            return work(runner(db))
+
+    # -- rooms --------------------------------------------------------------------------
 
     def ensure_room(self, key: str, name: str) -> str:
         """Create the room if new; return its name as first given."""
@@ -64,10 +76,6 @@ class PgSettingsTables:
         with self._pooled() as db:
             rows = db.execute("SELECT key, name FROM rooms ORDER BY key").fetchall()
         return [(str(k), str(n)) for k, n in rows]
-
-    def set_topic(self, key: str, topic: str | None) -> None:
-        with self._pooled() as db:
-            db.execute("UPDATE rooms SET topic = %s WHERE key = %s", (topic, key))
 
     def room_settings(self, key: str) -> tuple[str | None, int]:
         """(password hash, slow-mode seconds) of a room."""
@@ -158,48 +166,8 @@ class PgSettingsTables:
         """Create or update a session (kept as the token's hash); ``tls`` counts only when
         the session is created. Best effort: a failure is logged, the session lives on in
         memory meanwhile."""
-        now = int(time.time())
         try:
             with self._pooled() as db:
-                db.execute(
-                    "INSERT INTO sessions (token, name_key, name, rooms, created, last_seen, tls) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (token) DO UPDATE SET "
-                    "name = excluded.name, rooms = excluded.rooms, last_seen = excluded.last_seen",
-                    (token_hash(token), name_key, name, json.dumps(list(rooms)), now, now, tls),
-                )
+                db.execute(pyformat(SAVE_SESSION), session_args(token, name, name_key, rooms, tls))
         except StorageError as exc:
             log.warning("a session was not saved: %s", exc)
-
-    def load_session(self, token: str) -> StoredSession | None:
-        """The session of ``token``; None if unknown or unused for longer than
-        :attr:`session_ttl` (deleted then)."""
-        hashed = token_hash(token)
-        with self._pooled() as db:
-            row = db.execute(
-                "SELECT name_key, name, rooms, last_seen, tls FROM sessions WHERE token = %s",
-                (hashed,),
-            ).fetchone()
-            if row is None:
-                return None
-            if self.session_ttl is not None and row[3] < time.time() - self.session_ttl:
-                db.execute("DELETE FROM sessions WHERE token = %s", (hashed,))
-                return None
-        rooms = json.loads(row[2])
-        return StoredSession(
-            token=token,
-            name_key=str(row[0]),
-            name=str(row[1]),
-            rooms=tuple(str(r) for r in rooms),
-            last_seen=float(row[3]),
-            tls=bool(row[4]),
-        )
-
-    def delete_session(self, token: str) -> None:
-        with self._pooled() as db:
-            db.execute("DELETE FROM sessions WHERE token = %s", (token_hash(token),))
-
-    def expire_sessions(self, older_than_seconds: float) -> int:
-        cutoff = int(time.time() - older_than_seconds)
-        with self._pooled() as db:
-            cur = db.execute("DELETE FROM sessions WHERE last_seen < %s", (cutoff,))
-        return cur.rowcount
