@@ -46,9 +46,12 @@ from typing import TypeVar
 from desktop_chat.net.protocol.events import ChatMessage
 from desktop_chat.net.server.storage_api import (
     MESSAGE_COLUMNS,
+    AfterCommit,
+    More,
     NewMessage,
     StorageError,
     message_from_row,
+    stop_thread,
 )
 from desktop_chat.net.server.storage_api import Identity as Identity
 from desktop_chat.net.server.storage_api import StoredSession as StoredSession
@@ -164,11 +167,7 @@ class Storage(SqlMessages, SqlSessions, SettingsTables):
 
     def stop_background(self) -> None:
         """Stop the checkpoint thread (the database stays open)."""
-        self._stop.set()
-        if self._checkpointer.is_alive():
-            self._checkpointer.join(timeout=10)
-            if self._checkpointer.is_alive():
-                log.error("the checkpoint thread did not stop")
+        stop_thread(self._stop, self._checkpointer, "the checkpoint thread", log)
 
     def close(self) -> None:
         self.stop_background()
@@ -221,12 +220,8 @@ class Storage(SqlMessages, SqlSessions, SettingsTables):
             raise sqlite3.IntegrityError("a ref conflicts with no stored message")
         return replace(message_from_row(row), ref=new.ref)
 
-    def append_ordered(
-        self,
-        rows: Sequence[NewMessage],
-        after_commit: Callable[[list[ChatMessage]], None],
-        *,
-        more: Callable[[], bool] = lambda: False,
+    def _append(
+        self, rows: Sequence[NewMessage], after_commit: AfterCommit, more: More
     ) -> list[ChatMessage]:
         """Store ``rows`` and commit them in a critical section of this process, then call
         ``after_commit`` with them before leaving it (see :class:`ChatStore`). Raises

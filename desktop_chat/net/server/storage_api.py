@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from logging import Logger
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -137,6 +138,10 @@ class NewMessage:
         )
 
 
+# append_ordered's callback (given the stored messages) and its "another call follows at once?".
+AfterCommit = Callable[[list[ChatMessage]], None]
+More = Callable[[], bool]
+
 # The columns NewMessage.row() fills, after the id.
 MESSAGE_COLUMNS = (
     "ts, sender, room_key, room, dm_from, dm_to, to_name, text, file, me, "
@@ -213,11 +218,7 @@ class ChatStore(Protocol):
         messages kept for the next round)."""
 
     def append_ordered(
-        self,
-        rows: Sequence[NewMessage],
-        after_commit: Callable[[list[ChatMessage]], None],
-        *,
-        more: Callable[[], bool] = lambda: False,
+        self, rows: Sequence[NewMessage], after_commit: AfterCommit, *, more: More = lambda: False
     ) -> list[ChatMessage]:
         """Store ``rows`` in one critical section (see the module docstring): insert, commit,
         call ``after_commit`` with the stored messages (in id order) while still inside it,
@@ -284,6 +285,16 @@ class ChatStore(Protocol):
     def is_banned(self, kind: str, value: str) -> bool: ...
     def get_meta(self, key: str) -> str | None: ...
     def set_meta(self, key: str, value: str | None) -> None: ...
+
+
+def stop_thread(stop: threading.Event, thread: threading.Thread, what: str, log: Logger) -> None:
+    """Set ``stop`` and wait (10 s at most) for a back end's background ``thread`` to end;
+    logged on ``log`` if it did not."""
+    stop.set()
+    if thread.is_alive():
+        thread.join(timeout=10)
+        if thread.is_alive():
+            log.error("%s did not stop", what)
 
 
 def is_database_url(database: str) -> bool:

@@ -42,10 +42,13 @@ from psycopg_pool import ConnectionPool
 from desktop_chat.net.protocol.events import ChatMessage
 from desktop_chat.net.server.storage_api import (
     MESSAGE_COLUMNS,
+    AfterCommit,
+    More,
     NewMessage,
     StorageError,
     describe,
     message_from_row,
+    stop_thread,
 )
 from desktop_chat.net.server.storage_pg_schema import (
     END_STALLED,
@@ -152,11 +155,7 @@ class PgStorage(SqlMessages, PgSettingsTables):
 
     def stop_background(self) -> None:
         """Stop the session sweeper (the database stays open)."""
-        self._stop.set()
-        if self._sweeper.is_alive():
-            self._sweeper.join(timeout=10)
-            if self._sweeper.is_alive():
-                log.error("the session sweeper did not stop")
+        stop_thread(self._stop, self._sweeper, "the session sweeper", log)
 
     def close(self) -> None:
         self.stop_background()
@@ -301,12 +300,8 @@ class PgStorage(SqlMessages, PgSettingsTables):
             if isinstance(exc, psycopg.Error):
                 self._after_error()
 
-    def append_ordered(
-        self,
-        rows: Sequence[NewMessage],
-        after_commit: Callable[[list[ChatMessage]], None],
-        *,
-        more: Callable[[], bool] = lambda: False,
+    def _append(
+        self, rows: Sequence[NewMessage], after_commit: AfterCommit, more: More
     ) -> list[ChatMessage]:
         """Store ``rows`` and commit them under the cluster-wide advisory lock, then call
         ``after_commit`` before unlocking (see :class:`ChatStore`)."""

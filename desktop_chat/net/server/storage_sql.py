@@ -22,7 +22,9 @@ from typing import Any, ClassVar, Protocol, TypeVar
 from desktop_chat.net.protocol.events import ChatMessage, FileInfo, Ref
 from desktop_chat.net.server.storage_api import (
     READ_COLUMNS,
+    AfterCommit,
     Identity,
+    More,
     NewMessage,
     StoredSession,
     message_from_row,
@@ -133,6 +135,12 @@ class SqlMessages:
         """Store ``new`` in the open transaction (see :meth:`add_message`)."""
         raise NotImplementedError
 
+    def _append(
+        self, rows: Sequence[NewMessage], after_commit: AfterCommit, more: More
+    ) -> list[ChatMessage]:
+        """:meth:`append_ordered` in the back end's critical section."""
+        raise NotImplementedError
+
     def _in_rooms(self, room_keys: Iterable[str]) -> tuple[str, dict[str, object]]:
         """The condition "room_key is one of these" and its parameters."""
         raise NotImplementedError
@@ -171,6 +179,13 @@ class SqlMessages:
             ref=ref,
         )
         return self._add(new)
+
+    def append_ordered(
+        self, rows: Sequence[NewMessage], after_commit: AfterCommit, *, more: More = lambda: False
+    ) -> list[ChatMessage]:
+        """Store ``rows`` and commit them in one critical section, calling ``after_commit``
+        with them before leaving it (see :class:`ChatStore`)."""
+        return self._append(rows, after_commit, more)
 
     def mark_file_expired(self, message_id: int) -> None:
         """The file of message ``message_id`` was removed: its ``file`` now says ``expired``."""
