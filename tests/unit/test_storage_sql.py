@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from desktop_chat.net.server import storage_sql
+from desktop_chat.net.server import storage_sql, storage_sql_tables
 from desktop_chat.net.server.storage_sql import pyformat
 
 
@@ -47,7 +47,7 @@ def test_every_shared_query_translates() -> None:
         storage_sql.DM_HISTORY,
         storage_sql.NAME_USED.format(distinct="IS DISTINCT FROM"),
         storage_sql.LAST_ID,
-        storage_sql.SAVE_SESSION,
+        storage_sql_tables.SAVE_SESSION,
     ]
     for sql in shared:
         out = pyformat(sql)

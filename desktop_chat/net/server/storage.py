@@ -57,14 +57,8 @@ from desktop_chat.net.server.storage_api import Identity as Identity
 from desktop_chat.net.server.storage_api import StoredSession as StoredSession
 from desktop_chat.net.server.storage_api import token_hash as token_hash
 from desktop_chat.net.server.storage_schema import migrate
-from desktop_chat.net.server.storage_sql import (
-    SAVE_SESSION,
-    Run,
-    SqlMessages,
-    SqlSessions,
-    original_row,
-    session_args,
-)
+from desktop_chat.net.server.storage_sql import Run, SqlMessages, original_row
+from desktop_chat.net.server.storage_sql_tables import SAVE_SESSION, SqlTables, session_args
 from desktop_chat.net.server.storage_tables import SettingsTables
 
 CHECKPOINT_EVERY = 2.0  # seconds between background WAL checkpoints
@@ -96,7 +90,7 @@ def _owner_only(path: Path) -> None:
         os.close(fd)
 
 
-class Storage(SqlMessages, SqlSessions, SettingsTables):
+class Storage(SqlMessages, SqlTables, SettingsTables):
     """The server's database. Thread-safe; every method is one short transaction."""
 
     _DISTINCT = "IS NOT"

@@ -1,7 +1,9 @@
 """The smaller tables of the PostgreSQL chat database: sessions, rooms, accounts, bans, room
 settings and the server's own notes (``meta``), as a mixin of
-:class:`~desktop_chat.net.server.storage_pg.PgStorage`. Each statement runs on a pooled
-connection and commits on its own; a failure is raised as :class:`StorageError`."""
+:class:`~desktop_chat.net.server.storage_pg.PgStorage`: the SQL both back ends share is in
+:mod:`storage_sql_tables`; here is where it runs (:meth:`PgSettingsTables._tables`) and what
+only PostgreSQL says. Each statement runs on a pooled connection and commits on its own; a
+failure is raised as :class:`StorageError`."""
 
 from __future__ import annotations
 
@@ -16,13 +18,8 @@ from psycopg_pool import ConnectionPool
 
 from desktop_chat.net.server.storage_api import StorageError
 from desktop_chat.net.server.storage_pg_schema import Conn
-from desktop_chat.net.server.storage_sql import (
-    SAVE_SESSION,
-    Run,
-    SqlSessions,
-    pyformat,
-    session_args,
-)
+from desktop_chat.net.server.storage_sql import Run, pyformat
+from desktop_chat.net.server.storage_sql_tables import SAVE_SESSION, SqlTables, session_args
 
 _T = TypeVar("_T")
 
@@ -40,7 +37,7 @@ def one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class PgSettingsTables(SqlSessions):
+class PgSettingsTables(SqlTables):
     """Sessions, rooms, accounts, bans, room settings and meta, on :class:`PgStorage`'s
     pool."""
 
@@ -77,46 +74,12 @@ class PgSettingsTables(SqlSessions):
             rows = db.execute("SELECT key, name FROM rooms ORDER BY key").fetchall()
         return [(str(k), str(n)) for k, n in rows]
 
-    def room_settings(self, key: str) -> tuple[str | None, int]:
-        """(password hash, slow-mode seconds) of a room."""
-        with self._pooled() as db:
-            row = db.execute("SELECT pw_hash, slow FROM rooms WHERE key = %s", (key,)).fetchone()
-        return (None, 0) if row is None else (row[0], int(row[1]))
-
-    def set_room_settings(self, key: str, *, pw_hash: str | None, slow: int) -> None:
-        with self._pooled() as db:
-            db.execute(
-                "UPDATE rooms SET pw_hash = %s, slow = %s WHERE key = %s", (pw_hash, slow, key)
-            )
-
     # -- accounts and bans --------------------------------------------------------------
-
-    def account(self, name_key: str) -> tuple[str, str, str] | None:
-        """(name, password hash, role) of a registered name, else None."""
-        with self._pooled() as db:
-            row = db.execute(
-                "SELECT name, pw_hash, role FROM accounts WHERE name_key = %s", (name_key,)
-            ).fetchone()
-        return None if row is None else (str(row[0]), str(row[1]), str(row[2]))
 
     def account_names(self) -> list[str]:
         with self._pooled() as db:
             rows = db.execute("SELECT name FROM accounts ORDER BY name_key").fetchall()
         return [str(r[0]) for r in rows]
-
-    def save_account(self, name_key: str, name: str, pw_hash: str, role: str = "user") -> None:
-        with self._pooled() as db:
-            db.execute(
-                "INSERT INTO accounts (name_key, name, pw_hash, role, created) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name_key) DO UPDATE SET "
-                "pw_hash = excluded.pw_hash, role = excluded.role",
-                (name_key, name, pw_hash, role, int(time.time())),
-            )
-
-    def set_role(self, name_key: str, role: str) -> bool:
-        with self._pooled() as db:
-            cur = db.execute("UPDATE accounts SET role = %s WHERE name_key = %s", (role, name_key))
-        return cur.rowcount > 0
 
     def add_ban(self, kind: str, value: str, by_name: str) -> None:
         with self._pooled() as db:
@@ -126,37 +89,6 @@ class PgSettingsTables(SqlSessions):
                 "created = excluded.created",
                 (kind, value, by_name, int(time.time())),
             )
-
-    def remove_ban(self, kind: str, value: str) -> bool:
-        with self._pooled() as db:
-            cur = db.execute("DELETE FROM bans WHERE kind = %s AND value = %s", (kind, value))
-        return cur.rowcount > 0
-
-    def is_banned(self, kind: str, value: str) -> bool:
-        with self._pooled() as db:
-            row = db.execute(
-                "SELECT 1 FROM bans WHERE kind = %s AND value = %s", (kind, value)
-            ).fetchone()
-        return row is not None
-
-    # -- the server's own notes ---------------------------------------------------------
-
-    def get_meta(self, key: str) -> str | None:
-        """A small value the server keeps for itself (the ``meta`` table)."""
-        with self._pooled() as db:
-            row = db.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def set_meta(self, key: str, value: str | None) -> None:
-        with self._pooled() as db:
-            if value is None:
-                db.execute("DELETE FROM meta WHERE key = %s", (key,))
-            else:
-                db.execute(
-                    "INSERT INTO meta (key, value) VALUES (%s, %s) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (key, value),
-                )
 
     # -- sessions -----------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import lru_cache
@@ -26,9 +25,7 @@ from desktop_chat.net.server.storage_api import (
     Identity,
     More,
     NewMessage,
-    StoredSession,
     message_from_row,
-    token_hash,
 )
 
 _T = TypeVar("_T")
@@ -60,12 +57,7 @@ NAME_USED = (
 # claim_dms: a DM's side (sender, receiver) as (account column, name column, session column).
 DM_SIDES = (("from_account", "dm_from", "from_session"), ("to_account", "dm_to", "to_session"))
 LAST_ID = "SELECT MAX(id) FROM messages WHERE id <= :cap"
-# A session created, or updated (its tls stays as it was created: see save_session).
-SAVE_SESSION = (
-    "INSERT INTO sessions (token, name_key, name, rooms, created, last_seen, tls) "
-    "VALUES (:token, :name_key, :name, :rooms, :now, :now, :tls) ON CONFLICT (token) DO UPDATE "
-    "SET name = excluded.name, rooms = excluded.rooms, last_seen = excluded.last_seen"
-)
+
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
@@ -97,20 +89,6 @@ def original_row(run: Run, new: NewMessage) -> Any:
     """The stored row whose (session, ref) ``new`` repeats (None if there is none)."""
     assert new.by is not None and new.ref is not None
     return run(BY_REF, {"session": new.by.session, "ref": json.dumps(new.ref)}).fetchone()
-
-
-def session_args(
-    token: str, name: str, name_key: str, rooms: Sequence[str], tls: bool
-) -> dict[str, object]:
-    """The parameters of :data:`SAVE_SESSION` (the token kept as its hash)."""
-    return {
-        "token": token_hash(token),
-        "name_key": name_key,
-        "name": name,
-        "rooms": json.dumps(list(rooms)),
-        "now": int(time.time()),
-        "tls": tls,
-    }
 
 
 class SqlMessages:
@@ -309,65 +287,3 @@ class SqlMessages:
         cap = (1 << 63) - 1 if upto is None else upto
         row = self._reading(lambda run: run(LAST_ID, {"cap": cap}).fetchone())
         return 0 if row is None or row[0] is None else int(row[0])
-
-
-class SqlSessions:
-    """The session and room methods of ``ChatStore`` that are the same SQL on both engines
-    (``save_session`` stays with each back end: how a failure is logged differs). A back end
-    supplies :meth:`_tables`."""
-
-    session_ttl: float | None
-
-    def _tables(self, work: Callable[[Run], _T]) -> _T:
-        """``work`` on the connection for sessions and rooms, each statement committed; a
-        database error raised as StorageError."""
-        raise NotImplementedError
-
-    def room(self, key: str) -> tuple[str, str | None] | None:
-        """(name as first given, topic) of a room ever created, else None."""
-        sql = "SELECT name, topic FROM rooms WHERE key = :key"
-        row = self._tables(lambda run: run(sql, {"key": key}).fetchone())
-        return None if row is None else (str(row[0]), row[1])
-
-    def set_topic(self, key: str, topic: str | None) -> None:
-        args = {"topic": topic, "key": key}
-        self._tables(lambda run: run("UPDATE rooms SET topic = :topic WHERE key = :key", args))
-
-    def load_session(self, token: str) -> StoredSession | None:
-        """The session of ``token``; None if unknown or unused for longer than
-        :attr:`session_ttl` (checked on every resume, not only at start; deleted then)."""
-        hashed = {"token": token_hash(token)}
-
-        def work(run: Run) -> Any:
-            row = run(
-                "SELECT name_key, name, rooms, last_seen, tls FROM sessions WHERE token = :token",
-                hashed,
-            ).fetchone()
-            if row is None:
-                return None
-            if self.session_ttl is not None and row[3] < time.time() - self.session_ttl:
-                run("DELETE FROM sessions WHERE token = :token", hashed)
-                return None
-            return row
-
-        row = self._tables(work)
-        if row is None:
-            return None
-        rooms = json.loads(row[2])
-        return StoredSession(
-            token=token,
-            name_key=str(row[0]),
-            name=str(row[1]),
-            rooms=tuple(str(r) for r in rooms),
-            last_seen=float(row[3]),
-            tls=bool(row[4]),
-        )
-
-    def delete_session(self, token: str) -> None:
-        args = {"token": token_hash(token)}
-        self._tables(lambda run: run("DELETE FROM sessions WHERE token = :token", args))
-
-    def expire_sessions(self, older_than_seconds: float) -> int:
-        args = {"cutoff": int(time.time() - older_than_seconds)}
-        sql = "DELETE FROM sessions WHERE last_seen < :cutoff"
-        return self._tables(lambda run: run(sql, args).rowcount)
