@@ -26,12 +26,21 @@ def test_text_without_parameters_is_unchanged() -> None:
     assert pyformat(sql) == sql
 
 
+def test_question_marks_become_percent_s() -> None:
+    sql = storage_sql.insert_message(with_id=False)
+    out = pyformat(f"{sql} {storage_sql.NEW_ONLY} RETURNING id")
+    assert out.count("%s") == 16 and "?" not in out
+    assert out.startswith("INSERT INTO messages (ts, sender, room_key,")
+    assert storage_sql.insert_message(with_id=True).count("?") == 17
+
+
 @pytest.mark.parametrize(
     "sql",
     [
         "SELECT 1 WHERE text LIKE :pattern || 50%",  # psycopg would read % as a placeholder
         "SELECT 1 WHERE text = ':not_a_parameter'",  # a literal: its colon is text
         "SELECT id::text FROM messages",  # a cast, not a parameter
+        "SELECT 1 WHERE id = :id OR ts = ?",  # psycopg takes one kind of parameter a statement
     ],
 )
 def test_sql_the_substitution_could_get_wrong_is_refused(sql: str) -> None:

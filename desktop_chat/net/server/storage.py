@@ -45,7 +45,6 @@ from typing import TypeVar
 
 from desktop_chat.net.protocol.events import ChatMessage
 from desktop_chat.net.server.storage_api import (
-    MESSAGE_COLUMNS,
     AfterCommit,
     More,
     NewMessage,
@@ -57,7 +56,14 @@ from desktop_chat.net.server.storage_api import Identity as Identity
 from desktop_chat.net.server.storage_api import StoredSession as StoredSession
 from desktop_chat.net.server.storage_api import token_hash as token_hash
 from desktop_chat.net.server.storage_schema import migrate
-from desktop_chat.net.server.storage_sql import Run, SqlMessages, original_row
+from desktop_chat.net.server.storage_sql import (
+    AGAIN,
+    NEW_ONLY,
+    Run,
+    SqlMessages,
+    insert_message,
+    original_row,
+)
 from desktop_chat.net.server.storage_sql_tables import SAVE_SESSION, SqlTables, session_args
 from desktop_chat.net.server.storage_tables import SettingsTables
 
@@ -69,13 +75,12 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Identity", "Storage", "StorageError", "StoredSession", "token_hash"]
 
-_INSERT = f"INSERT INTO messages (id, {MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 17)})"
 # A new message: one whose (session, ref) is stored already is not stored again (the unique
 # index of schema step 5 decides, whoever checked what before).
-_INSERT_NEW = f"{_INSERT} ON CONFLICT (from_session, ref) WHERE ref IS NOT NULL DO NOTHING"
+_INSERT_NEW = f"{insert_message(with_id=True)} {NEW_ONLY}"
 # _recover writes rolled-back rows again; one whose ref was stored meanwhile stays out (as on
 # PostgreSQL) rather than block every later recovery.
-_INSERT_AGAIN = f"{_INSERT} ON CONFLICT DO NOTHING"
+_INSERT_AGAIN = f"{insert_message(with_id=True)} {AGAIN}"
 _T = TypeVar("_T")
 
 

@@ -41,7 +41,6 @@ from psycopg_pool import ConnectionPool
 
 from desktop_chat.net.protocol.events import ChatMessage
 from desktop_chat.net.server.storage_api import (
-    MESSAGE_COLUMNS,
     AfterCommit,
     More,
     NewMessage,
@@ -58,7 +57,15 @@ from desktop_chat.net.server.storage_pg_schema import (
     returned_ids,
 )
 from desktop_chat.net.server.storage_pg_tables import PgSettingsTables, one_line, runner
-from desktop_chat.net.server.storage_sql import Run, SqlMessages, original_row
+from desktop_chat.net.server.storage_sql import (
+    AGAIN,
+    NEW_ONLY,
+    Run,
+    SqlMessages,
+    insert_message,
+    original_row,
+    pyformat,
+)
 
 CONNECT_TIMEOUT = 5  # seconds to reach the database before a call fails
 POOL_WAIT = 2.0  # seconds a call waits for a pooled connection (longer: the database is gone)
@@ -78,16 +85,10 @@ _T = TypeVar("_T")
 
 # A new message: one whose (session, ref) is stored already is not stored again (the unique
 # index of schema step 3 decides, whichever process checked what before), and returns no id.
-_INSERT = (
-    f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join(['%s'] * 16)}) "
-    "ON CONFLICT (from_session, ref) WHERE ref IS NOT NULL DO NOTHING RETURNING id"
-)
+_INSERT = pyformat(f"{insert_message(with_id=False)} {NEW_ONLY} RETURNING id")
 # _recover writes rows again with their ids; a row whose commit did reach the database before
 # the connection broke is there already.
-_INSERT_AGAIN = (
-    f"INSERT INTO messages (id, {MESSAGE_COLUMNS}) VALUES ({', '.join(['%s'] * 17)}) "
-    "ON CONFLICT DO NOTHING"
-)
+_INSERT_AGAIN = pyformat(f"{insert_message(with_id=True)} {AGAIN}")
 
 
 class PgStorage(SqlMessages, PgSettingsTables):

@@ -2,9 +2,10 @@
 :class:`~desktop_chat.net.server.storage.Storage` (SQLite) and
 :class:`~desktop_chat.net.server.storage_pg.PgStorage` (PostgreSQL).
 
-The SQL here uses SQLite's named parameters (``:name``) only; :func:`pyformat` turns them into
-psycopg's ``%(name)s``. To keep that translation a plain substitution, the SQL text holds no
-``%``, no ``'`` (no string literals, so no ``:`` inside one) and no ``::`` casts (checked).
+The SQL here uses SQLite's parameters (``:name``; ``?`` only in the message INSERT, whose rows
+are tuples); :func:`pyformat` turns them into psycopg's ``%(name)s`` and ``%s``. To keep that a
+plain substitution, the SQL text holds no ``%``, no ``'`` (no string literals, so no ``:`` or
+``?`` inside one), no ``::`` casts and never both kinds of parameters (checked).
 What really differs between the engines stays in the back ends: locking, transactions,
 connections, and the dialect's few words the hooks below supply.
 """
@@ -20,6 +21,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from desktop_chat.net.protocol.events import ChatMessage, FileInfo, Ref
 from desktop_chat.net.server.storage_api import (
+    MESSAGE_COLUMNS,
     READ_COLUMNS,
     AfterCommit,
     Identity,
@@ -59,17 +61,33 @@ DM_SIDES = (("from_account", "dm_from", "from_session"), ("to_account", "dm_to",
 LAST_ID = "SELECT MAX(id) FROM messages WHERE id <= :cap"
 
 
+# A message row (NewMessage.row(), after its id when given) with ``?`` marks; and what to do
+# when it meets a row already stored: its (session, ref) (a new message), or anything (a row
+# written again).
+NEW_ONLY = "ON CONFLICT (from_session, ref) WHERE ref IS NOT NULL DO NOTHING"
+AGAIN = "ON CONFLICT DO NOTHING"
+
+
+def insert_message(*, with_id: bool) -> str:
+    """The INSERT of one message row, with ``?`` marks (``with_id``: its id first)."""
+    cols = f"id, {MESSAGE_COLUMNS}" if with_id else MESSAGE_COLUMNS
+    marks = ", ".join("?" * (cols.count(",") + 1))
+    return f"INSERT INTO messages ({cols}) VALUES ({marks})"
+
+
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
 @lru_cache(maxsize=256)
 def pyformat(sql: str) -> str:
-    """``sql`` with its ``:name`` parameters written as psycopg's ``%(name)s``. Refuses SQL
-    the substitution could get wrong: a ``%`` (psycopg would read it as a placeholder), a
-    string literal (a ``:`` inside it is not a parameter) or a ``::`` cast."""
-    if "%" in sql or "'" in sql or "::" in sql:
+    """``sql`` with its ``:name`` parameters written as psycopg's ``%(name)s``, or its ``?``
+    marks as ``%s``. Refuses SQL the substitution could get wrong: a ``%`` (psycopg would read
+    it as a placeholder), a string literal (a ``:`` or ``?`` inside it is not a parameter), a
+    ``::`` cast, or both kinds of parameters (psycopg takes one kind per statement)."""
+    named = _NAMED.search(sql) is not None
+    if "%" in sql or "'" in sql or "::" in sql or (named and "?" in sql):
         raise ValueError(f"not translatable to psycopg's parameters: {sql!r}")
-    return _NAMED.sub(r"%(\1)s", sql)
+    return _NAMED.sub(r"%(\1)s", sql) if named else sql.replace("?", "%s")
 
 
 class Rows(Protocol):
