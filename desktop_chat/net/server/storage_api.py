@@ -170,23 +170,19 @@ def message_from_row(row: Sequence[object]) -> ChatMessage:
     )
 
 
-class ChatStore(Protocol):
-    """The server's database, whichever back end. Thread-safe; every method is short.
+class AddsMessages(Protocol):
+    """How :class:`ChatStore` takes a new message: :meth:`add_message` with its fields as
+    keywords, stored by :meth:`_add`. A back end subclasses it and inherits
+    :meth:`add_message`."""
 
-    Every method may raise :class:`StorageError` when the database fails (except
-    :meth:`save_session` and :meth:`commit`, which log and carry on).
-    """
-
-    session_ttl: float | None  # seconds an unused session lives (None: keep all)
-    expire_every: float  # seconds between background sweeps of expired sessions
-    expired_round: threading.Event  # set after each sweep (tests wait for it)
-
-    def stop_background(self) -> None:
-        """Stop the background thread(s) (the database stays open)."""
-
-    def close(self) -> None: ...
-
-    # -- messages -----------------------------------------------------------------------
+    def _add(self, new: NewMessage) -> ChatMessage:
+        """Store ``new`` in the open transaction; return it with its server-wide id
+        (without ``ref``). If the sending session already stored a message with this
+        ``ref`` (the database's unique index says so), nothing is stored and that original
+        is returned *with* its ``ref``: the caller answers the resend with it. Raises
+        :class:`StorageError` when it cannot be written: then nothing of it was stored,
+        and the messages already added are kept."""
+        ...
 
     def add_message(
         self,
@@ -205,13 +201,42 @@ class ChatStore(Protocol):
         to: Identity | None = None,
         ref: Ref | None = None,
     ) -> ChatMessage:
-        """Store a message in the open transaction; return it with its server-wide id
-        (without ``ref``). If the sending session already stored a message with this
-        ``ref`` (the database's unique index says so), nothing is stored and that original
-        is returned *with* its ``ref``: the caller answers the resend with it. Raises
-        :class:`StorageError` when it cannot be written: then nothing of it was stored,
-        and the messages already added are kept."""
-        ...
+        """:meth:`_add` a message with these fields (see :class:`NewMessage`)."""
+        new = NewMessage(
+            sender=sender,
+            text=text,
+            room=room,
+            room_key=room_key,
+            dm_from=dm_from,
+            dm_to=dm_to,
+            to_name=to_name,
+            file=file,
+            me=me,
+            ts=ts,
+            by=by,
+            to=to,
+            ref=ref,
+        )
+        return self._add(new)
+
+
+class ChatStore(AddsMessages, Protocol):
+    """The server's database, whichever back end. Thread-safe; every method is short.
+
+    Every method may raise :class:`StorageError` when the database fails (except
+    :meth:`save_session` and :meth:`commit`, which log and carry on).
+    """
+
+    session_ttl: float | None  # seconds an unused session lives (None: keep all)
+    expire_every: float  # seconds between background sweeps of expired sessions
+    expired_round: threading.Event  # set after each sweep (tests wait for it)
+
+    def stop_background(self) -> None:
+        """Stop the background thread(s) (the database stays open)."""
+
+    def close(self) -> None: ...
+
+    # -- messages -----------------------------------------------------------------------
 
     def commit(self) -> None:
         """Make every added message durable (the group commit; failures are logged and the

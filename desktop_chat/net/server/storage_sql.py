@@ -19,10 +19,11 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from desktop_chat.net.protocol.events import ChatMessage, FileInfo, Ref
+from desktop_chat.net.protocol.events import ChatMessage, Ref
 from desktop_chat.net.server.storage_api import (
     MESSAGE_COLUMNS,
     READ_COLUMNS,
+    AddsMessages,
     AfterCommit,
     Identity,
     More,
@@ -109,11 +110,12 @@ def original_row(run: Run, new: NewMessage) -> Any:
     return run(BY_REF, {"session": new.by.session, "ref": json.dumps(new.ref)}).fetchone()
 
 
-class SqlMessages:
+class SqlMessages(AddsMessages):
     """The message methods of :class:`~desktop_chat.net.server.storage_api.ChatStore` that
     are the same SQL on both engines. A back end supplies how a statement runs
-    (:meth:`_reading`, :meth:`_writing`), how a new message is stored (:meth:`_add`), and the
-    dialect's words (:attr:`_DISTINCT`, :attr:`_ALL`, :meth:`_in_rooms`)."""
+    (:meth:`_reading`, :meth:`_writing`), how a new message is stored
+    (:meth:`~desktop_chat.net.server.storage_api.AddsMessages._add`), and the dialect's words
+    (:attr:`_DISTINCT`, :attr:`_ALL`, :meth:`_in_rooms`)."""
 
     _DISTINCT: ClassVar[str]  # null-safe "differs"
     _ALL: ClassVar[object]  # a LIMIT that means no limit
@@ -127,10 +129,6 @@ class SqlMessages:
         """``work`` (statements that write messages) in the open transaction."""
         raise NotImplementedError
 
-    def _add(self, new: NewMessage) -> ChatMessage:
-        """Store ``new`` in the open transaction (see :meth:`add_message`)."""
-        raise NotImplementedError
-
     def _append(
         self, rows: Sequence[NewMessage], after_commit: AfterCommit, more: More
     ) -> list[ChatMessage]:
@@ -140,41 +138,6 @@ class SqlMessages:
     def _in_rooms(self, room_keys: Iterable[str]) -> tuple[str, dict[str, object]]:
         """The condition "room_key is one of these" and its parameters."""
         raise NotImplementedError
-
-    def add_message(
-        self,
-        *,
-        sender: str,
-        text: str,
-        room: str | None = None,
-        room_key: str | None = None,
-        dm_from: str | None = None,
-        dm_to: str | None = None,
-        to_name: str | None = None,
-        file: FileInfo | None = None,
-        me: bool = False,
-        ts: int | None = None,
-        by: Identity | None = None,
-        to: Identity | None = None,
-        ref: Ref | None = None,
-    ) -> ChatMessage:
-        """Store a message; return it with its server-wide id (see :class:`ChatStore`)."""
-        new = NewMessage(
-            sender=sender,
-            text=text,
-            room=room,
-            room_key=room_key,
-            dm_from=dm_from,
-            dm_to=dm_to,
-            to_name=to_name,
-            file=file,
-            me=me,
-            ts=ts,
-            by=by,
-            to=to,
-            ref=ref,
-        )
-        return self._add(new)
 
     def append_ordered(
         self, rows: Sequence[NewMessage], after_commit: AfterCommit, *, more: More = lambda: False
