@@ -32,7 +32,6 @@ raises :data:`StorageError` and stores nothing of that message. SQLite then roll
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
@@ -42,19 +41,30 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
-from desktop_chat.net.protocol.events import ChatMessage, FileInfo, Ref
+from desktop_chat.net.protocol.events import ChatMessage
 from desktop_chat.net.server.storage_api import (
-    MESSAGE_COLUMNS,
-    READ_COLUMNS,
+    AfterCommit,
+    More,
     NewMessage,
     StorageError,
     message_from_row,
+    stop_thread,
 )
 from desktop_chat.net.server.storage_api import Identity as Identity
 from desktop_chat.net.server.storage_api import StoredSession as StoredSession
 from desktop_chat.net.server.storage_api import token_hash as token_hash
 from desktop_chat.net.server.storage_schema import migrate
+from desktop_chat.net.server.storage_sql import (
+    AGAIN,
+    NEW_ONLY,
+    Run,
+    SqlMessages,
+    insert_message,
+    original_row,
+)
+from desktop_chat.net.server.storage_sql_tables import SAVE_SESSION, SqlTables, session_args
 from desktop_chat.net.server.storage_tables import SettingsTables
 
 CHECKPOINT_EVERY = 2.0  # seconds between background WAL checkpoints
@@ -65,16 +75,13 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Identity", "Storage", "StorageError", "StoredSession", "token_hash"]
 
-_INSERT = f"INSERT INTO messages (id, {MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 17)})"
 # A new message: one whose (session, ref) is stored already is not stored again (the unique
 # index of schema step 5 decides, whoever checked what before).
-_INSERT_NEW = f"{_INSERT} ON CONFLICT (from_session, ref) WHERE ref IS NOT NULL DO NOTHING"
+_INSERT_NEW = f"{insert_message(with_id=True)} {NEW_ONLY}"
 # _recover writes rolled-back rows again; one whose ref was stored meanwhile stays out (as on
 # PostgreSQL) rather than block every later recovery.
-_INSERT_AGAIN = f"{_INSERT} ON CONFLICT DO NOTHING"
-# The DMs an Identity took part in (named parameters :session and :account).
-_MINE_SENT = "(from_session = :session OR from_account = :account)"
-_MINE_RECEIVED = "(to_session = :session OR to_account = :account)"
+_INSERT_AGAIN = f"{insert_message(with_id=True)} {AGAIN}"
+_T = TypeVar("_T")
 
 
 def _owner_only(path: Path) -> None:
@@ -88,8 +95,11 @@ def _owner_only(path: Path) -> None:
         os.close(fd)
 
 
-class Storage(SettingsTables):
+class Storage(SqlMessages, SqlTables, SettingsTables):
     """The server's database. Thread-safe; every method is one short transaction."""
+
+    _DISTINCT = "IS NOT"
+    _ALL = -1  # LIMIT -1: no limit
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -156,11 +166,7 @@ class Storage(SettingsTables):
 
     def stop_background(self) -> None:
         """Stop the checkpoint thread (the database stays open)."""
-        self._stop.set()
-        if self._checkpointer.is_alive():
-            self._checkpointer.join(timeout=10)
-            if self._checkpointer.is_alive():
-                log.error("the checkpoint thread did not stop")
+        stop_thread(self._stop, self._checkpointer, "the checkpoint thread", log)
 
     def close(self) -> None:
         self.stop_background()
@@ -177,46 +183,15 @@ class Storage(SettingsTables):
 
     # -- messages ---------------------------------------------------------------------------
 
-    def add_message(
-        self,
-        *,
-        sender: str,
-        text: str,
-        room: str | None = None,
-        room_key: str | None = None,
-        dm_from: str | None = None,
-        dm_to: str | None = None,
-        to_name: str | None = None,
-        file: FileInfo | None = None,
-        me: bool = False,
-        ts: int | None = None,
-        by: Identity | None = None,
-        to: Identity | None = None,
-        ref: Ref | None = None,
-    ) -> ChatMessage:
-        """Store a message; return it with its server-wide id (without ``ref``: the hub adds
-        it to the sender's copy only).
+    def _add(self, new: NewMessage) -> ChatMessage:
+        """Store ``new``; return it with its server-wide id (without ``ref``: the hub adds it
+        to the sender's copy only).
 
-        ``by`` and ``to`` are the identities that took part (``to`` for DMs): only they are
-        ever served the DM again (see :meth:`dm_history`). ``ref`` is kept with the message,
-        found again by ``by``'s session (sending exactly once). Raises :data:`StorageError`
-        when it cannot be written (disk full, database locked by another process): then
-        nothing of it was stored."""
-        new = NewMessage(
-            sender=sender,
-            text=text,
-            room=room,
-            room_key=room_key,
-            dm_from=dm_from,
-            dm_to=dm_to,
-            to_name=to_name,
-            file=file,
-            me=me,
-            ts=ts,
-            by=by,
-            to=to,
-            ref=ref,
-        )
+        ``new.by`` and ``new.to`` are the identities that took part (``to`` for DMs): only
+        they are ever served the DM again (see :meth:`dm_history`). ``ref`` is kept with the
+        message, found again by ``by``'s session (sending exactly once). Raises
+        :data:`StorageError` when it cannot be written (disk full, database locked by another
+        process): then nothing of it was stored."""
         row = new.row()
         with self._lock:
             # Not committed here: the server's writer loop commits (see commit()) before it
@@ -239,21 +214,13 @@ class Storage(SettingsTables):
 
     def _original(self, new: NewMessage) -> ChatMessage:
         """The stored message whose (session, ref) ``new`` repeats, with its ref (lock held)."""
-        assert new.by is not None and new.ref is not None
-        row = self._db.execute(
-            f"SELECT {READ_COLUMNS} FROM messages WHERE from_session = ? AND ref = ?",
-            (new.by.session, json.dumps(new.ref)),
-        ).fetchone()
+        row = original_row(self._db.execute, new)
         if row is None:
             raise sqlite3.IntegrityError("a ref conflicts with no stored message")
         return replace(message_from_row(row), ref=new.ref)
 
-    def append_ordered(
-        self,
-        rows: Sequence[NewMessage],
-        after_commit: Callable[[list[ChatMessage]], None],
-        *,
-        more: Callable[[], bool] = lambda: False,
+    def _append(
+        self, rows: Sequence[NewMessage], after_commit: AfterCommit, more: More
     ) -> list[ChatMessage]:
         """Store ``rows`` and commit them in a critical section of this process, then call
         ``after_commit`` with them before leaving it (see :class:`ChatStore`). Raises
@@ -283,20 +250,6 @@ class Storage(SettingsTables):
                     raise StorageError(str(exc)) from exc
             after_commit(stored)
             return stored
-
-    def mark_file_expired(self, message_id: int) -> None:
-        """The file of message ``message_id`` was removed: its ``file`` now says ``expired``."""
-        with self._locked():
-            row = self._db.execute(
-                "SELECT file FROM messages WHERE id = ?", (message_id,)
-            ).fetchone()
-            if row is None or not isinstance(row[0], str):
-                return
-            file = json.loads(row[0])
-            file["expired"] = True
-            self._db.execute(
-                "UPDATE messages SET file = ? WHERE id = ?", (json.dumps(file), message_id)
-            )
 
     def commit(self) -> None:
         """Make every stored message durable (group commit: one per round of writes)."""
@@ -346,150 +299,21 @@ class Storage(SettingsTables):
             pages = max(pages, int(self._db.execute("PRAGMA page_count").fetchone()[0]))
             return int(self._db.execute(f"PRAGMA max_page_count = {pages}").fetchone()[0])
 
-    def session_refs(self, session: str, newest: int) -> list[str]:
-        """The last ``newest`` refs (as stored: JSON) of the session whose token hashes to
-        ``session``, oldest first."""
+    def _reading(self, work: Callable[[Run], _T]) -> _T:
         with self._locked():
-            rows = self._db.execute(
-                "SELECT ref FROM messages WHERE from_session = ? AND ref IS NOT NULL "
-                "ORDER BY id DESC LIMIT ?",
-                (session, newest),
-            ).fetchall()
-        return [str(r[0]) for r in reversed(rows)]
+            return work(self._db.execute)
 
-    def message_for_ref(self, session: str, ref: Ref) -> ChatMessage | None:
-        """The message the session (token hash ``session``) already sent with this ``ref``
-        (its echo), else None."""
-        with self._locked():
-            row = self._db.execute(
-                f"SELECT {READ_COLUMNS} FROM messages WHERE from_session = ? AND ref = ? "
-                "ORDER BY id LIMIT 1",
-                (session, json.dumps(ref)),
-            ).fetchone()
-        return None if row is None else replace(message_from_row(row), ref=ref)
+    def _writing(self, work: Callable[[Run], _T]) -> _T:
+        return self._reading(work)  # one connection, one lock: writes take the same path
 
-    def room_history(
-        self, room_key: str, *, before: int | None, limit: int
-    ) -> tuple[list[ChatMessage], bool]:
-        """Up to ``limit`` messages of a room before id ``before``, oldest first; and more?"""
-        sql = f"SELECT {READ_COLUMNS} FROM messages WHERE room_key = :room"
-        return self._page(sql, {"room": room_key}, before, limit)
+    def _tables(self, work: Callable[[Run], _T]) -> _T:
+        return self._reading(work)  # sessions and rooms: the same connection and lock
 
-    def dm_readable(self, message_id: int, me: Identity) -> bool:
-        """Is message ``message_id`` a DM that ``me`` took part in (its file may be read)?"""
-        sql = (
-            "SELECT 1 FROM messages WHERE id = :id AND dm_from IS NOT NULL AND "
-            f"((dm_from = :key AND {_MINE_SENT}) OR (dm_to = :key AND {_MINE_RECEIVED}))"
-        )
-        args = {"id": message_id, "key": me.key, "session": me.session, "account": me.account}
-        with self._locked():
-            return self._db.execute(sql, args).fetchone() is not None
-
-    def dm_history(
-        self, me: Identity, other_key: str, *, before: int | None, limit: int
-    ) -> tuple[list[ChatMessage], bool]:
-        """The private conversation of ``me`` with another user (name key), oldest first, and
-        whether there is more: only the DMs ``me`` took part in."""
-        sql = (
-            f"SELECT {READ_COLUMNS} FROM messages WHERE "
-            f"((dm_from = :key AND dm_to = :other AND {_MINE_SENT}) "
-            f"OR (dm_from = :other AND dm_to = :key AND {_MINE_RECEIVED}))"
-        )
-        args: dict[str, object] = {
-            "key": me.key,
-            "other": other_key,
-            "session": me.session,
-            "account": me.account,
-        }
-        return self._page(sql, args, before, limit)
-
-    def _page(
-        self, sql: str, args: dict[str, object], before: int | None, limit: int
-    ) -> tuple[list[ChatMessage], bool]:
-        if before is not None:
-            sql += " AND id < :before"
-            args["before"] = before
-        sql += " ORDER BY id DESC LIMIT :limit"
-        args["limit"] = limit + 1
-        with self._locked():
-            rows = self._db.execute(sql, args).fetchall()
-        more = len(rows) > limit
-        return [message_from_row(r) for r in reversed(rows[:limit])], more
-
-    def messages_since(
-        self, since: int, room_keys: Iterable[str], me: Identity, *, limit: int = -1
-    ) -> list[ChatMessage]:
-        """Messages of these rooms and of the DMs ``me`` took part in with id > since, in id
-        order (the first ``limit`` of them). Those that ``me``'s session sent carry their
-        ``ref`` again, so a resuming client sees which of its sends arrived."""
-        rooms = {f"r{i}": k for i, k in enumerate(room_keys)}
-        marks = ",".join(f":{name}" for name in rooms)
-        cols = f"{READ_COLUMNS}, CASE WHEN from_session = :session THEN ref END"
-        parts = [
-            f"SELECT {cols} FROM messages WHERE id > :since AND room_key IN ({marks})",
-            f"SELECT {cols} FROM messages WHERE id > :since AND dm_from = :key AND {_MINE_SENT}",
-            f"SELECT {cols} FROM messages WHERE id > :since AND dm_to = :key AND {_MINE_RECEIVED}",
-        ]
-        sql = " UNION ".join(parts) + " ORDER BY id LIMIT :limit"
-        args: dict[str, object] = {
-            "since": since,
-            "key": me.key,
-            "session": me.session,
-            "account": me.account,
-            "limit": limit,
-            **rooms,
-        }
-        with self._locked():
-            rows = self._db.execute(sql, args).fetchall()
-        out = []
-        for row in rows:
-            msg = message_from_row(row[:-1])
-            if row[-1] is not None:
-                msg = replace(msg, ref=json.loads(row[-1]))
-            out.append(msg)
-        return out
-
-    def name_used_by_others(self, key: str, session: str) -> bool:
-        """Has anyone but session ``session`` (a token hash) used the name ``key``: a stored
-        session, a message sent or a DM received (messages from before sessions were recorded
-        count as someone else's)?"""
-        with self._locked():
-            row = self._db.execute(
-                "SELECT 1 FROM sessions WHERE name_key = :key AND token != :s UNION ALL "
-                "SELECT 1 FROM messages WHERE sender_key = :key AND from_session IS NOT :s "
-                "UNION ALL SELECT 1 FROM messages WHERE dm_to = :key AND to_session IS NOT :s "
-                "LIMIT 1",
-                {"key": key, "s": session},
-            ).fetchone()
-        return row is not None
-
-    def claim_dms(self, me: Identity) -> None:
-        """The session ``me`` registered its name: its DMs belong to the account from now on."""
-        with self._locked():
-            for side, key, session in (
-                ("from_account", "dm_from", "from_session"),
-                ("to_account", "dm_to", "to_session"),
-            ):
-                self._db.execute(
-                    f"UPDATE messages SET {side} = :account WHERE {key} = :key "
-                    f"AND {session} = :session",
-                    {"account": me.account, "key": me.key, "session": me.session},
-                )
-
-    def last_message_id(self, upto: int | None = None) -> int:
-        """The highest message id stored (at most ``upto`` if given), 0 if none."""
-        cap = (1 << 63) - 1 if upto is None else upto
-        with self._locked():
-            row = self._db.execute("SELECT MAX(id) FROM messages WHERE id <= ?", (cap,)).fetchone()
-        return int(row[0] or 0)
+    def _in_rooms(self, room_keys: Iterable[str]) -> tuple[str, dict[str, object]]:
+        rooms: dict[str, object] = {f"r{i}": k for i, k in enumerate(room_keys)}
+        return f"room_key IN ({','.join(f':{name}' for name in rooms)})", rooms
 
     # -- rooms ------------------------------------------------------------------------------
-
-    def room(self, key: str) -> tuple[str, str | None] | None:
-        """(name as first given, topic) of a room ever created, else None."""
-        with self._locked():
-            row = self._db.execute("SELECT name, topic FROM rooms WHERE key = ?", (key,)).fetchone()
-        return None if row is None else (str(row[0]), row[1])
 
     def ensure_room(self, key: str, name: str) -> str:
         """Create the room if new; return its name as first given."""
@@ -503,10 +327,6 @@ class Storage(SettingsTables):
         with self._locked():
             return [(str(k), str(n)) for k, n in self._db.execute("SELECT key, name FROM rooms")]
 
-    def set_topic(self, key: str, topic: str | None) -> None:
-        with self._locked():
-            self._db.execute("UPDATE rooms SET topic = ? WHERE key = ?", (topic, key))
-
     # -- sessions ---------------------------------------------------------------------------
 
     def save_session(
@@ -516,57 +336,9 @@ class Storage(SettingsTables):
         session is created: a session begun over TLS stays TLS-only. Best effort: with the disk
         full or the database locked by another process it is logged, and the session lives on
         in memory meanwhile."""
-        now = int(time.time())
         with self._lock:
             try:
-                self._db.execute(
-                    "INSERT INTO sessions (token, name_key, name, rooms, created, last_seen, tls) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(token) DO UPDATE SET "
-                    "name = excluded.name, rooms = excluded.rooms, last_seen = excluded.last_seen",
-                    (
-                        token_hash(token),
-                        name_key,
-                        name,
-                        json.dumps(list(rooms)),
-                        now,
-                        now,
-                        int(tls),
-                    ),
-                )
+                self._db.execute(SAVE_SESSION, session_args(token, name, name_key, rooms, tls))
             except sqlite3.Error as exc:
                 self._recover()
                 log.warning("a session was not saved: %s", exc)
-
-    def load_session(self, token: str) -> StoredSession | None:
-        """The session of ``token``; None if unknown or unused for longer than
-        :attr:`session_ttl` (checked on every resume, not only at start; deleted then)."""
-        hashed = token_hash(token)
-        with self._locked():
-            row = self._db.execute(
-                "SELECT name_key, name, rooms, last_seen, tls FROM sessions WHERE token = ?",
-                (hashed,),
-            ).fetchone()
-            if row is None:
-                return None
-            if self.session_ttl is not None and row[3] < time.time() - self.session_ttl:
-                self._db.execute("DELETE FROM sessions WHERE token = ?", (hashed,))
-                return None
-        rooms = json.loads(row[2])
-        return StoredSession(
-            token=token,
-            name_key=row[0],
-            name=row[1],
-            rooms=tuple(str(r) for r in rooms),
-            last_seen=float(row[3]),
-            tls=bool(row[4]),
-        )
-
-    def delete_session(self, token: str) -> None:
-        with self._locked():
-            self._db.execute("DELETE FROM sessions WHERE token = ?", (token_hash(token),))
-
-    def expire_sessions(self, older_than_seconds: float) -> int:
-        cutoff = int(time.time() - older_than_seconds)
-        with self._locked():
-            cur = self._db.execute("DELETE FROM sessions WHERE last_seen < ?", (cutoff,))
-        return cur.rowcount

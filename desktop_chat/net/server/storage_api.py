@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from logging import Logger
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -137,6 +138,10 @@ class NewMessage:
         )
 
 
+# append_ordered's callback (given the stored messages) and its "another call follows at once?".
+AfterCommit = Callable[[list[ChatMessage]], None]
+More = Callable[[], bool]
+
 # The columns NewMessage.row() fills, after the id.
 MESSAGE_COLUMNS = (
     "ts, sender, room_key, room, dm_from, dm_to, to_name, text, file, me, "
@@ -165,23 +170,19 @@ def message_from_row(row: Sequence[object]) -> ChatMessage:
     )
 
 
-class ChatStore(Protocol):
-    """The server's database, whichever back end. Thread-safe; every method is short.
+class AddsMessages(Protocol):
+    """How :class:`ChatStore` takes a new message: :meth:`add_message` with its fields as
+    keywords, stored by :meth:`_add`. A back end subclasses it and inherits
+    :meth:`add_message`."""
 
-    Every method may raise :class:`StorageError` when the database fails (except
-    :meth:`save_session` and :meth:`commit`, which log and carry on).
-    """
-
-    session_ttl: float | None  # seconds an unused session lives (None: keep all)
-    expire_every: float  # seconds between background sweeps of expired sessions
-    expired_round: threading.Event  # set after each sweep (tests wait for it)
-
-    def stop_background(self) -> None:
-        """Stop the background thread(s) (the database stays open)."""
-
-    def close(self) -> None: ...
-
-    # -- messages -----------------------------------------------------------------------
+    def _add(self, new: NewMessage) -> ChatMessage:
+        """Store ``new`` in the open transaction; return it with its server-wide id
+        (without ``ref``). If the sending session already stored a message with this
+        ``ref`` (the database's unique index says so), nothing is stored and that original
+        is returned *with* its ``ref``: the caller answers the resend with it. Raises
+        :class:`StorageError` when it cannot be written: then nothing of it was stored,
+        and the messages already added are kept."""
+        ...
 
     def add_message(
         self,
@@ -200,24 +201,49 @@ class ChatStore(Protocol):
         to: Identity | None = None,
         ref: Ref | None = None,
     ) -> ChatMessage:
-        """Store a message in the open transaction; return it with its server-wide id
-        (without ``ref``). If the sending session already stored a message with this
-        ``ref`` (the database's unique index says so), nothing is stored and that original
-        is returned *with* its ``ref``: the caller answers the resend with it. Raises
-        :class:`StorageError` when it cannot be written: then nothing of it was stored,
-        and the messages already added are kept."""
-        ...
+        """:meth:`_add` a message with these fields (see :class:`NewMessage`)."""
+        new = NewMessage(
+            sender=sender,
+            text=text,
+            room=room,
+            room_key=room_key,
+            dm_from=dm_from,
+            dm_to=dm_to,
+            to_name=to_name,
+            file=file,
+            me=me,
+            ts=ts,
+            by=by,
+            to=to,
+            ref=ref,
+        )
+        return self._add(new)
+
+
+class ChatStore(AddsMessages, Protocol):
+    """The server's database, whichever back end. Thread-safe; every method is short.
+
+    Every method may raise :class:`StorageError` when the database fails (except
+    :meth:`save_session` and :meth:`commit`, which log and carry on).
+    """
+
+    session_ttl: float | None  # seconds an unused session lives (None: keep all)
+    expire_every: float  # seconds between background sweeps of expired sessions
+    expired_round: threading.Event  # set after each sweep (tests wait for it)
+
+    def stop_background(self) -> None:
+        """Stop the background thread(s) (the database stays open)."""
+
+    def close(self) -> None: ...
+
+    # -- messages -----------------------------------------------------------------------
 
     def commit(self) -> None:
         """Make every added message durable (the group commit; failures are logged and the
         messages kept for the next round)."""
 
     def append_ordered(
-        self,
-        rows: Sequence[NewMessage],
-        after_commit: Callable[[list[ChatMessage]], None],
-        *,
-        more: Callable[[], bool] = lambda: False,
+        self, rows: Sequence[NewMessage], after_commit: AfterCommit, *, more: More = lambda: False
     ) -> list[ChatMessage]:
         """Store ``rows`` in one critical section (see the module docstring): insert, commit,
         call ``after_commit`` with the stored messages (in id order) while still inside it,
@@ -284,6 +310,16 @@ class ChatStore(Protocol):
     def is_banned(self, kind: str, value: str) -> bool: ...
     def get_meta(self, key: str) -> str | None: ...
     def set_meta(self, key: str, value: str | None) -> None: ...
+
+
+def stop_thread(stop: threading.Event, thread: threading.Thread, what: str, log: Logger) -> None:
+    """Set ``stop`` and wait (10 s at most) for a back end's background ``thread`` to end;
+    logged on ``log`` if it did not."""
+    stop.set()
+    if thread.is_alive():
+        thread.join(timeout=10)
+        if thread.is_alive():
+            log.error("%s did not stop", what)
 
 
 def is_database_url(database: str) -> bool:

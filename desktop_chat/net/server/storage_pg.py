@@ -27,7 +27,6 @@ it instead, as in SQLite).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -40,15 +39,15 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
-from desktop_chat.net.protocol.events import ChatMessage, FileInfo, Ref
+from desktop_chat.net.protocol.events import ChatMessage
 from desktop_chat.net.server.storage_api import (
-    MESSAGE_COLUMNS,
-    READ_COLUMNS,
-    Identity,
+    AfterCommit,
+    More,
     NewMessage,
     StorageError,
     describe,
     message_from_row,
+    stop_thread,
 )
 from desktop_chat.net.server.storage_pg_schema import (
     END_STALLED,
@@ -57,7 +56,16 @@ from desktop_chat.net.server.storage_pg_schema import (
     migrate,
     returned_ids,
 )
-from desktop_chat.net.server.storage_pg_tables import PgSettingsTables, one_line
+from desktop_chat.net.server.storage_pg_tables import PgSettingsTables, one_line, runner
+from desktop_chat.net.server.storage_sql import (
+    AGAIN,
+    NEW_ONLY,
+    Run,
+    SqlMessages,
+    insert_message,
+    original_row,
+    pyformat,
+)
 
 CONNECT_TIMEOUT = 5  # seconds to reach the database before a call fails
 POOL_WAIT = 2.0  # seconds a call waits for a pooled connection (longer: the database is gone)
@@ -77,22 +85,17 @@ _T = TypeVar("_T")
 
 # A new message: one whose (session, ref) is stored already is not stored again (the unique
 # index of schema step 3 decides, whichever process checked what before), and returns no id.
-_INSERT = (
-    f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join(['%s'] * 16)}) "
-    "ON CONFLICT (from_session, ref) WHERE ref IS NOT NULL DO NOTHING RETURNING id"
-)
+_INSERT = pyformat(f"{insert_message(with_id=False)} {NEW_ONLY} RETURNING id")
 # _recover writes rows again with their ids; a row whose commit did reach the database before
 # the connection broke is there already.
-_INSERT_AGAIN = (
-    f"INSERT INTO messages (id, {MESSAGE_COLUMNS}) VALUES ({', '.join(['%s'] * 17)}) "
-    "ON CONFLICT DO NOTHING"
-)
-_MINE_SENT = "(from_session = %(session)s OR from_account = %(account)s)"
-_MINE_RECEIVED = "(to_session = %(session)s OR to_account = %(account)s)"
+_INSERT_AGAIN = pyformat(f"{insert_message(with_id=True)} {AGAIN}")
 
 
-class PgStorage(PgSettingsTables):
+class PgStorage(SqlMessages, PgSettingsTables):
     """The server's database on PostgreSQL. Thread-safe; every method is short."""
+
+    _DISTINCT = "IS DISTINCT FROM"
+    _ALL = None  # LIMIT NULL: no limit
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -153,11 +156,7 @@ class PgStorage(PgSettingsTables):
 
     def stop_background(self) -> None:
         """Stop the session sweeper (the database stays open)."""
-        self._stop.set()
-        if self._sweeper.is_alive():
-            self._sweeper.join(timeout=10)
-            if self._sweeper.is_alive():
-                log.error("the session sweeper did not stop")
+        stop_thread(self._stop, self._sweeper, "the session sweeper", log)
 
     def close(self) -> None:
         self.stop_background()
@@ -262,39 +261,8 @@ class PgStorage(PgSettingsTables):
 
     # -- messages -----------------------------------------------------------------------
 
-    def add_message(
-        self,
-        *,
-        sender: str,
-        text: str,
-        room: str | None = None,
-        room_key: str | None = None,
-        dm_from: str | None = None,
-        dm_to: str | None = None,
-        to_name: str | None = None,
-        file: FileInfo | None = None,
-        me: bool = False,
-        ts: int | None = None,
-        by: Identity | None = None,
-        to: Identity | None = None,
-        ref: Ref | None = None,
-    ) -> ChatMessage:
+    def _add(self, new: NewMessage) -> ChatMessage:
         """Store a message in the open transaction (see :class:`ChatStore`)."""
-        new = NewMessage(
-            sender=sender,
-            text=text,
-            room=room,
-            room_key=room_key,
-            dm_from=dm_from,
-            dm_to=dm_to,
-            to_name=to_name,
-            file=file,
-            me=me,
-            ts=ts,
-            by=by,
-            to=to,
-            ref=ref,
-        )
         row = new.row()
         with self._locked() as db:
             # Not committed here: the flusher commits before it writes (see commit()).
@@ -333,12 +301,8 @@ class PgStorage(PgSettingsTables):
             if isinstance(exc, psycopg.Error):
                 self._after_error()
 
-    def append_ordered(
-        self,
-        rows: Sequence[NewMessage],
-        after_commit: Callable[[list[ChatMessage]], None],
-        *,
-        more: Callable[[], bool] = lambda: False,
+    def _append(
+        self, rows: Sequence[NewMessage], after_commit: AfterCommit, more: More
     ) -> list[ChatMessage]:
         """Store ``rows`` and commit them under the cluster-wide advisory lock, then call
         ``after_commit`` before unlocking (see :class:`ChatStore`)."""
@@ -432,160 +396,20 @@ class PgStorage(PgSettingsTables):
             self._order_db.close()
             self._order_db = None
 
-    def mark_file_expired(self, message_id: int) -> None:
-        """The file of message ``message_id`` was removed: its ``file`` now says ``expired``."""
+    def _reading(self, work: Callable[[Run], _T]) -> _T:
+        return self._read(lambda db: work(runner(db)))
+
+    def _writing(self, work: Callable[[Run], _T]) -> _T:
         with self._locked() as db:
-            row = db.execute("SELECT file FROM messages WHERE id = %s", (message_id,)).fetchone()
-            if row is None or not isinstance(row[0], str):
-                return
-            file = json.loads(row[0])
-            file["expired"] = True
-            db.execute(
-                "UPDATE messages SET file = %s WHERE id = %s", (json.dumps(file), message_id)
-            )
+            return work(runner(db))
 
-    def session_refs(self, session: str, newest: int) -> list[str]:
-        """The last ``newest`` refs (as stored: JSON) of the session whose token hashes to
-        ``session``, oldest first."""
-        rows = self._read(
-            lambda db: db.execute(
-                "SELECT ref FROM messages WHERE from_session = %s AND ref IS NOT NULL "
-                "ORDER BY id DESC LIMIT %s",
-                (session, newest),
-            ).fetchall()
-        )
-        return [str(r[0]) for r in reversed(rows)]
-
-    def message_for_ref(self, session: str, ref: Ref) -> ChatMessage | None:
-        """The message the session (token hash ``session``) already sent with this ``ref``."""
-        row = self._read(
-            lambda db: db.execute(
-                f"SELECT {READ_COLUMNS} FROM messages WHERE from_session = %s AND ref = %s "
-                "ORDER BY id LIMIT 1",
-                (session, json.dumps(ref)),
-            ).fetchone()
-        )
-        return None if row is None else replace(message_from_row(row), ref=ref)
-
-    def room_history(
-        self, room_key: str, *, before: int | None, limit: int
-    ) -> tuple[list[ChatMessage], bool]:
-        """Up to ``limit`` messages of a room before id ``before``, oldest first; and more?"""
-        sql = f"SELECT {READ_COLUMNS} FROM messages WHERE room_key = %(room)s"
-        return self._page(sql, {"room": room_key}, before, limit)
-
-    def dm_readable(self, message_id: int, me: Identity) -> bool:
-        """Is message ``message_id`` a DM that ``me`` took part in (its file may be read)?"""
-        sql = (
-            "SELECT 1 FROM messages WHERE id = %(id)s AND dm_from IS NOT NULL AND "
-            f"((dm_from = %(key)s AND {_MINE_SENT}) OR (dm_to = %(key)s AND {_MINE_RECEIVED}))"
-        )
-        args = {"id": message_id, "key": me.key, "session": me.session, "account": me.account}
-        return self._read(lambda db: db.execute(sql, args).fetchone()) is not None
-
-    def dm_history(
-        self, me: Identity, other_key: str, *, before: int | None, limit: int
-    ) -> tuple[list[ChatMessage], bool]:
-        """The private conversation of ``me`` with another user: only the DMs ``me`` took
-        part in, oldest first, and whether there is more."""
-        sql = (
-            f"SELECT {READ_COLUMNS} FROM messages WHERE "
-            f"((dm_from = %(key)s AND dm_to = %(other)s AND {_MINE_SENT}) "
-            f"OR (dm_from = %(other)s AND dm_to = %(key)s AND {_MINE_RECEIVED}))"
-        )
-        args: dict[str, object] = {
-            "key": me.key,
-            "other": other_key,
-            "session": me.session,
-            "account": me.account,
-        }
-        return self._page(sql, args, before, limit)
-
-    def _page(
-        self, sql: str, args: dict[str, object], before: int | None, limit: int
-    ) -> tuple[list[ChatMessage], bool]:
-        if before is not None:
-            sql += " AND id < %(before)s"
-            args["before"] = before
-        sql += " ORDER BY id DESC LIMIT %(limit)s"
-        args["limit"] = limit + 1
-        rows = self._read(lambda db: db.execute(sql, args).fetchall())
-        more = len(rows) > limit
-        return [message_from_row(r) for r in reversed(rows[:limit])], more
-
-    def messages_since(
-        self, since: int, room_keys: Iterable[str], me: Identity, *, limit: int = -1
-    ) -> list[ChatMessage]:
-        """Messages of these rooms and of the DMs ``me`` took part in with id > since, in id
-        order (the first ``limit`` of them; all when negative), those ``me``'s session sent
-        with their ``ref``."""
-        cols = f"{READ_COLUMNS}, CASE WHEN from_session = %(session)s THEN ref END"
-        newer = f"SELECT {cols} FROM messages WHERE id > %(since)s AND"
-        parts = [
-            f"{newer} room_key = ANY(%(rooms)s)",
-            f"{newer} dm_from = %(key)s AND {_MINE_SENT}",
-            f"{newer} dm_to = %(key)s AND {_MINE_RECEIVED}",
-        ]
-        sql = " UNION ".join(parts) + " ORDER BY id LIMIT %(limit)s"
-        args: dict[str, object] = {
-            "since": since,
-            "rooms": list(room_keys),
-            "key": me.key,
-            "session": me.session,
-            "account": me.account,
-            "limit": None if limit < 0 else limit,  # LIMIT NULL: all
-        }
-        rows = self._read(lambda db: db.execute(sql, args).fetchall())
-        out = []
-        for row in rows:
-            msg = message_from_row(row[:-1])
-            if row[-1] is not None:
-                msg = replace(msg, ref=json.loads(row[-1]))
-            out.append(msg)
-        return out
-
-    def name_used_by_others(self, key: str, session: str) -> bool:
-        """Has anyone but session ``session`` (a token hash) used the name ``key``?"""
-        row = self._read(
-            lambda db: db.execute(
-                "SELECT 1 FROM sessions WHERE name_key = %(key)s AND token != %(s)s UNION ALL "
-                "SELECT 1 FROM messages WHERE sender_key = %(key)s "
-                "AND from_session IS DISTINCT FROM %(s)s UNION ALL "
-                "SELECT 1 FROM messages WHERE dm_to = %(key)s "
-                "AND to_session IS DISTINCT FROM %(s)s LIMIT 1",
-                {"key": key, "s": session},
-            ).fetchone()
-        )
-        return row is not None
-
-    def claim_dms(self, me: Identity) -> None:
-        """The session ``me`` registered its name: its DMs belong to the account from now on."""
-        args = {"account": me.account, "key": me.key, "session": me.session}
-        with self._locked() as db:
-            for side, key, session in (
-                ("from_account", "dm_from", "from_session"),
-                ("to_account", "dm_to", "to_session"),
-            ):
-                db.execute(
-                    f"UPDATE messages SET {side} = %(account)s WHERE {key} = %(key)s "
-                    f"AND {session} = %(session)s",
-                    args,
-                )
-
-    def last_message_id(self, upto: int | None = None) -> int:
-        cap = (1 << 63) - 1 if upto is None else upto
-        sql = "SELECT MAX(id) FROM messages WHERE id <= %s"
-        row = self._read(lambda db: db.execute(sql, (cap,)).fetchone())
-        return 0 if row is None or row[0] is None else int(row[0])
+    def _in_rooms(self, room_keys: Iterable[str]) -> tuple[str, dict[str, object]]:
+        return "room_key = ANY(:rooms)", {"rooms": list(room_keys)}
 
 
 def _original(db: Conn, new: NewMessage) -> ChatMessage:
     """The stored message whose (session, ref) ``new`` repeats, with its ref."""
-    assert new.by is not None and new.ref is not None
-    row = db.execute(
-        f"SELECT {READ_COLUMNS} FROM messages WHERE from_session = %s AND ref = %s",
-        (new.by.session, json.dumps(new.ref)),
-    ).fetchone()
+    row = original_row(runner(db), new)
     if row is None:
         raise StorageError("a ref conflicts with no stored message")
     return replace(message_from_row(row), ref=new.ref)
