@@ -150,7 +150,9 @@ def test_three_processes_are_one_chat(start: Any, clients: Any) -> None:
         assert (left["name"], left["reason"]) == ("bob", "quit")
 
 
-def test_a_killed_process_users_leave_and_resume_elsewhere(start: Any, clients: Any) -> None:
+def _kill_alice_and_daves_process(start: Any, clients: Any) -> tuple[Any, LineClient, int, str]:
+    """Two processes: alice and dave on one, bob on the other; the first is SIGKILLed.
+    Returns the survivor, bob, the id of the last message alice saw, and her session."""
     doomed, survivor = start(2)
     alice = clients(doomed, "alice")
     dave = clients(doomed, "dave")
@@ -162,6 +164,11 @@ def test_a_killed_process_users_leave_and_resume_elsewhere(start: Any, clients: 
     doomed.kill()
     alice.assert_closed()
     dave.assert_closed()
+    return survivor, bob, first["id"], token
+
+
+def test_a_killed_process_users_leave_and_resume_elsewhere(start: Any, clients: Any) -> None:
+    survivor, bob, first_id, token = _kill_alice_and_daves_process(start, clients)
     # Within the heartbeat's TTL (plus a beat), both are shown leaving.
     gone = [bob.expect("left", timeout=TTL * 4) for _ in range(2)]
     assert sorted((m["name"], m["reason"]) for m in gone) == [
@@ -172,7 +179,7 @@ def test_a_killed_process_users_leave_and_resume_elsewhere(start: Any, clients: 
     clients(survivor, "Dave")
     missed = [_say(bob, f"m{i}")["id"] for i in (2, 3)]
     back = clients(survivor)
-    back.login("alice", resume={"session": token, "since": first["id"]})
+    back.login("alice", resume={"session": token, "since": first_id})
     assert back.welcome["resumed"] is True
     live = _say(bob, "m4")
     got = [back.expect("message")["id"] for _ in range(3)]
@@ -187,19 +194,9 @@ def test_people_who_resumed_elsewhere_before_the_reaping_are_not_shown_leaving(
     """A stranger killed a worker: its people resumed on the other within a second, and ~9 s
     later the survivor announced them as gone (its own replica still listed them under the
     dead process); a phone page then sat outside every room."""
-    doomed, survivor = start(2)
-    alice = clients(doomed, "alice")
-    dave = clients(doomed, "dave")
-    bob = clients(survivor, "bob")
-    _see_all(bob, ["alice", "bob", "dave"])
-    first = _say(bob, "m1")
-    assert alice.expect("message")["id"] == first["id"]
-    token = alice.welcome_session
-    doomed.kill()
-    alice.assert_closed()
-    dave.assert_closed()
+    survivor, bob, first_id, token = _kill_alice_and_daves_process(start, clients)
     back = clients(survivor)  # at once, well before the dead process is noticed
-    back.login("alice", resume={"session": token, "since": first["id"]})
+    back.login("alice", resume={"session": token, "since": first_id})
     assert back.welcome["resumed"] is True
     gone = bob.expect("left", timeout=TTL * 4)
     assert (gone["name"], gone["reason"]) == ("dave", "disconnected")
