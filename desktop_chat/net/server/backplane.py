@@ -97,7 +97,8 @@ class Backplane:
             (self._tick_loop, "tick"),
         )
         for target, name in loops:
-            thread = threading.Thread(target=target, name=f"dc-backplane-{name}", daemon=True)
+            # Owned, not daemons: stop() joins each (its loops wake at least every second).
+            thread = threading.Thread(target=target, name=f"dc-backplane-{name}")
             self._threads.append(thread)
             thread.start()
         self.up.wait(5.0)
@@ -107,6 +108,8 @@ class Backplane:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5.0)
+            if thread.is_alive():
+                log.error("backplane: thread %s did not stop", thread.name)
         if self._redis is not None:
             try:
                 self._redis.delete(self.key("proc", self.proc))

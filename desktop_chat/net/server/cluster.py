@@ -178,9 +178,9 @@ class Cluster(PresenceMixin, AdminMixin):
     ) -> None:
         hub = self.hub
         if original is not None:
-            hub._reply(member, original)  # a resend: answered, not stored again
+            hub.reply(member, original)  # a resend: answered, not stored again
         elif error is not None:
-            hub._error(member, *error, ref)
+            hub.send_error(member, *error, ref)
         elif row is not None:
 
             def done(_msgs: list[p.ChatMessage], error: StorageError | None) -> None:
@@ -189,7 +189,7 @@ class Cluster(PresenceMixin, AdminMixin):
                         hub._refs.add(member.session, ref)  # stored: a resend finds it
                     self._queued_refs.discard((member.session, ref))
                 if error is not None:
-                    hub._error(member, *_storage_failed(error), ref)
+                    hub.send_error(member, *_storage_failed(error), ref)
 
             # Not waited for: the echo comes from the subscription, like everyone's copy.
             self.sequencer.submit([row], done)
@@ -266,7 +266,7 @@ class Cluster(PresenceMixin, AdminMixin):
                     error = (p.NO_SUCH_USER, f"nobody called {to!r} is online")
                 event = {"t": "typing", "n": member.name, "k": member.key, "tk": to_key}
         if error is not None:
-            hub._error(member, *error, ref)
+            hub.send_error(member, *error, ref)
             return
         self.bp.publish(event)
 

@@ -79,12 +79,11 @@ class AdminMixin:
         # Removing waits (briefly) for the target to read why: never on the subscriber thread,
         # which delivers everyone's messages.
         worker = threading.Thread(
-            target=self.hub._remove,
+            target=self.hub.remove_member,
             args=(target,),
             kwargs={"by": by, "why": why},
             name="dc-cluster-remove",
-            daemon=True,
-        )
+        )  # not a daemon: it ends once the target is told (remove_member's wait is bounded)
         worker.start()
 
     def _on_remove(self, event: Event) -> None:

@@ -109,7 +109,7 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
             if self.cluster is not None:
                 for users in self.cluster.remote.values():
                     names.update({u.key: u.name for u in users.values() if u.key not in names})
-            return sorted(names.values(), key=_sort_key)
+            return sorted(names.values(), key=lambda n: (name_key(n), n))
 
     def room_names(self, key: str) -> list[str]:
         with self._lock:
@@ -234,7 +234,7 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
         self._people_changed()
         log.info("%s %s (%d online)", name, "resumed" if stored else "logged in", len(self._users))
 
-    def _drop_replaced(self, member: Member) -> None:
+    def drop_replaced(self, member: Member) -> None:
         """Forget a connection whose session resumed on another process (lock held)."""
         del self._users[member.key]
         self._skeletons.pop(skeleton(member.name), None)
@@ -353,7 +353,7 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
         try:
             valid = normalize_name(req.room)
         except InvalidName as exc:
-            self._error(member, p.NAME_INVALID, f"invalid room name: {exc}", ref)
+            self.send_error(member, p.NAME_INVALID, f"invalid room name: {exc}", ref)
             return
         if not self.may_join(member, req, self.room_key(valid)):
             return
@@ -392,7 +392,7 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
                 self._drop_if_empty(key, room)
             rooms = list(member.rooms.values())
         if refused:
-            self._error(member, p.NOT_IN_ROOM, f"you are not in {requested!r}", ref)
+            self.send_error(member, p.NOT_IN_ROOM, f"you are not in {requested!r}", ref)
             return
         self.storage.save_session(member.session, member.name, member.key, rooms, tls=member.secure)
         batch.finish()
@@ -413,7 +413,7 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
         if not general_live:
             infos.append(p.RoomInfo(name=DEFAULT_ROOM, users=0))
         infos.sort(key=lambda i: (name_key(i.name) != DEFAULT_ROOM, name_key(i.name)))
-        self._reply(member, p.RoomList(rooms=tuple(infos), ref=ref))
+        self.reply(member, p.RoomList(rooms=tuple(infos), ref=ref))
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -466,7 +466,7 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
                         batch.send_all((m for m in room.members.values() if m is not member), out)
                         batch.send(member, Outgoing(replace(msg, ref=ref)))
         if error is not None:
-            self._error(member, *error, ref)
+            self.send_error(member, *error, ref)
             return
         batch.finish()
 
@@ -511,7 +511,7 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
                         self._refs.add(member.session, ref)
                     batch.send(member, Outgoing(msg if ref is None else replace(msg, ref=ref)))
         if error is not None:
-            self._error(member, *error, ref)
+            self.send_error(member, *error, ref)
             return
         batch.finish()
 
@@ -543,7 +543,7 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
                             target, Outgoing(p.TypingNotice(name=member.name, to=target.name))
                         )
         if error is not None:
-            self._error(member, *error, ref)
+            self.send_error(member, *error, ref)
             return
         batch.finish()
 
@@ -587,17 +587,13 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
     def _new_batch(self) -> Batch:
         return Batch(self.flusher)
 
-    def _reply(self, member: Member, event: p.ServerEvent) -> None:
+    def reply(self, member: Member, event: p.ServerEvent) -> None:
         member.send_event(event)
 
-    def _error(self, member: Member, code: str, message: str, ref: p.Ref | None) -> None:
-        self._reply(member, p.ErrorReply(code=code, message=message, ref=ref))
+    def send_error(self, member: Member, code: str, message: str, ref: p.Ref | None) -> None:
+        self.reply(member, p.ErrorReply(code=code, message=message, ref=ref))
 
 
 def _storage_failed(exc: Exception) -> tuple[str, str]:
     log.error("a message could not be stored: %s", exc)
     return (p.STORAGE_FAILED, f"the server could not store your message ({exc}); send it again")
-
-
-def _sort_key(name: str) -> tuple[str, str]:
-    return (name_key(name), name)

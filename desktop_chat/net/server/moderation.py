@@ -69,8 +69,10 @@ class ModerationMixin:
 
     if TYPE_CHECKING:  # provided by Hub
 
-        def _reply(self, member: Member, event: p.ServerEvent) -> None: ...
-        def _error(self, member: Member, code: str, message: str, ref: p.Ref | None) -> None: ...
+        def reply(self, member: Member, event: p.ServerEvent) -> None: ...
+        def send_error(
+            self, member: Member, code: str, message: str, ref: p.Ref | None
+        ) -> None: ...
         def _broadcast_room(self, room: Room, event: p.ServerEvent) -> None: ...
         def _prepare_room(self, requested: str) -> Room | None: ...
         def _room_for(self, requested: str, prepared: Room | None) -> Room: ...
@@ -83,18 +85,18 @@ class ModerationMixin:
         self._registered_keys = {name_key(n) for n in names}
 
     def _ok(self, member: Member, what: str, ref: p.Ref | None) -> None:
-        self._reply(member, pa.Ok(what=what, ref=ref))
+        self.reply(member, pa.Ok(what=what, ref=ref))
 
     def _admin_only(self, member: Member, ref: p.Ref | None) -> bool:
         if member.is_admin:
             return True
-        self._error(member, pa.FORBIDDEN, "only the host or an admin can do that", ref)
+        self.send_error(member, pa.FORBIDDEN, "only the host or an admin can do that", ref)
         return False
 
     def _outranks(self, member: Member, target: Ranked, ref: p.Ref | None) -> bool:
         """May ``member`` act against ``target``? Never against the owner or a higher rank."""
         if target.is_owner or rank(target) > rank(member):
-            self._error(member, pa.FORBIDDEN, f"{target.name} outranks you", ref)
+            self.send_error(member, pa.FORBIDDEN, f"{target.name} outranks you", ref)
             return False
         return True
 
@@ -103,7 +105,7 @@ class ModerationMixin:
         refusal = self.guard.rule.refusal(member.secure, member.address[0])
         if refusal is None:
             return True
-        self._error(member, p.TLS_REQUIRED, refusal, ref)
+        self.send_error(member, p.TLS_REQUIRED, refusal, ref)
         return False
 
     def _argon(self, member: Member, ref: p.Ref | None, work: Callable[[], _T]) -> _T | None:
@@ -112,7 +114,7 @@ class ModerationMixin:
         try:
             return self.guard.pool.run(work)
         except Busy as exc:
-            self._error(member, p.RATE_LIMITED, str(exc), ref)
+            self.send_error(member, p.RATE_LIMITED, str(exc), ref)
             return None
 
     # -- accounts ---------------------------------------------------------------------------
@@ -124,14 +126,14 @@ class ModerationMixin:
             return
         problem = password_problem(req.password)
         if problem is not None:
-            self._error(member, p.BAD_MESSAGE, problem, req.ref)
+            self.send_error(member, p.BAD_MESSAGE, problem, req.ref)
             return
         if self.storage.account(member.key) is not None:
-            self._error(member, p.NAME_TAKEN, "this name is registered already", req.ref)
+            self.send_error(member, p.NAME_TAKEN, "this name is registered already", req.ref)
             return
         me = self.identity(member)
         if self.storage.name_used_by_others(member.key, me.session):
-            self._error(
+            self.send_error(
                 member,
                 p.NAME_TAKEN,
                 "someone else has used this name here before, so it cannot be registered "
@@ -159,18 +161,18 @@ class ModerationMixin:
         address = member.address[0]
         throttle = self.guard.throttle
         if account is None or throttle.wait(address, member.key, trusted=True) > 0:
-            self._error(member, p.AUTH_FAILED, "the old password is wrong", req.ref)
+            self.send_error(member, p.AUTH_FAILED, "the old password is wrong", req.ref)
             return
         right = self._argon(member, req.ref, lambda: verify_password(account[1], req.old))
         if right is None:
             return
         if not right:
             throttle.failed(address, member.key)
-            self._error(member, p.AUTH_FAILED, "the old password is wrong", req.ref)
+            self.send_error(member, p.AUTH_FAILED, "the old password is wrong", req.ref)
             return
         problem = password_problem(req.new)
         if problem is not None:
-            self._error(member, p.BAD_MESSAGE, problem, req.ref)
+            self.send_error(member, p.BAD_MESSAGE, problem, req.ref)
             return
         pw_hash = self._argon(member, req.ref, lambda: hash_password(req.new))
         if pw_hash is None:
@@ -192,7 +194,9 @@ class ModerationMixin:
         if elsewhere is not None and not self._outranks(member, elsewhere, req.ref):
             return
         if not self.storage.set_role(key, role):
-            self._error(member, p.NO_SUCH_USER, f"{req.name!r} has no registered account", req.ref)
+            self.send_error(
+                member, p.NO_SUCH_USER, f"{req.name!r} has no registered account", req.ref
+            )
             return
         with self._lock:
             target = self._users.get(key)
@@ -217,16 +221,18 @@ class ModerationMixin:
                 self._ok(member, req.TYPE, req.ref)
             return
         if target is None:
-            self._error(member, p.NO_SUCH_USER, f"nobody called {req.name!r} is online", req.ref)
+            self.send_error(
+                member, p.NO_SUCH_USER, f"nobody called {req.name!r} is online", req.ref
+            )
             return
         if not self._outranks(member, target, req.ref):
             return
-        self._remove(target, by=member.name, why=req.reason or "kicked")
+        self.remove_member(target, by=member.name, why=req.reason or "kicked")
         self._ok(member, req.TYPE, req.ref)
 
-    def _remove(self, target: Member, *, by: str, why: str) -> None:
+    def remove_member(self, target: Member, *, by: str, why: str) -> None:
         target.end_session = True  # whoever hangs up first, the others learn "kicked"
-        self._reply(target, p.ErrorReply(code=pa.KICKED, message=f"{by} removed you: {why}"))
+        self.reply(target, p.ErrorReply(code=pa.KICKED, message=f"{by} removed you: {why}"))
         target.outbox.wait_drained(2.0)  # let them read why before the line goes dead
         target.abort("kicked")
         log.info("%s removed %s (%s)", by, target.name, why)
@@ -240,7 +246,7 @@ class ModerationMixin:
             try:
                 key = name_key(normalize_name(req.name))
             except InvalidName as exc:
-                self._error(member, p.NAME_INVALID, str(exc), req.ref)
+                self.send_error(member, p.NAME_INVALID, str(exc), req.ref)
                 return
             targets = [u for u in users if u.key == key]
             with self._lock:
@@ -262,7 +268,7 @@ class ModerationMixin:
                 self.cluster.ban_address_remote(address, by=member.name, rank=rank(member))
         for target in targets:
             if target is not member:
-                self._remove(target, by=member.name, why="banned")
+                self.remove_member(target, by=member.name, why="banned")
         self._ok(member, req.TYPE, req.ref)
 
     def unban(self, member: Member, req: pa.Unban) -> None:
@@ -273,7 +279,7 @@ class ModerationMixin:
         else:
             found = self.storage.remove_ban("address", (req.address or "").strip())
         if not found:
-            self._error(member, p.NO_SUCH_USER, "no such ban", req.ref)
+            self.send_error(member, p.NO_SUCH_USER, "no such ban", req.ref)
             return
         self._ok(member, req.TYPE, req.ref)
 
@@ -283,12 +289,12 @@ class ModerationMixin:
         if not self._admin_only(member, req.ref):
             return
         if len(req.topic) > 300:
-            self._error(member, p.BAD_MESSAGE, "a topic has at most 300 characters", req.ref)
+            self.send_error(member, p.BAD_MESSAGE, "a topic has at most 300 characters", req.ref)
             return
         try:
             name = normalize_name(req.room)
         except InvalidName as exc:
-            self._error(member, p.NAME_INVALID, str(exc), req.ref)
+            self.send_error(member, p.NAME_INVALID, str(exc), req.ref)
             return
         prepared = self._prepare_room(name)
         with self._lock:
@@ -307,7 +313,7 @@ class ModerationMixin:
         try:
             name = normalize_name(req.room)
         except InvalidName as exc:
-            self._error(member, p.NAME_INVALID, str(exc), req.ref)
+            self.send_error(member, p.NAME_INVALID, str(exc), req.ref)
             return
         prepared = self._prepare_room(name)
         with self._lock:
@@ -362,14 +368,14 @@ class ModerationMixin:
         if pw_hash is None or member.is_admin or key in member.rooms:
             return True
         if req.password is None:
-            self._error(member, p.AUTH_FAILED, "this room needs its password", req.ref)
+            self.send_error(member, p.AUTH_FAILED, "this room needs its password", req.ref)
             return False
         if not self._password_allowed(member, req.ref):
             return False
         address, which = member.address[0], room_account(key)
         wait = self.guard.throttle.wait(address, which)
         if wait > 0:
-            self._error(
+            self.send_error(
                 member, p.AUTH_FAILED, f"wrong room password; wait {math.ceil(wait)} s", req.ref
             )
             return False
@@ -380,5 +386,5 @@ class ModerationMixin:
             self.guard.throttle.succeeded(address, which)
             return True
         self.guard.throttle.failed(address, which)
-        self._error(member, p.AUTH_FAILED, "this room needs its password", req.ref)
+        self.send_error(member, p.AUTH_FAILED, "this room needs its password", req.ref)
         return False

@@ -263,7 +263,7 @@ class PresenceMixin:
             if local is not None and token_hash(local.session) == user.hash:
                 # The session resumed on that process: drop ours without a `left`.
                 dropped = local
-                hub._drop_replaced(local)
+                hub.drop_replaced(local)
                 self.last_id.pop(local, None)
             moved = dropped is not None or event.get("from") is not None
             for users in self.remote.values():
@@ -429,7 +429,7 @@ class PresenceMixin:
                     continue
                 log.warning("%s lost its name while this process counted as dead", member.name)
                 user = self.user_of(member)
-                hub._drop_replaced(member)
+                hub.drop_replaced(member)
                 self.last_id.pop(member, None)
                 self._say_left(batch, user, "disconnected")
         batch.finish()

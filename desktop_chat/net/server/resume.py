@@ -64,8 +64,10 @@ class ResumeMixin:
         def _new_batch(self) -> Batch: ...
         def identity(self, member: Member) -> Identity: ...
         def room_key(self, requested: str) -> str: ...
-        def _reply(self, member: Member, event: p.ServerEvent) -> None: ...
-        def _error(self, member: Member, code: str, message: str, ref: p.Ref | None) -> None: ...
+        def reply(self, member: Member, event: p.ServerEvent) -> None: ...
+        def send_error(
+            self, member: Member, code: str, message: str, ref: p.Ref | None
+        ) -> None: ...
 
     def _users_with(self, room: Room, member: Member) -> p.Users:
         """The ``users`` list of ``room`` with ``member`` in it (it joins when it goes live)."""
@@ -133,7 +135,7 @@ class ResumeMixin:
             key = self.room_key(req.room)
             room_name = member.rooms.get(key)
             if room_name is None:
-                self._error(member, p.NOT_IN_ROOM, f"you are not in {req.room!r}", req.ref)
+                self.send_error(member, p.NOT_IN_ROOM, f"you are not in {req.room!r}", req.ref)
                 return
             msgs, more = self.storage.room_history(key, before=req.before, limit=limit)
             msgs, more = fit_page(msgs, more, member.outbox.limit)
@@ -145,7 +147,7 @@ class ResumeMixin:
             )
             msgs, more = fit_page(msgs, more, member.outbox.limit)
             reply = p.HistoryReply(messages=tuple(msgs), with_=other, more=more, ref=req.ref)
-        self._reply(member, reply)
+        self.reply(member, reply)
 
     def _wait_drained(self, member: Member) -> bool:
         """Wait until the member's outbox is empty; False if it never will be."""

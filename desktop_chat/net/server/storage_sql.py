@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import lru_cache
@@ -120,24 +121,28 @@ class SqlMessages(AddsMessages):
     _DISTINCT: ClassVar[str]  # null-safe "differs"
     _ALL: ClassVar[object]  # a LIMIT that means no limit
 
+    @abstractmethod
     def _reading(self, work: Callable[[Run], _T]) -> _T:
         """``work`` (statements that only read) on the connection that sees uncommitted
         messages; a database error raised as StorageError."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _writing(self, work: Callable[[Run], _T]) -> _T:
         """``work`` (statements that write messages) in the open transaction."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _append(
         self, rows: Sequence[NewMessage], after_commit: AfterCommit, more: More
     ) -> list[ChatMessage]:
         """:meth:`append_ordered` in the back end's critical section."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _in_rooms(self, room_keys: Iterable[str]) -> tuple[str, dict[str, object]]:
         """The condition "room_key is one of these" and its parameters."""
-        raise NotImplementedError
+        ...
 
     def append_ordered(
         self, rows: Sequence[NewMessage], after_commit: AfterCommit, *, more: More = lambda: False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -40,7 +41,7 @@ def session_args(
     }
 
 
-class SqlTables:
+class SqlTables(ABC):
     """The methods of ``ChatStore`` for sessions, rooms, accounts, bans and meta that are the
     same SQL on both engines. A back end supplies :meth:`_tables` and keeps what differs:
     ``save_session`` (how a failure is logged), ``ensure_room``, ``room_names``,
@@ -48,10 +49,11 @@ class SqlTables:
 
     session_ttl: float | None
 
+    @abstractmethod
     def _tables(self, work: Callable[[Run], _T]) -> _T:
         """``work`` on the connection for sessions and rooms, each statement committed; a
         database error raised as StorageError."""
-        raise NotImplementedError
+        ...
 
     def room(self, key: str) -> tuple[str, str | None] | None:
         """(name as first given, topic) of a room ever created, else None."""
