@@ -221,7 +221,7 @@ class Cluster(PresenceMixin, AdminMixin):
         """The stored message this session already sent with ``ref``, or the error to answer
         with if the database cannot say (lock held)."""
         try:
-            return self.hub._original(member, ref), None
+            return self.hub.original_of(member, ref), None
         except StorageError as exc:
             return None, _storage_failed(exc)
 

@@ -433,7 +433,7 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
         batch = Batch(self.flusher)
         error: tuple[str, str] | None = None
         with self._lock:
-            original = self._original(member, ref)
+            original = self.original_of(member, ref)
             room = self._rooms.get(key)
             wait = 0.0
             if original is not None:
@@ -480,7 +480,7 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
         batch = Batch(self.flusher)
         error: tuple[str, str] | None = None
         with self._lock:
-            original = self._original(member, ref)
+            original = self.original_of(member, ref)
             target = self._users.get(to_key)
             if original is not None:
                 batch.send(member, Outgoing(original))  # a resend: answered, not stored again
@@ -578,7 +578,7 @@ class Hub(ResumeMixin, ModerationMixin, SharingMixin):
             batch.send_all(list(room.members.values()), Outgoing(event))
         batch.finish()
 
-    def _original(self, member: Member, ref: p.Ref | None) -> p.ChatMessage | None:
+    def original_of(self, member: Member, ref: p.Ref | None) -> p.ChatMessage | None:
         """The message this session already sent with ``ref`` (lock held), else None."""
         if ref is None or not self._refs.may_be_used(member.session, ref):
             return None
